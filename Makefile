@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine with Python 3.10+, pip and make:
+#   make gate   - install into .venv and run the gated reference workload
+#   make test   - install into .venv and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RTGOV_DIR ?= .rtgov
+PYTEST_WORKERS ?= 2
+
+.PHONY: install gate test test-fast test-slow lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall when the project metadata changes.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+gate: $(STAMP)
+	$(PY) -m pytest tests/workload --rtgov-gate --rtgov-dir $(RTGOV_DIR) -p no:cacheprovider
+	@echo "run record: $(RTGOV_DIR)/runs/$$(cat $(RTGOV_DIR)/latest).json"
+	@echo "show it:    $(VENV)/bin/rtgov show latest --dir $(RTGOV_DIR)"
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
+	$(PY) -m pytest -m slow tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+bench: $(STAMP)
+	$(PY) benches/overhead.py --out benches/results/overhead.json
+
+clean:
+	rm -rf $(VENV) $(RTGOV_DIR) .pytest_cache .hypothesis

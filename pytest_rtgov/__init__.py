@@ -1,0 +1,25 @@
+"""pytest-rtgov: noise-aware, tamper-evident regression gates for ML kernels.
+
+The public API is small: the ``rtgov`` fixture (see :class:`pytest_rtgov.plugin.api.Rtgov`)
+and the record types that ``rtgov show`` and the run files use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["FixtureEntry", "Metric", "RunRecord", "Sample", "TestEntry", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Keep import cheap: pytest loads this package for every session via the entry
+    # point, whether or not rtgov is switched on.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("pytest-rtgov")
+    if name in ("FixtureEntry", "Metric", "RunRecord", "Sample", "TestEntry"):
+        from pytest_rtgov.core import records
+
+        return getattr(records, name)
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""The pure core: records, validation and statistics. No pytest, no disk."""

@@ -1,0 +1,428 @@
+"""Run records: what one pytest session measured, as frozen values.
+
+Every record class has ``to_dict()`` returning builtin types only (records cross
+xdist's wire and are written as JSON) and a ``from_dict()`` that validates, names
+the place of the first problem, and never mutates its input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pytest_rtgov.errors import RecordFormatError
+
+__all__ = [
+    "SCHEMA",
+    "FixtureEntry",
+    "FixtureSetup",
+    "Metric",
+    "RunRecord",
+    "Sample",
+    "TestEntry",
+    "canonical_run",
+]
+
+SCHEMA = "rtgov.run/1"
+Outcome = Literal["passed", "failed", "skipped", "error"]
+OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
+
+
+class _Reader:
+    """Typed access to a decoded JSON object that reports the JSON path on error."""
+
+    __slots__ = ("data", "place", "source")
+
+    def __init__(self, data: Any, source: str, place: str) -> None:
+        if not isinstance(data, Mapping):
+            raise RecordFormatError(source, place, f"an object (got {type(data).__name__})")
+        self.data, self.source, self.place = data, source, place
+
+    def _fail(self, key: str, expected: str) -> RecordFormatError:
+        got = self.data.get(key, "<missing>")
+        return RecordFormatError(self.source, f"{self.place}.{key}", f"{expected} (got {got!r})")
+
+    def str(self, key: str) -> str:
+        value = self.data.get(key)
+        if not isinstance(value, str):
+            raise self._fail(key, "a string")
+        return value
+
+    def int(self, key: str, *, optional: bool = False, minimum: int = 0) -> Any:
+        value = self.data.get(key)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self._fail(key, f"an integer >= {minimum}" + (" or null" if optional else ""))
+        return value
+
+    def bool(self, key: str, *, optional: bool = False) -> Any:
+        value = self.data.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, bool):
+            raise self._fail(key, "true or false" + (" or null" if optional else ""))
+        return value
+
+    def optional_str(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self._fail(key, "a string or null")
+        return value
+
+    def choice(self, key: str, choices: Iterable[str]) -> str:
+        value = self.data.get(key)
+        if value not in tuple(choices):
+            raise self._fail(key, f"one of {', '.join(repr(c) for c in choices)}")
+        return str(value)
+
+    def list(self, key: str) -> list[Any]:
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            raise self._fail(key, "a list")
+        return value
+
+    def str_map(self, key: str) -> dict[str, str]:
+        value = self.data.get(key)
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise self._fail(key, "an object of strings")
+        return dict(value)
+
+    def child(self, key: str) -> _Reader:
+        return _Reader(self.data.get(key), self.source, f"{self.place}.{key}")
+
+    def items(self, key: str) -> list[_Reader]:
+        return [
+            _Reader(item, self.source, f"{self.place}.{key}[{i}]")
+            for i, item in enumerate(self.list(key))
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measured region: a test call round or a fixture setup.
+
+    ``peak_memory_bytes`` is the peak above the level at the region's start, in the
+    session's memory mode (None when memory capture is off or unavailable).
+    ``completed`` is False when the region raised: the partial measurement is kept.
+    """
+
+    wall_ns: int
+    cpu_ns: int
+    peak_memory_bytes: int | None = None
+    gpu_time_ns: int | None = None
+    gpu_memory_bytes: int | None = None
+    warmup: bool = False
+    completed: bool = True
+    evidence: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "wall_ns": self.wall_ns,
+            "cpu_ns": self.cpu_ns,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "gpu_time_ns": self.gpu_time_ns,
+            "gpu_memory_bytes": self.gpu_memory_bytes,
+            "warmup": self.warmup,
+            "completed": self.completed,
+            "evidence": self.evidence,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<sample>", place: str = "$") -> Sample:
+        r = _Reader(data, source, place)
+        return cls(
+            wall_ns=r.int("wall_ns"),
+            cpu_ns=r.int("cpu_ns"),
+            peak_memory_bytes=r.int("peak_memory_bytes", optional=True),
+            gpu_time_ns=r.int("gpu_time_ns", optional=True),
+            gpu_memory_bytes=r.int("gpu_memory_bytes", optional=True),
+            warmup=r.bool("warmup"),
+            completed=r.bool("completed"),
+            evidence=r.optional_str("evidence"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """A value a test or fixture recorded: a finite number, or a hex digest.
+
+    ``higher_is_better`` is None for digests and for metrics with no direction.
+    """
+
+    name: str
+    value: float | str
+    unit: str = ""
+    higher_is_better: bool | None = None
+
+    @property
+    def is_digest(self) -> bool:
+        return isinstance(self.value, str)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<metric>", place: str = "$") -> Metric:
+        r = _Reader(data, source, place)
+        value = r.data.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise r._fail("value", "a finite number or a digest string")
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise r._fail("value", "a finite number")
+        return cls(
+            name=r.str("name"),
+            value=float(value) if isinstance(value, int) else value,
+            unit=r.str("unit"),
+            higher_is_better=r.bool("higher_is_better", optional=True),
+        )
+
+
+def _sorted_metrics(metrics: Iterable[Metric]) -> tuple[Metric, ...]:
+    # Stable sort: two records of one name keep the order they were made in.
+    return tuple(sorted(metrics, key=lambda m: m.name))
+
+
+@dataclass(frozen=True, slots=True)
+class TestEntry:
+    """Everything measured for one test: its call rounds, metrics and outcome."""
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    outcome: str
+    worker: str
+    rounds: int = 1
+    warmup: int = 0
+    samples: tuple[Sample, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "worker": self.worker,
+            "rounds": self.rounds,
+            "warmup": self.warmup,
+            "samples": [s.to_dict() for s in self.samples],
+            "metrics": [m.to_dict() for m in self.metrics],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<test>", place: str = "$") -> TestEntry:
+        r = _Reader(data, source, place)
+        return cls(
+            nodeid=r.str("nodeid"),
+            outcome=r.choice("outcome", OUTCOMES),
+            worker=r.str("worker"),
+            rounds=r.int("rounds", minimum=1),
+            warmup=r.int("warmup"),
+            samples=tuple(
+                Sample.from_dict(s.data, source=source, place=s.place) for s in r.items("samples")
+            ),
+            metrics=tuple(
+                Metric.from_dict(m.data, source=source, place=m.place) for m in r.items("metrics")
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FixtureSetup:
+    """One execution of a fixture's setup, attributed to the worker that ran it."""
+
+    worker: str
+    requested_by: str
+    outcome: str
+    sample: Sample
+    metrics: tuple[Metric, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "requested_by": self.requested_by,
+            "outcome": self.outcome,
+            "sample": self.sample.to_dict(),
+            "metrics": [m.to_dict() for m in self.metrics],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<setup>", place: str = "$") -> FixtureSetup:
+        r = _Reader(data, source, place)
+        return cls(
+            worker=r.str("worker"),
+            requested_by=r.str("requested_by"),
+            outcome=r.choice("outcome", ("passed", "error")),
+            sample=Sample.from_dict(r.data.get("sample"), source=source, place=f"{place}.sample"),
+            metrics=tuple(
+                Metric.from_dict(m.data, source=source, place=m.place) for m in r.items("metrics")
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FixtureEntry:
+    """A fixture at one scope node (``""`` for the session), with all its setups.
+
+    Under xdist a session fixture is set up once per worker: one entry, one setup
+    per worker, so entries are the same whatever the scheduling was.
+    """
+
+    nodeid: str
+    name: str
+    scope: str
+    param_index: int | None = None
+    setups: tuple[FixtureSetup, ...] = field(default=())
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.nodeid, self.name, -1 if self.param_index is None else self.param_index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "name": self.name,
+            "scope": self.scope,
+            "param_index": self.param_index,
+            "setups": [s.to_dict() for s in self.setups],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<fixture>", place: str = "$") -> FixtureEntry:
+        r = _Reader(data, source, place)
+        return cls(
+            nodeid=r.str("nodeid"),
+            name=r.str("name"),
+            scope=r.choice("scope", ("session", "package", "module", "class", "function")),
+            param_index=r.int("param_index", optional=True),
+            setups=tuple(
+                FixtureSetup.from_dict(s.data, source=source, place=s.place)
+                for s in r.items("setups")
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One pytest session with ``--rtgov`` or ``--rtgov-gate``, in canonical order."""
+
+    run_id: str
+    started_at: str
+    ended_at: str
+    mode: str
+    pytest_args: tuple[str, ...]
+    memory_mode: str
+    backend: str
+    workers: tuple[str, ...]
+    environment: Mapping[str, str]
+    tests: tuple[TestEntry, ...]
+    fixtures: tuple[FixtureEntry, ...]
+    exit_status: int = 0
+    schema: str = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "mode": self.mode,
+            "exit_status": self.exit_status,
+            "pytest_args": list(self.pytest_args),
+            "memory_mode": self.memory_mode,
+            "backend": self.backend,
+            "workers": list(self.workers),
+            "environment": dict(self.environment),
+            "tests": [t.to_dict() for t in self.tests],
+            "fixtures": [f.to_dict() for f in self.fixtures],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "<run record>") -> RunRecord:
+        r = _Reader(data, source, "$")
+        schema = r.str("schema")
+        if schema != SCHEMA:
+            raise RecordFormatError(source, "$.schema", f"{SCHEMA!r} (got {schema!r})")
+        args = r.list("pytest_args")
+        if not all(isinstance(a, str) for a in args):
+            raise RecordFormatError(source, "$.pytest_args", "a list of strings")
+        workers = r.list("workers")
+        if not all(isinstance(w, str) for w in workers):
+            raise RecordFormatError(source, "$.workers", "a list of strings")
+        return cls(
+            run_id=r.str("run_id"),
+            started_at=r.str("started_at"),
+            ended_at=r.str("ended_at"),
+            mode=r.choice("mode", ("record", "gate")),
+            exit_status=r.int("exit_status"),
+            pytest_args=tuple(args),
+            memory_mode=r.str("memory_mode"),
+            backend=r.str("backend"),
+            workers=tuple(workers),
+            environment=r.str_map("environment"),
+            tests=tuple(
+                TestEntry.from_dict(t.data, source=source, place=t.place) for t in r.items("tests")
+            ),
+            fixtures=tuple(
+                FixtureEntry.from_dict(f.data, source=source, place=f.place)
+                for f in r.items("fixtures")
+            ),
+        )
+
+
+def canonical_run(
+    *,
+    tests: Iterable[TestEntry],
+    fixture_setups: Iterable[tuple[FixtureEntry, FixtureSetup]],
+) -> tuple[tuple[TestEntry, ...], tuple[FixtureEntry, ...]]:
+    """Order entries canonically, whatever order xdist delivered them in.
+
+    Tests sort by node id; fixtures by (scope node id, name, param index), their
+    setups by (worker, requesting test); metrics by name.
+    """
+    ordered_tests = tuple(
+        sorted(
+            (
+                TestEntry(
+                    nodeid=t.nodeid,
+                    outcome=t.outcome,
+                    worker=t.worker,
+                    rounds=t.rounds,
+                    warmup=t.warmup,
+                    samples=t.samples,
+                    metrics=_sorted_metrics(t.metrics),
+                )
+                for t in tests
+            ),
+            key=lambda t: t.nodeid,
+        )
+    )
+    grouped: dict[tuple[str, str, int], tuple[FixtureEntry, list[FixtureSetup]]] = {}
+    for entry, setup in fixture_setups:
+        setup = FixtureSetup(
+            worker=setup.worker,
+            requested_by=setup.requested_by,
+            outcome=setup.outcome,
+            sample=setup.sample,
+            metrics=_sorted_metrics(setup.metrics),
+        )
+        grouped.setdefault(entry.key, (entry, []))[1].append(setup)
+    ordered_fixtures = tuple(
+        FixtureEntry(
+            nodeid=entry.nodeid,
+            name=entry.name,
+            scope=entry.scope,
+            param_index=entry.param_index,
+            setups=tuple(sorted(setups, key=lambda s: (s.worker, s.requested_by))),
+        )
+        for key, (entry, setups) in sorted(grouped.items())
+    )
+    return ordered_tests, ordered_fixtures

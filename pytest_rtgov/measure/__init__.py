@@ -1,0 +1,1 @@
+"""Measurement edges: the clock, memory probes and GPU events."""

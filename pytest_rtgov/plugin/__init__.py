@@ -1,0 +1,82 @@
+"""pytest entry point: options, the ``rtgov`` marker and fixture.
+
+The measuring plugin object is registered only when ``--rtgov`` or ``--rtgov-gate``
+is given; otherwise this module adds one fixture and nothing runs per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_rtgov.measure.memory import MEMORY_MODES
+from pytest_rtgov.plugin.api import Rtgov
+
+__all__ = ["DEFAULT_MEMORY_MODE", "rtgov"]
+
+DEFAULT_MEMORY_MODE = "tracemalloc"
+PLUGIN_NAME = "rtgov-session"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rtgov", "regression gates and telemetry (pytest-rtgov)")
+    group.addoption(
+        "--rtgov",
+        action="store_true",
+        default=False,
+        help="measure every test and fixture setup and write a run record.",
+    )
+    group.addoption(
+        "--rtgov-gate",
+        action="store_true",
+        default=False,
+        help="like --rtgov, then gate the results against the baseline (gates.toml).",
+    )
+    group.addoption(
+        "--rtgov-dir",
+        default=".rtgov",
+        metavar="DIR",
+        help="state directory for run records and captures (default: .rtgov).",
+    )
+    group.addoption(
+        "--rtgov-memory",
+        default=DEFAULT_MEMORY_MODE,
+        choices=MEMORY_MODES,
+        help=f"how peak memory is measured (default: {DEFAULT_MEMORY_MODE}).",
+    )
+    group.addoption(
+        "--rtgov-log-json",
+        default=None,
+        metavar="PATH",
+        help="append pytest-rtgov's log events to PATH as JSON lines.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "rtgov(rounds=1, warmup=0): run the test body warmup+rounds times, each measured.",
+    )
+    if config.getoption("rtgov") or config.getoption("rtgov_gate"):
+        from pytest_rtgov.plugin.session import RtgovPlugin
+
+        config.pluginmanager.register(RtgovPlugin.from_config(config), PLUGIN_NAME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if plugin is not None:
+        plugin.close()
+        config.pluginmanager.unregister(plugin)
+
+
+@pytest.fixture(scope="session")
+def rtgov(pytestconfig: pytest.Config) -> Iterator[Rtgov]:
+    """Record ML metrics: ``rtgov.record("val_accuracy", acc, higher_is_better=True)``.
+
+    Session-scoped so that session fixtures (a trained model) can record too; each
+    metric is attributed to the fixture setup or test running when it is recorded.
+    """
+    plugin = pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME)
+    yield Rtgov(plugin.record_metric if plugin is not None else None)

@@ -1,0 +1,45 @@
+"""The ``rtgov`` fixture object: what tests and fixtures call to record metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pytest_rtgov.core.metrics import digest_metric, value_metric
+from pytest_rtgov.core.records import Metric
+
+__all__ = ["Rtgov"]
+
+
+class Rtgov:
+    """Records ML metrics from tests and fixtures.
+
+    A metric belongs to the fixture whose setup is running when it is recorded, or
+    else to the current test. Values are validated whether or not measurement is
+    switched on, so a NaN loss fails the same way with and without ``--rtgov``.
+    """
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: Callable[[Metric], None] | None) -> None:
+        self._sink = sink
+
+    @property
+    def active(self) -> bool:
+        """True when this session records (``--rtgov`` or ``--rtgov-gate``)."""
+        return self._sink is not None
+
+    def record(
+        self, name: str, value: Any, *, unit: str = "", higher_is_better: bool | None = None
+    ) -> None:
+        """Record a finite number; NaN or infinity raises :class:`InvalidMetricError`."""
+        metric = value_metric(name, value, unit=unit, higher_is_better=higher_is_better)
+        if self._sink is not None:
+            self._sink(metric)
+
+    def record_digest(self, name: str, data: Any) -> str:
+        """Record the sha256 digest of bytes or an array; returns ``"sha256:<hex>"``."""
+        metric = digest_metric(name, data)
+        if self._sink is not None:
+            self._sink(metric)
+        return str(metric.value)

@@ -1,0 +1,411 @@
+"""The measuring plugin: capture wrappers on every process, aggregation on the controller.
+
+Data flow under pytest-xdist: a worker measures, attaches plain builtin data to each
+test report (``report.rtgov``), and the controller, which sees every report in
+``pytest_runtest_logreport``, builds the run record in canonical order and writes it.
+Without xdist the same process does both halves.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_rtgov.core.records import (
+    FixtureEntry,
+    FixtureSetup,
+    Metric,
+    RunRecord,
+    Sample,
+    TestEntry,
+    canonical_run,
+)
+from pytest_rtgov.core.rounds import RoundsSpec, parse_rounds_marker
+from pytest_rtgov.errors import InvalidMetricError, RtgovError
+from pytest_rtgov.logs import add_json_lines_handler, log_event
+from pytest_rtgov.measure.clock import epoch_ns
+from pytest_rtgov.measure.gpu import GpuProbe, detect_cupy
+from pytest_rtgov.measure.memory import make_probe
+from pytest_rtgov.measure.region import Meter
+
+__all__ = ["RtgovPlugin"]
+
+REPORT_ATTR = "rtgov"
+OWN_FIXTURES = frozenset({"rtgov"})
+MAIN_WORKER = "main"
+_ONE_ROUND = RoundsSpec()
+
+
+def _iso(ns: int) -> str:
+    import datetime as dt
+
+    return (
+        dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+@dataclass(slots=True)
+class _ItemState:
+    """What one test has measured so far in this process."""
+
+    spec: RoundsSpec
+    samples: list[Sample] = field(default_factory=list)
+    metrics: list[Metric] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _TestAccumulator:
+    """Controller side: a test's phases merged into one entry."""
+
+    worker: str = MAIN_WORKER
+    rounds: int = 1
+    warmup: int = 0
+    samples: list[Sample] = field(default_factory=list)
+    metrics: list[Metric] = field(default_factory=list)
+    call_outcome: str | None = None
+    skipped: bool = False
+    errored: bool = False
+
+    def outcome(self) -> str:
+        if self.errored:
+            return "error"
+        if self.call_outcome is not None:
+            return self.call_outcome
+        return "skipped" if self.skipped else "error"
+
+
+class RtgovPlugin:
+    """Registered by :func:`pytest_rtgov.plugin.pytest_configure` when rtgov is on."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        *,
+        mode: str,
+        state_dir: Path,
+        memory_mode: str,
+        run_id: str,
+        worker: str | None,
+    ) -> None:
+        self.config = config
+        self.mode = mode
+        self.state_dir = state_dir
+        self.memory_mode = memory_mode
+        self.run_id = run_id
+        self.worker = worker or MAIN_WORKER
+        self.is_worker = worker is not None
+        self.started_ns = epoch_ns()
+        cupy = detect_cupy()
+        self.backend = "cupy" if cupy is not None else "numpy"
+        self._gpu = GpuProbe(cupy) if cupy is not None else None
+        capture_dir = state_dir / "captures" / run_id / self.worker
+        self._meter = Meter(
+            make_probe(memory_mode, capture_dir=capture_dir),
+            self._gpu,
+            relative_to=str(state_dir),
+        )
+        # Measuring side (every process that runs tests).
+        self._item: pytest.Item | None = None
+        self._item_state: _ItemState | None = None
+        self._fixture_metrics: list[list[Metric]] = []
+        self._pending_fixtures: list[dict[str, Any]] = []
+        # Controller side.
+        self._tests: dict[str, _TestAccumulator] = {}
+        self._fixture_setups: list[tuple[FixtureEntry, FixtureSetup]] = []
+        self._workers: set[str] = set()
+        self.record_path: Path | None = None
+        self.record: RunRecord | None = None
+        self._log_handler: logging.Handler | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> RtgovPlugin:
+        from pytest_rtgov.store.runs import new_run_id
+
+        workerinput = getattr(config, "workerinput", None)
+        state_dir = Path(config.getoption("rtgov_dir"))
+        if not state_dir.is_absolute():
+            state_dir = Path(config.invocation_params.dir) / state_dir
+        run_id = workerinput.get("rtgov_run_id") if workerinput else None
+        try:
+            plugin = cls(
+                config,
+                mode="gate" if config.getoption("rtgov_gate") else "record",
+                state_dir=state_dir,
+                memory_mode=config.getoption("rtgov_memory"),
+                run_id=run_id or new_run_id(),
+                worker=workerinput["workerid"] if workerinput else None,
+            )
+        except RtgovError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        log_path = config.getoption("rtgov_log_json")
+        if log_path and not plugin.is_worker:
+            plugin._log_handler = add_json_lines_handler(Path(log_path))
+        if not plugin.is_worker:
+            log_event(
+                "session.start",
+                run_id=plugin.run_id,
+                mode=plugin.mode,
+                memory_mode=plugin.memory_mode,
+                backend=plugin.backend,
+                state_dir=str(state_dir),
+            )
+        return plugin
+
+    def close(self) -> None:
+        self._meter.close_probes()
+        if self._log_handler is not None:
+            logging.getLogger("pytest_rtgov").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    # -- xdist glue -------------------------------------------------------------
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["rtgov_run_id"] = self.run_id
+
+    # -- collection -----------------------------------------------------------------
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        problems = []
+        for item in items:
+            marker = item.get_closest_marker("rtgov")
+            if marker is None:
+                continue
+            try:
+                item.stash[_SPEC_KEY] = parse_rounds_marker(marker.args, marker.kwargs)
+            except RtgovError as exc:
+                problems.append(f"{item.nodeid}: {exc}")
+        if problems:
+            raise pytest.UsageError("\n".join(problems))
+
+    # -- measuring side -------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> Any:
+        self._item = item
+        self._item_state = _ItemState(item.stash.get(_SPEC_KEY, _ONE_ROUND))
+        try:
+            return (yield)
+        finally:
+            self._item = self._item_state = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
+        if fixturedef.argname in OWN_FIXTURES:
+            return (yield)
+        metrics: list[Metric] = []
+        self._fixture_metrics.append(metrics)
+        region = self._meter.open()
+        completed = False
+        try:
+            result = yield
+            completed = True
+            return result
+        finally:
+            sample = self._meter.close(region, completed=completed)
+            self._fixture_metrics.pop()
+            self._pending_fixtures.append(
+                {
+                    "nodeid": request.node.nodeid,
+                    "name": fixturedef.argname,
+                    "scope": fixturedef.scope,
+                    "param_index": request.param_index if fixturedef.params else None,
+                    "requested_by": self._item.nodeid if self._item is not None else "",
+                    "outcome": "passed" if completed else "error",
+                    "sample": sample.to_dict(),
+                    "metrics": [m.to_dict() for m in metrics],
+                }
+            )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
+        state = self._item_state
+        if state is None:
+            return (yield)
+        original = pyfuncitem.obj
+        meter, spec = self._meter, state.spec
+        samples = state.samples
+
+        def measured(*args: Any, **kwargs: Any) -> Any:
+            result = None
+            for index in range(spec.warmup + spec.rounds):
+                region = meter.open()
+                completed = False
+                try:
+                    result = original(*args, **kwargs)
+                    completed = True
+                finally:
+                    samples.append(
+                        meter.close(region, warmup=index < spec.warmup, completed=completed)
+                    )
+            return result
+
+        pyfuncitem.obj = measured
+        try:
+            return (yield)
+        finally:
+            pyfuncitem.obj = original
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+        report = yield
+        payload: dict[str, Any] = {"worker": self.worker}
+        if self._pending_fixtures:
+            payload["fixtures"], self._pending_fixtures = self._pending_fixtures, []
+        state = self._item_state
+        if state is not None:
+            if call.when == "call":
+                payload["rounds"] = state.spec.rounds
+                payload["warmup"] = state.spec.warmup
+                payload["samples"] = [s.to_dict() for s in state.samples]
+                state.samples.clear()
+            if state.metrics:
+                payload["metrics"] = [m.to_dict() for m in state.metrics]
+                state.metrics.clear()
+        setattr(report, REPORT_ATTR, payload)
+        return report
+
+    def record_metric(self, metric: Metric) -> None:
+        """Sink of the ``rtgov`` fixture: attach to the running fixture setup or test."""
+        if self._fixture_metrics:
+            self._fixture_metrics[-1].append(metric)
+        elif self._item_state is not None:
+            self._item_state.metrics.append(metric)
+        else:
+            raise InvalidMetricError(
+                f"metric {metric.name!r} recorded outside any test or fixture setup; "
+                "record from a test body or a fixture"
+            )
+
+    # -- controller side ------------------------------------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.is_worker:
+            return
+        payload = getattr(report, REPORT_ATTR, None)
+        acc = self._tests.get(report.nodeid)
+        if acc is None:
+            acc = self._tests[report.nodeid] = _TestAccumulator()
+        if payload is None:
+            worker = MAIN_WORKER
+        else:
+            worker = str(payload.get("worker", MAIN_WORKER))
+            self._ingest(report, acc, payload, worker)
+        acc.worker = worker
+        self._workers.add(worker)
+        if report.when == "call":
+            acc.call_outcome = report.outcome
+        elif report.failed:
+            acc.errored = True
+        elif report.skipped:
+            acc.skipped = True
+
+    def _ingest(
+        self, report: pytest.TestReport, acc: _TestAccumulator, payload: dict[str, Any], worker: str
+    ) -> None:
+        source = f"report of {report.nodeid} ({report.when})"
+        for fx in payload.get("fixtures", ()):
+            entry = FixtureEntry(
+                nodeid=fx["nodeid"],
+                name=fx["name"],
+                scope=fx["scope"],
+                param_index=fx["param_index"],
+            )
+            setup = FixtureSetup(
+                worker=worker,
+                requested_by=fx["requested_by"],
+                outcome=fx["outcome"],
+                sample=Sample.from_dict(fx["sample"], source=source),
+                metrics=tuple(Metric.from_dict(m, source=source) for m in fx["metrics"]),
+            )
+            self._fixture_setups.append((entry, setup))
+        if "samples" in payload:
+            acc.rounds, acc.warmup = payload["rounds"], payload["warmup"]
+            acc.samples.extend(Sample.from_dict(s, source=source) for s in payload["samples"])
+        acc.metrics.extend(Metric.from_dict(m, source=source) for m in payload.get("metrics", ()))
+
+    def build_record(self, exitstatus: int) -> RunRecord:
+        from pytest_rtgov.measure.environment import collect_environment
+
+        tests, fixtures = canonical_run(
+            tests=(
+                TestEntry(
+                    nodeid=nodeid,
+                    outcome=acc.outcome(),
+                    worker=acc.worker,
+                    rounds=acc.rounds,
+                    warmup=acc.warmup,
+                    samples=tuple(acc.samples),
+                    metrics=tuple(acc.metrics),
+                )
+                for nodeid, acc in self._tests.items()
+            ),
+            fixture_setups=self._fixture_setups,
+        )
+        gpu_name = self._gpu.device_name if self._gpu is not None else None
+        return RunRecord(
+            run_id=self.run_id,
+            started_at=_iso(self.started_ns),
+            ended_at=_iso(epoch_ns()),
+            mode=self.mode,
+            exit_status=int(exitstatus),
+            pytest_args=tuple(self.config.invocation_params.args),
+            memory_mode=self.memory_mode,
+            backend=self.backend,
+            workers=tuple(sorted(self._workers)),
+            environment=collect_environment(backend=self.backend, gpu_name=gpu_name),
+            tests=tests,
+            fixtures=fixtures,
+        )
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            return
+        from pytest_rtgov.store.runs import RunStore
+
+        self.record = self.build_record(exitstatus)
+        try:
+            self.record_path = RunStore(self.state_dir).write(self.record)
+        except OSError as exc:
+            log_event("record.write_failed", level=logging.ERROR, error=str(exc))
+            sys.stderr.write(f"pytest-rtgov: could not write the run record: {exc}\n")
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            return
+        log_event(
+            "record.written",
+            run_id=self.run_id,
+            path=str(self.record_path),
+            tests=len(self.record.tests),
+            fixtures=len(self.record.fixtures),
+            exit_status=int(exitstatus),
+        )
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or self.record is None:
+            return
+        from pytest_rtgov.report.terminal import render_summary
+
+        verbosity = self.config.get_verbosity()
+        if verbosity < -1:
+            return
+        writer = self.config.get_terminal_writer()
+        text = render_summary(
+            self.record,
+            record_path=self.record_path,
+            markup=writer.hasmarkup,
+            width=writer.fullwidth,
+            compact=verbosity < 0,
+        )
+        terminalreporter.write(text)
+
+
+_SPEC_KEY = pytest.StashKey[RoundsSpec]()

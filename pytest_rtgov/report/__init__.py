@@ -1,0 +1,1 @@
+"""Rendering: terminal summaries (HTML and exports come later)."""

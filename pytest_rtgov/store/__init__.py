@@ -1,0 +1,1 @@
+"""Storage edges: everything that reads or writes files under the state directory."""
