@@ -120,6 +120,7 @@ class RtgovPlugin:
         self._tests: dict[str, _TestAccumulator] = {}
         self._fixture_setups: list[tuple[FixtureEntry, FixtureSetup]] = []
         self._workers: set[str] = set()
+        self._usage_errors: list[str] = []
         self.record_path: Path | None = None
         self.record: RunRecord | None = None
         self._log_handler: logging.Handler | None = None
@@ -182,9 +183,18 @@ class RtgovPlugin:
             try:
                 item.stash[_SPEC_KEY] = parse_rounds_marker(marker.args, marker.kwargs)
             except RtgovError as exc:
-                problems.append(f"{item.nodeid}: {exc}")
-        if problems:
-            raise pytest.UsageError("\n".join(problems))
+                problems.append((item, f"{item.nodeid}: {exc}"))
+        if not problems:
+            return
+        if not self.is_worker:
+            raise pytest.UsageError("\n".join(message for _, message in problems))
+        # A UsageError raised inside an xdist worker's collection crashes the
+        # controller. Instead the test errors with the message and the controller
+        # turns the session's exit status into a usage error (4).
+        for item, message in problems:
+            item.stash[_USAGE_KEY] = message
+            if isinstance(item, pytest.Function):
+                item.obj = _raiser(message)
 
     # -- measuring side -------------------------------------------------------------
 
@@ -260,6 +270,8 @@ class RtgovPlugin:
         payload: dict[str, Any] = {"worker": self.worker}
         if self._pending_fixtures:
             payload["fixtures"], self._pending_fixtures = self._pending_fixtures, []
+        if call.when == "call" and _USAGE_KEY in item.stash:
+            payload["usage_error"] = item.stash[_USAGE_KEY]
         state = self._item_state
         if state is not None:
             if call.when == "call":
@@ -298,6 +310,8 @@ class RtgovPlugin:
             worker = MAIN_WORKER
         else:
             worker = str(payload.get("worker", MAIN_WORKER))
+            if "usage_error" in payload:
+                self._usage_errors.append(str(payload["usage_error"]))
             self._ingest(report, acc, payload, worker)
         acc.worker = worker
         self._workers.add(worker)
@@ -372,6 +386,11 @@ class RtgovPlugin:
             return
         from pytest_rtgov.store.runs import RunStore
 
+        if self._usage_errors:
+            for message in sorted(self._usage_errors):
+                sys.stderr.write(f"ERROR: {message}\n")
+            session.exitstatus = exitstatus = pytest.ExitCode.USAGE_ERROR
+
         self.record = self.build_record(exitstatus)
         try:
             self.record_path = RunStore(self.state_dir).write(self.record)
@@ -409,3 +428,11 @@ class RtgovPlugin:
 
 
 _SPEC_KEY = pytest.StashKey[RoundsSpec]()
+_USAGE_KEY = pytest.StashKey[str]()
+
+
+def _raiser(message: str) -> Any:
+    def invalid_rtgov_marker(*args: Any, **kwargs: Any) -> None:
+        raise pytest.UsageError(message)
+
+    return invalid_rtgov_marker

@@ -1,0 +1,69 @@
+"""The reference workload itself, recorded with and without xdist (slow: trains twice)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import latest_record
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(state: Path, *extra: str) -> dict:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/workload",
+            "--rtgov-gate",
+            f"--rtgov-dir={state}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return latest_record(state, ".")
+
+
+@pytest.mark.slow
+def test_workload_records_every_test_and_the_training_setup_under_n0_and_n2(tmp_path):
+    serial = _run(tmp_path / "serial", "-n", "0")
+    parallel = _run(tmp_path / "parallel", "-n", "2")
+    assert [t["nodeid"] for t in serial["tests"]] == [t["nodeid"] for t in parallel["tests"]]
+    for record in (serial, parallel):
+        for test in record["tests"]:
+            assert test["outcome"] == "passed"
+            measured = [s for s in test["samples"] if not s["warmup"]]
+            assert len(measured) == test["rounds"] >= 1
+            for s in measured:
+                assert s["wall_ns"] > 0 and s["cpu_ns"] > 0 and s["peak_memory_bytes"] > 0
+        training = next(f for f in record["fixtures"] if f["name"] == "trained_model")
+        assert [s["worker"] for s in training["setups"]] == record["workers"]
+        for setup in training["setups"]:
+            assert setup["sample"]["wall_ns"] > 0 and setup["sample"]["peak_memory_bytes"] > 0
+            names = {m["name"] for m in setup["metrics"]}
+            assert {"train_loss", "weights_digest"} <= names
+        metrics = {m["name"]: m for t in record["tests"] for m in t["metrics"]}
+        assert metrics["val_accuracy"]["value"] >= 0.9
+        assert metrics["val_loss"]["higher_is_better"] is False
+    # training is seeded: both workers and both sessions produce the same weights
+    digests = {
+        m["value"]
+        for record in (serial, parallel)
+        for f in record["fixtures"]
+        if f["name"] == "trained_model"
+        for s in f["setups"]
+        for m in s["metrics"]
+        if m["name"] == "weights_digest"
+    }
+    assert len(digests) == 1

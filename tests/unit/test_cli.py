@@ -1,0 +1,82 @@
+"""The rtgov command line: show, runs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_rtgov.cli import EXIT_BAD_RECORD, EXIT_NOT_FOUND, EXIT_OK, main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "records" / "run-v1.json"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    run_id = json.loads(EXAMPLE.read_text())["run_id"]
+    shutil.copy(EXAMPLE, runs / f"{run_id}.json")
+    (tmp_path / "latest").write_text(run_id + "\n")
+    return tmp_path
+
+
+def test_show_latest_as_table(state, capsys):
+    assert main(["--dir", str(state), "show"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "tests/workload/test_kernel_perf.py::test_softmax" in out
+    assert "val_accuracy" in out and "trained_model [gw0]" in out
+
+
+def test_show_json_is_the_record(state, capsys):
+    assert main(["--dir", str(state), "show", "latest", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == json.loads(EXAMPLE.read_text())
+
+
+def test_show_by_prefix_and_runs_listing(state, capsys):
+    run_id = (state / "latest").read_text().strip()
+    assert main(["--dir", str(state), "show", run_id[:10], "--json"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["--dir", str(state), "runs"]) == EXIT_OK
+    assert capsys.readouterr().out.split() == [run_id]
+
+
+def test_missing_run_exits_3(state, capsys):
+    assert main(["--dir", str(state), "show", "19990101"]) == EXIT_NOT_FOUND
+    assert "no run record matches '19990101'" in capsys.readouterr().err
+    assert main(["--dir", str(state / "nowhere"), "show"]) == EXIT_NOT_FOUND
+
+
+def test_corrupt_record_exits_4_naming_file_and_place(state, capsys):
+    path = next((state / "runs").glob("*.json"))
+    path.write_text(path.read_text()[:200])
+    assert main(["--dir", str(state), "show"]) == EXIT_BAD_RECORD
+    err = capsys.readouterr().err
+    assert str(path) in err and "line" in err and "valid JSON" in err
+
+    data = json.loads(EXAMPLE.read_text())
+    data["tests"][0]["samples"][0]["cpu_ns"] = "fast"
+    path.write_text(json.dumps(data))
+    assert main(["--dir", str(state), "show"]) == EXIT_BAD_RECORD
+    assert "$.tests[0].samples[0].cpu_ns: expected an integer" in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2():
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest_rtgov.cli", "show", "--format", "xml"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "unrecognized arguments: --format" in result.stderr
+
+
+def test_console_script_is_installed(state):
+    exe = shutil.which("rtgov", path=str(Path(sys.executable).parent))
+    assert exe, "the rtgov console script is not installed next to this Python"
+    result = subprocess.run([exe, "--dir", str(state), "show", "--json"], capture_output=True)
+    assert result.returncode == 0 and json.loads(result.stdout)["schema"] == "rtgov.run/1"

@@ -1,0 +1,85 @@
+"""Validation of user metrics, digests and marker arguments."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_rtgov.core.metrics import digest_metric, value_metric
+from pytest_rtgov.core.rounds import RoundsSpec, parse_rounds_marker
+from pytest_rtgov.errors import InvalidMetricError, InvalidOptionError
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_finite_floats_are_accepted_exactly(value):
+    assert value_metric("m", value).value == value
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, np.float32("nan")])
+def test_non_finite_values_are_refused(value):
+    with pytest.raises(InvalidMetricError, match="expected a finite number"):
+        value_metric("val_loss", value)
+
+
+@pytest.mark.parametrize("value", [True, "0.9", None, [0.9], np.array([1.0, 2.0])])
+def test_non_numbers_are_refused(value):
+    with pytest.raises(InvalidMetricError, match="expected a real number"):
+        value_metric("val_accuracy", value)
+
+
+def test_numpy_scalars_and_zero_d_arrays_are_numbers():
+    assert value_metric("a", np.float32(0.5)).value == 0.5
+    assert value_metric("a", np.array(3)).value == 3.0
+    assert value_metric("a", np.int64(7)).value == 7.0
+
+
+@pytest.mark.parametrize("name", ["", "9lives", "has space", "x" * 200, None])
+def test_bad_names_are_refused(name):
+    with pytest.raises(InvalidMetricError, match="invalid metric name"):
+        value_metric(name, 1.0)
+
+
+def test_direction_must_be_a_bool_or_none():
+    with pytest.raises(InvalidMetricError, match="higher_is_better"):
+        value_metric("a", 1.0, higher_is_better="yes")  # type: ignore[arg-type]
+
+
+def test_digest_of_bytes_is_plain_sha256():
+    assert digest_metric("d", b"abc").value == "sha256:" + hashlib.sha256(b"abc").hexdigest()
+
+
+def test_array_digest_covers_dtype_and_shape():
+    a = np.arange(6, dtype=np.int64)
+    same = digest_metric("d", a.copy()).value
+    assert digest_metric("d", a).value == same
+    assert digest_metric("d", a.reshape(2, 3)).value != same
+    assert digest_metric("d", a.astype(np.int32)).value != same
+    assert digest_metric("d", a[::-1].copy()).value != same
+    with pytest.raises(InvalidMetricError, match="expected bytes or an array"):
+        digest_metric("d", [1, 2, 3])
+
+
+def test_rounds_marker_defaults_and_values():
+    assert parse_rounds_marker((), {}) == RoundsSpec(1, 0)
+    assert parse_rounds_marker((), {"rounds": 7, "warmup": 1}) == RoundsSpec(7, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        ((3,), {}, "keyword arguments only"),
+        ((), {"rounds": 0}, "'rounds': expected an integer from 1"),
+        ((), {"rounds": 2.5}, "not 2.5"),
+        ((), {"rounds": True}, "not True"),
+        ((), {"warmup": -1}, "'warmup'"),
+        ((), {"round": 3}, "unknown rtgov marker argument"),
+    ],
+)
+def test_rounds_marker_rejects(args, kwargs, match):
+    with pytest.raises(InvalidOptionError, match=match):
+        parse_rounds_marker(args, kwargs)

@@ -1,0 +1,174 @@
+"""Run records: round trips, validation with places, canonical order."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.records import (
+    FixtureEntry,
+    FixtureSetup,
+    Metric,
+    RunRecord,
+    Sample,
+    TestEntry,
+    canonical_run,
+)
+from pytest_rtgov.errors import RecordFormatError
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+ints = st.integers(min_value=0, max_value=2**53)
+names = st.from_regex(r"[a-z_][a-z0-9_.]{0,10}", fullmatch=True)
+samples = st.builds(
+    Sample,
+    wall_ns=ints,
+    cpu_ns=ints,
+    peak_memory_bytes=st.none() | ints,
+    gpu_time_ns=st.none() | ints,
+    gpu_memory_bytes=st.none() | ints,
+    warmup=st.booleans(),
+    completed=st.booleans(),
+    evidence=st.none() | st.text(max_size=20),
+)
+metrics = st.builds(
+    Metric,
+    name=names,
+    value=st.floats(allow_nan=False, allow_infinity=False) | st.text(min_size=1, max_size=8),
+    unit=st.text(max_size=5),
+    higher_is_better=st.none() | st.booleans(),
+)
+tests = st.builds(
+    TestEntry,
+    nodeid=st.text(min_size=1, max_size=30),
+    outcome=st.sampled_from(["passed", "failed", "skipped", "error"]),
+    worker=st.sampled_from(["main", "gw0", "gw1"]),
+    rounds=st.integers(1, 9),
+    warmup=st.integers(0, 3),
+    samples=st.lists(samples, max_size=3).map(tuple),
+    metrics=st.lists(metrics, max_size=3).map(tuple),
+)
+setups = st.builds(
+    FixtureSetup,
+    worker=st.sampled_from(["main", "gw0", "gw1"]),
+    requested_by=st.text(max_size=20),
+    outcome=st.sampled_from(["passed", "error"]),
+    sample=samples,
+    metrics=st.lists(metrics, max_size=2).map(tuple),
+)
+fixture_entries = st.builds(
+    FixtureEntry,
+    nodeid=st.text(max_size=20),
+    name=names,
+    scope=st.sampled_from(["session", "module", "function"]),
+    param_index=st.none() | st.integers(0, 3),
+    setups=st.lists(setups, min_size=1, max_size=3).map(tuple),
+)
+records = st.builds(
+    RunRecord,
+    run_id=st.just("20261122T101010Z-abcdef"),
+    started_at=st.just("2026-11-22T10:10:10.000Z"),
+    ended_at=st.just("2026-11-22T10:10:11.000Z"),
+    mode=st.sampled_from(["record", "gate"]),
+    pytest_args=st.lists(st.text(max_size=10), max_size=3).map(tuple),
+    memory_mode=st.sampled_from(["tracemalloc", "off"]),
+    backend=st.just("numpy"),
+    workers=st.lists(st.sampled_from(["main", "gw0"]), max_size=2).map(tuple),
+    environment=st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+    tests=st.lists(tests, max_size=4).map(tuple),
+    fixtures=st.lists(fixture_entries, max_size=3).map(tuple),
+    exit_status=st.integers(0, 5),
+)
+
+
+@given(records)
+def test_run_record_round_trips_through_json(record):
+    data = json.loads(canonical_json(record.to_dict()))
+    frozen = copy.deepcopy(data)
+    assert RunRecord.from_dict(data) == record
+    assert data == frozen  # from_dict never mutates its input
+
+
+@given(st.lists(tests, max_size=6, unique_by=lambda t: t.nodeid), st.randoms())
+def test_canonical_order_does_not_depend_on_arrival_order(entries, rnd):
+    shuffled = list(entries)
+    rnd.shuffle(shuffled)
+    assert canonical_run(tests=entries, fixture_setups=[]) == canonical_run(
+        tests=shuffled, fixture_setups=[]
+    )
+
+
+@given(st.lists(st.tuples(fixture_entries, setups), max_size=8), st.randoms())
+def test_fixture_setups_group_and_sort_whatever_the_order(pairs, rnd):
+    shuffled = list(pairs)
+    rnd.shuffle(shuffled)
+    _, first = canonical_run(tests=[], fixture_setups=pairs)
+    _, second = canonical_run(tests=[], fixture_setups=shuffled)
+    key = lambda f: (f.key, [(s.worker, s.requested_by) for s in f.setups])  # noqa: E731
+    assert [key(f) for f in first] == [key(f) for f in second]
+    assert [f.key for f in first] == sorted(f.key for f in first)
+
+
+def test_metrics_sort_by_name_and_keep_order_within_a_name():
+    entry = TestEntry(
+        nodeid="t",
+        outcome="passed",
+        worker="main",
+        metrics=(Metric("b", 1.0), Metric("a", 2.0), Metric("b", 0.5)),
+    )
+    (ordered,), _ = canonical_run(tests=[entry], fixture_setups=[])
+    assert [(m.name, m.value) for m in ordered.metrics] == [("a", 2.0), ("b", 1.0), ("b", 0.5)]
+
+
+def test_committed_example_record_parses():
+    path = FIXTURES / "records" / "run-v1.json"
+    record = RunRecord.from_dict(json.loads(path.read_text()), source=str(path))
+    assert record.tests and record.fixtures
+    assert json.loads(path.read_text()) == record.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "place", "expected"),
+    [
+        (lambda d: d.pop("run_id"), "$.run_id", "a string"),
+        (lambda d: d.update(schema="rtgov.run/9"), "$.schema", "'rtgov.run/1'"),
+        (lambda d: d["tests"][0].update(outcome="ok"), "$.tests[0].outcome", "one of"),
+        (
+            lambda d: d["tests"][0]["samples"][0].update(wall_ns=-1),
+            "$.tests[0].samples[0].wall_ns",
+            "an integer >= 0",
+        ),
+        (
+            lambda d: d["tests"][1]["metrics"][0].update(value=True),
+            "$.tests[1].metrics[0].value",
+            "a finite number",
+        ),
+        (
+            lambda d: d["fixtures"][0]["setups"][0]["sample"].update(completed="yes"),
+            "$.fixtures[0].setups[0].sample.completed",
+            "true or false",
+        ),
+        (lambda d: d.update(pytest_args=[1]), "$.pytest_args", "a list of strings"),
+    ],
+)
+def test_invalid_records_name_the_file_place_and_expectation(mutate, place, expected):
+    data = json.loads((FIXTURES / "records" / "run-v1.json").read_text())
+    mutate(data)
+    with pytest.raises(RecordFormatError) as info:
+        RunRecord.from_dict(data, source="run.json")
+    assert info.value.source == "run.json"
+    assert info.value.place == place
+    assert expected in info.value.expected
+    assert str(info.value).startswith(f"run.json: at {place}: expected ")
+
+
+def test_canonical_json_refuses_nan():
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+    assert canonical_json({"b": [1, 2.5], "a": "é"}) == '{"a":"é","b":[1,2.5]}'.encode()
