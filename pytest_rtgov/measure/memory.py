@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import tracemalloc
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -48,33 +47,32 @@ class MemoryProbe(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(slots=True)
-class _Frame:
-    base: int
-    carry: int
-
-
 class _StackedPeak:
-    """Peak bookkeeping for probes whose peak counter is global and resettable."""
+    """Peak bookkeeping for probes whose peak counter is global and resettable.
+
+    Each open region is a ``[base, carry]`` pair: its level at start and the
+    highest absolute peak seen by regions nested in it (their resets would
+    otherwise hide it).
+    """
 
     __slots__ = ("_stack",)
 
     def __init__(self) -> None:
-        self._stack: list[_Frame] = []
+        self._stack: list[list[int]] = []
 
     def push(self, current: int, peak_so_far: int) -> None:
-        if self._stack:
-            parent = self._stack[-1]
-            parent.carry = max(parent.carry, peak_so_far)
-        self._stack.append(_Frame(base=current, carry=current))
+        stack = self._stack
+        if stack and peak_so_far > stack[-1][1]:
+            stack[-1][1] = peak_so_far
+        stack.append([current, current])
 
     def pop(self, peak: int) -> int:
-        frame = self._stack.pop()
-        absolute = max(peak, frame.carry)
-        if self._stack:
-            parent = self._stack[-1]
-            parent.carry = max(parent.carry, absolute)
-        return max(0, absolute - frame.base)
+        stack = self._stack
+        base, carry = stack.pop()
+        absolute = peak if peak > carry else carry
+        if stack and absolute > stack[-1][1]:
+            stack[-1][1] = absolute
+        return absolute - base if absolute > base else 0
 
     @property
     def depth(self) -> int:
@@ -109,20 +107,25 @@ class TracemallocProbe:
         self._owned = False
 
     def start(self) -> None:
-        if self._peaks.depth == 0 and not tracemalloc.is_tracing():
+        peaks = self._peaks
+        if not peaks._stack and not tracemalloc.is_tracing():
+            # Fast path, the usual case: fresh tracing starts at zero traced bytes
+            # and a zero peak, so there is nothing to read or reset. The frame is
+            # pushed before tracing starts so that its own allocation is not traced.
+            peaks.push(0, 0)
             tracemalloc.start()
             self._owned = True
+            return
         current, peak = tracemalloc.get_traced_memory()
-        self._peaks.push(current, peak)
+        peaks.push(current, peak)
         tracemalloc.reset_peak()
 
     def stop(self) -> tuple[int | None, str | None]:
-        _, peak = tracemalloc.get_traced_memory()
-        result = self._peaks.pop(peak)
-        if self._peaks.depth == 0 and self._owned:
+        peak = tracemalloc.get_traced_memory()[1]
+        if self._owned and len(self._peaks._stack) == 1:
             tracemalloc.stop()
             self._owned = False
-        return result, None
+        return self._peaks.pop(peak), None
 
     def close(self) -> None:
         if self._owned:

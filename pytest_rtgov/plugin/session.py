@@ -56,7 +56,7 @@ class _ItemState:
     """What one test has measured so far in this process."""
 
     spec: RoundsSpec
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
 
 
@@ -198,18 +198,15 @@ class RtgovPlugin:
 
     # -- measuring side -------------------------------------------------------------
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> Any:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # tryfirst: before pytest's own setup, which sets the fixtures up.
         self._item = item
         self._item_state = _ItemState(item.stash.get(_SPEC_KEY, _ONE_ROUND))
-        try:
-            return (yield)
-        finally:
-            self._item = self._item_state = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
-        if fixturedef.argname in OWN_FIXTURES:
+        if fixturedef.argname in OWN_FIXTURES or _is_direct_param(fixturedef):
             return (yield)
         metrics: list[Metric] = []
         self._fixture_metrics.append(metrics)
@@ -230,7 +227,7 @@ class RtgovPlugin:
                     "param_index": request.param_index if fixturedef.params else None,
                     "requested_by": self._item.nodeid if self._item is not None else "",
                     "outcome": "passed" if completed else "error",
-                    "sample": sample.to_dict(),
+                    "sample": sample,
                     "metrics": [m.to_dict() for m in metrics],
                 }
             )
@@ -264,26 +261,26 @@ class RtgovPlugin:
         finally:
             pyfuncitem.obj = original
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
-        report = yield
+    def _drain(self, when: str) -> dict[str, Any]:
+        """What this process measured during the phase ``when``, as builtin types."""
         payload: dict[str, Any] = {"worker": self.worker}
         if self._pending_fixtures:
             payload["fixtures"], self._pending_fixtures = self._pending_fixtures, []
-        if call.when == "call" and _USAGE_KEY in item.stash:
-            payload["usage_error"] = item.stash[_USAGE_KEY]
-        state = self._item_state
-        if state is not None:
-            if call.when == "call":
-                payload["rounds"] = state.spec.rounds
-                payload["warmup"] = state.spec.warmup
-                payload["samples"] = [s.to_dict() for s in state.samples]
-                state.samples.clear()
-            if state.metrics:
-                payload["metrics"] = [m.to_dict() for m in state.metrics]
-                state.metrics.clear()
-        setattr(report, REPORT_ATTR, payload)
-        return report
+        state, item = self._item_state, self._item
+        if state is None:
+            return payload
+        if when == "call":
+            payload["rounds"] = state.spec.rounds
+            payload["warmup"] = state.spec.warmup
+            payload["samples"], state.samples = state.samples, []
+            if item is not None and _USAGE_KEY in item.stash:
+                payload["usage_error"] = item.stash[_USAGE_KEY]
+        if state.metrics:
+            payload["metrics"] = [m.to_dict() for m in state.metrics]
+            state.metrics.clear()
+        if when == "teardown":
+            self._item = self._item_state = None
+        return payload
 
     def record_metric(self, metric: Metric) -> None:
         """Sink of the ``rtgov`` fixture: attach to the running fixture setup or test."""
@@ -299,20 +296,22 @@ class RtgovPlugin:
 
     # -- controller side ------------------------------------------------------------
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.is_worker:
-            return
+        # tryfirst: a worker attaches its payload before xdist sends the report on.
         payload = getattr(report, REPORT_ATTR, None)
+        if payload is None:
+            payload = self._drain(report.when)
+            if self.is_worker:
+                setattr(report, REPORT_ATTR, payload)
+                return
         acc = self._tests.get(report.nodeid)
         if acc is None:
             acc = self._tests[report.nodeid] = _TestAccumulator()
-        if payload is None:
-            worker = MAIN_WORKER
-        else:
-            worker = str(payload.get("worker", MAIN_WORKER))
-            if "usage_error" in payload:
-                self._usage_errors.append(str(payload["usage_error"]))
-            self._ingest(report, acc, payload, worker)
+        worker = str(payload.get("worker", MAIN_WORKER))
+        if "usage_error" in payload:
+            self._usage_errors.append(str(payload["usage_error"]))
+        self._ingest(acc, payload)
         acc.worker = worker
         self._workers.add(worker)
         if report.when == "call":
@@ -322,10 +321,10 @@ class RtgovPlugin:
         elif report.skipped:
             acc.skipped = True
 
-    def _ingest(
-        self, report: pytest.TestReport, acc: _TestAccumulator, payload: dict[str, Any], worker: str
-    ) -> None:
-        source = f"report of {report.nodeid} ({report.when})"
+    def _ingest(self, acc: _TestAccumulator, payload: dict[str, Any]) -> None:
+        worker = str(payload.get("worker", MAIN_WORKER))
+        # Payloads come from this plugin's own workers: built from our records and
+        # sent as plain builtins, so they are rebuilt without re-validation.
         for fx in payload.get("fixtures", ()):
             entry = FixtureEntry(
                 nodeid=fx["nodeid"],
@@ -337,14 +336,14 @@ class RtgovPlugin:
                 worker=worker,
                 requested_by=fx["requested_by"],
                 outcome=fx["outcome"],
-                sample=Sample.from_dict(fx["sample"], source=source),
-                metrics=tuple(Metric.from_dict(m, source=source) for m in fx["metrics"]),
+                sample=Sample(**fx["sample"]),
+                metrics=tuple(Metric(**m) for m in fx["metrics"]),
             )
             self._fixture_setups.append((entry, setup))
         if "samples" in payload:
             acc.rounds, acc.warmup = payload["rounds"], payload["warmup"]
-            acc.samples.extend(Sample.from_dict(s, source=source) for s in payload["samples"])
-        acc.metrics.extend(Metric.from_dict(m, source=source) for m in payload.get("metrics", ()))
+            acc.samples.extend(Sample(**s) for s in payload["samples"])
+        acc.metrics.extend(Metric(**m) for m in payload.get("metrics", ()))
 
     def build_record(self, exitstatus: int) -> RunRecord:
         from pytest_rtgov.measure.environment import collect_environment
@@ -428,6 +427,14 @@ class RtgovPlugin:
 
 
 _SPEC_KEY = pytest.StashKey[RoundsSpec]()
+
+
+def _is_direct_param(fixturedef: Any) -> bool:
+    """``@pytest.mark.parametrize`` arguments are desugared into pseudo-fixtures that
+    only hand out the parameter; measuring them would double every test's cost."""
+    return getattr(fixturedef.func, "__name__", "") == "get_direct_param_fixture_func"
+
+
 _USAGE_KEY = pytest.StashKey[str]()
 
 

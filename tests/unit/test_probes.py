@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pytest_rtgov.core.records import Sample
 from pytest_rtgov.errors import InvalidOptionError
 from pytest_rtgov.measure.memory import TracemallocProbe, _StackedPeak, make_probe
 from pytest_rtgov.measure.region import Meter
@@ -76,7 +77,9 @@ def test_meter_records_partial_regions_and_relative_evidence(tmp_path):
     data = np.ones(1 << 18)
     sample = meter.close(region, completed=False, warmup=True)
     del data
-    assert sample.completed is False and sample.warmup is True
-    assert sample.peak_memory_bytes >= 2 << 20
-    assert sample.evidence.startswith("caps/region-") and (tmp_path / sample.evidence).is_file()
-    assert sample.wall_ns > 0
+    assert sample["completed"] is False and sample["warmup"] is True
+    assert sample["peak_memory_bytes"] >= 2 << 20
+    assert sample["evidence"].startswith("caps/region-")
+    assert (tmp_path / sample["evidence"]).is_file()
+    assert sample["wall_ns"] > 0
+    assert Sample(**sample).to_dict() == sample  # the dict is a Sample's wire form
