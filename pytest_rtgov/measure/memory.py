@@ -28,11 +28,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Protocol
 
+from pytest_rtgov.core.constants import MEMORY_MODES
 from pytest_rtgov.errors import InvalidOptionError
 
 __all__ = ["MEMORY_MODES", "MemoryProbe", "make_probe"]
-
-MEMORY_MODES = ("tracemalloc", "memray", "rss", "off")
 
 
 class MemoryProbe(Protocol):

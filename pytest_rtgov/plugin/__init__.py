@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_rtgov.measure.memory import MEMORY_MODES
+from pytest_rtgov.core.constants import DEFAULT_MEMORY_MODE, MEMORY_MODES
 from pytest_rtgov.plugin.api import Rtgov
 
-__all__ = ["DEFAULT_MEMORY_MODE", "rtgov"]
+__all__ = ["rtgov"]
 
-DEFAULT_MEMORY_MODE = "tracemalloc"
+# This module is pytest's entry point and loads in every session, active or not:
+# it imports nothing heavy (records, probes and rich load only when rtgov is on).
 PLUGIN_NAME = "rtgov-session"
 
 

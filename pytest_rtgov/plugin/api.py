@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pytest_rtgov.core.metrics import digest_metric, value_metric
-from pytest_rtgov.core.records import Metric
+if TYPE_CHECKING:
+    from pytest_rtgov.core.records import Metric
 
 __all__ = ["Rtgov"]
 
@@ -33,12 +33,16 @@ class Rtgov:
         self, name: str, value: Any, *, unit: str = "", higher_is_better: bool | None = None
     ) -> None:
         """Record a finite number; NaN or infinity raises :class:`InvalidMetricError`."""
+        from pytest_rtgov.core.metrics import value_metric  # lazy: keeps the entry point light
+
         metric = value_metric(name, value, unit=unit, higher_is_better=higher_is_better)
         if self._sink is not None:
             self._sink(metric)
 
     def record_digest(self, name: str, data: Any) -> str:
         """Record the sha256 digest of bytes or an array; returns ``"sha256:<hex>"``."""
+        from pytest_rtgov.core.metrics import digest_metric
+
         metric = digest_metric(name, data)
         if self._sink is not None:
             self._sink(metric)

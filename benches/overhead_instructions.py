@@ -1,0 +1,144 @@
+"""Per-test overhead of pytest-rtgov in instructions, counted by valgrind's callgrind.
+
+Wall-clock differences of ~20 us per test drown in this machine's noise (see
+overhead.py: the quartiles of paired differences span 100+ us). Instruction counts
+are repeatable. For each configuration the trivial suite runs at two sizes (N and
+2N tests); (Ir(2N) - Ir(N)) / N is the per-test instruction cost, with start-up,
+collection set-up and the session's fixed work cancelled out. The added cost is the
+difference to plain pytest, converted to microseconds with plain pytest's own
+instructions per microsecond, measured in the same script (uninstrumented, median of
+repeated runs).
+
+Usage: python benches/overhead_instructions.py [--tests N] [--out PATH]   (needs valgrind)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TRIVIAL = """
+import pytest
+
+@pytest.mark.parametrize("i", range({n}))
+def test_trivial(i):
+    assert i >= 0
+"""
+
+CONFIGS = {
+    "plain": [],
+    "rtgov memory=off": ["--rtgov", "--rtgov-memory=off"],
+    "rtgov memory=tracemalloc (default)": ["--rtgov"],
+}
+
+
+def _suite(root: Path, n: int) -> Path:
+    d = root / f"n{n}"
+    d.mkdir()
+    (d / "test_trivial.py").write_text(TRIVIAL.format(n=n))
+    return d
+
+
+def _cmd(args: list[str], state: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--rtgov-dir={state}",
+        *args,
+    ]
+
+
+def _instructions(directory: Path, args: list[str], state: Path) -> int:
+    out = directory / "callgrind.out"
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *_cmd(args, state)],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1"),
+    )
+    if proc.returncode != 0:
+        raise SystemExit(proc.stdout + proc.stderr)
+    refs = re.findall(r"Collected\s*:\s*(\d+)", proc.stderr) or re.findall(
+        r"I\s+refs:\s+([\d,]+)", proc.stderr
+    )
+    out.unlink(missing_ok=True)
+    return int(refs[-1].replace(",", ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=200, help="N (the suite runs at N and 2N)")
+    parser.add_argument("--timing-repeats", type=int, default=9)
+    parser.add_argument(
+        "--out", type=Path, default=Path("benches/results/overhead_instructions.json")
+    )
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    n = args.tests
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rtgov-ir-") as tmp:
+        root = Path(tmp)
+        small, large = _suite(root, n), _suite(root, 2 * n)
+        per_test_ir = {}
+        for name, cfg in CONFIGS.items():
+            ir_small = _instructions(small, cfg, root / "state")
+            ir_large = _instructions(large, cfg, root / "state")
+            per_test_ir[name] = (ir_large - ir_small) / n
+            print(f"{name:38s} {per_test_ir[name]:12.0f} instructions/test", file=sys.stderr)
+        # plain pytest's speed: seconds per test from uninstrumented runs at 2N and N
+        times = []
+        for _ in range(args.timing_repeats):
+            pair = []
+            for d in (small, large):
+                t0 = time.perf_counter()
+                subprocess.run(_cmd([], root / "state"), cwd=d, capture_output=True, check=True)
+                pair.append(time.perf_counter() - t0)
+            times.append((pair[1] - pair[0]) / n)
+    plain_s_per_test = statistics.median(times)
+    ir_per_us = per_test_ir["plain"] / (plain_s_per_test * 1e6)
+    rows = [
+        {
+            "config": name,
+            "instructions_per_test": round(ir),
+            "added_instructions_per_test": round(ir - per_test_ir["plain"]),
+            "added_us_per_test_est": round((ir - per_test_ir["plain"]) / ir_per_us, 1),
+        }
+        for name, ir in per_test_ir.items()
+    ]
+    result = {
+        "benchmark": "overhead_instructions",
+        "command": "python benches/overhead_instructions.py " + " ".join(sys.argv[1:]),
+        "tests": [n, 2 * n],
+        "plain_us_per_test": round(plain_s_per_test * 1e6, 1),
+        "plain_instructions_per_us": round(ir_per_us, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    for row in rows:
+        print(
+            f"{row['config']:38s} {row['instructions_per_test']:10d} Ir/test "
+            f"{row['added_instructions_per_test']:+9d} Ir  ~{row['added_us_per_test_est']:6.1f} us"
+        )
+    print(f"plain pytest: {result['plain_us_per_test']} us/test; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
