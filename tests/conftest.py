@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy  # noqa: F401  (pytester's in-process runs must not re-import numpy)
+# pytester's in-process runs drop modules they imported; numpy and scipy cannot be
+# imported twice in one process, so load them here, before any inner run.
+import numpy  # noqa: F401
+import scipy.stats  # noqa: F401
 import pytest
 
 

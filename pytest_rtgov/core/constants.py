@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MEMORY_MODE", "MEMORY_MODES"]
+__all__ = ["DEFAULT_MEMORY_MODE", "EXIT_GATE_BREACHED", "MEMORY_MODES"]
 
 MEMORY_MODES = ("tracemalloc", "memray", "rss", "off")
 DEFAULT_MEMORY_MODE = "tracemalloc"
+
+# Exit status of a session whose tests passed but whose gates breached. pytest's own
+# statuses are 0-5 (tests failed: 1, usage error: 4); 6 is free and distinct.
+EXIT_GATE_BREACHED = 6

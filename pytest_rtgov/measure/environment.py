@@ -39,11 +39,13 @@ def _version(dist: str) -> str:
 
 
 def _blas() -> str:
-    # Only describe numpy's BLAS if the session imported numpy: importing it here
-    # would add ~0.1 s to every session of a suite that never uses it.
-    numpy = sys.modules.get("numpy")
-    if numpy is None:
-        return "numpy not loaded"
+    # numpy is imported here even when the session did not use it: the BLAS build is
+    # part of the environment fingerprint, and the fingerprint must not depend on
+    # whether this process (an xdist controller, say) happened to import numpy.
+    try:
+        import numpy
+    except ImportError:
+        return "numpy absent"
     try:
         deps = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{deps.get('name', '?')} {deps.get('version', '?')}".strip()

@@ -47,6 +47,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"how peak memory is measured (default: {DEFAULT_MEMORY_MODE}).",
     )
     group.addoption(
+        "--rtgov-gates",
+        default=None,
+        metavar="PATH",
+        help="gates file (default: gates.toml in the rootdir).",
+    )
+    group.addoption(
+        "--rtgov-update-baseline",
+        action="store_true",
+        default=False,
+        help="with --rtgov-gate: refresh the baseline from this run's passed subjects.",
+    )
+    group.addoption(
+        "--rtgov-require-baseline",
+        action="store_true",
+        default=False,
+        help="with --rtgov-gate: fail when there is no baseline to compare with (for CI).",
+    )
+    group.addoption(
+        "--rtgov-reason",
+        default=None,
+        metavar="TEXT",
+        help="why the baseline is refreshed (recorded in the audit log; required when CI=true).",
+    )
+    group.addoption(
+        "--rtgov-show",
+        default="breaches",
+        choices=("breaches", "all"),
+        help="gate results to show: breaches and notices (default), or all.",
+    )
+    group.addoption(
         "--rtgov-log-json",
         default=None,
         metavar="PATH",

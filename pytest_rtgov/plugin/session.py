@@ -8,6 +8,7 @@ Without xdist the same process does both halves.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -51,13 +52,15 @@ def _iso(ns: int) -> str:
     )
 
 
-@dataclass(slots=True)
 class _ItemState:
-    """What one test has measured so far in this process."""
+    """What one test has measured so far in this process (plain slots: made per test)."""
 
-    spec: RoundsSpec
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    metrics: list[Metric] = field(default_factory=list)
+    __slots__ = ("metrics", "samples", "spec")
+
+    def __init__(self, spec: RoundsSpec) -> None:
+        self.spec = spec
+        self.samples: list[dict[str, Any]] = []
+        self.metrics: list[Metric] = []
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class _TestAccumulator:
     warmup: int = 0
     samples: list[Sample] = field(default_factory=list)
     metrics: list[Metric] = field(default_factory=list)
+    markers: tuple[str, ...] = ()
     call_outcome: str | None = None
     skipped: bool = False
     errored: bool = False
@@ -124,6 +128,8 @@ class RtgovPlugin:
         self.record_path: Path | None = None
         self.record: RunRecord | None = None
         self._log_handler: logging.Handler | None = None
+        self.gatekeeper: Any = None
+        self.verdict: Any = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RtgovPlugin:
@@ -145,6 +151,10 @@ class RtgovPlugin:
             )
         except RtgovError as exc:
             raise pytest.UsageError(str(exc)) from exc
+        if plugin.mode == "gate" and not plugin.is_worker:
+            from pytest_rtgov.plugin.gating import Gatekeeper
+
+            plugin.gatekeeper = Gatekeeper.from_config(config)
         log_path = config.getoption("rtgov_log_json")
         if log_path and not plugin.is_worker:
             plugin._log_handler = add_json_lines_handler(Path(log_path))
@@ -270,6 +280,8 @@ class RtgovPlugin:
         if state is None:
             return payload
         if when == "call":
+            if self.mode == "gate" and item is not None:
+                payload["markers"] = sorted({m.name for m in item.iter_markers()})
             payload["rounds"] = state.spec.rounds
             payload["warmup"] = state.spec.warmup
             payload["samples"], state.samples = state.samples, []
@@ -305,20 +317,23 @@ class RtgovPlugin:
             if self.is_worker:
                 setattr(report, REPORT_ATTR, payload)
                 return
-        acc = self._tests.get(report.nodeid)
+        nodeid = report.nodeid  # a property that formats the id: read it once
+        acc = self._tests.get(nodeid)
         if acc is None:
-            acc = self._tests[report.nodeid] = _TestAccumulator()
-        worker = str(payload.get("worker", MAIN_WORKER))
+            acc = self._tests[nodeid] = _TestAccumulator()
+        worker = payload.get("worker", MAIN_WORKER)
         if "usage_error" in payload:
             self._usage_errors.append(str(payload["usage_error"]))
-        self._ingest(acc, payload)
+        if len(payload) > 1:
+            self._ingest(acc, payload)
         acc.worker = worker
         self._workers.add(worker)
-        if report.when == "call":
-            acc.call_outcome = report.outcome
-        elif report.failed:
+        when, outcome = report.when, report.outcome
+        if when == "call":
+            acc.call_outcome = outcome
+        elif outcome == "failed":
             acc.errored = True
-        elif report.skipped:
+        elif outcome == "skipped":
             acc.skipped = True
 
     def _ingest(self, acc: _TestAccumulator, payload: dict[str, Any]) -> None:
@@ -340,6 +355,8 @@ class RtgovPlugin:
                 metrics=tuple(Metric(**m) for m in fx["metrics"]),
             )
             self._fixture_setups.append((entry, setup))
+        if "markers" in payload:
+            acc.markers = tuple(payload["markers"])
         if "samples" in payload:
             acc.rounds, acc.warmup = payload["rounds"], payload["warmup"]
             acc.samples.extend(Sample(**s) for s in payload["samples"])
@@ -357,6 +374,7 @@ class RtgovPlugin:
                     rounds=acc.rounds,
                     warmup=acc.warmup,
                     samples=tuple(acc.samples),
+                    markers=acc.markers,
                     metrics=tuple(acc.metrics),
                 )
                 for nodeid, acc in self._tests.items()
@@ -391,6 +409,15 @@ class RtgovPlugin:
             session.exitstatus = exitstatus = pytest.ExitCode.USAGE_ERROR
 
         self.record = self.build_record(exitstatus)
+        if self.gatekeeper is not None:
+            self.verdict = self.gatekeeper.decide(self.record, int(exitstatus))
+            session.exitstatus = self.verdict.exit_status
+            self.record = dataclasses.replace(
+                self.record,
+                exit_status=self.verdict.exit_status,
+                gate_results=tuple(r.to_dict() for r in self.verdict.results),
+                verdict=self.verdict.to_dict(),
+            )
         try:
             self.record_path = RunStore(self.state_dir).write(self.record)
         except OSError as exc:
@@ -410,20 +437,33 @@ class RtgovPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or self.record is None:
             return
-        from pytest_rtgov.report.terminal import render_summary
+        from pytest_rtgov.report.terminal import render_summary, render_verdict
 
         verbosity = self.config.get_verbosity()
-        if verbosity < -1:
+        if verbosity < -1 and self.verdict is None:
             return
         writer = self.config.get_terminal_writer()
-        text = render_summary(
-            self.record,
-            record_path=self.record_path,
-            markup=writer.hasmarkup,
-            width=writer.fullwidth,
-            compact=verbosity < 0,
-        )
-        terminalreporter.write(text)
+        if verbosity >= -1:
+            terminalreporter.write(
+                render_summary(
+                    self.record,
+                    record_path=self.record_path,
+                    markup=writer.hasmarkup,
+                    width=writer.fullwidth,
+                    compact=verbosity < 0,
+                )
+            )
+        if self.verdict is not None:
+            # The verdict comes last: the line a CI log reader sees first.
+            terminalreporter.write(
+                render_verdict(
+                    self.verdict,
+                    markup=writer.hasmarkup,
+                    width=writer.fullwidth,
+                    show_all=self.config.getoption("rtgov_show") == "all" or verbosity > 0,
+                    compact=verbosity < -1,
+                )
+            )
 
 
 _SPEC_KEY = pytest.StashKey[RoundsSpec]()

@@ -16,7 +16,7 @@ from rich.table import Table
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stats import summarize
 
-__all__ = ["format_bytes", "format_ns", "render_run", "render_summary"]
+__all__ = ["format_bytes", "format_ns", "render_run", "render_summary", "render_verdict"]
 
 TOP = 5
 
@@ -163,4 +163,76 @@ def render_run(record: RunRecord, *, markup: bool, width: int = 120) -> str:
     console.print(f"started {record.started_at}  ended {record.ended_at}", highlight=False)
     for table in _tables(record, limit=len(record.tests) + len(record.fixtures) * 8 + 1):
         console.print(table)
+    return buffer.getvalue()
+
+
+_STATUS_STYLE = {"breach": "bold red", "missing": "bold red", "new": "yellow", "pass": "green"}
+
+
+def _value(metric: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value[:19] + "…" if len(value) > 20 else value
+    if metric in ("wall_time", "cpu_time", "gpu_time"):
+        return format_ns(float(value) * 1e9)  # type: ignore[arg-type]
+    if metric in ("peak_memory", "gpu_memory"):
+        return format_bytes(float(value))  # type: ignore[arg-type]
+    return f"{value:.6g}"
+
+
+def render_verdict(
+    verdict: object,
+    *,
+    markup: bool,
+    width: int = 100,
+    show_all: bool = False,
+    compact: bool = False,
+) -> str:
+    """The gate verdict: breaches first with their evidence, notes, a one-line status.
+
+    One block per result rather than a table: gate evidence has long node ids and
+    reasons that a table would truncate on an 80-column CI log.
+    """
+    console, buffer = _console(markup, width)
+    results = list(verdict.results)  # type: ignore[attr-defined]
+    shown = [r for r in results if show_all or r.status in ("breach", "missing")]
+    shown.sort(key=lambda r: (r.status not in ("breach", "missing"), r.subject, r.metric))
+    if shown and not compact:
+        console.rule("rtgov gates" if show_all else "rtgov gate breaches", characters="-")
+    for r in shown if not compact else []:
+        label = r.status.upper()
+        if markup:
+            label = f"[{_STATUS_STYLE.get(r.status, '')}]{label}[/]"
+        console.print(
+            f"{label} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if r.relative is not None:
+            change = "+inf" if r.relative == float("inf") else f"{r.relative * 100:+.1f}% worse"
+        else:
+            change = ""
+        evidence = (
+            f"baseline {_value(r.metric, r.baseline)} -> current {_value(r.metric, r.current)}"
+        )
+        if change:
+            evidence += f" ({change})"
+        evidence += f"; rule: {r.rule}"
+        if r.reason:
+            evidence += f"; {r.reason}"
+        console.print("    " + escape(evidence), highlight=False, soft_wrap=True)
+    for note in verdict.notes:  # type: ignore[attr-defined]
+        console.print(f"rtgov: note: {escape(note)}", highlight=False, soft_wrap=True)
+    new = sum(1 for r in results if r.status == "new")
+    breaches = sum(1 for r in results if r.status in ("breach", "missing"))
+    status = verdict.status  # type: ignore[attr-defined]
+    line = (
+        f"rtgov gate: {status.upper()} ({len(results)} checks, {breaches} breached, {new} new) "
+        f"exit status {verdict.exit_status}"  # type: ignore[attr-defined]
+    )
+    style = "bold green" if status == "passed" else "bold red"
+    console.print(
+        f"[{style}]{escape(line)}[/]" if markup else line, highlight=False, soft_wrap=True
+    )
     return buffer.getvalue()

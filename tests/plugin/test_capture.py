@@ -255,6 +255,10 @@ def test_json_lines_log(workload, tmp_path):
 
 
 def test_state_dir_option_and_gate_mode(workload, read_latest):
+    workload.makefile(
+        ".toml",
+        gates="[[gates]]\nname='t'\nmetric='wall_time'\ntests=['test_workload.py::*']\nmax=60\n",
+    )
     result = workload.runpytest("--rtgov-gate", "--rtgov-dir=out/state")
     assert result.ret == 1  # the failing test, not the gate
     record = read_latest(workload.path, "out/state")

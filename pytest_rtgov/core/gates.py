@@ -1,0 +1,392 @@
+"""Gate evaluation: a pure function of (gates, current run, baseline) -> results.
+
+Nothing here prints or touches the disk. The plugin evaluates every gate first,
+sets the exit status, and only then displays.
+
+Rules, per selected subject (a test, or a fixture) and metric:
+
+- budget: the subject's value must be >= ``min`` and <= ``max``. For measurements
+  with several samples the value is the median of the measured (non-warm-up,
+  completed) samples; for recorded metrics every recorded value must pass (a
+  session fixture records once per xdist worker) and the worst one is reported.
+- regression: the change against the baseline *in the metric's bad direction*
+  (measurements: up is worse; recorded metrics: ``higher_is_better`` decides) may
+  not exceed ``max_regression_pct`` percent of ``|baseline|`` nor
+  ``max_regression`` absolute. A zero baseline makes any worsening an infinite
+  relative change. With at least ``min_samples`` samples on both sides, a breach
+  also needs significance: a one-sided Mann-Whitney U test of "current is worse"
+  with p below ``(1 - confidence) / m``, m the number of such tests this session
+  (Bonferroni), so that gating many kernels does not multiply false alarms.
+- exact: every recorded digest equals the baseline's.
+
+A gate on a recorded metric concerns the selected subjects that record it, now or
+in the baseline: a glob over a test module need not name each test.
+
+Statuses: ``pass``, ``breach``, ``new`` (no baseline value yet: passes, the
+baseline records it on update), ``missing`` (the subject ran and passed but no
+longer records a metric its baseline has, or has no samples of a measurement: a
+breach, a gate should not go silently blind), and
+``not-run`` (the subject was skipped or failed: pytest already reports it).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_rtgov.core.gates_config import BUILTIN_METRICS, Gate, GatesConfig
+from pytest_rtgov.core.records import FixtureEntry, RunRecord, Sample, TestEntry
+
+__all__ = [
+    "BaselineView",
+    "GateResult",
+    "Subject",
+    "evaluate_gates",
+    "mann_whitney_worse_p",
+    "subject_id",
+    "subjects_of",
+]
+
+_SAMPLE_FIELD = {
+    "wall_time": ("wall_ns", 1e-9),
+    "cpu_time": ("cpu_ns", 1e-9),
+    "peak_memory": ("peak_memory_bytes", 1.0),
+    "gpu_time": ("gpu_time_ns", 1e-9),
+    "gpu_memory": ("gpu_memory_bytes", 1.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """A test or a fixture of a run, with what gates can read from it."""
+
+    id: str
+    kind: str  # "test" or "fixture"
+    name: str  # node id for tests, fixture name for fixtures
+    markers: tuple[str, ...]
+    ran: bool
+    samples: tuple[Sample, ...]
+    metrics: tuple[tuple[str, float | str, bool | None], ...]
+
+    def measurement(self, metric: str) -> list[float]:
+        field_name, scale = _SAMPLE_FIELD[metric]
+        measured = [s for s in self.samples if not s.warmup and s.completed]
+        values = [getattr(s, field_name) for s in measured]
+        return [v * scale for v in values if v is not None]
+
+    def recorded(self, metric: str) -> list[tuple[float | str, bool | None]]:
+        return [(value, hib) for name, value, hib in self.metrics if name == metric]
+
+
+def subject_id(entry: TestEntry | FixtureEntry) -> str:
+    """Tests by node id; fixtures as ``fixture:<scope node id>::<name>``."""
+    if isinstance(entry, TestEntry):
+        return entry.nodeid
+    return f"fixture:{entry.nodeid}::{entry.name}" if entry.nodeid else f"fixture:{entry.name}"
+
+
+def subjects_of(record: RunRecord) -> list[Subject]:
+    subjects = [
+        Subject(
+            id=subject_id(t),
+            kind="test",
+            name=t.nodeid,
+            markers=t.markers,
+            ran=t.outcome == "passed",
+            samples=t.samples,
+            metrics=tuple((m.name, m.value, m.higher_is_better) for m in t.metrics),
+        )
+        for t in record.tests
+    ]
+    for f in record.fixtures:
+        subjects.append(
+            Subject(
+                id=subject_id(f),
+                kind="fixture",
+                name=f.name,
+                markers=(),
+                ran=all(s.outcome == "passed" for s in f.setups),
+                samples=tuple(s.sample for s in f.setups),
+                metrics=tuple(
+                    (m.name, m.value, m.higher_is_better) for s in f.setups for m in s.metrics
+                ),
+            )
+        )
+    return subjects
+
+
+def selects(gate: Gate, subject: Subject) -> bool:
+    if subject.kind == "test":
+        if any(fnmatch.fnmatchcase(subject.name, pattern) for pattern in gate.tests):
+            return True
+        return any(marker in gate.markers for marker in subject.markers)
+    return any(fnmatch.fnmatchcase(subject.name, pattern) for pattern in gate.fixtures)
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineView:
+    """What the baseline holds for this run's fingerprint.
+
+    ``measurements[subject][metric]`` are samples (seconds or bytes) from the
+    fingerprint's baseline file; ``metrics[subject][metric]`` are recorded values
+    (numbers or digests) shared across fingerprints.
+    """
+
+    measurements: Mapping[str, Mapping[str, Sequence[float]]]
+    metrics: Mapping[str, Mapping[str, Sequence[float | str]]]
+    fingerprint_note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    gate: str
+    subject: str
+    metric: str
+    status: str  # pass | breach | new | missing | not-run
+    rule: str
+    current: float | str | None = None
+    baseline: float | str | None = None
+    delta: float | None = None
+    relative: float | None = None
+    p_value: float | None = None
+    reason: str = ""
+
+    @property
+    def breached(self) -> bool:
+        return self.status in ("breach", "missing")
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(x: Any) -> Any:
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        return {
+            "gate": self.gate,
+            "subject": self.subject,
+            "metric": self.metric,
+            "status": self.status,
+            "rule": self.rule,
+            "current": clean(self.current),
+            "baseline": clean(self.baseline),
+            "delta": clean(self.delta),
+            "relative": clean(self.relative)
+            if self.relative is None or math.isfinite(self.relative)
+            else ("inf" if self.relative > 0 else "-inf"),
+            "p_value": self.p_value,
+            "reason": self.reason,
+        }
+
+
+def mann_whitney_worse_p(current: Sequence[float], baseline: Sequence[float]) -> float:
+    """One-sided p-value that ``current`` tends to be larger than ``baseline``.
+
+    scipy's Mann-Whitney U (exact for small samples without ties, normal
+    approximation with tie correction otherwise). Identical samples give p >= 0.5.
+    """
+    from scipy.stats import mannwhitneyu
+
+    if len(set(current) | set(baseline)) == 1:
+        return 1.0
+    return float(mannwhitneyu(current, baseline, alternative="greater").pvalue)
+
+
+def _worse(current: float, baseline: float, higher_is_better: bool) -> float:
+    """How much worse current is than baseline, in metric units (negative: better)."""
+    return baseline - current if higher_is_better else current - baseline
+
+
+def _relative(worse: float, baseline: float) -> float:
+    if baseline == 0:
+        return math.inf if worse > 0 else 0.0
+    return worse / abs(baseline)
+
+
+def _exceeds(gate: Gate, worse: float, relative: float) -> list[str]:
+    reasons = []
+    if gate.max_regression_pct is not None and relative * 100 > gate.max_regression_pct:
+        shown = "inf" if math.isinf(relative) else f"{relative * 100:.1f}%"
+        reasons.append(f"{shown} worse > {gate.max_regression_pct:g}%")
+    if gate.max_regression is not None and worse > gate.max_regression:
+        reasons.append(f"{worse:g} worse > {gate.max_regression:g}")
+    return reasons
+
+
+def _budget(gate: Gate, value: float) -> list[str]:
+    reasons = []
+    if gate.minimum is not None and value < gate.minimum:
+        reasons.append(f"{value:g} < min {gate.minimum:g}")
+    if gate.maximum is not None and value > gate.maximum:
+        reasons.append(f"{value:g} > max {gate.maximum:g}")
+    return reasons
+
+
+def _evaluate_measurement(
+    gate: Gate,
+    subject: Subject,
+    baseline: BaselineView,
+    config: GatesConfig,
+    alpha: float,
+) -> GateResult:
+    values = subject.measurement(gate.metric)
+    base = dict(rule=gate.rules(), gate=gate.name, subject=subject.id, metric=gate.metric)
+    if not values:
+        return GateResult(
+            status="missing", reason=f"no {gate.metric} samples (memory off, or no GPU?)", **base
+        )
+    current = statistics.median(values)
+    reasons = _budget(gate, current)
+    result: dict[str, Any] = {"current": current}
+    if gate.has_regression_rule:
+        history = list(baseline.measurements.get(subject.id, {}).get(gate.metric, ()))
+        if not history:
+            if not reasons:
+                note = baseline.fingerprint_note or "no baseline for this subject yet"
+                return GateResult(status="new", reason=note, **result, **base)
+        else:
+            reference = statistics.median(history)
+            worse = _worse(current, reference, higher_is_better=False)
+            relative = _relative(worse, reference)
+            result.update(baseline=reference, delta=worse, relative=relative)
+            exceeded = _exceeds(gate, worse, relative)
+            if exceeded and min(len(values), len(history)) >= config.min_samples:
+                p = mann_whitney_worse_p(values, history)
+                result["p_value"] = p
+                if p >= alpha:
+                    exceeded = []
+                    result["reason"] = f"effect not significant (p={p:.3g} >= {alpha:.3g})"
+                else:
+                    exceeded.append(f"p={p:.3g} < {alpha:.3g}")
+            reasons += exceeded
+    if reasons:
+        result["reason"] = "; ".join(reasons)
+        return GateResult(status="breach", **result, **base)
+    return GateResult(status="pass", **result, **base)
+
+
+def _evaluate_recorded(gate: Gate, subject: Subject, baseline: BaselineView) -> GateResult:
+    recorded = subject.recorded(gate.metric)
+    base = dict(rule=gate.rules(), gate=gate.name, subject=subject.id, metric=gate.metric)
+    history = list(baseline.metrics.get(subject.id, {}).get(gate.metric, ()))
+    if not recorded:
+        return GateResult(
+            status="missing",
+            reason=f"recorded {gate.metric!r} in the baseline but not in this run",
+            **base,
+        )
+    if gate.exact:
+        digests = sorted({str(v) for v, _ in recorded})
+        if not history:
+            return GateResult(
+                status="new", current=digests[0], reason="no baseline digest yet", **base
+            )
+        expected = sorted({str(v) for v in history})
+        if digests != expected:
+            return GateResult(
+                status="breach",
+                current=next((d for d in digests if d not in expected), digests[0]),
+                baseline=expected[0],
+                reason="digest differs from the baseline",
+                **base,
+            )
+        return GateResult(status="pass", current=digests[0], baseline=expected[0], **base)
+    numbers = [(v, hib) for v, hib in recorded if not isinstance(v, str)]
+    if len(numbers) != len(recorded):
+        return GateResult(
+            status="breach", reason=f"{gate.metric!r} holds digests; use exact = true", **base
+        )
+    direction = next((hib for _, hib in numbers if hib is not None), None)
+    if direction is None and gate.has_regression_rule:
+        return GateResult(
+            status="breach",
+            reason=f"{gate.metric!r} declares no direction: record it with "
+            "higher_is_better=True or False",
+            **base,
+        )
+    values = [float(v) for v, _ in numbers]  # type: ignore[arg-type]
+    # Every recorded value must pass the budgets; report the worst one.
+    reasons = []
+    if gate.minimum is not None:
+        reasons += _budget(Gate(name="", metric="", minimum=gate.minimum), min(values))
+    if gate.maximum is not None:
+        reasons += _budget(Gate(name="", metric="", maximum=gate.maximum), max(values))
+    if direction is None:
+        current = min(values) if gate.minimum is not None else max(values)
+    else:
+        current = min(values) if direction else max(values)
+    result: dict[str, Any] = {"current": current}
+    if gate.has_regression_rule:
+        numeric_history = [float(h) for h in history if not isinstance(h, str)]
+        if not numeric_history:
+            if not reasons:
+                return GateResult(status="new", reason="no baseline value yet", **result, **base)
+        else:
+            reference = statistics.median(numeric_history)
+            worse = _worse(current, reference, higher_is_better=bool(direction))
+            relative = _relative(worse, reference)
+            result.update(baseline=reference, delta=worse, relative=relative)
+            reasons += _exceeds(gate, worse, relative)
+    if reasons:
+        result["reason"] = "; ".join(reasons)
+        return GateResult(status="breach", **result, **base)
+    return GateResult(status="pass", **result, **base)
+
+
+def _concerns(metric: str, subject: Subject, baseline: BaselineView) -> bool:
+    """A recorded-metric gate concerns a subject that records the metric now or did in
+    the baseline; a glob over a test module need not list every test by name."""
+    return bool(subject.recorded(metric)) or metric in baseline.metrics.get(subject.id, {})
+
+
+def _significance_tests(
+    config: GatesConfig, pairs: Iterable[tuple[Gate, Subject]], baseline: BaselineView
+) -> int:
+    """How many statistical comparisons this session may make (the Bonferroni m)."""
+    count = 0
+    for gate, subject in pairs:
+        if gate.builtin and gate.has_regression_rule:
+            history = baseline.measurements.get(subject.id, {}).get(gate.metric, ())
+            if min(len(subject.measurement(gate.metric)), len(history)) >= config.min_samples:
+                count += 1
+    return count
+
+
+def evaluate_gates(
+    config: GatesConfig, record: RunRecord, baseline: BaselineView
+) -> tuple[list[GateResult], list[str]]:
+    """Every gate on every subject it selects, in canonical order.
+
+    Returns the results and the names of gates that selected no subject (a
+    configuration error the caller reports with the gates file's name).
+    """
+    subjects = subjects_of(record)
+    pairs = [
+        (g, s)
+        for g in config.gates
+        for s in subjects
+        if selects(g, s) and (g.builtin or _concerns(g.metric, s, baseline))
+    ]
+    empty = [g.name for g in config.gates if not any(p[0] is g for p in pairs)]
+    m = max(1, _significance_tests(config, pairs, baseline))
+    alpha = (1 - config.confidence) / m
+    results = []
+    for gate, subject in pairs:
+        if not subject.ran:
+            results.append(
+                GateResult(
+                    gate=gate.name,
+                    subject=subject.id,
+                    metric=gate.metric,
+                    status="not-run",
+                    rule=gate.rules(),
+                    reason="skipped or failed: not gated",
+                )
+            )
+        elif gate.metric in BUILTIN_METRICS:
+            results.append(_evaluate_measurement(gate, subject, baseline, config, alpha))
+        else:
+            results.append(_evaluate_recorded(gate, subject, baseline))
+    results.sort(key=lambda r: (r.subject, r.metric, r.gate))
+    return results, empty

@@ -1,0 +1,171 @@
+"""The session verdict: load gates and baseline, evaluate, decide the exit status.
+
+Everything is decided here, in ``pytest_sessionfinish`` on the controller, before
+the terminal summary prints a line of it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+from pytest_rtgov.core.fingerprint import fingerprint
+from pytest_rtgov.core.gates import GateResult, evaluate_gates
+from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.errors import RecordFormatError
+from pytest_rtgov.logs import log_event
+from pytest_rtgov.store.baselines import BaselineStore, who_am_i
+from pytest_rtgov.store.gates_file import check_paths, load_gates
+
+__all__ = ["Gatekeeper", "Verdict"]
+
+
+@dataclass
+class Verdict:
+    status: str  # passed | breached | failed-tests | no-baseline | error
+    exit_status: int
+    results: list[GateResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    baseline_action: str | None = None
+
+    @property
+    def breaches(self) -> list[GateResult]:
+        return [r for r in self.results if r.breached]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "exit_status": self.exit_status,
+            "breaches": len(self.breaches),
+            "gates_evaluated": len(self.results),
+            "notes": list(self.notes),
+            "baseline_action": self.baseline_action,
+        }
+
+
+class Gatekeeper:
+    def __init__(
+        self,
+        gates: GatesConfig,
+        baseline_dir: Path,
+        *,
+        rootdir: Path,
+        update: bool,
+        require_baseline: bool,
+        reason: str | None,
+    ) -> None:
+        self.gates = gates
+        self.store = BaselineStore(baseline_dir)
+        self.rootdir = rootdir
+        self.update = update
+        self.require_baseline = require_baseline
+        self.reason = reason
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Gatekeeper:
+        """Load and validate the gates file before any test runs (usage error: exit 4)."""
+        rootdir = Path(config.rootpath)
+        option = config.getoption("rtgov_gates")
+        path = Path(option) if option else rootdir / "gates.toml"
+        if not path.is_absolute():
+            path = Path(config.invocation_params.dir) / path
+        registered = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+        registered |= {"parametrize", "skip", "skipif", "xfail", "usefixtures", "filterwarnings"}
+        try:
+            gates = load_gates(path)
+            check_paths(gates, rootdir, registered)
+        except GatesConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        update = bool(config.getoption("rtgov_update_baseline"))
+        reason = config.getoption("rtgov_reason")
+        if update and not reason and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise pytest.UsageError(
+                "--rtgov-update-baseline with CI=true needs --rtgov-reason TEXT: "
+                "a baseline refresh in CI must say why"
+            )
+        baseline_dir = Path(gates.baseline)
+        if not baseline_dir.is_absolute():
+            baseline_dir = path.parent / baseline_dir
+        return cls(
+            gates,
+            baseline_dir,
+            rootdir=rootdir,
+            update=update,
+            require_baseline=bool(config.getoption("rtgov_require_baseline")),
+            reason=reason,
+        )
+
+    def decide(self, record: RunRecord, exitstatus: int) -> Verdict:
+        """Evaluate every gate and decide; writes the baseline when asked or first seen."""
+        try:
+            view = self.store.view(record.environment)
+        except RecordFormatError as exc:
+            return Verdict("error", int(pytest.ExitCode.USAGE_ERROR), notes=[f"baseline: {exc}"])
+        results, empty = evaluate_gates(self.gates, record, view)
+        notes = [
+            f"gate {name!r} selected no test or fixture in this session ({self.gates.source})"
+            for name in empty
+        ]
+        first_on_fingerprint = not self.store.has_fingerprint(record.environment)
+        if view.fingerprint_note and first_on_fingerprint:
+            notes.append(view.fingerprint_note)
+        breaches = [r for r in results if r.breached]
+        tests_ok = exitstatus == 0
+        action = None
+        if self.update:
+            if not tests_ok:
+                notes.append("tests failed: the baseline was not updated")
+            else:
+                entry = self.store.update(
+                    record,
+                    who=who_am_i(self.rootdir),
+                    reason=self.reason or "pytest --rtgov-update-baseline",
+                )
+                action = "updated"
+                notes.append(
+                    f"baseline updated in {self.store.directory} ({len(entry.changes)} changes, "
+                    f"by {entry.who}: {entry.reason})"
+                )
+                if breaches:
+                    notes.append(f"{len(breaches)} breach(es) accepted into the new baseline")
+                breaches = []
+        elif first_on_fingerprint and tests_ok and not breaches:
+            if self.require_baseline:
+                notes.append(
+                    f"no baseline for fingerprint {fingerprint(record.environment)} "
+                    "and --rtgov-require-baseline is set"
+                )
+                return Verdict("no-baseline", EXIT_GATE_BREACHED, results, notes)
+            self.store.update(
+                record,
+                who=who_am_i(self.rootdir),
+                reason="first gated run on this fingerprint",
+                only_new=True,
+            )
+            action = "created"
+            notes.append(
+                f"no baseline for fingerprint {fingerprint(record.environment)} yet: recorded "
+                f"this run as the baseline in {self.store.directory}"
+            )
+        if not tests_ok:
+            status, code = "failed-tests", exitstatus
+        elif breaches:
+            status, code = "breached", EXIT_GATE_BREACHED
+        else:
+            status, code = "passed", exitstatus
+        verdict = Verdict(status, int(code), results, notes, action)
+        log_event(
+            "gate.verdict",
+            status=status,
+            exit_status=int(code),
+            breaches=len(breaches),
+            gates=len(results),
+            baseline_action=action,
+        )
+        return verdict

@@ -1,0 +1,88 @@
+"""gates.toml validation: each malformed case names the file, the key path and the expectation."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_rtgov.core.gates_config import GatesConfigError, parse_gates, parse_quantity
+
+GOOD = {
+    "defaults": {"confidence": 0.99, "min_samples": 5, "baseline": "fixtures/baseline"},
+    "gates": [
+        {"name": "acc", "metric": "val_accuracy", "tests": ["t.py::*"], "min": 0.9},
+        {"name": "mem", "metric": "peak_memory", "fixtures": ["model"], "max": "512 MiB"},
+        {"name": "time", "metric": "wall_time", "tests": ["t.py::*"], "max_regression_pct": 10},
+        {"name": "digest", "metric": "weights", "fixtures": ["model"], "exact": True},
+    ],
+}
+
+
+def test_good_config_parses_with_units():
+    config = parse_gates(GOOD, source="gates.toml")
+    assert [g.name for g in config.gates] == ["acc", "mem", "time", "digest"]
+    assert config.gates[1].maximum == 512 * 1024 * 1024
+    assert config.gates[2].machine_dependent and not config.gates[0].machine_dependent
+    assert config.confidence == 0.99 and config.baseline == "fixtures/baseline"
+
+
+@pytest.mark.parametrize(
+    ("raw", "value", "expected"),
+    [
+        ("wall_time", "250 ms", 0.25),
+        ("wall_time", "2 s", 2.0),
+        ("peak_memory", "1 KiB", 1024.0),
+        ("peak_memory", "1 GB", 1e9),
+        ("val_loss", 0.5, 0.5),
+    ],
+)
+def test_quantities(raw, value, expected):
+    assert parse_quantity(value, metric=raw, source="g", place="p") == pytest.approx(expected)
+
+
+def _with_gate(**gate):
+    base = {"name": "g", "metric": "wall_time", "tests": ["t.py::*"]}
+    base.update(gate)
+    return {"gates": [base]}
+
+
+@pytest.mark.parametrize(
+    ("data", "place", "expected"),
+    [
+        ({"gate": []}, "gate", "unknown key 'gate'"),
+        ({"defaults": {"rounds": 3}}, "defaults.rounds", "unknown key 'rounds'"),
+        ({"defaults": {"confidence": 1.5}}, "defaults.confidence", "from 0.5 to below 1"),
+        ({"defaults": {"min_samples": 1}}, "defaults.min_samples", "an integer >= 2"),
+        ({"gates": {"name": "x"}}, "gates", "an array of tables"),
+        (_with_gate(maxx=3), "gates[0].maxx", "unknown key 'maxx'"),
+        (_with_gate(name=""), "gates[0].name", "a non-empty string"),
+        (
+            _with_gate(metric="wall time", max=1),
+            "gates[0].metric",
+            "a builtin metric or a metric name",
+        ),
+        ({"gates": [{"name": "g", "metric": "x", "max": 1}]}, "gates[0]", "at least one selector"),
+        (_with_gate(tests="t.py::*"), "gates[0]", "a rule"),
+        (_with_gate(tests=[1], max=1), "gates[0].tests", "a list of non-empty strings"),
+        (_with_gate(max="fast"), "gates[0].max", 'a quantity like "250 ms"'),
+        (_with_gate(max="3 MiB"), "gates[0].max", "a number of s"),
+        (_with_gate(max=True), "gates[0].max", "a number"),
+        (_with_gate(min=2, max=1), "gates[0].min", "min <= max"),
+        (_with_gate(max_regression_pct=-5), "gates[0].max_regression_pct", "a number >= 0"),
+        (_with_gate(max_regression_pct="5%"), "gates[0].max_regression_pct", "a percentage"),
+        (_with_gate(exact=True), "gates[0].exact", "a digest metric"),
+        (_with_gate(metric="d", exact=True, max=1), "gates[0].exact", "exact alone"),
+        (_with_gate(exact="yes"), "gates[0].exact", "true or false"),
+        (
+            {"gates": [{"name": "a", "metric": "x", "tests": ["t"], "max": 1}] * 2},
+            "gates[1].name",
+            "a unique gate name",
+        ),
+    ],
+)
+def test_malformed_configs(data, place, expected):
+    with pytest.raises(GatesConfigError) as info:
+        parse_gates(data, source="gates.toml")
+    assert info.value.source == "gates.toml"
+    assert info.value.place == place
+    assert expected in info.value.expected
+    assert str(info.value).startswith(f"gates.toml: at {place}: expected")
