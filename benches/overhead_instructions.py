@@ -6,8 +6,8 @@ are repeatable. For each configuration the trivial suite runs at two sizes (N an
 2N tests); (Ir(2N) - Ir(N)) / N is the per-test instruction cost, with start-up,
 collection set-up and the session's fixed work cancelled out. The added cost is the
 difference to plain pytest, converted to microseconds with plain pytest's own
-instructions per microsecond, measured in the same script (uninstrumented, median of
-repeated runs).
+instructions per microsecond: plain pytest's run-test loop timed uninstrumented on the
+2N suite (the least-disturbed of repeated runs, as ``timeit`` recommends).
 
 Usage: python benches/overhead_instructions.py [--tests N] [--out PATH]   (needs valgrind)
 """
@@ -19,12 +19,25 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+CONFTEST = """
+import json, os, time
+import pytest
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session):
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        with open(os.environ["BENCH_OUT"], "w") as fh:
+            json.dump({"loop_s": time.perf_counter() - start}, fh)
+"""
 
 TRIVIAL = """
 import pytest
@@ -100,16 +113,20 @@ def main() -> int:
             ir_large = _instructions(large, cfg, root / "state")
             per_test_ir[name] = (ir_large - ir_small) / n
             print(f"{name:38s} {per_test_ir[name]:12.0f} instructions/test", file=sys.stderr)
-        # plain pytest's speed: seconds per test from uninstrumented runs at 2N and N
-        times = []
+        # plain pytest's speed: its run-test loop on the 2N suite, uninstrumented
+        (large / "conftest.py").write_text(CONFTEST)
+        loops = []
+        out = root / "loop.json"
         for _ in range(args.timing_repeats):
-            pair = []
-            for d in (small, large):
-                t0 = time.perf_counter()
-                subprocess.run(_cmd([], root / "state"), cwd=d, capture_output=True, check=True)
-                pair.append(time.perf_counter() - t0)
-            times.append((pair[1] - pair[0]) / n)
-    plain_s_per_test = statistics.median(times)
+            subprocess.run(
+                _cmd([], root / "state"),
+                cwd=large,
+                capture_output=True,
+                check=True,
+                env=dict(os.environ, BENCH_OUT=str(out), OPENBLAS_NUM_THREADS="1"),
+            )
+            loops.append(json.loads(out.read_text())["loop_s"])
+    plain_s_per_test = min(loops) / (2 * n)
     ir_per_us = per_test_ir["plain"] / (plain_s_per_test * 1e6)
     rows = [
         {
@@ -125,6 +142,7 @@ def main() -> int:
         "command": "python benches/overhead_instructions.py " + " ".join(sys.argv[1:]),
         "tests": [n, 2 * n],
         "plain_us_per_test": round(plain_s_per_test * 1e6, 1),
+        "plain_loop_s_all": [round(x, 4) for x in loops],
         "plain_instructions_per_us": round(ir_per_us, 1),
         "wall_s": round(time.perf_counter() - started, 1),
         "rows": rows,
