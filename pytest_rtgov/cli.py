@@ -2,20 +2,23 @@
 
 Exit codes:
     0  success
-    2  bad command-line arguments (argparse)
+    2  bad command-line arguments (argparse, or a refresh in CI without --reason)
     3  the requested run record does not exist
-    4  a record file is unreadable or does not match its schema
+    4  a record, baseline or gates file is unreadable or does not match its schema
+    5  refusing to refresh a baseline from a run whose tests did not pass
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_rtgov.core.canonical import pretty_json
+from pytest_rtgov.core.gates_config import GatesConfigError
 from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 from pytest_rtgov.logs import LOGGER_NAME, JsonLinesFormatter, log_event
 
@@ -25,6 +28,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_BAD_RECORD = 4
+EXIT_REFUSED = 5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run", nargs="?", default="latest", help="run id, unique prefix, or latest")
     show.add_argument("--json", action="store_true", help="print the record as JSON")
     sub.add_parser("runs", help="list run ids, oldest first")
+    baseline = sub.add_parser("baseline", help="show, diff or refresh the gates' baseline")
+    baseline.add_argument(
+        "--gates", type=Path, default=Path("gates.toml"), help="gates file (default: gates.toml)"
+    )
+    bsub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    bsub.add_parser("show", help="fingerprints, subjects and the refresh history")
+    diff = bsub.add_parser("diff", help="every gate of a run against the baseline")
+    diff.add_argument("run", nargs="?", default="latest")
+    refresh = bsub.add_parser("refresh", help="take a run's values as the new baseline")
+    refresh.add_argument("--from", dest="run", default="latest", help="run (default: latest)")
+    refresh.add_argument("--reason", default=None, help="why (required when CI=true)")
+    refresh.add_argument(
+        "--drop-stale", action="store_true", help="drop subjects the run did not collect"
+    )
     return parser
 
 
@@ -66,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     store = RunStore(args.dir)
     try:
+        if args.command == "baseline":
+            return _baseline(args, store)
         if args.command == "runs":
             for run_id in store.run_ids():
                 print(run_id)
@@ -83,8 +103,84 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rtgov: {exc}", file=sys.stderr)
         return EXIT_NOT_FOUND
     except RecordFormatError as exc:
-        print(f"rtgov: invalid run record: {exc}", file=sys.stderr)
+        print(f"rtgov: invalid file: {exc}", file=sys.stderr)
         return EXIT_BAD_RECORD
+    except GatesConfigError as exc:
+        print(f"rtgov: invalid gates file: {exc}", file=sys.stderr)
+        return EXIT_BAD_RECORD
+
+
+def _baseline(args: argparse.Namespace, runs: object) -> int:
+    import os
+
+    from pytest_rtgov.core.gates import evaluate_gates
+    from pytest_rtgov.store.baselines import BaselineStore, who_am_i
+    from pytest_rtgov.store.gates_file import load_gates
+
+    gates = load_gates(args.gates)
+    directory = Path(gates.baseline)
+    if not directory.is_absolute():
+        directory = args.gates.parent / directory
+    baseline = BaselineStore(directory)
+    if args.baseline_command == "show":
+        print(f"baseline: {directory}")
+        for path in sorted(directory.glob("env-*.json")):
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            env = ", ".join(f"{k}={v}" for k, v in sorted(doc["environment"].items()) if v)
+            print(f"  {path.name}: {len(doc['subjects'])} subjects measured on {env}")
+        if baseline.metrics_path.is_file():
+            doc = json.loads(baseline.metrics_path.read_text(encoding="utf-8"))
+            count = sum(len(v) for v in doc["subjects"].values())
+            print(f"  metrics.json: {count} metrics of {len(doc['subjects'])} subjects")
+        history = baseline.history()
+        print(f"refreshes ({len(history)}):")
+        for entry in history:
+            print(
+                f"  {entry['at']}  {entry['who']}  run {entry['run_id']}  "
+                f"{len(entry['changes'])} changes  reason: {entry['reason']}"
+            )
+            for change in entry["changes"][:20]:
+                if change.get("dropped"):
+                    print(f"      dropped {change['subject']}")
+                else:
+                    print(
+                        f"      {change['subject']} {change['metric']}: "
+                        f"{change['old']} -> {change['new']}"
+                    )
+        return EXIT_OK
+    record = runs.read(args.run)  # type: ignore[attr-defined]
+    if args.baseline_command == "diff":
+        from pytest_rtgov.report.terminal import render_results
+
+        results, empty = evaluate_gates(gates, record, baseline.view(record.environment))
+        sys.stdout.write(render_results(results, empty, markup=sys.stdout.isatty()))
+        return EXIT_OK
+    # refresh
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci and not args.reason:
+        print("rtgov: baseline refresh with CI=true needs --reason TEXT", file=sys.stderr)
+        return EXIT_USAGE
+    if record.exit_status != 0:
+        print(
+            f"rtgov: run {record.run_id} ended with exit status {record.exit_status}: "
+            "refusing to take it as the baseline",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    stale = baseline.stale(record)
+    entry = baseline.update(
+        record,
+        who=who_am_i(),
+        reason=args.reason or "rtgov baseline refresh",
+        drop_stale=args.drop_stale,
+    )
+    print(
+        f"baseline {directory} refreshed from run {record.run_id}: {len(entry.changes)} changes, "
+        f"by {entry.who}: {entry.reason}"
+    )
+    if stale and not args.drop_stale:
+        print(f"stale subjects kept (not in this run; --drop-stale drops them): {', '.join(stale)}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,8 +9,8 @@ from typing import Any
 # pytester's in-process runs drop modules they imported; numpy and scipy cannot be
 # imported twice in one process, so load them here, before any inner run.
 import numpy  # noqa: F401
-import scipy.stats  # noqa: F401
 import pytest
+import scipy.stats  # noqa: F401
 
 
 def latest_record(root: Path, state_dir: str = ".rtgov") -> dict[str, Any]:

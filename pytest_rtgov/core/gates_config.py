@@ -40,6 +40,7 @@ __all__ = [
     "Gate",
     "GatesConfig",
     "GatesConfigError",
+    "format_quantity",
     "parse_gates",
     "parse_quantity",
 ]
@@ -120,15 +121,20 @@ class Gate:
         return self.max_regression_pct is not None or self.max_regression is not None
 
     def rules(self) -> str:
+        """``">= 0.9, regression <= 0.02"``, quantities in readable units.
+
+        >>> Gate(name="m", metric="peak_memory", maximum=512 * 2**20).rules()
+        '<= 512 MiB'
+        """
         parts = []
         if self.minimum is not None:
-            parts.append(f">= {self.minimum:g}")
+            parts.append(f">= {format_quantity(self.metric, self.minimum)}")
         if self.maximum is not None:
-            parts.append(f"<= {self.maximum:g}")
+            parts.append(f"<= {format_quantity(self.metric, self.maximum)}")
         if self.max_regression_pct is not None:
             parts.append(f"regression <= {self.max_regression_pct:g}%")
         if self.max_regression is not None:
-            parts.append(f"regression <= {self.max_regression:g}")
+            parts.append(f"regression <= {format_quantity(self.metric, self.max_regression)}")
         if self.exact:
             parts.append("exact")
         return ", ".join(parts)
@@ -141,6 +147,25 @@ class GatesConfig:
     confidence: float = 0.99
     min_samples: int = 5
     baseline: str = ".rtgov/baseline"
+
+
+def format_quantity(metric: str, value: float) -> str:
+    """Seconds and bytes of builtin metrics in readable units; other values as ``:g``.
+
+    >>> format_quantity("wall_time", 0.25), format_quantity("peak_memory", 3 * 2**20)
+    ('250 ms', '3 MiB')
+    """
+    unit = BUILTIN_METRICS.get(metric, ("", False))[0]
+    scales = {
+        "s": (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)),
+        "bytes": (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1)),
+    }.get(unit)
+    if not scales or value == 0:
+        return f"{value:g}"
+    for name, scale in scales:
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {name}"
+    return f"{value:g}"
 
 
 def parse_quantity(value: Any, *, metric: str, source: str, place: str) -> float:

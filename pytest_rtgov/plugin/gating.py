@@ -113,8 +113,6 @@ class Gatekeeper:
             for name in empty
         ]
         first_on_fingerprint = not self.store.has_fingerprint(record.environment)
-        if view.fingerprint_note and first_on_fingerprint:
-            notes.append(view.fingerprint_note)
         breaches = [r for r in results if r.breached]
         tests_ok = exitstatus == 0
         action = None
@@ -153,6 +151,8 @@ class Gatekeeper:
                 f"no baseline for fingerprint {fingerprint(record.environment)} yet: recorded "
                 f"this run as the baseline in {self.store.directory}"
             )
+        if view.fingerprint_note and first_on_fingerprint and action is None:
+            notes.append(view.fingerprint_note)
         if not tests_ok:
             status, code = "failed-tests", exitstatus
         elif breaches:

@@ -16,7 +16,14 @@ from rich.table import Table
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stats import summarize
 
-__all__ = ["format_bytes", "format_ns", "render_run", "render_summary", "render_verdict"]
+__all__ = [
+    "format_bytes",
+    "format_ns",
+    "render_results",
+    "render_run",
+    "render_summary",
+    "render_verdict",
+]
 
 TOP = 5
 
@@ -235,4 +242,23 @@ def render_verdict(
     console.print(
         f"[{style}]{escape(line)}[/]" if markup else line, highlight=False, soft_wrap=True
     )
+    return buffer.getvalue()
+
+
+def render_results(results: list, empty: list[str], *, markup: bool, width: int = 120) -> str:
+    """Every gate result, one line each (``rtgov baseline diff``)."""
+    console, buffer = _console(markup, width)
+    for r in results:
+        change = ""
+        if r.relative is not None:
+            change = " (+inf)" if r.relative == float("inf") else f" ({r.relative * 100:+.1f}%)"
+        console.print(
+            f"{r.status:8s} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}: "
+            f"{escape(_value(r.metric, r.baseline))} -> {escape(_value(r.metric, r.current))}"
+            f"{change}  \\[{escape(r.rule)}] {escape(r.reason)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for name in empty:
+        console.print(f"note: gate {escape(name)!s} selected nothing in this run", highlight=False)
     return buffer.getvalue()
