@@ -29,7 +29,9 @@ TOP = 5
 
 
 def format_ns(ns: float | None) -> str:
-    """>>> format_ns(1_500_000)
+    """Nanoseconds in the largest fitting unit.
+
+    >>> format_ns(1_500_000)
     '1.50 ms'
     """
     if ns is None:
@@ -41,7 +43,9 @@ def format_ns(ns: float | None) -> str:
 
 
 def format_bytes(n: float | None) -> str:
-    """>>> format_bytes(3 * 1024 * 1024)
+    """Bytes in binary units.
+
+    >>> format_bytes(3 * 1024 * 1024)
     '3.0 MiB'
     """
     if n is None:
