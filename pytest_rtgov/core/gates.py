@@ -49,6 +49,7 @@ __all__ = [
     "mann_whitney_worse_p",
     "subject_id",
     "subjects_of",
+    "wilcoxon_worse_p",
 ]
 
 _SAMPLE_FIELD = {
@@ -72,11 +73,18 @@ class Subject:
     samples: tuple[Sample, ...]
     metrics: tuple[tuple[str, float | str, bool | None], ...]
 
-    def measurement(self, metric: str) -> list[float]:
+    def measurement(self, metric: str, variant: str = "current") -> list[float]:
         field_name, scale = _SAMPLE_FIELD[metric]
-        measured = [s for s in self.samples if not s.warmup and s.completed]
+        measured = [
+            s for s in self.samples if not s.warmup and s.completed and s.variant == variant
+        ]
         values = [getattr(s, field_name) for s in measured]
         return [v * scale for v in values if v is not None]
+
+    def pairs(self, metric: str) -> list[tuple[float, float]]:
+        """(current, baseline) pairs of an A/B loop, in the order they were measured."""
+        current, baseline = self.measurement(metric), self.measurement(metric, "baseline")
+        return list(zip(current, baseline, strict=False))
 
     def recorded(self, metric: str) -> list[tuple[float | str, bool | None]]:
         return [(value, hib) for name, value, hib in self.metrics if name == metric]
@@ -223,6 +231,57 @@ def _budget(gate: Gate, value: float) -> list[str]:
     return reasons
 
 
+def wilcoxon_worse_p(pairs: Sequence[tuple[float, float]]) -> float:
+    """One-sided p-value that current exceeds baseline, paired: Wilcoxon signed-rank
+    test on log(current / baseline) (scipy; exact for small samples)."""
+    from scipy.stats import wilcoxon
+
+    logs = [math.log(c / b) for c, b in pairs if c > 0 and b > 0]
+    if not logs or all(x == 0 for x in logs):
+        return 1.0
+    return float(wilcoxon(logs, alternative="greater", zero_method="zsplit").pvalue)
+
+
+def _evaluate_ab(gate: Gate, subject: Subject, config: GatesConfig, alpha: float) -> GateResult:
+    """Same-process A/B: the test body at the baseline ref ran interleaved with the
+    current one; the effect is the median paired ratio, significance is Wilcoxon's."""
+    base = dict(rule=gate.rules() + ", A/B", gate=gate.name, subject=subject.id, metric=gate.metric)
+    pairs = subject.pairs(gate.metric)
+    if not pairs:
+        return GateResult(
+            status="new", reason=f"no baseline code for this test at {config.ab_ref}", **base
+        )
+    ratios = sorted(c / b for c, b in pairs if b > 0)
+    ratio = statistics.median(ratios) if ratios else 1.0
+    current = statistics.median(c for c, _ in pairs)
+    reference = statistics.median(b for _, b in pairs)
+    worse = current - reference
+    result: dict[str, Any] = dict(
+        current=current, baseline=reference, delta=worse, relative=ratio - 1
+    )
+    exceeded = _exceeds(gate, ratio * reference - reference, ratio - 1)
+    if not exceeded:
+        return GateResult(status="pass", **result, **base)
+    if len(pairs) < config.min_samples:
+        return GateResult(
+            status="pass",
+            reason=f"{len(pairs)} pairs < min_samples {config.min_samples}: not judged",
+            **result,
+            **base,
+        )
+    p = wilcoxon_worse_p(pairs)
+    result["p_value"] = p
+    if p >= alpha:
+        return GateResult(
+            status="pass",
+            reason=f"effect not significant (p={p:.3g} >= {alpha:.3g})",
+            **result,
+            **base,
+        )
+    reason = "; ".join([*exceeded, f"p={p:.3g} < {alpha:.3g}", f"{len(pairs)} pairs"])
+    return GateResult(status="breach", reason=reason, **result, **base)
+
+
 def _evaluate_measurement(
     gate: Gate,
     subject: Subject,
@@ -346,7 +405,9 @@ def _significance_tests(
     """How many statistical comparisons this session may make (the Bonferroni m)."""
     count = 0
     for gate, subject in pairs:
-        if gate.builtin and gate.has_regression_rule:
+        if gate.ab:
+            count += len(subject.pairs(gate.metric)) >= config.min_samples
+        elif gate.builtin and gate.has_regression_rule:
             history = baseline.measurements.get(subject.id, {}).get(gate.metric, ())
             if min(len(subject.measurement(gate.metric)), len(history)) >= config.min_samples:
                 count += 1
@@ -384,6 +445,8 @@ def evaluate_gates(
                     reason="skipped or failed: not gated",
                 )
             )
+        elif gate.ab:
+            results.append(_evaluate_ab(gate, subject, config, alpha))
         elif gate.metric in BUILTIN_METRICS:
             results.append(_evaluate_measurement(gate, subject, baseline, config, alpha))
         else:

@@ -23,6 +23,7 @@ Schema (see docs/gates.md)::
     max_regression_pct = 5.0           # worse than baseline by more than 5 % ...
     max_regression = 0.02              # ... and/or by more than this, in metric units
     exact = true                       # digests: bit-identical to the baseline
+    ab = true                          # timing: against the baseline code, same process
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ _UNITS = {
 }
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
 
-_DEFAULT_KEYS = {"confidence", "min_samples", "baseline"}
+_DEFAULT_KEYS = {"confidence", "min_samples", "baseline", "ab_ref", "ab_pairs"}
+_AB_METRICS = ("wall_time", "cpu_time", "gpu_time")
 _GATE_KEYS = {
     "name",
     "metric",
@@ -81,6 +83,7 @@ _GATE_KEYS = {
     "max_regression_pct",
     "max_regression",
     "exact",
+    "ab",
 }
 
 
@@ -106,6 +109,7 @@ class Gate:
     max_regression_pct: float | None = None
     max_regression: float | None = None
     exact: bool = False
+    ab: bool = False
     place: str = ""
 
     @property
@@ -147,6 +151,12 @@ class GatesConfig:
     confidence: float = 0.99
     min_samples: int = 5
     baseline: str = ".rtgov/baseline"
+    ab_ref: str = "HEAD"
+    ab_pairs: int = 20
+
+    @property
+    def ab_gates(self) -> tuple[Gate, ...]:
+        return tuple(g for g in self.gates if g.ab)
 
 
 def format_quantity(metric: str, value: float) -> str:
@@ -273,6 +283,17 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
             f"{place}.exact",
             f"a digest metric for exact = true ({metric} is a measurement)",
         )
+    ab = raw.get("ab", False)
+    if not isinstance(ab, bool):
+        raise GatesConfigError(source, f"{place}.ab", f"true or false (got {ab!r})")
+    if ab and metric not in _AB_METRICS:
+        raise GatesConfigError(
+            source, f"{place}.ab", f"a timing metric ({', '.join(_AB_METRICS)}) for ab = true"
+        )
+    if ab and pct is None and absolute is None:
+        raise GatesConfigError(
+            source, f"{place}.ab", "a regression rule (max_regression_pct or max_regression)"
+        )
     if not exact and minimum is None and maximum is None and pct is None and absolute is None:
         raise GatesConfigError(
             source, place, "a rule: min, max, max_regression_pct, max_regression or exact = true"
@@ -288,6 +309,7 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
         max_regression_pct=pct,
         max_regression=absolute,
         exact=exact,
+        ab=ab,
         place=place,
     )
 
@@ -316,6 +338,14 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
     baseline = defaults.get("baseline", ".rtgov/baseline")
     if not isinstance(baseline, str) or not baseline:
         raise GatesConfigError(source, "defaults.baseline", f"a path (got {baseline!r})")
+    ab_ref = defaults.get("ab_ref", "HEAD")
+    if not isinstance(ab_ref, str) or not ab_ref.strip():
+        raise GatesConfigError(source, "defaults.ab_ref", f"a git ref (got {ab_ref!r})")
+    ab_pairs = defaults.get("ab_pairs", 20)
+    if isinstance(ab_pairs, bool) or not isinstance(ab_pairs, int) or not 5 <= ab_pairs <= 1000:
+        raise GatesConfigError(
+            source, "defaults.ab_pairs", f"an integer from 5 to 1000 (got {ab_pairs!r})"
+        )
     raw_gates = data.get("gates", [])
     if not isinstance(raw_gates, list):
         raise GatesConfigError(source, "gates", "an array of tables ([[gates]])")
@@ -327,4 +357,6 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         confidence=float(confidence),
         min_samples=min_samples,
         baseline=baseline,
+        ab_ref=ab_ref,
+        ab_pairs=ab_pairs,
     )

@@ -129,9 +129,11 @@ class Sample(NamedTuple):
     warmup: bool = False
     completed: bool = True
     evidence: str | None = None
+    variant: str = "current"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "variant": self.variant,
             "wall_ns": self.wall_ns,
             "cpu_ns": self.cpu_ns,
             "peak_memory_bytes": self.peak_memory_bytes,
@@ -154,6 +156,9 @@ class Sample(NamedTuple):
             warmup=r.bool("warmup"),
             completed=r.bool("completed"),
             evidence=r.optional_str("evidence"),
+            variant=r.choice("variant", ("current", "baseline"))
+            if "variant" in r.data
+            else "current",
         )
 
 

@@ -39,7 +39,12 @@ class Meter:
         return wall_ns(), cpu_ns()
 
     def close(
-        self, region: tuple[int, int], *, warmup: bool = False, completed: bool = True
+        self,
+        region: tuple[int, int],
+        *,
+        warmup: bool = False,
+        completed: bool = True,
+        variant: str = "current",
     ) -> dict[str, Any]:
         gpu_time = gpu_memory = None
         if self._gpu is not None:
@@ -57,6 +62,7 @@ class Meter:
             "warmup": warmup,
             "completed": completed,
             "evidence": evidence,
+            "variant": variant,
         }
 
     def close_probes(self) -> None:

@@ -71,6 +71,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="why the baseline is refreshed (recorded in the audit log; required when CI=true).",
     )
     group.addoption(
+        "--rtgov-ab-ref",
+        default=None,
+        metavar="REF",
+        help="git ref of the baseline code for A/B timing gates (default: ab_ref in gates.toml).",
+    )
+    group.addoption(
         "--rtgov-show",
         default="breaches",
         choices=("breaches", "all"),

@@ -66,6 +66,7 @@ class Gatekeeper:
         self.update = update
         self.require_baseline = require_baseline
         self.reason = reason
+        self.ab_ref = gates.ab_ref
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -84,6 +85,7 @@ class Gatekeeper:
             raise pytest.UsageError(str(exc)) from None
         update = bool(config.getoption("rtgov_update_baseline"))
         reason = config.getoption("rtgov_reason")
+        ab_ref = config.getoption("rtgov_ab_ref")
         if update and not reason and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             raise pytest.UsageError(
                 "--rtgov-update-baseline with CI=true needs --rtgov-reason TEXT: "
@@ -92,7 +94,7 @@ class Gatekeeper:
         baseline_dir = Path(gates.baseline)
         if not baseline_dir.is_absolute():
             baseline_dir = path.parent / baseline_dir
-        return cls(
+        keeper = cls(
             gates,
             baseline_dir,
             rootdir=rootdir,
@@ -100,6 +102,30 @@ class Gatekeeper:
             require_baseline=bool(config.getoption("rtgov_require_baseline")),
             reason=reason,
         )
+        if ab_ref:
+            keeper.ab_ref = ab_ref
+        return keeper
+
+    def prepare_ab(self, dest: Path) -> dict[str, Any] | None:
+        """Export the A/B baseline code when a gate asks for it (before any test runs)."""
+        ab_gates = self.gates.ab_gates
+        if not ab_gates:
+            return None
+        from pytest_rtgov.store.ab_code import AbCodeError, export_ref
+
+        try:
+            sha, root = export_ref(self.rootdir, self.ab_ref, dest)
+        except AbCodeError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        log_event("ab.prepared", ref=self.ab_ref, sha=sha, root=str(root))
+        return {
+            "root": str(root),
+            "sha": sha,
+            "ref": self.ab_ref,
+            "tests": sorted({t for g in ab_gates for t in g.tests}),
+            "markers": sorted({m for g in ab_gates for m in g.markers}),
+            "pairs": self.gates.ab_pairs,
+        }
 
     def decide(self, record: RunRecord, exitstatus: int) -> Verdict:
         """Evaluate every gate and decide; writes the baseline when asked or first seen."""

@@ -130,6 +130,9 @@ class RtgovPlugin:
         self._log_handler: logging.Handler | None = None
         self.gatekeeper: Any = None
         self.verdict: Any = None
+        # Same-process A/B: {"root", "sha", "ref", "tests", "markers", "pairs"} or None.
+        self.ab: dict[str, Any] | None = None
+        self._ab_modules: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RtgovPlugin:
@@ -155,6 +158,9 @@ class RtgovPlugin:
             from pytest_rtgov.plugin.gating import Gatekeeper
 
             plugin.gatekeeper = Gatekeeper.from_config(config)
+            plugin.ab = plugin.gatekeeper.prepare_ab(state_dir / "ab")
+        elif workerinput is not None:
+            plugin.ab = workerinput.get("rtgov_ab")
         log_path = config.getoption("rtgov_log_json")
         if log_path and not plugin.is_worker:
             plugin._log_handler = add_json_lines_handler(Path(log_path))
@@ -181,10 +187,21 @@ class RtgovPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["rtgov_run_id"] = self.run_id
+        if self.ab is not None:
+            node.workerinput["rtgov_ab"] = self.ab
 
     # -- collection -----------------------------------------------------------------
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if self.ab is not None:
+            import fnmatch
+
+            ab_tests, ab_markers = self.ab["tests"], set(self.ab["markers"])
+            for item in items:
+                if any(fnmatch.fnmatchcase(item.nodeid, p) for p in ab_tests) or any(
+                    m.name in ab_markers for m in item.iter_markers()
+                ):
+                    item.stash[_AB_KEY] = True
         problems = []
         for item in items:
             marker = item.get_closest_marker("rtgov")
@@ -250,6 +267,7 @@ class RtgovPlugin:
         original = pyfuncitem.obj
         meter, spec = self._meter, state.spec
         samples = state.samples
+        baseline = self._baseline_function(pyfuncitem) if _AB_KEY in pyfuncitem.stash else None
 
         def measured(*args: Any, **kwargs: Any) -> Any:
             result = None
@@ -265,11 +283,32 @@ class RtgovPlugin:
                     )
             return result
 
-        pyfuncitem.obj = measured
+        def measured_ab(*args: Any, **kwargs: Any) -> Any:
+            return _run_ab(original, baseline, args, kwargs, meter, samples, spec, self.ab)
+
+        pyfuncitem.obj = measured if baseline is None else measured_ab
         try:
             return (yield)
         finally:
             pyfuncitem.obj = original
+
+    def _baseline_function(self, item: pytest.Function) -> Any:
+        """The test's function at the A/B baseline ref, or None (new test, class test)."""
+        if self.ab is None or getattr(item, "cls", None) is not None:
+            return None
+        from pytest_rtgov.store.ab_code import load_baseline_module
+
+        key = str(item.path)
+        if key not in self._ab_modules:
+            self._ab_modules[key] = load_baseline_module(
+                Path(item.path),
+                Path(item.config.rootpath),
+                Path(self.ab["root"]),
+                private_name=f"_rtgov_ab_{len(self._ab_modules)}",
+            )
+        module = self._ab_modules[key]
+        function = getattr(module, item.originalname, None) if module is not None else None
+        return function if callable(function) else None
 
     def _drain(self, when: str) -> dict[str, Any]:
         """What this process measured during the phase ``when``, as builtin types."""
@@ -476,6 +515,52 @@ def _is_direct_param(fixturedef: Any) -> bool:
 
 
 _USAGE_KEY = pytest.StashKey[str]()
+_AB_KEY = pytest.StashKey[bool]()
+
+
+def _run_ab(
+    current: Any,
+    baseline: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    meter: Meter,
+    samples: list[dict[str, Any]],
+    spec: RoundsSpec,
+    ab: dict[str, Any] | None,
+) -> Any:
+    """Warm both versions up, then ``pairs`` pairs in A B B A order, every round kept.
+
+    If the baseline version raises (it may not fit today's fixtures), the A/B stops
+    and the current version's rounds go on alone: the gate then reports no pairs.
+    """
+    pairs = max(spec.rounds, int(ab["pairs"]) if ab else spec.rounds)
+    warmup = max(spec.warmup, 2)
+    result = None
+    baseline_ok = True
+
+    def one(func: Any, variant: str, warm: bool) -> Any:
+        region = meter.open()
+        completed = False
+        try:
+            out = func(*args, **kwargs)
+            completed = True
+            return out
+        finally:
+            samples.append(meter.close(region, warmup=warm, completed=completed, variant=variant))
+
+    for index in range(warmup + pairs):
+        warm = index < warmup
+        order = ("current", "baseline") if index % 2 == 0 else ("baseline", "current")
+        for variant in order:
+            if variant == "current":
+                result = one(current, "current", warm)
+            elif baseline_ok:
+                try:
+                    one(baseline, "baseline", warm)
+                except Exception:
+                    baseline_ok = False
+                    samples[:] = [s for s in samples if s["variant"] == "current"]
+    return result
 
 
 def _raiser(message: str) -> Any:

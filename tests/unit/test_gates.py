@@ -199,3 +199,33 @@ def test_mann_whitney_direction():
     assert mann_whitney_worse_p([2, 3, 4, 5, 6], [1, 1.1, 1.2, 1.3, 1.4]) < 0.01
     assert mann_whitney_worse_p([1, 1.1, 1.2, 1.3, 1.4], [2, 3, 4, 5, 6]) > 0.99
     assert mann_whitney_worse_p([1, 1, 1], [1, 1, 1]) == 1.0
+
+
+def ab_run(pairs):
+    samples = []
+    for cur, base in pairs:
+        samples.append(Sample(wall_ns=round(cur * 1e9), cpu_ns=1, variant="current"))
+        samples.append(Sample(wall_ns=round(base * 1e9), cpu_ns=1, variant="baseline"))
+    rec = run()
+    test = rec.tests[0]
+    import dataclasses
+
+    return dataclasses.replace(rec, tests=(dataclasses.replace(test, samples=tuple(samples)),))
+
+
+def test_ab_gate_uses_paired_rounds_of_the_same_session():
+    cfg = config(max_regression_pct=5, ab=True)
+    base = [0.010 + 0.001 * (i % 3) for i in range(20)]
+    slow = [(b * 1.2, b) for b in base]
+    r = only(evaluate_gates(cfg, ab_run(slow), view()))
+    assert r.status == "breach" and abs(r.relative - 0.2) < 1e-6 and r.p_value < 1e-4
+    same = [(b, b) for b in base]
+    assert only(evaluate_gates(cfg, ab_run(same), view())).status == "pass"
+    assert only(evaluate_gates(cfg, run([0.01] * 5), view())).status == "new"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(1e-3, 1.0), min_size=5, max_size=25))
+def test_ab_identical_pairs_never_breach(values):
+    cfg = config(max_regression_pct=0, ab=True)
+    assert only(evaluate_gates(cfg, ab_run([(v, v) for v in values]), view())).status == "pass"

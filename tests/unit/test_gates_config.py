@@ -73,6 +73,15 @@ def _with_gate(**gate):
         (_with_gate(metric="d", exact=True, max=1), "gates[0].exact", "exact alone"),
         (_with_gate(exact="yes"), "gates[0].exact", "true or false"),
         (
+            _with_gate(metric="peak_memory", ab=True, max_regression_pct=5),
+            "gates[0].ab",
+            "a timing metric",
+        ),
+        (_with_gate(ab=True, max=1), "gates[0].ab", "a regression rule"),
+        (_with_gate(ab=1, max_regression_pct=5), "gates[0].ab", "true or false"),
+        ({"defaults": {"ab_pairs": 2}}, "defaults.ab_pairs", "an integer from 5 to 1000"),
+        ({"defaults": {"ab_ref": ""}}, "defaults.ab_ref", "a git ref"),
+        (
             {"gates": [{"name": "a", "metric": "x", "tests": ["t"], "max": 1}] * 2},
             "gates[1].name",
             "a unique gate name",

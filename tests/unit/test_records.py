@@ -36,6 +36,7 @@ samples = st.builds(
     warmup=st.booleans(),
     completed=st.booleans(),
     evidence=st.none() | st.text(max_size=20),
+    variant=st.sampled_from(["current", "baseline"]),
 )
 metrics = st.builds(
     Metric,

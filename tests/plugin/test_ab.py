@@ -1,0 +1,125 @@
+"""Same-process A/B timing gates: the baseline code at a git ref runs beside the current."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+
+KERNEL = """
+import time
+
+def work(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+"""
+
+TEST = """
+import pytest
+from mykernel import work
+
+@pytest.mark.rtgov(rounds=5)
+def test_work():
+    work(20000)
+
+@pytest.mark.rtgov(rounds=5)
+def test_other():
+    sum(range(20000))
+"""
+
+GATES = """
+[defaults]
+baseline = "baseline"
+ab_pairs = 15
+
+[[gates]]
+name = "time"
+metric = "wall_time"
+tests = ["test_ab.py::*"]
+max_regression_pct = 10
+ab = true
+"""
+
+
+def git(cwd, *args):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def repo(pytester):
+    pytester.makepyfile(mykernel=KERNEL, test_ab=TEST)
+    pytester.makefile(".toml", gates=GATES)
+    pytester.syspathinsert()
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "base")
+    return pytester
+
+
+def results(pytester):
+    base = pytester.path / ".rtgov"
+    run_id = (base / "latest").read_text().strip()
+    record = json.loads((base / "runs" / f"{run_id}.json").read_text())
+    return record, {g["subject"]: g for g in record["gate_results"]}
+
+
+def test_unchanged_code_passes_and_keeps_both_variants(repo):
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    record, gates = results(repo)
+    assert {g["status"] for g in gates.values()} == {"pass"}
+    work = next(t for t in record["tests"] if t["nodeid"] == "test_ab.py::test_work")
+    variants = [s["variant"] for s in work["samples"] if not s["warmup"]]
+    assert variants.count("current") == variants.count("baseline") == 15
+
+
+def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
+    (repo.path / "mykernel.py").write_text(
+        KERNEL.replace("total += i * i", "total += i * i * 1 ** 2 + 0")
+    )
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
+    result.stdout.fnmatch_lines(["BREACH time: test_ab.py::test_work wall_time", "*A/B*pairs*"])
+    _, gates = results(repo)
+    assert gates["test_ab.py::test_work"]["status"] == "breach"
+    assert gates["test_ab.py::test_work"]["relative"] > 0.1
+    assert gates["test_ab.py::test_other"]["status"] == "pass"
+
+
+def test_ab_under_xdist(repo):
+    pytest.importorskip("xdist")
+    (repo.path / "mykernel.py").write_text(
+        KERNEL.replace("total += i * i", "total += i * i * 1 ** 2 + 0")
+    )
+    result = repo.runpytest_subprocess("--rtgov-gate", "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
+    _, gates = results(repo)
+    assert gates["test_ab.py::test_work"]["status"] == "breach"
+
+
+def test_a_test_new_since_the_ref_is_reported_new(repo):
+    (repo.path / "test_new_ab.py").write_text(TEST.replace("test_work", "test_fresh"))
+    repo.makefile(".toml", gates=GATES.replace('["test_ab.py::*"]', '["test_new_ab.py::*"]'))
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider", "test_new_ab.py")
+    assert result.ret == 0, result.stdout.str()
+    _, gates = results(repo)
+    assert gates["test_new_ab.py::test_fresh"]["status"] == "new"
+    assert "no baseline code" in gates["test_new_ab.py::test_fresh"]["reason"]
+
+
+def test_unknown_ref_is_a_usage_error(repo):
+    result = repo.runpytest_subprocess(
+        "--rtgov-gate", "--rtgov-ab-ref=nope", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*cannot resolve git ref 'nope'*"])
