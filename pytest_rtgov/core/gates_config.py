@@ -24,6 +24,9 @@ Schema (see docs/gates.md)::
     max_regression = 0.02              # ... and/or by more than this, in metric units
     exact = true                       # digests: bit-identical to the baseline
     ab = true                          # timing: against the baseline code, same process
+
+``ab_ref`` in ``[defaults]`` is a git ref, or ``"accepted"``: the code the last
+baseline refresh accepted (``refs/rtgov/accepted``), HEAD until there is one.
 """
 
 from __future__ import annotations

@@ -111,9 +111,10 @@ class Gatekeeper:
         ab_gates = self.gates.ab_gates
         if not ab_gates:
             return None
-        from pytest_rtgov.store.ab_code import AbCodeError, export_ref
+        from pytest_rtgov.store.ab_code import AbCodeError, export_ref, resolve_ab_ref
 
         try:
+            self.ab_ref = resolve_ab_ref(self.rootdir, self.ab_ref)
             sha, root = export_ref(self.rootdir, self.ab_ref, dest)
         except AbCodeError as exc:
             raise pytest.UsageError(str(exc)) from None
@@ -126,6 +127,18 @@ class Gatekeeper:
             "markers": sorted({m for g in ab_gates for m in g.markers}),
             "pairs": self.gates.ab_pairs,
         }
+
+    def _accept_code(self) -> str:
+        """A refresh accepts the timing of today's code: A/B gates with ``ab_ref =
+        "accepted"`` compare against it from now on."""
+        from pytest_rtgov.store.ab_code import ACCEPTED_REF, AbCodeError, accept_working_tree
+
+        try:
+            sha = accept_working_tree(self.rootdir)
+        except AbCodeError as exc:
+            return f"A/B baseline code not recorded: {exc}"
+        log_event("ab.accepted", sha=sha)
+        return f"A/B baseline code is now {ACCEPTED_REF} = {sha[:12]} (this run's code)"
 
     def decide(self, record: RunRecord, exitstatus: int) -> Verdict:
         """Evaluate every gate and decide; writes the baseline when asked or first seen."""
@@ -152,6 +165,8 @@ class Gatekeeper:
                     reason=self.reason or "pytest --rtgov-update-baseline",
                 )
                 action = "updated"
+                if self.gates.ab_gates:
+                    notes.append(self._accept_code())
                 notes.append(
                     f"baseline updated in {self.store.directory} ({len(entry.changes)} changes, "
                     f"by {entry.who}: {entry.reason})"

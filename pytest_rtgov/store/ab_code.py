@@ -24,7 +24,18 @@ from types import ModuleType
 
 from pytest_rtgov.errors import RtgovError
 
-__all__ = ["AbCodeError", "export_ref", "load_baseline_module", "project_packages"]
+__all__ = [
+    "ACCEPTED_REF",
+    "AbCodeError",
+    "accept_working_tree",
+    "export_ref",
+    "load_baseline_module",
+    "project_packages",
+    "resolve_ab_ref",
+]
+
+# Where an audited baseline refresh keeps the code it accepted (a local git ref).
+ACCEPTED_REF = "refs/rtgov/accepted"
 
 # Never shadowed: the measuring plugin itself must stay the current one.
 _NEVER = frozenset({"pytest_rtgov", "pytest", "_pytest", "pluggy"})
@@ -32,6 +43,39 @@ _NEVER = frozenset({"pytest_rtgov", "pytest", "_pytest", "pluggy"})
 
 class AbCodeError(RtgovError):
     """The baseline code cannot be exported or imported."""
+
+
+def _git(rootdir: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=rootdir, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def resolve_ab_ref(rootdir: Path, ref: str) -> str:
+    """``accepted`` means the code the last baseline refresh accepted, else HEAD."""
+    if ref != "accepted":
+        return ref
+    try:
+        _git(rootdir, "rev-parse", "--verify", "--quiet", ACCEPTED_REF)
+        return ACCEPTED_REF
+    except (OSError, subprocess.CalledProcessError):
+        return "HEAD"
+
+
+def accept_working_tree(rootdir: Path) -> str:
+    """Point ``refs/rtgov/accepted`` at the code as it is now, committed or not.
+
+    ``git stash create`` makes a commit of the working tree without touching it, the
+    index or the stash list; with a clean tree it prints nothing and HEAD is the code.
+    """
+    try:
+        sha = _git(rootdir, "stash", "create", "rtgov: code accepted by a baseline refresh")
+        sha = sha or _git(rootdir, "rev-parse", "HEAD")
+        _git(rootdir, "update-ref", "-m", "rtgov baseline refresh", ACCEPTED_REF, sha)
+        return sha
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise AbCodeError(f"cannot record the accepted code in git: {detail.strip()}") from None
 
 
 def export_ref(rootdir: Path, ref: str, dest: Path) -> tuple[str, Path]:

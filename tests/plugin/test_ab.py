@@ -123,3 +123,31 @@ def test_unknown_ref_is_a_usage_error(repo):
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*cannot resolve git ref 'nope'*"])
+
+
+def test_a_refresh_accepts_the_slower_code_for_accepted_ref_gates(repo):
+    repo.makefile(
+        ".toml",
+        gates=GATES.replace('baseline = "baseline"', 'baseline = "baseline"\nab_ref = "accepted"'),
+    )
+    git(repo.path, "commit", "-q", "-am", "accepted ref")
+    slower = KERNEL.replace("total += i * i", "total += i * i * 1 ** 2 + 0")
+    (repo.path / "mykernel.py").write_text(slower)
+    assert (
+        repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret
+        == EXIT_GATE_BREACHED
+    )
+    refreshed = repo.runpytest_subprocess(
+        "--rtgov-gate",
+        "--rtgov-update-baseline",
+        "--rtgov-reason=slower but exact",
+        "-p",
+        "no:cacheprovider",
+    )
+    assert refreshed.ret == 0, refreshed.stdout.str()
+    refreshed.stdout.fnmatch_lines(["*A/B baseline code is now refs/rtgov/accepted = *"])
+    # the working tree is untouched and still uncommitted; the next run compares
+    # against the accepted (slower) code and passes
+    assert (repo.path / "mykernel.py").read_text() == slower
+    again = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert again.ret == 0, again.stdout.str()
