@@ -238,8 +238,9 @@ def render_verdict(
     new = sum(1 for r in results if r.status == "new")
     breaches = sum(1 for r in results if r.status in ("breach", "missing"))
     status = verdict.status  # type: ignore[attr-defined]
+    judged = "accepted" if verdict.baseline_action == "updated" else "breached"  # type: ignore[attr-defined]
     line = (
-        f"rtgov gate: {status.upper()} ({len(results)} checks, {breaches} breached, {new} new) "
+        f"rtgov gate: {status.upper()} ({len(results)} checks, {breaches} {judged}, {new} new) "
         f"exit status {verdict.exit_status}"  # type: ignore[attr-defined]
     )
     style = "bold green" if status == "passed" else "bold red"

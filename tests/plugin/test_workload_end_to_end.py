@@ -20,7 +20,7 @@ def _run(state: Path, *extra: str) -> dict:
             "-m",
             "pytest",
             "tests/workload",
-            "--rtgov-gate",
+            "--rtgov",
             f"--rtgov-dir={state}",
             "-p",
             "no:cacheprovider",
