@@ -73,18 +73,29 @@ class Subject:
     samples: tuple[Sample, ...]
     metrics: tuple[tuple[str, float | str, bool | None], ...]
 
-    def measurement(self, metric: str, variant: str = "current") -> list[float]:
+    def measurement(
+        self, metric: str, variant: str = "current", block: int | None = None
+    ) -> list[float]:
         field_name, scale = _SAMPLE_FIELD[metric]
         measured = [
-            s for s in self.samples if not s.warmup and s.completed and s.variant == variant
+            s
+            for s in self.samples
+            if not s.warmup
+            and s.completed
+            and s.variant == variant
+            and (block is None or s.block == block)
         ]
         values = [getattr(s, field_name) for s in measured]
         return [v * scale for v in values if v is not None]
 
-    def pairs(self, metric: str) -> list[tuple[float, float]]:
-        """(current, baseline) pairs of an A/B loop, in the order they were measured."""
-        current, baseline = self.measurement(metric), self.measurement(metric, "baseline")
+    def pairs(self, metric: str, block: int = 0) -> list[tuple[float, float]]:
+        """(current, baseline) pairs of one A/B block, in the order they were measured."""
+        current = self.measurement(metric, "current", block)
+        baseline = self.measurement(metric, "baseline", block)
         return list(zip(current, baseline, strict=False))
+
+    def blocks(self) -> int:
+        return 1 + max((s.block for s in self.samples), default=0)
 
     def recorded(self, metric: str) -> list[tuple[float | str, bool | None]]:
         return [(value, hib) for name, value, hib in self.metrics if name == metric]
@@ -154,7 +165,7 @@ class GateResult:
     gate: str
     subject: str
     metric: str
-    status: str  # pass | breach | new | missing | not-run
+    status: str  # pass | breach | unconfirmed | new | missing | not-run
     rule: str
     current: float | str | None = None
     baseline: float | str | None = None
@@ -242,44 +253,64 @@ def wilcoxon_worse_p(pairs: Sequence[tuple[float, float]]) -> float:
     return float(wilcoxon(logs, alternative="greater", zero_method="zsplit").pvalue)
 
 
+def _ab_block(
+    gate: Gate, pairs: list[tuple[float, float]], config: GatesConfig, alpha: float
+) -> dict[str, Any]:
+    """Effect and significance of one A/B block; ``breach`` says whether both exceed."""
+    ratios = sorted(c / b for c, b in pairs if b > 0)
+    ratio = statistics.median(ratios) if ratios else 1.0
+    current = statistics.median(c for c, _ in pairs)
+    reference = statistics.median(b for _, b in pairs)
+    out: dict[str, Any] = dict(
+        current=current, baseline=reference, delta=current - reference, relative=ratio - 1
+    )
+    exceeded = _exceeds(gate, ratio * reference - reference, ratio - 1)
+    if not exceeded:
+        return {**out, "breach": False, "reason": ""}
+    if len(pairs) < config.min_samples:
+        reason = f"{len(pairs)} pairs < min_samples {config.min_samples}: not judged"
+        return {**out, "breach": False, "reason": reason}
+    p = wilcoxon_worse_p(pairs)
+    out["p_value"] = p
+    if p >= alpha:
+        reason = f"effect not significant (p={p:.3g} >= {alpha:.3g})"
+        return {**out, "breach": False, "reason": reason}
+    reason = "; ".join([*exceeded, f"p={p:.3g} < {alpha:.3g}", f"{len(pairs)} pairs"])
+    return {**out, "breach": True, "reason": reason}
+
+
 def _evaluate_ab(gate: Gate, subject: Subject, config: GatesConfig, alpha: float) -> GateResult:
     """Same-process A/B: the test body at the baseline ref ran interleaved with the
-    current one; the effect is the median paired ratio, significance is Wilcoxon's."""
+    current one; the effect is the median paired ratio, significance is Wilcoxon's.
+
+    A breached first block is confirmed by the re-measured blocks that followed it
+    (``confirm`` in ``[defaults]``): all must breach, else the result is
+    ``unconfirmed``: reported, recorded, not failing the session.
+    """
     base = dict(rule=gate.rules() + ", A/B", gate=gate.name, subject=subject.id, metric=gate.metric)
     pairs = subject.pairs(gate.metric)
     if not pairs:
         return GateResult(
             status="new", reason=f"no baseline code for this test at {config.ab_ref}", **base
         )
-    ratios = sorted(c / b for c, b in pairs if b > 0)
-    ratio = statistics.median(ratios) if ratios else 1.0
-    current = statistics.median(c for c, _ in pairs)
-    reference = statistics.median(b for _, b in pairs)
-    worse = current - reference
-    result: dict[str, Any] = dict(
-        current=current, baseline=reference, delta=worse, relative=ratio - 1
+    first = _ab_block(gate, pairs, config, alpha)
+    fields = {k: v for k, v in first.items() if k not in ("breach", "reason")}
+    if not first["breach"]:
+        return GateResult(status="pass", reason=first["reason"], **fields, **base)
+    confirmations = [
+        _ab_block(gate, subject.pairs(gate.metric, block), config, alpha)
+        for block in range(1, subject.blocks())
+        if subject.pairs(gate.metric, block)
+    ]
+    if all(c["breach"] for c in confirmations):
+        suffix = f"; confirmed by {len(confirmations)} re-run(s)" if confirmations else ""
+        return GateResult(status="breach", reason=first["reason"] + suffix, **fields, **base)
+    failed = next(c for c in confirmations if not c["breach"])
+    reason = (
+        f"{first['reason']}; not confirmed on re-measurement "
+        f"({failed['relative'] * 100:+.1f}%: {failed['reason'] or 'within the threshold'})"
     )
-    exceeded = _exceeds(gate, ratio * reference - reference, ratio - 1)
-    if not exceeded:
-        return GateResult(status="pass", **result, **base)
-    if len(pairs) < config.min_samples:
-        return GateResult(
-            status="pass",
-            reason=f"{len(pairs)} pairs < min_samples {config.min_samples}: not judged",
-            **result,
-            **base,
-        )
-    p = wilcoxon_worse_p(pairs)
-    result["p_value"] = p
-    if p >= alpha:
-        return GateResult(
-            status="pass",
-            reason=f"effect not significant (p={p:.3g} >= {alpha:.3g})",
-            **result,
-            **base,
-        )
-    reason = "; ".join([*exceeded, f"p={p:.3g} < {alpha:.3g}", f"{len(pairs)} pairs"])
-    return GateResult(status="breach", reason=reason, **result, **base)
+    return GateResult(status="unconfirmed", reason=reason, **fields, **base)
 
 
 def _evaluate_measurement(

@@ -73,7 +73,7 @@ _UNITS = {
 }
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
 
-_DEFAULT_KEYS = {"confidence", "min_samples", "baseline", "ab_ref", "ab_pairs"}
+_DEFAULT_KEYS = {"confidence", "min_samples", "baseline", "ab_ref", "ab_pairs", "confirm"}
 _AB_METRICS = ("wall_time", "cpu_time", "gpu_time")
 _GATE_KEYS = {
     "name",
@@ -156,6 +156,7 @@ class GatesConfig:
     baseline: str = ".rtgov/baseline"
     ab_ref: str = "HEAD"
     ab_pairs: int = 20
+    confirm: int = 1
 
     @property
     def ab_gates(self) -> tuple[Gate, ...]:
@@ -349,6 +350,11 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         raise GatesConfigError(
             source, "defaults.ab_pairs", f"an integer from 5 to 1000 (got {ab_pairs!r})"
         )
+    confirm = defaults.get("confirm", 1)
+    if isinstance(confirm, bool) or not isinstance(confirm, int) or not 0 <= confirm <= 5:
+        raise GatesConfigError(
+            source, "defaults.confirm", f"an integer from 0 to 5 (got {confirm!r})"
+        )
     raw_gates = data.get("gates", [])
     if not isinstance(raw_gates, list):
         raise GatesConfigError(source, "gates", "an array of tables ([[gates]])")
@@ -362,4 +368,5 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         baseline=baseline,
         ab_ref=ab_ref,
         ab_pairs=ab_pairs,
+        confirm=confirm,
     )

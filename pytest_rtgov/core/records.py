@@ -130,10 +130,12 @@ class Sample(NamedTuple):
     completed: bool = True
     evidence: str | None = None
     variant: str = "current"
+    block: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "variant": self.variant,
+            "block": self.block,
             "wall_ns": self.wall_ns,
             "cpu_ns": self.cpu_ns,
             "peak_memory_bytes": self.peak_memory_bytes,
@@ -159,6 +161,7 @@ class Sample(NamedTuple):
             variant=r.choice("variant", ("current", "baseline"))
             if "variant" in r.data
             else "current",
+            block=r.int("block") if "block" in r.data else 0,
         )
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from pytest_rtgov.core.records import Sample
 
 __all__ = ["SampleSummary", "summarize"]
 
 
-@dataclass(frozen=True, slots=True)
-class SampleSummary:
+class SampleSummary(NamedTuple):
     n: int
     wall_median_ns: float
     wall_min_ns: int
@@ -27,6 +26,9 @@ def summarize(samples: Iterable[Sample]) -> SampleSummary | None:
     Incomplete samples (the region raised) count only when no complete one exists.
     """
     measured = [s for s in samples if not s.warmup]
+    if len(measured) == 1:  # the common case (one round): no sorting, no statistics
+        s = measured[0]
+        return SampleSummary(1, s.wall_ns, s.wall_ns, s.cpu_ns, s.peak_memory_bytes, s.gpu_time_ns)
     complete = [s for s in measured if s.completed] or measured
     if not complete:
         return None

@@ -45,6 +45,7 @@ class Meter:
         warmup: bool = False,
         completed: bool = True,
         variant: str = "current",
+        block: int = 0,
     ) -> dict[str, Any]:
         gpu_time = gpu_memory = None
         if self._gpu is not None:
@@ -63,6 +64,7 @@ class Meter:
             "completed": completed,
             "evidence": evidence,
             "variant": variant,
+            "block": block,
         }
 
     def close_probes(self) -> None:

@@ -43,6 +43,7 @@ class Verdict:
             "status": self.status,
             "exit_status": self.exit_status,
             "breaches": len(self.breaches),
+            "unconfirmed": sum(1 for r in self.results if r.status == "unconfirmed"),
             "gates_evaluated": len(self.results),
             "notes": list(self.notes),
             "baseline_action": self.baseline_action,
@@ -126,6 +127,15 @@ class Gatekeeper:
             "tests": sorted({t for g in ab_gates for t in g.tests}),
             "markers": sorted({m for g in ab_gates for m in g.markers}),
             "pairs": self.gates.ab_pairs,
+            "confirm": self.gates.confirm,
+            "min_pct": min(
+                (g.max_regression_pct for g in ab_gates if g.max_regression_pct is not None),
+                default=None,
+            ),
+            "min_abs": min(
+                (g.max_regression for g in ab_gates if g.max_regression is not None),
+                default=None,
+            ),
         }
 
     def _accept_code(self) -> str:

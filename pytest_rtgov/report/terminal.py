@@ -177,7 +177,13 @@ def render_run(record: RunRecord, *, markup: bool, width: int = 120) -> str:
     return buffer.getvalue()
 
 
-_STATUS_STYLE = {"breach": "bold red", "missing": "bold red", "new": "yellow", "pass": "green"}
+_STATUS_STYLE = {
+    "breach": "bold red",
+    "missing": "bold red",
+    "unconfirmed": "magenta",
+    "new": "yellow",
+    "pass": "green",
+}
 
 
 def _value(metric: str, value: object) -> str:
@@ -190,6 +196,29 @@ def _value(metric: str, value: object) -> str:
     if metric in ("peak_memory", "gpu_memory"):
         return format_bytes(float(value))  # type: ignore[arg-type]
     return f"{value:.6g}"
+
+
+def _print_result(console: Console, r: object, markup: bool) -> None:
+    label = r.status.upper()  # type: ignore[attr-defined]
+    if markup:
+        label = f"[{_STATUS_STYLE.get(r.status, '')}]{label}[/]"  # type: ignore[attr-defined]
+    console.print(
+        f"{label} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}",  # type: ignore[attr-defined]
+        highlight=False,
+        soft_wrap=True,
+    )
+    if r.relative is not None:  # type: ignore[attr-defined]
+        rel = r.relative  # type: ignore[attr-defined]
+        change = "+inf" if rel == float("inf") else f"{rel * 100:+.1f}% worse"
+    else:
+        change = ""
+    evidence = f"baseline {_value(r.metric, r.baseline)} -> current {_value(r.metric, r.current)}"  # type: ignore[attr-defined]
+    if change:
+        evidence += f" ({change})"
+    evidence += f"; rule: {r.rule}"  # type: ignore[attr-defined]
+    if r.reason:  # type: ignore[attr-defined]
+        evidence += f"; {r.reason}"  # type: ignore[attr-defined]
+    console.print("    " + escape(evidence), highlight=False, soft_wrap=True)
 
 
 def render_verdict(
@@ -207,40 +236,37 @@ def render_verdict(
     """
     console, buffer = _console(markup, width)
     results = list(verdict.results)  # type: ignore[attr-defined]
-    shown = [r for r in results if show_all or r.status in ("breach", "missing")]
-    shown.sort(key=lambda r: (r.status not in ("breach", "missing"), r.subject, r.metric))
-    if shown and not compact:
-        console.rule("rtgov gates" if show_all else "rtgov gate breaches", characters="-")
-    for r in shown if not compact else []:
-        label = r.status.upper()
-        if markup:
-            label = f"[{_STATUS_STYLE.get(r.status, '')}]{label}[/]"
-        console.print(
-            f"{label} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}",
-            highlight=False,
-            soft_wrap=True,
+    failing = ("breach", "missing")
+    sections = [
+        ("rtgov gate breaches", [r for r in results if r.status in failing]),
+        (
+            "rtgov unconfirmed (breached, then passed re-measurement: not failing)",
+            [r for r in results if r.status == "unconfirmed"],
+        ),
+    ]
+    if show_all:
+        sections.append(
+            (
+                "rtgov other gate checks",
+                [r for r in results if r.status not in (*failing, "unconfirmed")],
+            )
         )
-        if r.relative is not None:
-            change = "+inf" if r.relative == float("inf") else f"{r.relative * 100:+.1f}% worse"
-        else:
-            change = ""
-        evidence = (
-            f"baseline {_value(r.metric, r.baseline)} -> current {_value(r.metric, r.current)}"
-        )
-        if change:
-            evidence += f" ({change})"
-        evidence += f"; rule: {r.rule}"
-        if r.reason:
-            evidence += f"; {r.reason}"
-        console.print("    " + escape(evidence), highlight=False, soft_wrap=True)
+    for title, shown in sections if not compact else []:
+        if not shown:
+            continue
+        console.rule(title, characters="-")
+        for r in sorted(shown, key=lambda r: (r.subject, r.metric, r.gate)):
+            _print_result(console, r, markup)
     for note in verdict.notes:  # type: ignore[attr-defined]
         console.print(f"rtgov: note: {escape(note)}", highlight=False, soft_wrap=True)
     new = sum(1 for r in results if r.status == "new")
-    breaches = sum(1 for r in results if r.status in ("breach", "missing"))
+    breaches = sum(1 for r in results if r.status in failing)
+    unconfirmed = sum(1 for r in results if r.status == "unconfirmed")
     status = verdict.status  # type: ignore[attr-defined]
     judged = "accepted" if verdict.baseline_action == "updated" else "breached"  # type: ignore[attr-defined]
     line = (
-        f"rtgov gate: {status.upper()} ({len(results)} checks, {breaches} {judged}, {new} new) "
+        f"rtgov gate: {status.upper()} ({len(results)} checks, {breaches} {judged}, "
+        f"{unconfirmed} unconfirmed, {new} new) "
         f"exit status {verdict.exit_status}"  # type: ignore[attr-defined]
     )
     style = "bold green" if status == "passed" else "bold red"

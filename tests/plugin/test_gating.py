@@ -87,7 +87,9 @@ def test_first_run_records_the_baseline_and_second_passes(suite):
     assert len(list((suite.path / "baseline").glob("env-*.json"))) == 1
     second = suite.runpytest("--rtgov-gate")
     assert second.ret == 0
-    second.stdout.fnmatch_lines(["rtgov gate: PASSED (4 checks, 0 breached, 0 new) exit status 0"])
+    second.stdout.fnmatch_lines(
+        ["rtgov gate: PASSED (4 checks, 0 breached, 0 unconfirmed, 0 new) exit status 0"]
+    )
     record = _verdict(suite)
     assert record["verdict"]["status"] == "passed"
     assert {g["status"] for g in record["gate_results"]} == {"pass"}

@@ -201,11 +201,12 @@ def test_mann_whitney_direction():
     assert mann_whitney_worse_p([1, 1, 1], [1, 1, 1]) == 1.0
 
 
-def ab_run(pairs):
+def ab_run(pairs, *confirmations):
     samples = []
-    for cur, base in pairs:
-        samples.append(Sample(wall_ns=round(cur * 1e9), cpu_ns=1, variant="current"))
-        samples.append(Sample(wall_ns=round(base * 1e9), cpu_ns=1, variant="baseline"))
+    for block, block_pairs in enumerate((pairs, *confirmations)):
+        for cur, base in block_pairs:
+            samples.append(Sample(round(cur * 1e9), 1, variant="current", block=block))
+            samples.append(Sample(round(base * 1e9), 1, variant="baseline", block=block))
     rec = run()
     test = rec.tests[0]
     import dataclasses
@@ -229,3 +230,15 @@ def test_ab_gate_uses_paired_rounds_of_the_same_session():
 def test_ab_identical_pairs_never_breach(values):
     cfg = config(max_regression_pct=0, ab=True)
     assert only(evaluate_gates(cfg, ab_run([(v, v) for v in values]), view())).status == "pass"
+
+
+def test_a_breach_that_does_not_hold_on_re_measurement_is_unconfirmed():
+    cfg = config(max_regression_pct=5, ab=True)
+    base = [0.010 + 0.001 * (i % 3) for i in range(20)]
+    slow = [(b * 1.2, b) for b in base]
+    same = [(b, b) for b in base]
+    r = only(evaluate_gates(cfg, ab_run(slow, same), view()))
+    assert r.status == "unconfirmed" and not r.breached
+    assert "not confirmed on re-measurement" in r.reason
+    r = only(evaluate_gates(cfg, ab_run(slow, slow), view()))
+    assert r.status == "breach" and "confirmed by 1 re-run(s)" in r.reason

@@ -81,6 +81,7 @@ def _with_gate(**gate):
         (_with_gate(ab=1, max_regression_pct=5), "gates[0].ab", "true or false"),
         ({"defaults": {"ab_pairs": 2}}, "defaults.ab_pairs", "an integer from 5 to 1000"),
         ({"defaults": {"ab_ref": ""}}, "defaults.ab_ref", "a git ref"),
+        ({"defaults": {"confirm": 9}}, "defaults.confirm", "an integer from 0 to 5"),
         (
             {"gates": [{"name": "a", "metric": "x", "tests": ["t"], "max": 1}] * 2},
             "gates[1].name",

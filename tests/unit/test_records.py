@@ -37,6 +37,7 @@ samples = st.builds(
     completed=st.booleans(),
     evidence=st.none() | st.text(max_size=20),
     variant=st.sampled_from(["current", "baseline"]),
+    block=st.integers(0, 3),
 )
 metrics = st.builds(
     Metric,
