@@ -27,7 +27,7 @@ from pytest_rtgov.core.gates import BaselineView, Subject, subjects_of
 from pytest_rtgov.core.gates_config import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RecordFormatError
-from pytest_rtgov.store.files import atomic_write
+from pytest_rtgov.store.files import atomic_write, read_json
 
 __all__ = ["BaselineStore", "RefreshEntry", "who_am_i"]
 
@@ -113,12 +113,7 @@ class BaselineStore:
     def _read(self, path: Path) -> dict[str, Any] | None:
         if not path.is_file():
             return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RecordFormatError(
-                str(path), f"line {exc.lineno} column {exc.colno}", f"valid JSON ({exc.msg})"
-            ) from exc
+        data = read_json(path)
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise RecordFormatError(str(path), "$.schema", repr(SCHEMA))
         if not isinstance(data.get("subjects"), dict):

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_write"]
+from pytest_rtgov.errors import RecordFormatError
+
+__all__ = ["atomic_write", "read_json"]
+
+
+def read_json(path: Path) -> Any:
+    """Decode a JSON file; a syntax error names the file, line and column."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RecordFormatError(
+            str(path), f"line {exc.lineno} column {exc.colno}", f"valid JSON ({exc.msg})"
+        ) from exc
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
@@ -10,8 +9,8 @@ from pathlib import Path
 
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
-from pytest_rtgov.store.files import atomic_write
+from pytest_rtgov.errors import RecordNotFoundError
+from pytest_rtgov.store.files import atomic_write, read_json
 
 __all__ = ["RunStore", "new_run_id"]
 
@@ -76,10 +75,4 @@ class RunStore:
     def read(self, ref: str) -> RunRecord:
         run_id = self.resolve(ref)
         path = self.path_for(run_id)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RecordFormatError(
-                str(path), f"line {exc.lineno} column {exc.colno}", f"valid JSON ({exc.msg})"
-            ) from exc
-        return RunRecord.from_dict(data, source=str(path))
+        return RunRecord.from_dict(read_json(path), source=str(path))
