@@ -47,8 +47,35 @@ def test_trivial(i):
     assert i >= 0
 """
 
+# The same hooks as pytest-rtgov's measuring plugin, doing nothing: what the hook
+# dispatch alone costs per test.
+NOOP_PLUGIN = """
+import pytest
+
+class Noop:
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        pass
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem):
+        return (yield)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report):
+        pass
+
+def pytest_configure(config):
+    config.pluginmanager.register(Noop(), "noop")
+"""
+
 CONFIGS = {
     "plain": [],
+    "no-op hooks (dispatch only)": ["-p", "rtgov_noop_plugin"],
     "rtgov memory=off": ["--rtgov", "--rtgov-memory=off"],
     "rtgov memory=tracemalloc (default)": ["--rtgov"],
 }
@@ -58,6 +85,7 @@ def _suite(root: Path, n: int) -> Path:
     d = root / f"n{n}"
     d.mkdir()
     (d / "test_trivial.py").write_text(TRIVIAL.format(n=n))
+    (d / "rtgov_noop_plugin.py").write_text(NOOP_PLUGIN)
     return d
 
 
@@ -81,7 +109,7 @@ def _instructions(directory: Path, args: list[str], state: Path) -> int:
         cwd=directory,
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1"),
+        env=dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", PYTHONPATH="."),
     )
     if proc.returncode != 0:
         raise SystemExit(proc.stdout + proc.stderr)
