@@ -93,6 +93,7 @@ def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
     _, gates = results(repo)
     assert gates["test_ab.py::test_work"]["status"] == "breach"
     assert gates["test_ab.py::test_work"]["relative"] > 0.1
+    assert "confirmed by 1 re-run(s)" in gates["test_ab.py::test_work"]["reason"]
     assert gates["test_ab.py::test_other"]["status"] == "pass"
 
 
