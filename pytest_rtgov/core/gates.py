@@ -35,7 +35,7 @@ import fnmatch
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_rtgov.core.gates_config import BUILTIN_METRICS, Gate, GatesConfig
@@ -72,6 +72,21 @@ class Subject:
     ran: bool
     samples: tuple[Sample, ...]
     metrics: tuple[tuple[str, float | str, bool | None], ...]
+    workers: tuple[str, ...] = ()  # the worker of each sample
+    calibration: Mapping[str, int] = field(default_factory=dict)  # worker -> ns
+
+    def calibrated(self, metric: str) -> list[float]:
+        """Measured time divided by the calibration time of the process that ran it."""
+        field_name, _ = _SAMPLE_FIELD[metric]
+        out = []
+        for sample, worker in zip(self.samples, self.workers, strict=False):
+            ns = getattr(sample, field_name)
+            unit = self.calibration.get(worker)
+            if sample.warmup or not sample.completed or sample.variant != "current":
+                continue
+            if ns is not None and unit:
+                out.append(ns / unit)
+        return out
 
     def measurement(
         self, metric: str, variant: str = "current", block: int | None = None
@@ -108,7 +123,11 @@ def subject_id(entry: TestEntry | FixtureEntry) -> str:
     return f"fixture:{entry.nodeid}::{entry.name}" if entry.nodeid else f"fixture:{entry.name}"
 
 
+CALIBRATED_SUFFIX = "@calibrated"
+
+
 def subjects_of(record: RunRecord) -> list[Subject]:
+    calibration = dict(record.calibration.get("workers", {}))
     subjects = [
         Subject(
             id=subject_id(t),
@@ -118,6 +137,8 @@ def subjects_of(record: RunRecord) -> list[Subject]:
             ran=t.outcome == "passed",
             samples=t.samples,
             metrics=tuple((m.name, m.value, m.higher_is_better) for m in t.metrics),
+            workers=(t.worker,) * len(t.samples),
+            calibration=calibration,
         )
         for t in record.tests
     ]
@@ -133,6 +154,8 @@ def subjects_of(record: RunRecord) -> list[Subject]:
                 metrics=tuple(
                     (m.name, m.value, m.higher_is_better) for s in f.setups for m in s.metrics
                 ),
+                workers=tuple(s.worker for s in f.setups),
+                calibration=calibration,
             )
         )
     return subjects
@@ -320,20 +343,36 @@ def _evaluate_measurement(
     config: GatesConfig,
     alpha: float,
 ) -> GateResult:
-    values = subject.measurement(gate.metric)
-    base = dict(rule=gate.rules(), gate=gate.name, subject=subject.id, metric=gate.metric)
-    if not values:
-        return GateResult(
-            status="missing", reason=f"no {gate.metric} samples (memory off, or no GPU?)", **base
+    if gate.calibrated:
+        values = subject.calibrated(gate.metric)
+        base = dict(
+            rule=gate.rules() + " (calibration units)",
+            gate=gate.name,
+            subject=subject.id,
+            metric=gate.metric + CALIBRATED_SUFFIX,
         )
+    else:
+        values = subject.measurement(gate.metric)
+        base = dict(rule=gate.rules(), gate=gate.name, subject=subject.id, metric=gate.metric)
+    if not values:
+        why = "no calibration for its worker" if gate.calibrated else "memory off, or no GPU?"
+        return GateResult(status="missing", reason=f"no {gate.metric} samples ({why})", **base)
     current = statistics.median(values)
     reasons = _budget(gate, current)
     result: dict[str, Any] = {"current": current}
     if gate.has_regression_rule:
-        history = list(baseline.measurements.get(subject.id, {}).get(gate.metric, ()))
+        if gate.calibrated:  # calibrated values are shared by every machine
+            key = gate.metric + CALIBRATED_SUFFIX
+            history = [float(v) for v in baseline.metrics.get(subject.id, {}).get(key, ())]
+        else:
+            history = list(baseline.measurements.get(subject.id, {}).get(gate.metric, ()))
         if not history:
             if not reasons:
-                note = baseline.fingerprint_note or "no baseline for this subject yet"
+                note = (
+                    "no calibrated baseline for this subject yet"
+                    if gate.calibrated
+                    else baseline.fingerprint_note or "no baseline for this subject yet"
+                )
                 return GateResult(status="new", reason=note, **result, **base)
         else:
             reference = statistics.median(history)
@@ -439,7 +478,11 @@ def _significance_tests(
         if gate.ab:
             count += len(subject.pairs(gate.metric)) >= config.min_samples
         elif gate.builtin and gate.has_regression_rule:
-            history = baseline.measurements.get(subject.id, {}).get(gate.metric, ())
+            history = (
+                baseline.metrics.get(subject.id, {}).get(gate.metric + CALIBRATED_SUFFIX, ())
+                if gate.calibrated
+                else baseline.measurements.get(subject.id, {}).get(gate.metric, ())
+            )
             if min(len(subject.measurement(gate.metric)), len(history)) >= config.min_samples:
                 count += 1
     return count

@@ -24,6 +24,7 @@ Schema (see docs/gates.md)::
     max_regression = 0.02              # ... and/or by more than this, in metric units
     exact = true                       # digests: bit-identical to the baseline
     ab = true                          # timing: against the baseline code, same process
+    calibrated = true                  # time / calibration kernel time: shared across machines
 
 ``ab_ref`` in ``[defaults]`` is a git ref, or ``"accepted"``: the code the last
 baseline refresh accepted (``refs/rtgov/accepted``), HEAD until there is one.
@@ -73,7 +74,15 @@ _UNITS = {
 }
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
 
-_DEFAULT_KEYS = {"confidence", "min_samples", "baseline", "ab_ref", "ab_pairs", "confirm"}
+_DEFAULT_KEYS = {
+    "confidence",
+    "min_samples",
+    "baseline",
+    "ab_ref",
+    "ab_pairs",
+    "confirm",
+    "rounds",
+}
 _AB_METRICS = ("wall_time", "cpu_time", "gpu_time")
 _GATE_KEYS = {
     "name",
@@ -87,6 +96,7 @@ _GATE_KEYS = {
     "max_regression",
     "exact",
     "ab",
+    "calibrated",
 }
 
 
@@ -113,6 +123,7 @@ class Gate:
     max_regression: float | None = None
     exact: bool = False
     ab: bool = False
+    calibrated: bool = False
     place: str = ""
 
     @property
@@ -121,7 +132,7 @@ class Gate:
 
     @property
     def machine_dependent(self) -> bool:
-        return self.builtin and BUILTIN_METRICS[self.metric][1]
+        return self.builtin and BUILTIN_METRICS[self.metric][1] and not self.calibrated
 
     @property
     def has_regression_rule(self) -> bool:
@@ -157,6 +168,11 @@ class GatesConfig:
     ab_ref: str = "HEAD"
     ab_pairs: int = 20
     confirm: int = 1
+    rounds: int | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return any(g.calibrated for g in self.gates)
 
     @property
     def ab_gates(self) -> tuple[Gate, ...]:
@@ -249,9 +265,23 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
     if not selectors:
         raise GatesConfigError(source, place, "at least one selector: tests, fixtures or markers")
 
+    calibrated = raw.get("calibrated", False)
+    if not isinstance(calibrated, bool):
+        raise GatesConfigError(source, f"{place}.calibrated", f"true or false (got {calibrated!r})")
+    if calibrated and metric not in ("wall_time", "cpu_time"):
+        raise GatesConfigError(
+            source, f"{place}.calibrated", f"wall_time or cpu_time for calibrated = true ({metric})"
+        )
+
     def number(key: str) -> float | None:
         if key not in raw:
             return None
+        if calibrated and isinstance(raw[key], str):
+            raise GatesConfigError(
+                source,
+                f"{place}.{key}",
+                f"a plain number of calibration units for a calibrated gate (got {raw[key]!r})",
+            )
         return parse_quantity(raw[key], metric=metric, source=source, place=f"{place}.{key}")
 
     minimum, maximum = number("min"), number("max")
@@ -294,6 +324,10 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
         raise GatesConfigError(
             source, f"{place}.ab", f"a timing metric ({', '.join(_AB_METRICS)}) for ab = true"
         )
+    if ab and calibrated:
+        raise GatesConfigError(
+            source, f"{place}.calibrated", "ab or calibrated, not both (A/B needs no calibration)"
+        )
     if ab and pct is None and absolute is None:
         raise GatesConfigError(
             source, f"{place}.ab", "a regression rule (max_regression_pct or max_regression)"
@@ -314,6 +348,7 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
         max_regression=absolute,
         exact=exact,
         ab=ab,
+        calibrated=calibrated,
         place=place,
     )
 
@@ -355,6 +390,13 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         raise GatesConfigError(
             source, "defaults.confirm", f"an integer from 0 to 5 (got {confirm!r})"
         )
+    rounds = defaults.get("rounds")
+    if rounds is not None and (
+        isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 10_000
+    ):
+        raise GatesConfigError(
+            source, "defaults.rounds", f"an integer from 1 to 10000 (got {rounds!r})"
+        )
     raw_gates = data.get("gates", [])
     if not isinstance(raw_gates, list):
         raise GatesConfigError(source, "gates", "an array of tables ([[gates]])")
@@ -369,4 +411,5 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         ab_ref=ab_ref,
         ab_pairs=ab_pairs,
         confirm=confirm,
+        rounds=rounds,
     )

@@ -349,6 +349,8 @@ class RunRecord:
     exit_status: int = 0
     gate_results: tuple[Mapping[str, Any], ...] = ()
     verdict: Mapping[str, Any] = field(default_factory=dict)
+    # {"kernel": description, "workers": {worker: median ns}} when calibrated
+    calibration: Mapping[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -368,6 +370,7 @@ class RunRecord:
             "fixtures": [f.to_dict() for f in self.fixtures],
             "gate_results": [dict(g) for g in self.gate_results],
             "verdict": dict(self.verdict),
+            "calibration": dict(self.calibration),
         }
 
     @classmethod
@@ -404,6 +407,7 @@ class RunRecord:
                 dict(g.data) for g in (r.items("gate_results") if "gate_results" in r.data else [])
             ),
             verdict=dict(r.child("verdict").data) if "verdict" in r.data else {},
+            calibration=dict(r.child("calibration").data) if "calibration" in r.data else {},
         )
 
 

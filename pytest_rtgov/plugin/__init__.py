@@ -77,6 +77,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="git ref of the baseline code for A/B timing gates (default: ab_ref in gates.toml).",
     )
     group.addoption(
+        "--rtgov-calibrate",
+        action="store_true",
+        default=False,
+        help="time the calibration kernel in every process (implied by calibrated gates).",
+    )
+    group.addoption(
         "--rtgov-show",
         default="breaches",
         choices=("breaches", "all"),

@@ -107,6 +107,17 @@ class Gatekeeper:
             keeper.ab_ref = ab_ref
         return keeper
 
+    def default_rounds(self) -> dict[str, Any] | None:
+        """``[defaults] rounds`` for tests that measurement gates select (no marker)."""
+        if self.gates.rounds is None:
+            return None
+        measured = [g for g in self.gates.gates if g.builtin]
+        return {
+            "rounds": self.gates.rounds,
+            "tests": sorted({t for g in measured for t in g.tests}),
+            "markers": sorted({m for g in measured for m in g.markers}),
+        }
+
     def prepare_ab(self, dest: Path) -> dict[str, Any] | None:
         """Export the A/B baseline code when a gate asks for it (before any test runs)."""
         ab_gates = self.gates.ab_gates

@@ -133,6 +133,14 @@ class RtgovPlugin:
         # Same-process A/B: {"root", "sha", "ref", "tests", "markers", "pairs"} or None.
         self.ab: dict[str, Any] | None = None
         self._ab_modules: dict[str, Any] = {}
+        # Calibration: wanted in this process?, its result, and what the controller got.
+        self.calibrate = False
+        self._calibration: dict[str, Any] | None = None
+        self._calibration_sent = False
+        self._calibrations: dict[str, int] = {}
+        self._calibration_kernel = ""
+        # Default rounds of gated tests without a marker: {"rounds", "tests", "markers"}.
+        self.default_rounds: dict[str, Any] | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RtgovPlugin:
@@ -159,8 +167,13 @@ class RtgovPlugin:
 
             plugin.gatekeeper = Gatekeeper.from_config(config)
             plugin.ab = plugin.gatekeeper.prepare_ab(state_dir / "ab")
+            plugin.calibrate = plugin.gatekeeper.gates.calibrated
+            plugin.default_rounds = plugin.gatekeeper.default_rounds()
         elif workerinput is not None:
             plugin.ab = workerinput.get("rtgov_ab")
+            plugin.calibrate = bool(workerinput.get("rtgov_calibrate"))
+            plugin.default_rounds = workerinput.get("rtgov_default_rounds")
+        plugin.calibrate = plugin.calibrate or bool(config.getoption("rtgov_calibrate"))
         log_path = config.getoption("rtgov_log_json")
         if log_path and not plugin.is_worker:
             plugin._log_handler = add_json_lines_handler(Path(log_path))
@@ -189,10 +202,24 @@ class RtgovPlugin:
         node.workerinput["rtgov_run_id"] = self.run_id
         if self.ab is not None:
             node.workerinput["rtgov_ab"] = self.ab
+        node.workerinput["rtgov_calibrate"] = self.calibrate
+        if self.default_rounds is not None:
+            node.workerinput["rtgov_default_rounds"] = self.default_rounds
 
     # -- collection -----------------------------------------------------------------
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        if self.default_rounds is not None:
+            import fnmatch
+
+            spec = RoundsSpec(rounds=int(self.default_rounds["rounds"]), warmup=1)
+            globs, markers = self.default_rounds["tests"], set(self.default_rounds["markers"])
+            for item in items:
+                if item.get_closest_marker("rtgov") is None and (
+                    any(fnmatch.fnmatchcase(item.nodeid, p) for p in globs)
+                    or any(m.name in markers for m in item.iter_markers())
+                ):
+                    item.stash[_SPEC_KEY] = spec
         if self.ab is not None:
             import fnmatch
 
@@ -228,6 +255,10 @@ class RtgovPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         # tryfirst: before pytest's own setup, which sets the fixtures up.
+        if self.calibrate and self._calibration is None:
+            from pytest_rtgov.measure.calibration import calibrate
+
+            self._calibration = calibrate()  # once per process, before any region opens
         self._item = item
         self._item_state = _ItemState(item.stash.get(_SPEC_KEY, _ONE_ROUND))
 
@@ -319,6 +350,9 @@ class RtgovPlugin:
         if state is None:
             return payload
         if when == "call":
+            if self._calibration is not None and not self._calibration_sent:
+                payload["calibration"] = self._calibration
+                self._calibration_sent = True
             if self.mode == "gate" and item is not None:
                 payload["markers"] = sorted({m.name for m in item.iter_markers()})
             payload["rounds"] = state.spec.rounds
@@ -363,6 +397,9 @@ class RtgovPlugin:
         worker = payload.get("worker", MAIN_WORKER)
         if "usage_error" in payload:
             self._usage_errors.append(str(payload["usage_error"]))
+        if "calibration" in payload:
+            self._calibrations[worker] = int(payload["calibration"]["median_ns"])
+            self._calibration_kernel = str(payload["calibration"]["kernel"])
         if len(payload) > 1:
             self._ingest(acc, payload)
         acc.worker = worker
@@ -434,6 +471,9 @@ class RtgovPlugin:
             environment=collect_environment(backend=self.backend, gpu_name=gpu_name),
             tests=tests,
             fixtures=fixtures,
+            calibration={"kernel": self._calibration_kernel, "workers": dict(self._calibrations)}
+            if self._calibrations
+            else {},
         )
 
     @pytest.hookimpl(trylast=True)

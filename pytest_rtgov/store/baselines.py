@@ -23,7 +23,7 @@ from typing import Any
 
 from pytest_rtgov.core.canonical import canonical_json, pretty_json
 from pytest_rtgov.core.fingerprint import describe_difference, fingerprint, fingerprint_fields
-from pytest_rtgov.core.gates import BaselineView, Subject, subjects_of
+from pytest_rtgov.core.gates import CALIBRATED_SUFFIX, BaselineView, Subject, subjects_of
 from pytest_rtgov.core.gates_config import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RecordFormatError
@@ -89,10 +89,16 @@ def _measurements(subject: Subject) -> dict[str, list[float]]:
 
 
 def _recorded(subject: Subject) -> dict[str, list[float | str]]:
+    """Recorded metrics, plus calibrated times: both are shared by every machine."""
     out: dict[str, list[float | str]] = {}
     for name, value, _ in subject.metrics:
         out.setdefault(name, []).append(value)
-    return {k: sorted(set(v), key=str) for k, v in out.items()}
+    shared = {k: sorted(set(v), key=str) for k, v in out.items()}
+    for metric in ("wall_time", "cpu_time"):
+        calibrated = subject.calibrated(metric)
+        if calibrated:
+            shared[metric + CALIBRATED_SUFFIX] = calibrated
+    return shared
 
 
 class BaselineStore:
