@@ -195,3 +195,33 @@ def test_same_verdicts_under_xdist(suite, monkeypatch):
     assert serial.ret == parallel.ret == EXIT_GATE_BREACHED
     key = lambda g: (g["gate"], g["subject"], g["metric"], g["status"])  # noqa: E731
     assert [key(g) for g in serial_results] == [key(g) for g in parallel_results]
+
+
+def test_default_rounds_and_calibration_from_gates_toml(pytester, read_latest):
+    pytester.makepyfile(test_suite="import time\n\ndef test_sleep():\n    time.sleep(0.001)\n")
+    pytester.makefile(
+        ".toml",
+        gates="""
+[defaults]
+rounds = 4
+baseline = "baseline"
+
+[[gates]]
+name = "calibrated time"
+metric = "wall_time"
+tests = ["test_suite.py::*"]
+max_regression_pct = 50
+calibrated = true
+""",
+    )
+    assert pytester.runpytest("--rtgov-gate").ret == 0
+    record = read_latest(pytester.path)
+    (test,) = record["tests"]
+    assert test["rounds"] == 4 and len([s for s in test["samples"] if not s["warmup"]]) == 4
+    assert record["calibration"]["workers"]["main"] > 0
+    metrics = json.loads((pytester.path / "baseline" / "metrics.json").read_text())
+    assert len(metrics["subjects"]["test_suite.py::test_sleep"]["wall_time@calibrated"]) == 4
+    second = pytester.runpytest("--rtgov-gate")
+    assert second.ret == 0
+    (result,) = read_latest(pytester.path)["gate_results"]
+    assert result["metric"] == "wall_time@calibrated" and result["status"] == "pass"

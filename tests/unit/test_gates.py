@@ -242,3 +242,21 @@ def test_a_breach_that_does_not_hold_on_re_measurement_is_unconfirmed():
     assert "not confirmed on re-measurement" in r.reason
     r = only(evaluate_gates(cfg, ab_run(slow, slow), view()))
     assert r.status == "breach" and "confirmed by 1 re-run(s)" in r.reason
+
+
+def test_calibrated_gate_divides_by_the_workers_calibration_and_shares_the_baseline():
+    import dataclasses
+
+    cfg = config(max_regression_pct=10, calibrated=True)
+    rec = dataclasses.replace(
+        run([0.002] * 5), calibration={"kernel": "k", "workers": {"main": 1_000_000}}
+    )
+    # 2 ms on a machine whose calibration takes 1 ms: 2.0 calibration units
+    r = only(evaluate_gates(cfg, rec, view()))
+    assert r.status == "new" and r.metric == "wall_time@calibrated" and r.current == 2.0
+    shared = view(metrics={T: {"wall_time@calibrated": [2.0] * 5}})
+    assert only(evaluate_gates(cfg, rec, shared)).status == "pass"
+    slower = view(metrics={T: {"wall_time@calibrated": [1.5] * 5}})
+    assert only(evaluate_gates(cfg, rec, slower)).status == "breach"
+    uncalibrated = run([0.002] * 5)
+    assert only(evaluate_gates(cfg, uncalibrated, view())).status == "missing"

@@ -49,7 +49,7 @@ def _with_gate(**gate):
     ("data", "place", "expected"),
     [
         ({"gate": []}, "gate", "unknown key 'gate'"),
-        ({"defaults": {"rounds": 3}}, "defaults.rounds", "unknown key 'rounds'"),
+        ({"defaults": {"repeat": 3}}, "defaults.repeat", "unknown key 'repeat'"),
         ({"defaults": {"confidence": 1.5}}, "defaults.confidence", "from 0.5 to below 1"),
         ({"defaults": {"min_samples": 1}}, "defaults.min_samples", "an integer >= 2"),
         ({"gates": {"name": "x"}}, "gates", "an array of tables"),
@@ -82,6 +82,18 @@ def _with_gate(**gate):
         ({"defaults": {"ab_pairs": 2}}, "defaults.ab_pairs", "an integer from 5 to 1000"),
         ({"defaults": {"ab_ref": ""}}, "defaults.ab_ref", "a git ref"),
         ({"defaults": {"confirm": 9}}, "defaults.confirm", "an integer from 0 to 5"),
+        ({"defaults": {"rounds": 0}}, "defaults.rounds", "an integer from 1 to 10000"),
+        (_with_gate(calibrated=True, max="1 s"), "gates[0].max", "calibration units"),
+        (
+            _with_gate(metric="peak_memory", calibrated=True, max=1),
+            "gates[0].calibrated",
+            "wall_time or cpu_time",
+        ),
+        (
+            _with_gate(calibrated=True, ab=True, max_regression_pct=5),
+            "gates[0].calibrated",
+            "ab or calibrated",
+        ),
         (
             {"gates": [{"name": "a", "metric": "x", "tests": ["t"], "max": 1}] * 2},
             "gates[1].name",
