@@ -194,6 +194,12 @@ class Gatekeeper:
                 )
                 if breaches:
                     notes.append(f"{len(breaches)} breach(es) accepted into the new baseline")
+                stale = self.store.stale(record)
+                if stale:
+                    notes.append(
+                        f"stale baseline subjects kept (not in this run; "
+                        f"`rtgov baseline refresh --drop-stale` drops them): {', '.join(stale)}"
+                    )
                 breaches = []
         elif first_on_fingerprint and tests_ok and not breaches:
             if self.require_baseline:

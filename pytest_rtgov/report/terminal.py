@@ -210,6 +210,9 @@ def _print_result(console: Console, r: object, markup: bool) -> None:
     if r.relative is not None:  # type: ignore[attr-defined]
         rel = r.relative  # type: ignore[attr-defined]
         change = "+inf" if rel == float("inf") else f"{rel * 100:+.1f}% worse"
+        if r.delta is not None:  # type: ignore[attr-defined]
+            sign = "+" if r.delta >= 0 else "-"  # type: ignore[attr-defined]
+            change += f", {sign}{_value(r.metric, abs(r.delta))}"  # type: ignore[attr-defined]
     else:
         change = ""
     evidence = f"baseline {_value(r.metric, r.baseline)} -> current {_value(r.metric, r.current)}"  # type: ignore[attr-defined]
