@@ -353,6 +353,18 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
     )
 
 
+def _int_default(
+    defaults: Mapping[str, Any], key: str, default: int | None, lo: int, hi: int | None, source: str
+) -> Any:
+    value = defaults.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi and value > hi):
+        expected = f"an integer from {lo} to {hi}" if hi else f"an integer >= {lo}"
+        raise GatesConfigError(source, f"defaults.{key}", f"{expected} (got {value!r})")
+    return value
+
+
 def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
     """Validate a decoded ``gates.toml``."""
     _unknown(data, {"defaults", "gates"}, source, "")
@@ -369,34 +381,16 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         raise GatesConfigError(
             source, "defaults.confidence", f"a number from 0.5 to below 1 (got {confidence!r})"
         )
-    min_samples = defaults.get("min_samples", 5)
-    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 2:
-        raise GatesConfigError(
-            source, "defaults.min_samples", f"an integer >= 2 (got {min_samples!r})"
-        )
+    min_samples = _int_default(defaults, "min_samples", 5, 2, None, source)
     baseline = defaults.get("baseline", ".rtgov/baseline")
     if not isinstance(baseline, str) or not baseline:
         raise GatesConfigError(source, "defaults.baseline", f"a path (got {baseline!r})")
     ab_ref = defaults.get("ab_ref", "HEAD")
     if not isinstance(ab_ref, str) or not ab_ref.strip():
         raise GatesConfigError(source, "defaults.ab_ref", f"a git ref (got {ab_ref!r})")
-    ab_pairs = defaults.get("ab_pairs", 20)
-    if isinstance(ab_pairs, bool) or not isinstance(ab_pairs, int) or not 5 <= ab_pairs <= 1000:
-        raise GatesConfigError(
-            source, "defaults.ab_pairs", f"an integer from 5 to 1000 (got {ab_pairs!r})"
-        )
-    confirm = defaults.get("confirm", 1)
-    if isinstance(confirm, bool) or not isinstance(confirm, int) or not 0 <= confirm <= 5:
-        raise GatesConfigError(
-            source, "defaults.confirm", f"an integer from 0 to 5 (got {confirm!r})"
-        )
-    rounds = defaults.get("rounds")
-    if rounds is not None and (
-        isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 10_000
-    ):
-        raise GatesConfigError(
-            source, "defaults.rounds", f"an integer from 1 to 10000 (got {rounds!r})"
-        )
+    ab_pairs = _int_default(defaults, "ab_pairs", 20, 5, 1000, source)
+    confirm = _int_default(defaults, "confirm", 1, 0, 5, source)
+    rounds = _int_default(defaults, "rounds", None, 1, 10_000, source)
     raw_gates = data.get("gates", [])
     if not isinstance(raw_gates, list):
         raise GatesConfigError(source, "gates", "an array of tables ([[gates]])")
