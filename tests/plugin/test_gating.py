@@ -225,3 +225,16 @@ calibrated = true
     assert second.ret == 0
     (result,) = read_latest(pytester.path)["gate_results"]
     assert result["metric"] == "wall_time@calibrated" and result["status"] == "pass"
+
+
+def test_corrupt_baseline_is_a_usage_error_naming_the_file(suite):
+    assert suite.runpytest("--rtgov-gate").ret == 0
+    metrics = suite.path / "baseline" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:40])
+    result = suite.runpytest("--rtgov-gate")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        [f"*note: baseline: {metrics}: at line * column *: expected valid JSON*"]
+    )
+    # nothing recorded is lost: the run record is still written, with the verdict
+    assert _verdict(suite)["verdict"]["status"] == "error"
