@@ -256,12 +256,12 @@ def _exceeds(gate: Gate, worse: float, relative: float) -> list[str]:
     return reasons
 
 
-def _budget(gate: Gate, value: float) -> list[str]:
+def _budget(minimum: float | None, maximum: float | None, value: float) -> list[str]:
     reasons = []
-    if gate.minimum is not None and value < gate.minimum:
-        reasons.append(f"{value:g} < min {gate.minimum:g}")
-    if gate.maximum is not None and value > gate.maximum:
-        reasons.append(f"{value:g} > max {gate.maximum:g}")
+    if minimum is not None and value < minimum:
+        reasons.append(f"{value:g} < min {minimum:g}")
+    if maximum is not None and value > maximum:
+        reasons.append(f"{value:g} > max {maximum:g}")
     return reasons
 
 
@@ -358,7 +358,7 @@ def _evaluate_measurement(
         why = "no calibration for its worker" if gate.calibrated else "memory off, or no GPU?"
         return GateResult(status="missing", reason=f"no {gate.metric} samples ({why})", **base)
     current = statistics.median(values)
-    reasons = _budget(gate, current)
+    reasons = _budget(gate.minimum, gate.maximum, current)
     result: dict[str, Any] = {"current": current}
     if gate.has_regression_rule:
         if gate.calibrated:  # calibrated values are shared by every machine
@@ -436,11 +436,7 @@ def _evaluate_recorded(gate: Gate, subject: Subject, baseline: BaselineView) -> 
         )
     values = [float(v) for v, _ in numbers]  # type: ignore[arg-type]
     # Every recorded value must pass the budgets; report the worst one.
-    reasons = []
-    if gate.minimum is not None:
-        reasons += _budget(Gate(name="", metric="", minimum=gate.minimum), min(values))
-    if gate.maximum is not None:
-        reasons += _budget(Gate(name="", metric="", maximum=gate.maximum), max(values))
+    reasons = _budget(gate.minimum, None, min(values)) + _budget(None, gate.maximum, max(values))
     if direction is None:
         current = min(values) if gate.minimum is not None else max(values)
     else:

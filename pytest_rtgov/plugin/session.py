@@ -301,24 +301,29 @@ class RtgovPlugin:
         samples = state.samples
         baseline = self._baseline_function(pyfuncitem) if _AB_KEY in pyfuncitem.stash else None
 
-        def measured(*args: Any, **kwargs: Any) -> Any:
-            result = None
-            for index in range(spec.warmup + spec.rounds):
-                region = meter.open()
-                completed = False
-                try:
-                    result = original(*args, **kwargs)
-                    completed = True
-                finally:
-                    samples.append(
-                        meter.close(region, warmup=index < spec.warmup, completed=completed)
-                    )
-            return result
+        if baseline is None:
 
-        def measured_ab(*args: Any, **kwargs: Any) -> Any:
-            return run_ab(original, baseline, args, kwargs, meter, samples, spec, self.ab)
+            def measured(*args: Any, **kwargs: Any) -> Any:
+                result = None
+                for index in range(spec.warmup + spec.rounds):
+                    region = meter.open()
+                    completed = False
+                    try:
+                        result = original(*args, **kwargs)
+                        completed = True
+                    finally:
+                        samples.append(
+                            meter.close(region, warmup=index < spec.warmup, completed=completed)
+                        )
+                return result
 
-        pyfuncitem.obj = measured if baseline is None else measured_ab
+        else:
+            ab = self.ab
+
+            def measured(*args: Any, **kwargs: Any) -> Any:
+                return run_ab(original, baseline, args, kwargs, meter, samples, spec, ab)
+
+        pyfuncitem.obj = measured
         try:
             return (yield)
         finally:
