@@ -99,6 +99,12 @@ class MLP:
             dh, grads[f"l{i}.weight"], grads[f"l{i}.bias"] = linear_backward(dz, h, w)
         return {k: grads[k] for k in self.params}
 
+    def host_params(self) -> dict[str, np.ndarray]:
+        """The parameters as numpy arrays (copied from the GPU on cupy), in order."""
+        return {
+            name: np.asarray(p.get() if hasattr(p, "get") else p) for name, p in self.params.items()
+        }
+
     def predict(self, x: Any) -> Any:
         logits, _ = self.forward(x)
         return logits.argmax(axis=1)

@@ -6,6 +6,8 @@ Exit codes:
     3  the requested run record does not exist
     4  a record, baseline or gates file is unreadable or does not match its schema
     5  refusing to refresh a baseline from a run whose tests did not pass
+    7  the baseline was refreshed but could not be signed or logged in the ledger
+    10-16  ``rtgov verify`` and ``rtgov verify-proof`` failures (see cli_ledger)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.core.gates_config import GatesConfigError
@@ -29,6 +32,7 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_BAD_RECORD = 4
 EXIT_REFUSED = 5
+EXIT_INTEGRITY = 7
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
     refresh.add_argument(
         "--drop-stale", action="store_true", help="drop subjects the run did not collect"
     )
+    refresh.add_argument(
+        "--signing-key",
+        type=Path,
+        default=None,
+        help="key that signs the new baseline (default: $RTGOV_SIGNING_KEY, else the local key)",
+    )
+    refresh.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    sign = bsub.add_parser("sign", help="sign the baseline as it is, after review (audited)")
+    sign.add_argument("--reason", default=None, help="why (required when CI=true)")
+    sign.add_argument("--signing-key", type=Path, default=None)
+    sign.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    from pytest_rtgov import cli_ledger
+
+    cli_ledger.add_parsers(sub)
     return parser
 
 
@@ -83,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     store = RunStore(args.dir)
+    if args.command in ("keys", "verify", "prove", "verify-proof", "ledger"):
+        from pytest_rtgov import cli_ledger
+
+        try:
+            return cli_ledger.run(args)
+        except RecordNotFoundError as exc:
+            print(f"rtgov: {exc}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        except (RecordFormatError, GatesConfigError) as exc:
+            print(f"rtgov: invalid file: {exc}", file=sys.stderr)
+            return EXIT_BAD_RECORD
     try:
         if args.command == "baseline":
             return _baseline(args, store)
@@ -148,6 +177,8 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
                         f"{change['old']} -> {change['new']}"
                     )
         return EXIT_OK
+    if args.baseline_command == "sign":
+        return _sign_baseline(args, baseline)
     record = runs.read(args.run)  # type: ignore[attr-defined]
     if args.baseline_command == "diff":
         from pytest_rtgov.report.terminal import render_results
@@ -167,6 +198,9 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
+    signing = _signing_key(args)
+    if isinstance(signing, int):
+        return signing
     stale = baseline.stale(record)
     entry = baseline.update(
         record,
@@ -180,6 +214,82 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
     )
     if stale and not args.drop_stale:
         print(f"stale subjects kept (not in this run; --drop-stale drops them): {', '.join(stale)}")
+    return _seal_and_log(args, baseline, entry, signing)
+
+
+def _signing_key(args: argparse.Namespace) -> Any:
+    """The key that signs a baseline, or an exit code when it cannot be used here."""
+    from pytest_rtgov.store.keys import KeyError_, load_signing_key, load_trust, require_signatures
+
+    required = require_signatures(False)
+    try:
+        signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
+        trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=required)
+    except KeyError_ as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return EXIT_BAD_RECORD
+    if required and not trust.is_trusted(signing.verifier):
+        print(
+            f"rtgov: signing key {signing.verifier.name} ({signing.source}) is not in "
+            f"{args.keyring}; CI=true requires a keyring key",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return signing
+
+
+def _sign_baseline(args: argparse.Namespace, baseline: Any) -> int:
+    import os
+
+    from pytest_rtgov.store.baselines import RefreshEntry, who_am_i
+
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci and not args.reason:
+        print("rtgov: baseline sign with CI=true needs --reason TEXT", file=sys.stderr)
+        return EXIT_USAGE
+    if not baseline.exists():
+        print(f"rtgov: no baseline in {baseline.directory} to sign", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    signing = _signing_key(args)
+    if isinstance(signing, int):
+        return signing
+    from datetime import datetime, timezone
+
+    entry = RefreshEntry(
+        at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        who=who_am_i(),
+        reason=args.reason or "rtgov baseline sign",
+        run_id="",
+        fingerprint="",
+        changes=[],
+    )
+    return _seal_and_log(args, baseline, entry, signing)
+
+
+def _seal_and_log(args: argparse.Namespace, baseline: Any, entry: Any, signing: Any) -> int:
+    """Sign the baseline folder and append the change to the ledger with a checkpoint."""
+    from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.baselines import seal_baseline
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    try:
+        digest = seal_baseline(baseline, signing.signer, entry)
+        result = append_session(
+            Ledger(args.dir / "ledger"),
+            [baseline_refresh_leaf(entry.to_dict(), seal_sha256=digest)],
+            signer=signing.signer,
+            origin=f"pytest-rtgov.local/{Path.cwd().name or 'project'}",
+            created_at=entry.at,
+        )
+    except (RtgovError, OSError) as exc:
+        print(f"rtgov: baseline written but not signed and logged: {exc}", file=sys.stderr)
+        return EXIT_INTEGRITY
+    assert result is not None  # one leaf was appended
+    print(
+        f"signed by {signing.verifier.name}; ledger leaf {result.size - 1}, "
+        f"checkpoint {result.checkpoint_path}"
+    )
     return EXIT_OK
 
 

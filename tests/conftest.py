@@ -13,6 +13,15 @@ import pytest
 import scipy.stats  # noqa: F401
 
 
+@pytest.fixture
+def clean_signing_env(monkeypatch):
+    """Inner sessions must not inherit CI=true or a signing key from the outer shell:
+    tests that need them set them explicitly. Autouse in tests/plugin and tests/unit
+    (not here: the workload's records must list only its own fixtures)."""
+    for name in ("CI", "RTGOV_SIGNING_KEY", "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def latest_record(root: Path, state_dir: str = ".rtgov") -> dict[str, Any]:
     base = root / state_dir
     run_id = (base / "latest").read_text().strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MEMORY_MODE", "EXIT_GATE_BREACHED", "MEMORY_MODES"]
+__all__ = ["DEFAULT_MEMORY_MODE", "EXIT_GATE_BREACHED", "EXIT_INTEGRITY", "MEMORY_MODES"]
 
 MEMORY_MODES = ("tracemalloc", "memray", "rss", "off")
 DEFAULT_MEMORY_MODE = "tracemalloc"
@@ -10,3 +10,8 @@ DEFAULT_MEMORY_MODE = "tracemalloc"
 # Exit status of a session whose tests passed but whose gates breached. pytest's own
 # statuses are 0-5 (tests failed: 1, usage error: 4); 6 is free and distinct.
 EXIT_GATE_BREACHED = 6
+
+# Exit status of a session whose evidence cannot be trusted or kept: the ledger does
+# not verify or cannot be appended to, or (in CI) the baseline's signature fails.
+# The run record is written all the same.
+EXIT_INTEGRITY = 7

@@ -89,6 +89,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="gate results to show: breaches and notices (default), or all.",
     )
     group.addoption(
+        "--rtgov-signing-key",
+        default=None,
+        metavar="PATH",
+        help="key that signs checkpoints, baselines and artifacts (default: $RTGOV_SIGNING_KEY, "
+        "else a local untrusted key in the state directory).",
+    )
+    group.addoption(
+        "--rtgov-keyring",
+        default=None,
+        metavar="PATH",
+        help="trusted public keys (default: rtgov.keyring in the rootdir).",
+    )
+    group.addoption(
+        "--rtgov-require-signature",
+        action="store_true",
+        default=False,
+        help="refuse keys and signatures outside the keyring (implied by CI=true).",
+    )
+    group.addoption(
         "--rtgov-log-json",
         default=None,
         metavar="PATH",
@@ -122,4 +141,7 @@ def rtgov(pytestconfig: pytest.Config) -> Iterator[Rtgov]:
     metric is attributed to the fixture setup or test running when it is recorded.
     """
     plugin = pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME)
-    yield Rtgov(plugin.record_metric if plugin is not None else None)
+    if plugin is None:
+        yield Rtgov(None)
+    else:
+        yield Rtgov(plugin.record_metric, artifacts=plugin.artifacts)

@@ -6,7 +6,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
     from pytest_rtgov.core.records import Metric
+    from pytest_rtgov.store.artifacts import ArtifactStore
 
 __all__ = ["Rtgov"]
 
@@ -19,10 +23,16 @@ class Rtgov:
     switched on, so a NaN loss fails the same way with and without ``--rtgov``.
     """
 
-    __slots__ = ("_sink",)
+    __slots__ = ("_artifacts", "_sink")
 
-    def __init__(self, sink: Callable[[Metric], None] | None) -> None:
+    def __init__(
+        self,
+        sink: Callable[[Metric], None] | None,
+        *,
+        artifacts: Callable[[], ArtifactStore] | None = None,
+    ) -> None:
         self._sink = sink
+        self._artifacts = artifacts
 
     @property
     def active(self) -> bool:
@@ -47,3 +57,29 @@ class Rtgov:
         if self._sink is not None:
             self._sink(metric)
         return str(metric.value)
+
+    def save_artifact(self, name: str, arrays: Mapping[str, Any]) -> Path | None:
+        """Save arrays as a signed ``.npz`` and record its digest as ``artifact:NAME``.
+
+        Returns the file's path, or None when rtgov is off (nothing is saved then).
+        """
+        if self._artifacts is None or self._sink is None:
+            return None
+        from pytest_rtgov.core.records import Metric
+
+        path, digest = self._artifacts().save(name, arrays)
+        self._sink(Metric(name=f"artifact:{name}", value=digest))
+        return path
+
+    def load_artifact(self, name: str) -> dict[str, Any]:
+        """The arrays of an artifact this process saved, after its signature verifies.
+
+        Raises :class:`pytest_rtgov.store.sealed.SealError` for a changed file or a bad
+        signature, and :class:`pytest_rtgov.errors.RtgovError` when rtgov is off.
+        """
+        if self._artifacts is None:
+            from pytest_rtgov.errors import RtgovError
+
+            raise RtgovError("artifacts are saved and verified only with --rtgov or --rtgov-gate")
+        arrays, _ = self._artifacts().load(name)
+        return arrays

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.fingerprint import fingerprint
 from pytest_rtgov.core.gates import GateResult, evaluate_gates
 from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
@@ -68,6 +68,11 @@ class Gatekeeper:
         self.require_baseline = require_baseline
         self.reason = reason
         self.ab_ref = gates.ab_ref
+        # Set by the session plugin: who signs the baseline, who is trusted, and the
+        # ledger leaves of baseline changes made by this session.
+        self.signing: Any = None
+        self.trust: Any = None
+        self.ledger_leaves: list[bytes] = []
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -161,14 +166,58 @@ class Gatekeeper:
         log_event("ab.accepted", sha=sha)
         return f"A/B baseline code is now {ACCEPTED_REF} = {sha[:12]} (this run's code)"
 
+    def _check_seal(self) -> tuple[list[str], bool]:
+        """Notes about the baseline's signature, and whether gating must stop.
+
+        Locally a bad or untrusted signature is a loud warning and the baseline is
+        used; where signatures are required (CI) it is a failure (exit 7)."""
+        if self.trust is None or not self.store.exists():
+            return [], False
+        from pytest_rtgov.store.baselines import check_baseline_seal
+        from pytest_rtgov.store.sealed import SealError
+
+        try:
+            check = check_baseline_seal(self.store, self.trust)
+        except SealError as exc:
+            message = f"baseline signature: {exc}"
+            log_event("baseline.seal_failed", level=40, error=str(exc))
+            if self.trust.required:
+                return [f"{message}; refusing to gate against it"], True
+            return [f"WARNING: {message}; gating against it anyway (a failure in CI)"], False
+        if not check.trusted:
+            who = ", ".join(check.signed_by)
+            if self.trust.required:
+                return [
+                    f"baseline signature: signed by {who}, which the keyring "
+                    f"{self.trust.keyring_path} does not list; refusing to gate against it"
+                ], True
+            return [
+                f"WARNING: baseline signed by {who}, not by a keyring key "
+                f"({self.trust.keyring_path}); a failure in CI"
+            ], False
+        return [], False
+
+    def _seal(self, entry: Any) -> None:
+        """Sign the baseline folder as it now is, and log the change for the ledger."""
+        if self.signing is None:
+            return
+        from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
+        from pytest_rtgov.store.baselines import seal_baseline
+
+        digest = seal_baseline(self.store, self.signing.signer, entry)
+        self.ledger_leaves.append(baseline_refresh_leaf(entry.to_dict(), seal_sha256=digest))
+
     def decide(self, record: RunRecord, exitstatus: int) -> Verdict:
         """Evaluate every gate and decide; writes the baseline when asked or first seen."""
+        seal_notes, seal_failed = self._check_seal()
+        if seal_failed:
+            return Verdict("error", EXIT_INTEGRITY, notes=seal_notes)
         try:
             view = self.store.view(record.environment)
         except RecordFormatError as exc:
             return Verdict("error", int(pytest.ExitCode.USAGE_ERROR), notes=[f"baseline: {exc}"])
         results, empty = evaluate_gates(self.gates, record, view)
-        notes = [
+        notes = seal_notes + [
             f"gate {name!r} selected no test or fixture in this session ({self.gates.source})"
             for name in empty
         ]
@@ -185,6 +234,7 @@ class Gatekeeper:
                     who=who_am_i(self.rootdir),
                     reason=self.reason or "pytest --rtgov-update-baseline",
                 )
+                self._seal(entry)
                 action = "updated"
                 if self.gates.ab_gates:
                     notes.append(self._accept_code())
@@ -208,12 +258,13 @@ class Gatekeeper:
                     "and --rtgov-require-baseline is set"
                 )
                 return Verdict("no-baseline", EXIT_GATE_BREACHED, results, notes)
-            self.store.update(
+            entry = self.store.update(
                 record,
                 who=who_am_i(self.rootdir),
                 reason="first gated run on this fingerprint",
                 only_new=True,
             )
+            self._seal(entry)
             action = "created"
             notes.append(
                 f"no baseline for fingerprint {fingerprint(record.environment)} yet: recorded "

@@ -142,6 +142,12 @@ class RtgovPlugin:
         self._calibration_kernel = ""
         # Default rounds of gated tests without a marker: {"rounds", "tests", "markers"}.
         self.default_rounds: dict[str, Any] | None = None
+        # Signing: the key of this session, who is trusted, the ledger's outcome.
+        self.signing: Any = None
+        self.trust: Any = None
+        self._artifact_store: Any = None
+        self.ledger_result: Any = None
+        self.ledger_error: str | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RtgovPlugin:
@@ -167,10 +173,14 @@ class RtgovPlugin:
             from pytest_rtgov.plugin.gating import Gatekeeper
 
             plugin.gatekeeper = Gatekeeper.from_config(config)
+            plugin._load_keys(config)
+            plugin.gatekeeper.signing, plugin.gatekeeper.trust = plugin.signing, plugin.trust
             plugin.ab = plugin.gatekeeper.prepare_ab(state_dir / "ab")
             plugin.calibrate = plugin.gatekeeper.gates.calibrated
             plugin.default_rounds = plugin.gatekeeper.default_rounds()
-        elif workerinput is not None:
+        else:
+            plugin._load_keys(config)
+        if plugin.is_worker:
             plugin.ab = workerinput.get("rtgov_ab")
             plugin.calibrate = bool(workerinput.get("rtgov_calibrate"))
             plugin.default_rounds = workerinput.get("rtgov_default_rounds")
@@ -188,6 +198,50 @@ class RtgovPlugin:
                 state_dir=str(state_dir),
             )
         return plugin
+
+    def _load_keys(self, config: pytest.Config) -> None:
+        """The signing key and the keyring; refuse an untrusted key where signatures
+        are required (``--rtgov-require-signature`` or ``CI=true``)."""
+        from pytest_rtgov.store.keys import load_signing_key, load_trust, require_signatures
+
+        rootdir = Path(config.rootpath)
+        key_option = config.getoption("rtgov_signing_key")
+        ring_option = config.getoption("rtgov_keyring")
+        required = require_signatures(bool(config.getoption("rtgov_require_signature")))
+        invocation = Path(config.invocation_params.dir)
+        try:
+            self.signing = load_signing_key(
+                key_file=invocation / key_option if key_option else None,
+                state_dir=self.state_dir,
+            )
+            self.trust = load_trust(
+                keyring=invocation / ring_option if ring_option else rootdir / "rtgov.keyring",
+                state_dir=self.state_dir,
+                required=required,
+            )
+        except RtgovError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if required and not self.trust.is_trusted(self.signing.verifier):
+            raise pytest.UsageError(
+                f"signing key {self.signing.verifier.name} ({self.signing.source}) is not in the "
+                f"keyring {self.trust.keyring_path}; signatures are required here (CI=true or "
+                "--rtgov-require-signature): pass --rtgov-signing-key or set RTGOV_SIGNING_KEY "
+                "to a key that `rtgov keys generate` added to the keyring"
+            )
+
+    def artifacts(self) -> Any:
+        """This process's artifact store, created on first use."""
+        if self._artifact_store is None:
+            from pytest_rtgov.store.artifacts import ArtifactStore
+
+            self._artifact_store = ArtifactStore(
+                self.state_dir / "artifacts" / self.run_id / self.worker,
+                self.signing.signer,
+                self.trust,
+                run_id=self.run_id,
+                worker=self.worker,
+            )
+        return self._artifact_store
 
     def close(self) -> None:
         self._meter.close_probes()
@@ -518,6 +572,67 @@ class RtgovPlugin:
             fixtures=len(self.record.fixtures),
             exit_status=int(exitstatus),
         )
+        self._append_to_ledger(session)
+
+    def _append_to_ledger(self, session: pytest.Session) -> None:
+        """The record's leaves, baseline refreshes, then a signed checkpoint."""
+        from pytest_rtgov.core.constants import EXIT_INTEGRITY
+        from pytest_rtgov.core.ledger_records import run_leaves
+        from pytest_rtgov.store.ledger import Ledger, append_session
+
+        assert self.record is not None
+        leaves = run_leaves(self.record)
+        if self.gatekeeper is not None:
+            leaves += self.gatekeeper.ledger_leaves
+        origin = f"pytest-rtgov.local/{Path(self.config.rootpath).name or 'project'}"
+        try:
+            self.ledger_result = append_session(
+                Ledger(self.state_dir / "ledger"),
+                leaves,
+                signer=self.signing.signer,
+                origin=origin,
+                created_at=self.record.ended_at,
+            )
+        except (RtgovError, OSError) as exc:
+            self.ledger_error = str(exc)
+            log_event("ledger.append_failed", level=logging.ERROR, error=str(exc))
+            sys.stderr.write(
+                f"pytest-rtgov: ledger not appended: {exc}\n"
+                f"pytest-rtgov: the run record is kept at {self.record_path}; "
+                "run `rtgov verify` for details\n"
+            )
+            session.exitstatus = EXIT_INTEGRITY
+            return
+        result = self.ledger_result
+        if result.set_aside is not None:
+            log_event(
+                "ledger.torn_tail_set_aside", level=logging.WARNING, path=str(result.set_aside)
+            )
+        log_event(
+            "ledger.appended",
+            leaves=len(leaves),
+            size=result.size,
+            root=result.root.hex(),
+            checkpoint=str(result.checkpoint_path),
+            signed_by=self.signing.verifier.name,
+        )
+
+    def _ledger_line(self) -> str | None:
+        if self.ledger_error is not None:
+            return f"rtgov: ledger NOT appended: {self.ledger_error}"
+        result = self.ledger_result
+        if result is None:
+            return None
+        who = self.signing.verifier.name
+        if self.signing.local:
+            who += " (local key, not in any keyring)"
+        line = (
+            f"rtgov: ledger {result.size} leaves, root {result.root.hex()[:16]}..., "
+            f"checkpoint {result.checkpoint_path} signed by {who}"
+        )
+        if result.set_aside is not None:
+            line += f"; an interrupted append was set aside in {result.set_aside}"
+        return line
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or self.record is None:
@@ -536,6 +651,7 @@ class RtgovPlugin:
                     markup=writer.hasmarkup,
                     width=writer.fullwidth,
                     compact=verbosity < 0,
+                    ledger_line=self._ledger_line(),
                 )
             )
         if self.verdict is not None:

@@ -144,8 +144,10 @@ def render_summary(
     markup: bool,
     width: int = 100,
     compact: bool = False,
+    ledger_line: str | None = None,
 ) -> str:
-    """The end-of-session summary; ``compact`` (pytest -q) keeps only the record line."""
+    """The end-of-session summary; ``compact`` (pytest -q) keeps only the record line
+    (and the ledger line, when given)."""
     console, buffer = _console(markup, width)
     if not compact:
         console.rule("[bold]pytest-rtgov[/bold]" if markup else "pytest-rtgov")
@@ -158,6 +160,8 @@ def render_summary(
         highlight=False,
         soft_wrap=True,
     )
+    if ledger_line:
+        console.print(ledger_line, highlight=False, soft_wrap=True, markup=False)
     return buffer.getvalue()
 
 

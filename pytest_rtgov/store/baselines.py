@@ -267,3 +267,47 @@ def _summary(values: Any) -> Any:
         median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
         return {"median": median, "n": len(values)}
     return values[0] if isinstance(values, list) and len(values) == 1 else values
+
+
+def _baseline_files(store: BaselineStore) -> list[str]:
+    from pytest_rtgov.store.sealed import BASELINE_ENVELOPE
+
+    return [
+        p.name
+        for p in sorted(store.directory.iterdir())
+        if p.is_file() and p.name != BASELINE_ENVELOPE and not p.name.startswith(".")
+    ]
+
+
+def seal_baseline(store: BaselineStore, signer: Any, entry: RefreshEntry) -> str:
+    """Sign every baseline file; returns ``sha256:<hex>`` of the envelope written."""
+    from pytest_rtgov.store.sealed import BASELINE_ENVELOPE, BASELINE_PREDICATE, seal, sha256_file
+
+    envelope = store.directory / BASELINE_ENVELOPE
+    seal(
+        store.directory,
+        _baseline_files(store),
+        envelope,
+        [signer],
+        predicate_type=BASELINE_PREDICATE,
+        predicate={
+            "run_id": entry.run_id,
+            "at": entry.at,
+            "who": entry.who,
+            "reason": entry.reason,
+        },
+    )
+    return "sha256:" + sha256_file(envelope)
+
+
+def check_baseline_seal(store: BaselineStore, trust: Any) -> Any:
+    """The baseline's seal, verified: raises SealError naming the first bad file."""
+    from pytest_rtgov.store.sealed import BASELINE_ENVELOPE, BASELINE_PREDICATE, check_seal
+
+    return check_seal(
+        store.directory,
+        store.directory / BASELINE_ENVELOPE,
+        trust,
+        predicate_type=BASELINE_PREDICATE,
+        expect_all=_baseline_files(store),
+    )

@@ -69,4 +69,6 @@ def trained_model(xp, dataset, rtgov) -> MLP:
     rtgov.record_digest(
         "weights_digest", xp.concatenate([p.ravel() for p in model.params.values()])
     )
+    # The model checkpoint, signed by the session's key (a no-op without --rtgov).
+    rtgov.save_artifact("mlp", model.host_params())
     return model

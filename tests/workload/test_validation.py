@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from kernels import accuracy, cross_entropy
 
 
@@ -28,3 +31,14 @@ def test_predictions_are_deterministic(trained_model, dataset, rtgov):
 def test_every_class_is_predicted(trained_model, dataset):
     predicted = set(int(c) for c in trained_model.predict(dataset.val.x).tolist())
     assert predicted == set(range(int(dataset.val.y.max()) + 1))
+
+
+def test_checkpoint_round_trip(trained_model, rtgov):
+    """The saved checkpoint loads only after its signature verifies, and is the model."""
+    if not rtgov.active:
+        pytest.skip("artifacts are signed and verified only with --rtgov or --rtgov-gate")
+    loaded = rtgov.load_artifact("mlp")
+    expected = trained_model.host_params()
+    assert sorted(loaded) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(loaded[name], value)

@@ -1,0 +1,315 @@
+"""``rtgov keys``, ``rtgov verify``, ``rtgov prove``, ``rtgov verify-proof``, ``rtgov ledger``.
+
+Exit codes (besides the CLI's 0, 2, 3, 4):
+    10  a ledger frame does not check (damaged header, payload not matching its leaf hash)
+    11  a leaf is not canonical JSON of a known kind, or a run record file was edited
+    12  the log does not hash to a signed root: a leaf was changed, removed, added or moved
+    13  a checkpoint is malformed, its signature fails, or it is untrusted or out of order
+    14  a consistency proof fails, or the trusted checkpoint is not a prefix of the log
+    15  a baseline or artifact file does not match its signature
+    16  an inclusion proof does not verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_rtgov.core import merkle, note
+from pytest_rtgov.core.canonical import pretty_json
+from pytest_rtgov.errors import RtgovError
+
+__all__ = ["EXIT_PROOF", "add_parsers", "run"]
+
+EXIT_PROOF = 16
+PROOF_FORMAT = "rtgov-inclusion-proof/1"
+
+
+def _trust_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keyring",
+        type=Path,
+        default=Path("rtgov.keyring"),
+        help="trusted public keys (default: rtgov.keyring)",
+    )
+    parser.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="accept only keyring keys, not this machine's local key (implied by CI=true)",
+    )
+
+
+def add_parsers(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="generate a signing key or list trusted keys")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    gen = ksub.add_parser("generate", help="new Ed25519 key; its public half joins the keyring")
+    gen.add_argument("name", help="key name, e.g. ci.example.org/ml-gates")
+    gen.add_argument("--out", type=Path, default=None, help="private key file (mode 0600)")
+    gen.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    show = ksub.add_parser("show", help="the keyring and this machine's local key")
+    show.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+
+    verify = sub.add_parser("verify", help="check the ledger, checkpoints, baseline and artifacts")
+    _trust_arguments(verify)
+    verify.add_argument(
+        "--since", type=Path, default=None, help="a trusted earlier checkpoint file"
+    )
+    verify.add_argument(
+        "--gates",
+        type=Path,
+        default=Path("gates.toml"),
+        help="gates file naming the baseline to check (default: gates.toml, if present)",
+    )
+
+    prove = sub.add_parser("prove", help="print an inclusion proof for a ledger record")
+    prove.add_argument("run", nargs="?", default="latest", help="run id or latest")
+    which = prove.add_mutually_exclusive_group()
+    which.add_argument("--test", default=None, help="prove this test's record (node id)")
+    which.add_argument("--fixture", default=None, help="prove this fixture's record (name)")
+    which.add_argument("--index", type=int, default=None, help="prove the leaf at this index")
+    prove.add_argument("-o", "--out", type=Path, default=None, help="write the proof here")
+
+    check = sub.add_parser("verify-proof", help="check an inclusion proof offline")
+    check.add_argument("proof", type=Path)
+    _trust_arguments(check)
+
+    ledger = sub.add_parser("ledger", help="ledger maintenance")
+    lsub = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    recover = lsub.add_parser(
+        "recover",
+        help="set a torn append aside and sign a checkpoint over the complete records "
+        "(the next session does the same)",
+    )
+    recover.add_argument("--signing-key", type=Path, default=None)
+
+
+def _trust(args: argparse.Namespace) -> Any:
+    from pytest_rtgov.store.keys import load_trust, require_signatures
+
+    return load_trust(
+        keyring=args.keyring,
+        state_dir=args.dir,
+        required=require_signatures(args.require_signature),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.keys import KeyError_
+
+    try:
+        if args.command == "keys":
+            return _keys(args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "prove":
+            return _prove(args)
+        if args.command == "verify-proof":
+            return _verify_proof(args)
+        return _recover(args)
+    except KeyError_ as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return 4
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.keys import generate_key, local_verifiers, read_keyring
+
+    if args.keys_command == "generate":
+        out = args.out or args.dir / "keys" / f"{args.name.replace('/', '_')}.key"
+        signer = generate_key(args.name, out, args.keyring)
+        print(f"private key: {out} (mode 0600; keep it secret, e.g. as a CI secret)")
+        print(f"public key added to {args.keyring}: commit that file")
+        print(note.format_verifier_key(signer.verifier()))
+        return 0
+    ring = read_keyring(args.keyring) if args.keyring.exists() else []
+    print(f"keyring {args.keyring}: {len(ring)} key(s)")
+    for verifier in ring:
+        print(f"  {note.format_verifier_key(verifier)}")
+    for verifier in local_verifiers(args.dir):
+        print(f"local key (untrusted): {note.format_verifier_key(verifier)}")
+    return 0
+
+
+def _baseline_dir(gates_path: Path) -> Path | None:
+    if not gates_path.is_file():
+        return None
+    from pytest_rtgov.store.gates_file import load_gates
+
+    gates = load_gates(gates_path)
+    directory = Path(gates.baseline)
+    return directory if directory.is_absolute() else gates_path.parent / directory
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.verify import VerifyFailure, verify_all
+
+    trust = _trust(args)
+    try:
+        report = verify_all(
+            args.dir, trust, since=args.since, baseline_dir=_baseline_dir(args.gates)
+        )
+    except VerifyFailure as exc:
+        print(f"rtgov verify: FAILED: {exc.where}: {exc.reason}", file=sys.stderr)
+        return exc.exit_code
+    for warning in report.warnings:
+        print(f"rtgov verify: warning: {warning}", file=sys.stderr)
+    signed = ", ".join(sorted(report.signed_by)) or "nobody"
+    print(
+        f"ledger intact: {report.leaves} leaves, {report.checkpoints} checkpoints signed by "
+        f"{signed}, root {report.root.hex() if report.root else '-'}"
+    )
+    if report.trusted_prefix is not None:
+        print(f"trusted checkpoint {args.since} (size {report.trusted_prefix}) is a prefix")
+    print(
+        f"{report.records_checked} run record file(s) match the ledger; "
+        f"{report.seals_checked} signed baseline/artifact seal(s) verified"
+    )
+    return 0
+
+
+def _find_leaf(args: argparse.Namespace, ledger: Any) -> int:
+    from pytest_rtgov.core.ledger_records import parse_leaf
+    from pytest_rtgov.store.runs import RunStore
+
+    if args.index is not None:
+        return int(args.index)
+    run_id = RunStore(args.dir).resolve(args.run)
+    kind, key, want = "verdict", None, None
+    if args.test is not None:
+        kind, key, want = "test", "nodeid", args.test
+    elif args.fixture is not None:
+        kind, key, want = "fixture", "name", args.fixture
+    needle = f'"run_id":"{run_id}"'.encode()
+    for frame in ledger.frames():
+        if needle not in frame.payload:
+            continue
+        leaf = parse_leaf(frame.payload)
+        if (
+            leaf["kind"] == kind
+            and leaf.get("run_id") == run_id
+            and (key is None or leaf.get(key) == want)
+        ):
+            return frame.index
+    raise RtgovError(f"no {kind} record {want or ''} of run {run_id} in {ledger.log_path}")
+
+
+def _prove(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.ledger import Ledger
+
+    ledger = Ledger(args.dir / "ledger")
+    try:
+        index = _find_leaf(args, ledger)
+        latest = ledger.latest_checkpoint()
+        if latest is None or index >= latest[1].size:
+            raise RtgovError(f"leaf {index} is not covered by a signed checkpoint yet")
+        path, body = latest
+        hasher = merkle.RangeHasher(merkle.inclusion_proof_ranges(index, body.size))
+        leaf = b""
+        for frame in ledger.frames():
+            if frame.index >= body.size:
+                break
+            hasher.feed(frame.leaf_hash)
+            if frame.index == index:
+                leaf = frame.payload
+    except RtgovError as exc:
+        print(f"rtgov prove: {exc}", file=sys.stderr)
+        return 3
+    proof = {
+        "format": PROOF_FORMAT,
+        "leaf_index": index,
+        "tree_size": body.size,
+        "leaf": base64.b64encode(leaf).decode(),
+        "leaf_hash": base64.b64encode(merkle.leaf_hash(leaf)).decode(),
+        "proof": [base64.b64encode(h).decode() for h in hasher.hashes()],
+        "checkpoint": path.read_text(encoding="utf-8"),
+    }
+    text = pretty_json(proof)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"proof of leaf {index} in a tree of {body.size} written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _verify_proof(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.verify import EXIT_CHECKPOINT
+
+    def fail(code: int, reason: str) -> int:
+        print(f"rtgov verify-proof: FAILED: {args.proof}: {reason}", file=sys.stderr)
+        return code
+
+    try:
+        proof = json.loads(args.proof.read_text(encoding="utf-8"))
+        if proof.get("format") != PROOF_FORMAT:
+            return fail(EXIT_PROOF, f"format is not {PROOF_FORMAT!r}")
+        leaf = base64.b64decode(proof["leaf"], validate=True)
+        path = [base64.b64decode(h, validate=True) for h in proof["proof"]]
+        index, size = int(proof["leaf_index"]), int(proof["tree_size"])
+        checkpoint_text = str(proof["checkpoint"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return fail(EXIT_PROOF, f"not a readable proof ({exc})")
+    trust = _trust(args)
+    try:
+        opened = note.open_note(checkpoint_text, trust.verifiers())
+        checkpoint = note.parse_checkpoint(opened.text)
+    except RtgovError as exc:
+        return fail(EXIT_CHECKPOINT, f"checkpoint: {exc}")
+    if trust.required and not any(trust.is_trusted(v) for v in opened.verified_by):
+        return fail(EXIT_CHECKPOINT, "checkpoint is not signed by a keyring key")
+    if checkpoint.size != size:
+        return fail(EXIT_PROOF, f"tree_size {size} but the checkpoint says {checkpoint.size}")
+    try:
+        merkle.verify_inclusion(
+            index=index,
+            size=size,
+            leaf_hash=merkle.leaf_hash(leaf),
+            proof=path,
+            root=checkpoint.root_hash,
+        )
+    except merkle.MerkleError as exc:
+        return fail(EXIT_PROOF, str(exc))
+    signers = ", ".join(sorted(v.name for v in opened.verified_by))
+    print(f"proof verifies: leaf {index} of {size}, checkpoint signed by {signers}")
+    print(leaf.decode("utf-8", errors="replace"))
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.ledger import Ledger
+
+    ledger = Ledger(args.dir / "ledger")
+    if not ledger.exists():
+        print(f"rtgov ledger: no ledger in {ledger.directory}", file=sys.stderr)
+        return 3
+    from datetime import datetime, timezone
+
+    from pytest_rtgov.store.keys import load_signing_key
+    from pytest_rtgov.store.ledger import append_session
+
+    try:
+        signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
+        result = append_session(
+            ledger,
+            [],
+            signer=signing.signer,
+            origin="",
+            created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        )
+    except RtgovError as exc:
+        print(f"rtgov ledger: {exc}", file=sys.stderr)
+        return 10
+    if result is None:
+        print("nothing to recover: every complete record is covered by a signed checkpoint")
+        return 0
+    if result.set_aside is not None:
+        print(f"set aside an interrupted append in {result.set_aside}")
+    print(
+        f"{result.size} records kept; a recovery record and checkpoint "
+        f"{result.checkpoint_path} signed by {signing.verifier.name} now cover them"
+    )
+    return 0

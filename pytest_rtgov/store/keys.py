@@ -1,0 +1,194 @@
+"""Signing keys and the keyring: where they live on disk and which ones are trusted.
+
+Keys use the C2SP signed-note text forms (``PRIVATE+KEY+name+id+...`` for a signer,
+``name+id+...`` for a verifier), so a checkpoint signed here opens with any note
+verifier. The keyring is a text file teams commit: one verifier key per line, ``#``
+comments. A machine with no key gets a *local* key, named
+``rtgov-local-untrusted-<host>``, that makes ``make gate`` work out of the box but that
+no keyring lists: in CI (``CI=true``) or with ``--rtgov-require-signature`` it is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_rtgov.core import note
+from pytest_rtgov.errors import RtgovError
+
+__all__ = [
+    "ENV_SIGNING_KEY",
+    "KeyError_",
+    "SigningKey",
+    "Trust",
+    "add_to_keyring",
+    "generate_key",
+    "load_signing_key",
+    "read_keyring",
+    "require_signatures",
+]
+
+ENV_SIGNING_KEY = "RTGOV_SIGNING_KEY"
+LOCAL_PREFIX = "rtgov-local-untrusted"
+
+
+class KeyError_(RtgovError):
+    """A key file, key text or keyring is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    signer: note.Signer
+    source: str  # "file PATH", "$RTGOV_SIGNING_KEY", "local PATH"
+    local: bool
+
+    @property
+    def verifier(self) -> note.Verifier:
+        return self.signer.verifier()
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Who may sign: the committed keyring, plus this machine's local key (untrusted)."""
+
+    keyring: tuple[note.Verifier, ...]
+    local: tuple[note.Verifier, ...]
+    keyring_path: Path | None
+    required: bool
+
+    def verifiers(self) -> list[note.Verifier]:
+        return [*self.keyring, *self.local]
+
+    def is_trusted(self, who: note.Verifier | str) -> bool:
+        """A keyring key: the same key (name and public key), or, given a name that a
+        signature check already resolved, a keyring key of that name."""
+        if isinstance(who, str):
+            return any(v.name == who for v in self.keyring) and not who.startswith(LOCAL_PREFIX)
+        return who in self.keyring
+
+
+def require_signatures(option: bool, environ: Mapping[str, str] | None = None) -> bool:
+    """``--rtgov-require-signature``, or any CI (``CI=true``, as GitHub and GitLab set it)."""
+    env = os.environ if environ is None else environ
+    return option or env.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def read_keyring(path: Path) -> list[note.Verifier]:
+    """Verifier keys from a keyring file; a bad line names the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyError_(f"{path}: cannot read keyring ({exc.strerror})") from exc
+    verifiers = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            verifiers.append(note.parse_verifier_key(line))
+        except RtgovError as exc:
+            raise KeyError_(
+                f"{path}: line {lineno}: expected a verifier key 'name+keyid+base64' ({exc})"
+            ) from exc
+    return verifiers
+
+
+def add_to_keyring(path: Path, verifier: note.Verifier, *, comment: str = "") -> bool:
+    """Append a verifier key unless it is already there; True when added."""
+    line = note.format_verifier_key(verifier)
+    if path.exists() and any(v == verifier for v in read_keyring(path)):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        if comment:
+            fh.write(f"# {comment}\n")
+        fh.write(line + "\n")
+    return True
+
+
+def _write_private(path: Path, signer: note.Signer) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(note.format_signer_key(signer) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def generate_key(name: str, private_path: Path, keyring: Path | None) -> note.Signer:
+    """A new Ed25519 key: private file mode 0600 (never overwritten), public to the keyring."""
+    if private_path.exists():
+        raise KeyError_(f"{private_path}: already exists; refusing to overwrite a private key")
+    signer = note.generate_signer(name)
+    _write_private(private_path, signer)
+    if keyring is not None:
+        add_to_keyring(keyring, signer.verifier(), comment=f"{name}, added by rtgov keys generate")
+    return signer
+
+
+def _parse_private(text: str, source: str) -> note.Signer:
+    try:
+        return note.parse_signer_key(text.strip())
+    except RtgovError as exc:
+        raise KeyError_(
+            f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64' ({exc})"
+        ) from exc
+
+
+def _read_private(path: Path) -> note.Signer:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyError_(f"{path}: cannot read signing key ({exc.strerror})") from exc
+    return _parse_private(text, str(path))
+
+
+def local_key_path(state_dir: Path) -> Path:
+    return state_dir / "keys" / "local.key"
+
+
+def local_verifiers(state_dir: Path) -> list[note.Verifier]:
+    path = local_key_path(state_dir)
+    return [_read_private(path).verifier()] if path.exists() else []
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40] or "host"
+
+
+def load_signing_key(
+    *, key_file: Path | None, state_dir: Path, environ: Mapping[str, str] | None = None
+) -> SigningKey:
+    """The key that signs this session's checkpoint and baselines.
+
+    Order: ``key_file`` (``--rtgov-signing-key``), then ``$RTGOV_SIGNING_KEY`` (the key
+    text itself, or a path to it), then this machine's local key, created on first use.
+    """
+    env = os.environ if environ is None else environ
+    if key_file is not None:
+        return SigningKey(_read_private(key_file), f"file {key_file}", local=False)
+    value = env.get(ENV_SIGNING_KEY, "").strip()
+    if value:
+        if value.startswith("PRIVATE+KEY+"):
+            return SigningKey(
+                _parse_private(value, f"${ENV_SIGNING_KEY}"), "$" + ENV_SIGNING_KEY, False
+            )
+        return SigningKey(_read_private(Path(value)), f"file {value} (${ENV_SIGNING_KEY})", False)
+    path = local_key_path(state_dir)
+    if not path.exists():
+        try:
+            _write_private(path, note.generate_signer(f"{LOCAL_PREFIX}-{_host()}"))
+        except FileExistsError:  # another session created it first
+            pass
+    return SigningKey(_read_private(path), f"local {path}", local=True)
+
+
+def load_trust(*, keyring: Path | None, state_dir: Path, required: bool) -> Trust:
+    """The keyring (if the file exists) plus, unless signatures are required, the local key."""
+    ring = tuple(read_keyring(keyring)) if keyring is not None and keyring.exists() else ()
+    local = () if required else tuple(local_verifiers(state_dir))
+    return Trust(keyring=ring, local=local, keyring_path=keyring, required=required)

@@ -1,0 +1,396 @@
+"""The ledger file: framed canonical-JSON records, the leaves of an RFC 9162 Merkle tree.
+
+Layout of a ledger directory (format in ``docs/ledger.md``)::
+
+    log               MAGIC, then frames:
+                      u32 length | u32 crc32(length) | 32-byte leaf hash | payload
+    log.lock          flock'ed by a writer for its whole append batch
+    checkpoints/      0000000001.txt, ...: C2SP signed-note checkpoints, one per batch
+    torn/             incomplete trailing frames set aside on open, never deleted
+
+The frame checksum is the RFC 9162 leaf hash ``SHA-256(0x00 || payload)`` itself, so
+checking a frame costs nothing beyond hashing the leaf. The length has a CRC of its
+own: a damaged length is corruption, and only a frame cut short at the end of the
+file (a writer killed mid-append) is a torn tail.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_rtgov.core import note
+from pytest_rtgov.core.merkle import MerkleAccumulator
+from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.store.files import atomic_write
+
+__all__ = [
+    "MAGIC",
+    "AppendResult",
+    "Frame",
+    "Ledger",
+    "LedgerAppender",
+    "LedgerCorruptError",
+    "LedgerError",
+    "TornTail",
+    "append_session",
+    "encode_frame",
+    "read_checkpoint_body",
+    "read_frames",
+]
+
+MAGIC = b"RTGOV-LEDGER/1\n"
+_HEADER = struct.Struct(">II")
+_HASH = 32
+_PREFIX = _HEADER.size + _HASH
+MAX_PAYLOAD = 64 * 1024 * 1024
+_CHUNK = 1 << 20
+
+
+class LedgerError(RtgovError):
+    """The ledger cannot be read or written."""
+
+
+class LedgerCorruptError(LedgerError):
+    """The ledger's bytes do not verify: a verification failure, never repaired.
+
+    ``index`` is the leaf index of the bad frame (or None), ``offset`` its byte offset.
+    """
+
+    def __init__(self, path: Path, offset: int, index: int | None, reason: str) -> None:
+        self.path, self.offset, self.index, self.reason = path, offset, index, reason
+        where = f"frame {index} at byte {offset}" if index is not None else f"byte {offset}"
+        super().__init__(f"{path}: {where}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    index: int
+    offset: int
+    leaf_hash: bytes
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """Bytes after the last complete frame: the remains of an interrupted append."""
+
+    offset: int
+    length: int
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """One frame: length, CRC-32 of the length bytes, leaf hash, payload."""
+    if not payload or len(payload) > MAX_PAYLOAD:
+        raise LedgerError(f"a ledger record must have 1 to {MAX_PAYLOAD} bytes, not {len(payload)}")
+    length = len(payload).to_bytes(4, "big")
+    leaf = hashlib.sha256(b"\x00" + payload).digest()
+    return length + zlib.crc32(length).to_bytes(4, "big") + leaf + payload
+
+
+def read_frames(
+    path: Path, *, on_torn: Callable[[TornTail], None] | None = None
+) -> Iterator[Frame]:
+    """Yield every complete frame of ``path`` in order, checking each one.
+
+    Raises :class:`LedgerCorruptError` at the first frame that does not check. An
+    incomplete trailing frame is passed to ``on_torn`` (it is no error by itself);
+    memory stays bounded by the chunk size and the largest record.
+    """
+    sha256 = hashlib.sha256
+    crc32 = zlib.crc32
+    unpack = _HEADER.unpack_from
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC))
+        if head != MAGIC:
+            if len(head) < len(MAGIC) and MAGIC.startswith(head):
+                if head and on_torn is not None:
+                    on_torn(TornTail(0, len(head)))
+                return
+            raise LedgerCorruptError(path, 0, None, f"not a ledger (expected {MAGIC!r})")
+        base = len(MAGIC)  # file offset of buf[0]
+        buf = b""
+        pos = 0
+        index = 0
+        eof = False
+        while True:
+            if len(buf) - pos < _PREFIX and not eof:
+                buf, base, pos = buf[pos:], base + pos, 0
+                more = fh.read(_CHUNK)
+                eof = not more
+                buf += more
+                continue
+            remaining = len(buf) - pos
+            if remaining == 0:
+                return
+            if remaining < _PREFIX:
+                if on_torn is not None:
+                    on_torn(TornTail(base + pos, remaining))
+                return
+            length, crc = unpack(buf, pos)
+            if crc32(buf[pos : pos + 4]) != crc:
+                raise LedgerCorruptError(
+                    path, base + pos, index, "length field fails its CRC-32 (damaged header)"
+                )
+            if length == 0 or length > MAX_PAYLOAD:
+                raise LedgerCorruptError(
+                    path, base + pos, index, f"length {length} outside 1..{MAX_PAYLOAD}"
+                )
+            end = pos + _PREFIX + length
+            if end > len(buf):
+                if eof:
+                    if on_torn is not None:
+                        on_torn(TornTail(base + pos, remaining))
+                    return
+                buf, base, pos = buf[pos:], base + pos, 0
+                more = fh.read(max(_CHUNK, _PREFIX + length - len(buf)))
+                eof = not more
+                buf += more
+                continue
+            stored = buf[pos + 8 : pos + _PREFIX]
+            payload = buf[pos + _PREFIX : end]
+            if sha256(b"\x00" + payload).digest() != stored:
+                raise LedgerCorruptError(
+                    path, base + pos, index, "payload does not match its leaf hash"
+                )
+            yield Frame(index, base + pos, stored, payload)
+            index += 1
+            pos = end
+
+
+class Ledger:
+    """A ledger directory. Reading needs no lock; appending goes through :meth:`append`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.log_path = directory / "log"
+        self.lock_path = directory / "log.lock"
+        self.checkpoint_dir = directory / "checkpoints"
+        self.torn_dir = directory / "torn"
+
+    def exists(self) -> bool:
+        return self.log_path.exists()
+
+    def checkpoint_paths(self) -> list[Path]:
+        """Checkpoint files in sequence order."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        return sorted(p for p in self.checkpoint_dir.glob("*.txt") if p.stem.isdigit())
+
+    def latest_checkpoint(self) -> tuple[Path, note.Checkpoint] | None:
+        """The newest checkpoint file and its body (signatures are not checked here)."""
+        paths = self.checkpoint_paths()
+        if not paths:
+            return None
+        return paths[-1], read_checkpoint_body(paths[-1])
+
+    def frames(self, *, on_torn: Callable[[TornTail], None] | None = None) -> Iterator[Frame]:
+        if not self.log_path.exists():
+            return iter(())
+        return read_frames(self.log_path, on_torn=on_torn)
+
+    @contextmanager
+    def append(self) -> Iterator[LedgerAppender]:
+        """Lock, scan and recover the log, and hand out an appender for one batch."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                appender = LedgerAppender(self)
+                try:
+                    yield appender
+                finally:
+                    appender.close()
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+class LedgerAppender:
+    """Appends frames under the lock; keeps the streaming Merkle root up to date."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.tree = MerkleAccumulator()
+        self.torn: TornTail | None = None
+        self.set_aside: Path | None = None
+        path = ledger.log_path
+        if not path.exists() or path.stat().st_size == 0:
+            with open(path, "wb") as fh:
+                fh.write(MAGIC)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _fsync_dir(path.parent)
+        # The latest checkpoint must still describe this log: a writer refuses to
+        # extend a history that no longer matches what it signed.
+        latest = ledger.latest_checkpoint()
+        end = len(MAGIC)
+        self.genesis: bytes | None = None
+        for frame in read_frames(path, on_torn=self._torn):
+            if frame.index == 0:
+                self.genesis = frame.payload
+            self.tree.append_leaf_hash(frame.leaf_hash)
+            end = frame.offset + _PREFIX + len(frame.payload)
+            if latest is not None and self.tree.size == latest[1].size:
+                if self.tree.root() != latest[1].root_hash:
+                    raise LedgerCorruptError(
+                        path,
+                        frame.offset,
+                        frame.index,
+                        f"the log's first {latest[1].size} leaves do not hash to the root "
+                        f"signed in {latest[0].name}: the history was changed",
+                    )
+        if latest is not None and self.tree.size < latest[1].size:
+            raise LedgerCorruptError(
+                path,
+                end,
+                None,
+                f"{latest[0].name} covers {latest[1].size} leaves but the log has "
+                f"{self.tree.size}: records were removed",
+            )
+        covered = latest[1].size if latest is not None else 0
+        # Complete leaves that no checkpoint signs: an interrupted session's (or
+        # someone's unauthorised append). The next checkpoint names them explicitly.
+        self.uncovered = (covered, self.tree.size) if self.tree.size > covered else None
+        if self.torn is not None:
+            self._set_aside(end)
+        self._fh = open(path, "ab")
+
+    def _torn(self, tail: TornTail) -> None:
+        self.torn = tail
+
+    def _set_aside(self, end: int) -> None:
+        """Move an interrupted append's bytes to ``torn/`` and cut the log after the last
+        complete frame. Nothing complete is touched; the torn bytes are kept."""
+        assert self.torn is not None
+        path = self.ledger.log_path
+        with open(path, "rb") as fh:
+            fh.seek(self.torn.offset)
+            data = fh.read()
+        if self.torn.offset == 0:  # a torn MAGIC: the file never held a frame
+            end = 0
+        self.set_aside = self.ledger.torn_dir / f"{self.torn.offset:012d}-{len(data)}.bin"
+        atomic_write(self.set_aside, data)
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+            if end == 0:
+                fh.write(MAGIC)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    def root(self) -> bytes:
+        return self.tree.root()
+
+    def append(self, payload: bytes) -> int:
+        """Append one record with one write, flushed and fsynced; returns its leaf index."""
+        frame = encode_frame(payload)
+        self._fh.write(frame)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.tree.append_leaf_hash(frame[8:_PREFIX])
+        return self.tree.size - 1
+
+    def write_checkpoint(self, note: str) -> Path:
+        """Store a signed checkpoint as the next numbered file, atomically."""
+        paths = self.ledger.checkpoint_paths()
+        sequence = int(paths[-1].stem) + 1 if paths else 1
+        path = self.ledger.checkpoint_dir / f"{sequence:010d}.txt"
+        atomic_write(path, note.encode("utf-8"))
+        return path
+
+    def close(self) -> None:
+        fh = getattr(self, "_fh", None)
+        if fh is not None:
+            fh.close()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint_body(path: Path) -> note.Checkpoint:
+    """The checkpoint inside a signed note file (the text before the blank line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LedgerError(f"{path}: cannot read checkpoint ({exc})") from exc
+    body, sep, _ = text.partition("\n\n")
+    if not sep:
+        raise LedgerError(f"{path}: expected a signed note (checkpoint, blank line, signatures)")
+    try:
+        return note.parse_checkpoint(body + "\n")
+    except RtgovError as exc:
+        raise LedgerError(f"{path}: {exc}") from exc
+
+
+def append_session(
+    ledger: Ledger,
+    leaves: Sequence[bytes],
+    *,
+    signer: note.Signer,
+    origin: str,
+    created_at: str,
+) -> AppendResult | None:
+    """Append a session's leaves and end with a signed checkpoint, all under the lock.
+
+    Leaves left uncovered by an interrupted session, or a torn tail set aside, are
+    first acknowledged by a ``recovery`` leaf. With no leaves and nothing to recover,
+    nothing is written and None is returned.
+
+    A new ledger starts with its genesis leaf naming ``origin``; an existing one keeps
+    the origin it was created with.
+    """
+    from pytest_rtgov.core.ledger_records import genesis_leaf, parse_leaf, recovery_leaf
+
+    with ledger.append() as appender:
+        if appender.genesis is None:
+            appender.append(genesis_leaf(origin, created_at=created_at))
+        else:
+            origin = str(parse_leaf(appender.genesis).get("origin", origin))
+        if appender.uncovered is not None or appender.set_aside is not None:
+            appender.append(
+                recovery_leaf(
+                    uncovered=appender.uncovered,
+                    set_aside=str(appender.set_aside) if appender.set_aside else None,
+                    torn_bytes=appender.torn.length if appender.torn else 0,
+                    at=created_at,
+                )
+            )
+        elif not leaves:
+            return None
+        first = appender.size
+        for leaf in leaves:
+            appender.append(leaf)
+        checkpoint = note.Checkpoint(origin=origin, size=appender.size, root_hash=appender.root())
+        text = note.sign_note(note.format_checkpoint(checkpoint), [signer])
+        path = appender.write_checkpoint(text)
+        return AppendResult(
+            first_index=first,
+            size=appender.size,
+            root=appender.root(),
+            checkpoint_path=path,
+            set_aside=appender.set_aside,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    first_index: int
+    size: int
+    root: bytes
+    checkpoint_path: Path
+    set_aside: Path | None
