@@ -1,0 +1,200 @@
+"""The ledger end to end: sessions append and sign; the CLI verifies, proves, refuses."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_rtgov.cli import main as rtgov_main
+from pytest_rtgov.core.constants import EXIT_INTEGRITY
+from pytest_rtgov.store.ledger import Ledger
+from pytest_rtgov.store.verify import EXIT_FRAME, EXIT_LEAF, EXIT_SEAL
+
+SUITE = """
+import numpy as np
+import pytest
+
+@pytest.fixture(scope="session")
+def model(rtgov):
+    weights = {"w": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    rtgov.save_artifact("model", weights)
+    return weights
+
+@pytest.mark.rtgov(rounds=3)
+def test_kernel():
+    np.ones(1 << 14).sum()
+
+def test_accuracy(rtgov):
+    rtgov.record("val_accuracy", 0.95, higher_is_better=True)
+
+def test_artifact(model, rtgov):
+    loaded = rtgov.load_artifact("model")
+    np.testing.assert_array_equal(loaded["w"], model["w"])
+"""
+
+GATES = """
+[defaults]
+baseline = "baseline"
+
+[[gates]]
+name = "accuracy"
+metric = "val_accuracy"
+tests = ["test_suite.py::*"]
+min = 0.9
+"""
+
+
+@pytest.fixture
+def suite(pytester):
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".toml", gates=GATES)
+    return pytester
+
+
+def cli(pytester, *args: str) -> int:
+    old = Path.cwd()
+    os.chdir(pytester.path)
+    try:
+        return rtgov_main(list(args))
+    finally:
+        os.chdir(old)
+
+
+def test_every_session_appends_and_verify_passes(suite, capsys):
+    suite.runpytest("--rtgov", "-p", "no:randomly").assert_outcomes(passed=3)
+    result = suite.runpytest("--rtgov-gate", "-n", "2")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["rtgov: ledger * leaves, root *, checkpoint * signed by *"])
+    ledger = Ledger(suite.path / ".rtgov" / "ledger")
+    assert len(ledger.checkpoint_paths()) == 2
+    kinds = [json.loads(f.payload)["kind"] for f in ledger.frames()]
+    assert kinds[0] == "ledger"
+    assert kinds.count("run") == kinds.count("verdict") == 2
+    assert "baseline_refresh" in kinds  # the first gated run created and signed a baseline
+    capsys.readouterr()
+    assert cli(suite, "verify") == 0
+    out = capsys.readouterr().out
+    assert "ledger intact" in out
+    assert "2 run record file(s) match the ledger" in out
+
+
+def test_xdist_and_serial_sessions_append_the_same_leaves(suite):
+    suite.runpytest("--rtgov", "--rtgov-dir", "serial").assert_outcomes(passed=3)
+    suite.runpytest("--rtgov", "--rtgov-dir", "par", "-n", "2").assert_outcomes(passed=3)
+
+    def shape(state: str) -> list[tuple[str, str]]:
+        rows = []
+        for frame in Ledger(suite.path / state / "ledger").frames():
+            leaf = json.loads(frame.payload)
+            rows.append((leaf["kind"], leaf.get("nodeid") or leaf.get("name") or ""))
+        return rows
+
+    assert shape("serial") == shape("par")
+
+
+def test_proof_of_a_test_record_verifies_offline_and_fails_when_altered(suite, capsys):
+    suite.runpytest("--rtgov").assert_outcomes(passed=3)
+    proof = suite.path / "proof.json"
+    assert cli(suite, "prove", "--test", "test_suite.py::test_accuracy", "-o", str(proof)) == 0
+    capsys.readouterr()
+    assert cli(suite, "verify-proof", str(proof)) == 0
+    assert '"nodeid":"test_suite.py::test_accuracy"' in capsys.readouterr().out
+    doc = json.loads(proof.read_text())
+    leaf = json.loads(base64.b64decode(doc["leaf"]))
+    leaf["metrics"][0]["value"] = 0.99
+    from pytest_rtgov.core.canonical import canonical_json
+
+    doc["leaf"] = base64.b64encode(canonical_json(leaf)).decode()
+    proof.write_text(json.dumps(doc))
+    assert cli(suite, "verify-proof", str(proof)) == 16
+
+
+def test_flipping_a_byte_of_the_ledger_fails_verify_naming_the_frame(suite, capsys):
+    suite.runpytest("--rtgov").assert_outcomes(passed=3)
+    log = suite.path / ".rtgov" / "ledger" / "log"
+    raw = bytearray(log.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    log.write_bytes(bytes(raw))
+    assert cli(suite, "verify") == EXIT_FRAME
+    assert "frame" in capsys.readouterr().err
+
+
+def test_an_edited_run_record_file_fails_verify(suite, capsys):
+    suite.runpytest("--rtgov").assert_outcomes(passed=3)
+    state = suite.path / ".rtgov"
+    path = state / "runs" / f"{(state / 'latest').read_text().strip()}.json"
+    path.write_text(path.read_text().replace('"passed"', '"failed"', 1))
+    assert cli(suite, "verify") == EXIT_LEAF
+    assert "the file was edited" in capsys.readouterr().err
+
+
+def test_a_tampered_artifact_is_refused_on_load_and_by_verify(suite, capsys):
+    suite.makeconftest(
+        """
+import pytest
+from pathlib import Path
+
+@pytest.fixture(scope="session", autouse=True)
+def tamper(model, rtgov):
+    path = rtgov._artifacts().path_for("model")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+"""
+    )
+    result = suite.runpytest("--rtgov")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*SealError*model.npz: sha256 does not match*"])
+    capsys.readouterr()
+    assert cli(suite, "verify") == EXIT_SEAL
+
+
+def test_ci_refuses_a_signing_key_outside_the_keyring(suite, monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    result = suite.runpytest("--rtgov")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*signing key rtgov-local-untrusted-* is not in the keyring*"])
+
+
+def test_ci_accepts_a_keyring_key_from_the_environment(suite, monkeypatch, capsys):
+    assert cli(suite, "keys", "generate", "ci.example/gates", "--out", "ci.key") == 0
+    assert oct((suite.path / "ci.key").stat().st_mode & 0o777) == "0o600"
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", (suite.path / "ci.key").read_text())
+    suite.runpytest("--rtgov-gate").assert_outcomes(passed=3)
+    capsys.readouterr()
+    assert cli(suite, "verify") == 0
+    assert "signed by ci.example/gates" in capsys.readouterr().out
+
+
+def test_an_edited_baseline_warns_locally_and_fails_in_ci(suite, monkeypatch):
+    suite.runpytest("--rtgov-gate").assert_outcomes(passed=3)  # creates the signed baseline
+    metrics = suite.path / "baseline" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace("0.95", "0.5"))
+    local = suite.runpytest("--rtgov-gate")
+    local.assert_outcomes(passed=3)
+    local.stdout.fnmatch_lines(["*WARNING: baseline signature:*metrics.json: sha256*"])
+
+    assert cli(suite, "keys", "generate", "ci.example/gates", "--out", "ci.key") == 0
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "ci.key"))
+    in_ci = suite.runpytest("--rtgov-gate")
+    assert in_ci.ret == EXIT_INTEGRITY
+    in_ci.stdout.fnmatch_lines(["*baseline signature:*refusing to gate against it*"])
+
+
+def test_a_corrupt_ledger_fails_the_session_but_keeps_the_run_record(suite):
+    suite.runpytest("--rtgov").assert_outcomes(passed=3)
+    log = suite.path / ".rtgov" / "ledger" / "log"
+    raw = bytearray(log.read_bytes())
+    raw[20] ^= 0x40
+    log.write_bytes(bytes(raw))
+    result = suite.runpytest("--rtgov")
+    assert result.ret == EXIT_INTEGRITY
+    result.stderr.fnmatch_lines(["pytest-rtgov: ledger not appended: *", "*run record is kept*"])
+    assert len(list((suite.path / ".rtgov" / "runs").glob("*.json"))) == 2
+    assert log.read_bytes() == bytes(raw)  # not repaired
