@@ -27,6 +27,7 @@ __all__ = ["EXIT_PROOF", "add_parsers", "run"]
 
 EXIT_PROOF = 16
 PROOF_FORMAT = "rtgov-inclusion-proof/1"
+TRUSTED_CHECKPOINT = Path("rtgov.checkpoint")
 
 
 def _trust_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +57,10 @@ def add_parsers(sub: Any) -> None:
     verify = sub.add_parser("verify", help="check the ledger, checkpoints, baseline and artifacts")
     _trust_arguments(verify)
     verify.add_argument(
-        "--since", type=Path, default=None, help="a trusted earlier checkpoint file"
+        "--since",
+        type=Path,
+        default=None,
+        help=f"a trusted earlier checkpoint file (default: {TRUSTED_CHECKPOINT}, if committed)",
     )
     verify.add_argument(
         "--gates",
@@ -148,6 +152,8 @@ def _verify(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.verify import VerifyFailure, verify_all
 
     trust = _trust(args)
+    if args.since is None and TRUSTED_CHECKPOINT.is_file():
+        args.since = TRUSTED_CHECKPOINT
     try:
         report = verify_all(
             args.dir, trust, since=args.since, baseline_dir=_baseline_dir(args.gates)
