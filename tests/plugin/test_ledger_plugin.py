@@ -12,7 +12,7 @@ import pytest
 from pytest_rtgov.cli import main as rtgov_main
 from pytest_rtgov.core.constants import EXIT_INTEGRITY
 from pytest_rtgov.store.ledger import Ledger
-from pytest_rtgov.store.verify import EXIT_FRAME, EXIT_LEAF, EXIT_SEAL
+from pytest_rtgov.store.verify import EXIT_FRAME, EXIT_HISTORY, EXIT_LEAF, EXIT_SEAL
 
 SUITE = """
 import numpy as np
@@ -198,3 +198,21 @@ def test_a_corrupt_ledger_fails_the_session_but_keeps_the_run_record(suite):
     result.stderr.fnmatch_lines(["pytest-rtgov: ledger not appended: *", "*run record is kept*"])
     assert len(list((suite.path / ".rtgov" / "runs").glob("*.json"))) == 2
     assert log.read_bytes() == bytes(raw)  # not repaired
+
+
+def test_a_ledger_rewritten_and_resigned_is_caught_by_the_committed_checkpoint(suite, capsys):
+    suite.runpytest("--rtgov").assert_outcomes(passed=3)
+    ledger_dir = suite.path / ".rtgov" / "ledger"
+    checkpoint = sorted((ledger_dir / "checkpoints").glob("*.txt"))[-1]
+    (suite.path / "rtgov.checkpoint").write_bytes(checkpoint.read_bytes())  # committed
+    capsys.readouterr()
+    assert cli(suite, "verify") == 0
+    assert "is a prefix" in capsys.readouterr().out
+    # Someone with the same key throws the history away and records a fresh one.
+    import shutil
+
+    shutil.rmtree(ledger_dir)
+    suite.runpytest("--rtgov").assert_outcomes(passed=3)
+    suite.runpytest("--rtgov").assert_outcomes(passed=3)
+    assert cli(suite, "verify", "--gates", "none.toml") == EXIT_HISTORY
+    assert "trusted checkpoint" in capsys.readouterr().err
