@@ -7,6 +7,7 @@ Exit codes:
     4  a record, baseline or gates file is unreadable or does not match its schema
     5  refusing to refresh a baseline from a run whose tests did not pass
     7  the baseline was refreshed but could not be signed or logged in the ledger
+    8  ``rtgov compare``: the two sides are not comparable (differences printed)
     10-16  ``rtgov verify`` and ``rtgov verify-proof`` failures (see cli_ledger)
 """
 
@@ -79,9 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     sign.add_argument("--reason", default=None, help="why (required when CI=true)")
     sign.add_argument("--signing-key", type=Path, default=None)
     sign.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
-    from pytest_rtgov import cli_ledger
+    from pytest_rtgov import cli_graph, cli_ledger
 
     cli_ledger.add_parsers(sub)
+    cli_graph.add_parsers(sub)
     return parser
 
 
@@ -101,10 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     store = RunStore(args.dir)
-    if args.command in ("keys", "verify", "prove", "verify-proof", "ledger"):
-        from pytest_rtgov import cli_ledger
+    if args.command in ("keys", "verify", "prove", "verify-proof", "ledger", "compare", "graph"):
+        from pytest_rtgov import cli_graph, cli_ledger
 
         try:
+            if args.command in ("compare", "graph"):
+                return cli_graph.run(args)
             return cli_ledger.run(args)
         except RecordNotFoundError as exc:
             print(f"rtgov: {exc}", file=sys.stderr)

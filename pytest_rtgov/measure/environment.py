@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import subprocess
 import sys
+from collections.abc import Iterable
 from importlib import metadata
+from pathlib import Path
 
-__all__ = ["RESULT_ENV_VARS", "collect_environment"]
+__all__ = ["RESULT_ENV_VARS", "collect_environment", "collect_git", "plugin_versions"]
 
 # Environment variables that change numeric results or timings of array code.
 RESULT_ENV_VARS = (
@@ -53,8 +57,58 @@ def _blas() -> str:
         return "unknown"
 
 
-def collect_environment(*, backend: str, gpu_name: str | None = None) -> dict[str, str]:
-    """String facts, keyed for stable JSON: interpreter, CPU, array stack, threads."""
+def collect_git(rootdir: Path) -> dict[str, str]:
+    """``git.commit``, ``git.branch``, ``git.dirty`` and ``git.diff_sha256`` of ``rootdir``.
+
+    The diff hash covers ``git diff HEAD --binary`` plus every untracked, not ignored
+    file's name and content, so two runs made with different uncommitted changes on
+    the same commit are told apart (MLflow records the same commit for both).
+    """
+
+    def git(*args: str) -> bytes | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=rootdir, capture_output=True, timeout=20, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {}
+    facts = {"git.commit": commit.decode().strip()}
+    branch = git("rev-parse", "--abbrev-ref", "HEAD")
+    facts["git.branch"] = branch.decode().strip() if branch else ""
+    diff = git("diff", "HEAD", "--binary") or b""
+    untracked = (git("ls-files", "--others", "--exclude-standard", "-z") or b"").split(b"\0")
+    digest = hashlib.sha256(diff)
+    for name in sorted(n for n in untracked if n):
+        digest.update(b"\0untracked\0" + name + b"\0")
+        try:
+            digest.update(hashlib.sha256((rootdir / os.fsdecode(name)).read_bytes()).digest())
+        except OSError:
+            pass
+    dirty = bool(diff) or any(untracked)
+    facts["git.dirty"] = "true" if dirty else "false"
+    facts["git.diff_sha256"] = digest.hexdigest() if dirty else ""
+    return facts
+
+
+def plugin_versions(distributions: Iterable[tuple[str, str]]) -> str:
+    """``name==version`` of pytest plugins, sorted and deduplicated, comma-separated."""
+    return ",".join(sorted({f"{name}=={version}" for name, version in distributions}))
+
+
+def collect_environment(
+    *,
+    backend: str,
+    gpu_facts: dict[str, str] | None = None,
+    rootdir: Path | None = None,
+    plugins: str = "",
+) -> dict[str, str]:
+    """String facts, keyed for stable JSON: interpreter, CPU, array stack, threads,
+    GPU and CUDA, the code's git state, and pytest's plugins."""
     env = {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -68,9 +122,13 @@ def collect_environment(*, backend: str, gpu_name: str | None = None) -> dict[st
         "pytest_rtgov": _version("pytest-rtgov"),
         "backend": backend,
     }
-    if gpu_name:
-        env["gpu"] = gpu_name
+    if gpu_facts:
+        env.update(gpu_facts)
         env["cupy"] = _version("cupy") if _version("cupy") != "absent" else _cupy_dist()
+    if plugins:
+        env["pytest_plugins"] = plugins
+    if rootdir is not None:
+        env.update(collect_git(rootdir))
     for name in RESULT_ENV_VARS:
         if name in os.environ:
             env[f"env.{name}"] = os.environ[name]

@@ -98,3 +98,23 @@ class GpuProbe:
         props = self._cp.cuda.runtime.getDeviceProperties(self._cp.cuda.Device().id)
         name = props.get("name", b"")
         return name.decode() if isinstance(name, bytes) else str(name)
+
+    def device_facts(self) -> dict[str, str]:
+        """GPU name, multiprocessor count, CUDA runtime and driver versions."""
+        runtime = self._cp.cuda.runtime
+        props = runtime.getDeviceProperties(self._cp.cuda.Device().id)
+        facts = {
+            "gpu": self.device_name,
+            "gpu_sm_count": str(props.get("multiProcessorCount", "")),
+        }
+        try:
+            facts["cuda_runtime"] = _cuda_version(runtime.runtimeGetVersion())
+            facts["cuda_driver"] = _cuda_version(runtime.driverGetVersion())
+        except Exception:  # some cupy builds lack a query: not worth failing a run
+            pass
+        return facts
+
+
+def _cuda_version(number: int) -> str:
+    """CUDA encodes 12.4 as 12040."""
+    return f"{number // 1000}.{(number % 1000) // 10}"

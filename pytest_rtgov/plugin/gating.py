@@ -197,6 +197,21 @@ class Gatekeeper:
             ], False
         return [], False
 
+    def _comparability_notes(self, record: RunRecord, view: Any) -> list[str]:
+        """The same fairness check as ``rtgov compare``: seeds and dataset digests of the
+        run against those the baseline recorded (the fingerprint chose the baseline file)."""
+        from pytest_rtgov.core.provenance import comparability, inputs_of_baseline, provenance
+
+        if not view.metrics:
+            return []
+        run = provenance(record)
+        seeds, datasets = inputs_of_baseline(view.metrics)
+        base = {**run, "seeds": seeds, "dataset_digests": datasets}
+        reasons = comparability(run, base)
+        if reasons:
+            log_event("gate.incomparable", reasons=reasons)
+        return [f"NOT COMPARABLE with the baseline: {reason}" for reason in reasons]
+
     def _seal(self, entry: Any) -> None:
         """Sign the baseline folder as it now is, and log the change for the ledger."""
         if self.signing is None:
@@ -217,6 +232,7 @@ class Gatekeeper:
         except RecordFormatError as exc:
             return Verdict("error", int(pytest.ExitCode.USAGE_ERROR), notes=[f"baseline: {exc}"])
         results, empty = evaluate_gates(self.gates, record, view)
+        seal_notes += self._comparability_notes(record, view)
         notes = seal_notes + [
             f"gate {name!r} selected no test or fixture in this session ({self.gates.source})"
             for name in empty

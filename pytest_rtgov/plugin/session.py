@@ -499,7 +499,7 @@ class RtgovPlugin:
         acc.metrics.extend(Metric(**m) for m in payload.get("metrics", ()))
 
     def build_record(self, exitstatus: int) -> RunRecord:
-        from pytest_rtgov.measure.environment import collect_environment
+        from pytest_rtgov.measure.environment import collect_environment, plugin_versions
 
         tests, fixtures = canonical_run(
             tests=(
@@ -517,7 +517,7 @@ class RtgovPlugin:
             ),
             fixture_setups=self._fixture_setups,
         )
-        gpu_name = self._gpu.device_name if self._gpu is not None else None
+        gpu_facts = self._gpu.device_facts() if self._gpu is not None else None
         return RunRecord(
             run_id=self.run_id,
             started_at=_iso(self.started_ns),
@@ -528,7 +528,15 @@ class RtgovPlugin:
             memory_mode=self.memory_mode,
             backend=self.backend,
             workers=tuple(sorted(self._workers)),
-            environment=collect_environment(backend=self.backend, gpu_name=gpu_name),
+            environment=collect_environment(
+                backend=self.backend,
+                gpu_facts=gpu_facts,
+                rootdir=Path(self.config.rootpath),
+                plugins=plugin_versions(
+                    (dist.project_name, dist.version)
+                    for _, dist in self.config.pluginmanager.list_plugin_distinfo()
+                ),
+            ),
             tests=tests,
             fixtures=fixtures,
             calibration={"kernel": self._calibration_kernel, "workers": dict(self._calibrations)}

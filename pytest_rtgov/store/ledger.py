@@ -77,6 +77,11 @@ class Frame:
     leaf_hash: bytes
     payload: bytes
 
+    @property
+    def end(self) -> int:
+        """Byte offset just past this frame: where the next one starts."""
+        return self.offset + _PREFIX + len(self.payload)
+
 
 @dataclass(frozen=True, slots=True)
 class TornTail:
@@ -96,13 +101,17 @@ def encode_frame(payload: bytes) -> bytes:
 
 
 def read_frames(
-    path: Path, *, on_torn: Callable[[TornTail], None] | None = None
+    path: Path,
+    *,
+    on_torn: Callable[[TornTail], None] | None = None,
+    start: tuple[int, int] | None = None,
 ) -> Iterator[Frame]:
     """Yield every complete frame of ``path`` in order, checking each one.
 
     Raises :class:`LedgerCorruptError` at the first frame that does not check. An
     incomplete trailing frame is passed to ``on_torn`` (it is no error by itself);
-    memory stays bounded by the chunk size and the largest record.
+    memory stays bounded by the chunk size and the largest record. ``start`` =
+    ``(offset, index)`` resumes at a frame boundary (the ``end`` of an earlier frame).
     """
     sha256 = hashlib.sha256
     crc32 = zlib.crc32
@@ -116,9 +125,12 @@ def read_frames(
                 return
             raise LedgerCorruptError(path, 0, None, f"not a ledger (expected {MAGIC!r})")
         base = len(MAGIC)  # file offset of buf[0]
+        index = 0
+        if start is not None:  # resume at a frame boundary a previous read reported
+            base, index = start
+            fh.seek(base)
         buf = b""
         pos = 0
-        index = 0
         eof = False
         while True:
             if len(buf) - pos < _PREFIX and not eof:
@@ -191,10 +203,15 @@ class Ledger:
             return None
         return paths[-1], read_checkpoint_body(paths[-1])
 
-    def frames(self, *, on_torn: Callable[[TornTail], None] | None = None) -> Iterator[Frame]:
+    def frames(
+        self,
+        *,
+        on_torn: Callable[[TornTail], None] | None = None,
+        start: tuple[int, int] | None = None,
+    ) -> Iterator[Frame]:
         if not self.log_path.exists():
             return iter(())
-        return read_frames(self.log_path, on_torn=on_torn)
+        return read_frames(self.log_path, on_torn=on_torn, start=start)
 
     @contextmanager
     def append(self) -> Iterator[LedgerAppender]:

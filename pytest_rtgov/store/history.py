@@ -1,0 +1,195 @@
+"""The delta index on disk, kept in step with the ledger.
+
+``<state>/index/`` holds the index's string tables as JSON and its columns as raw
+little-endian arrays; ``meta.json`` (written last) says how many rows and runs are
+valid and where in the ledger the index stopped. An update reads only the frames
+after that point, after checking that the last frame it consumed is still there with
+the same leaf hash; a ledger that changed underneath, or files that disagree with
+``meta.json``, make the index rebuild itself from the ledger. Nothing here is a
+source of truth: ``rtgov graph rebuild`` can always recreate it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.history import COLUMNS, BaselineEvent, DeltaIndex, RunInfo
+from pytest_rtgov.core.ledger_records import parse_leaf
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.store.files import atomic_write
+from pytest_rtgov.store.ledger import Ledger, read_frames
+
+__all__ = ["INDEX_SCHEMA", "HistoryStore"]
+
+INDEX_SCHEMA = "rtgov.index/1"
+
+
+class HistoryStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.directory = state_dir / "index"
+        self.ledger = Ledger(state_dir / "ledger")
+
+    # -- persistence ---------------------------------------------------------------
+
+    def _load(self) -> tuple[DeltaIndex, dict[str, Any]] | None:
+        meta_path = self.directory / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("schema") != INDEX_SCHEMA:
+                return None
+            index = DeltaIndex()
+            runs = [
+                json.loads(line)
+                for line in (self.directory / "runs.jsonl").read_text().splitlines()
+            ]
+            runs = runs[: meta["runs"]]
+            for doc in runs:
+                leaf = doc.pop("leaf", None)
+                start = doc.pop("start")
+                info = RunInfo.from_dict(doc)
+                index.run_pos[info.run_id] = len(index.runs)
+                index.runs.append(info)
+                index.run_start.append(start)
+                if leaf is not None:
+                    index.run_leaf[info.run_id] = leaf
+            tables = json.loads((self.directory / "tables.json").read_text(encoding="utf-8"))
+            index.keys = [tuple(k) for k in tables["keys"]]  # type: ignore[misc]
+            index.key_pos = {k: i for i, k in enumerate(index.keys)}
+            index.texts = tables["texts"]
+            index.text_pos = {t: i for i, t in enumerate(index.texts)}
+            index.gate_of = {int(k): v for k, v in tables["gate_of"].items()}
+            index.artifacts = tables["artifacts"]
+            index.baselines = [BaselineEvent(**b) for b in tables["baselines"]]
+            columns = {}
+            for name, dtype in COLUMNS.items():
+                data = np.fromfile(
+                    self.directory / f"{name}.bin", dtype=np.dtype(dtype).newbyteorder("<")
+                )
+                if len(data) < meta["rows"]:
+                    return None
+                columns[name] = data[: meta["rows"]]
+            index.set_columns(columns)
+            if len(index.runs) != meta["runs"]:
+                return None
+            return index, meta
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, index: DeltaIndex, meta: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for r, info in enumerate(index.runs):
+            doc = info.to_dict()
+            doc["start"] = index.run_start[r]
+            doc["leaf"] = index.run_leaf.get(info.run_id)
+            lines.append(canonical_json(doc))
+        atomic_write(self.directory / "runs.jsonl", b"\n".join(lines) + b"\n")
+        tables = {
+            "keys": [list(k) for k in index.keys],
+            "texts": index.texts,
+            "gate_of": {str(k): v for k, v in sorted(index.gate_of.items())},
+            "artifacts": index.artifacts,
+            "baselines": [b.to_dict() for b in index.baselines],
+        }
+        atomic_write(self.directory / "tables.json", canonical_json(tables))
+        for name, dtype in COLUMNS.items():
+            column = index.column(name).astype(np.dtype(dtype).newbyteorder("<"), copy=False)
+            atomic_write(self.directory / f"{name}.bin", column.tobytes())
+        meta = {**meta, "schema": INDEX_SCHEMA, "rows": index.rows, "runs": len(index.runs)}
+        atomic_write(self.directory / "meta.json", canonical_json(meta))
+
+    # -- keeping up with the ledger ----------------------------------------------
+
+    def load(self, *, update: bool = True) -> DeltaIndex:
+        """The index, brought up to date with the ledger (and saved) when ``update``."""
+        loaded = self._load()
+        if loaded is not None and update:
+            index, meta = loaded
+            if self._still_there(meta):
+                if self._consume(index, meta):
+                    self.save(index, meta)
+                return index
+        elif loaded is not None:
+            return loaded[0]
+        return self.rebuild()
+
+    def rebuild(self) -> DeltaIndex:
+        index = DeltaIndex()
+        meta: dict[str, Any] = {"offset": None, "leaves": 0, "last_leaf_hash": ""}
+        self._consume(index, meta)
+        self.save(index, meta)
+        return index
+
+    def _still_there(self, meta: dict[str, Any]) -> bool:
+        """Is the last frame the index consumed still in the ledger, unchanged?"""
+        if not meta.get("leaves"):
+            return True
+        if not self.ledger.exists():
+            return False
+        try:
+            frame = next(
+                read_frames(self.ledger.log_path, start=(meta["last_offset"], meta["leaves"] - 1))
+            )
+        except Exception:  # a damaged or shortened ledger: rebuild
+            return False
+        return frame.leaf_hash.hex() == meta["last_leaf_hash"]
+
+    def _consume(self, index: DeltaIndex, meta: dict[str, Any]) -> bool:
+        """Add every finished run and baseline event after ``meta``'s position."""
+        if not self.ledger.exists():
+            return False
+        start = (meta["offset"], meta["leaves"]) if meta.get("offset") else None
+        changed = False
+        group: dict[str, Any] | None = None
+        for frame in self.ledger.frames(start=start):
+            leaf = parse_leaf(frame.payload)
+            kind = leaf.pop("kind")
+            if kind == "run":
+                group = {"header": leaf, "tests": [], "fixtures": [], "gates": []}
+            elif group is not None and kind in ("test", "fixture", "gate"):
+                leaf.pop("run_id", None)
+                group[{"test": "tests", "fixture": "fixtures", "gate": "gates"}[kind]].append(leaf)
+            elif kind == "verdict" and group is not None:
+                record = RunRecord.from_dict(
+                    {
+                        **group["header"],
+                        "tests": group["tests"],
+                        "fixtures": group["fixtures"],
+                        "gate_results": group["gates"],
+                        "verdict": leaf["verdict"],
+                        "exit_status": leaf["exit_status"],
+                    },
+                    source=f"{self.ledger.log_path} leaf {frame.index}",
+                )
+                if record.run_id not in index.run_pos:
+                    index.add_record(record, leaf_index=frame.index)
+                group = None
+            elif kind == "baseline_refresh":
+                index.add_baseline(
+                    BaselineEvent(
+                        sequence=len(index.baselines) + 1,
+                        leaf_index=frame.index,
+                        at=str(leaf.get("at", "")),
+                        who=str(leaf.get("who", "")),
+                        reason=str(leaf.get("reason", "")),
+                        run_id=str(leaf.get("run_id", "")),
+                        fingerprint=str(leaf.get("fingerprint", "")),
+                        changes=len(leaf.get("changes", [])),
+                        seal_sha256=str(leaf.get("seal_sha256", "")),
+                    )
+                )
+            if group is None:  # a consistent point: nothing half-read
+                meta.update(
+                    offset=frame.end,
+                    leaves=frame.index + 1,
+                    last_offset=frame.offset,
+                    last_leaf_hash=frame.leaf_hash.hex(),
+                )
+                changed = True
+        return changed

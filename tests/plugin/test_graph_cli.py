@@ -1,0 +1,165 @@
+"""The experiment graph end to end: a real slowdown committed in git, then found."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from pytest_rtgov.cli import main as rtgov_main
+from pytest_rtgov.cli_graph import EXIT_INCOMPARABLE
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+
+KERNEL = """
+import time
+
+def kernel():
+    time.sleep(0.002)
+"""
+
+SUITE = """
+import pytest
+from kernel import kernel
+
+@pytest.fixture(scope="session")
+def dataset(rtgov):
+    rtgov.record("data_seed", 7, unit="seed")
+    rtgov.record_digest("dataset_digest", b"rows-v1")
+    return 1
+
+@pytest.mark.rtgov(rounds=7, warmup=1)
+def test_kernel():
+    kernel()
+
+def test_accuracy(dataset, rtgov):
+    rtgov.record("val_accuracy", 0.95, higher_is_better=True)
+"""
+
+GATES = """
+[defaults]
+baseline = "baseline"
+
+[[gates]]
+name = "kernel time"
+metric = "wall_time"
+tests = ["test_suite.py::test_kernel"]
+max_regression_pct = 30
+
+[[gates]]
+name = "accuracy"
+metric = "val_accuracy"
+tests = ["test_suite.py::*"]
+min = 0.9
+"""
+
+
+def git(path: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=path, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def cli(path: Path, *args: str) -> int:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        return rtgov_main(list(args))
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture
+def repo(pytester):
+    pytester.makepyfile(test_suite=SUITE, kernel=KERNEL)
+    pytester.makefile(".toml", gates=GATES)
+    pytester.path.joinpath(".gitignore").write_text(".rtgov/\nbaseline/\n__pycache__/\n")
+    git(pytester.path, "init", "-q", "-b", "main")
+    git(pytester.path, "add", "-A")
+    git(pytester.path, "commit", "-q", "-m", "initial")
+    return pytester
+
+
+def commit_kernel(repo, sleep: str, message: str) -> str:
+    repo.path.joinpath("kernel.py").write_text(KERNEL.replace("0.002", sleep))
+    git(repo.path, "commit", "-q", "-am", message)
+    return git(repo.path, "rev-parse", "HEAD")
+
+
+def test_a_committed_slowdown_is_compared_located_and_exported(repo, capsys):
+    first = git(repo.path, "rev-parse", "HEAD")
+    # -p no:cacheprovider: a subprocess run sees the kernel module as edited on disk.
+    assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
+    good = commit_kernel(repo, "0.0021", "harmless edit")
+    assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
+    bad = commit_kernel(repo, "0.006", "slow kernel")
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == EXIT_GATE_BREACHED
+
+    capsys.readouterr()
+    assert cli(repo.path, "compare", "baseline", "latest", "--format", "json") == 0
+    report = json.loads(capsys.readouterr().out)
+    changed = {(r["subject"], r["metric"]) for r in report["rows"]}
+    assert ("test_suite.py::test_kernel", "wall_time") in changed
+    assert ("test_suite.py::test_accuracy", "val_accuracy") not in changed
+    assert report["comparable"] is True
+
+    assert cli(repo.path, "graph", "query", "first-regression") == 0
+    out = capsys.readouterr().out
+    runs = sorted(p.stem for p in (repo.path / ".rtgov" / "runs").glob("*.json"))
+    assert f"first bad run {runs[-1]}" in out
+    assert f"last good run {runs[-2]}" in out
+    assert f"git bisect start {bad} {good}" in out
+    assert first != good
+
+    assert cli(repo.path, "graph", "query", "top-regressions", "--json") == 0
+    top = json.loads(capsys.readouterr().out)["regressions"][0]
+    assert (top["subject"], top["verdict"]) == ("test_suite.py::test_kernel", "breach")
+
+    out_path = repo.path / "graph.graphml"
+    assert cli(repo.path, "graph", "export", "--format", "graphml", "-o", str(out_path)) == 0
+    graph = nx.read_graphml(out_path, force_multigraph=True)
+    kinds = {d["kind"] for _, d in graph.nodes(data=True)}
+    assert {"run", "commit", "environment", "baseline", "subject", "observation"} <= kinds
+    assert graph.has_edge(f"run:{runs[-1]}", f"commit:{bad}")
+    deltas = [
+        d
+        for u, _, d in graph.edges(data=True)
+        if d["kind"] == "delta" and u == f"obs:{runs[-1]}|test_suite.py::test_kernel|wall_time"
+    ]
+    assert deltas and deltas[0]["verdict"] == "breach"
+
+
+def test_runs_on_different_fingerprints_are_not_comparable(repo, capsys, monkeypatch):
+    assert repo.runpytest_subprocess("--rtgov", "-p", "no:cacheprovider").ret == 0
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert repo.runpytest_subprocess("--rtgov", "-p", "no:cacheprovider").ret == 0
+    runs = sorted(p.stem for p in (repo.path / ".rtgov" / "runs").glob("*.json"))
+    capsys.readouterr()
+    assert cli(repo.path, "compare", runs[0], runs[1]) == EXIT_INCOMPARABLE
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE" in out
+    assert "env.OPENBLAS_NUM_THREADS: '' vs '3'" in out
+
+
+def test_a_changed_dataset_is_flagged_by_compare_and_by_the_gate(repo, capsys):
+    assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
+    suite = repo.path / "test_suite.py"
+    suite.write_text(SUITE.replace("rows-v1", "rows-v2"))
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*NOT COMPARABLE with the baseline: dataset dataset_digest*"])
+    runs = sorted(p.stem for p in (repo.path / ".rtgov" / "runs").glob("*.json"))
+    capsys.readouterr()
+    assert cli(repo.path, "compare", runs[0], runs[1]) == EXIT_INCOMPARABLE
+    assert "dataset dataset_digest: sha256:" in capsys.readouterr().out
