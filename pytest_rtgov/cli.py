@@ -103,11 +103,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     store = RunStore(args.dir)
-    if args.command in ("keys", "verify", "prove", "verify-proof", "ledger", "compare", "graph"):
+    if args.command in (
+        "keys",
+        "verify",
+        "prove",
+        "verify-proof",
+        "ledger",
+        "compare",
+        "graph",
+        "report",
+    ):
         from pytest_rtgov import cli_graph, cli_ledger
 
         try:
-            if args.command in ("compare", "graph"):
+            if args.command in ("compare", "graph", "report"):
                 return cli_graph.run(args)
             return cli_ledger.run(args)
         except RecordNotFoundError as exc:

@@ -37,6 +37,11 @@ def add_parsers(sub: Any) -> None:
     )
     compare.add_argument("--gates", type=Path, default=Path("gates.toml"))
 
+    report = sub.add_parser("report", help="write the self-contained HTML gate report of a run")
+    report.add_argument("run", nargs="?", default="latest")
+    report.add_argument("-o", "--out", type=Path, default=None, help="default: DIR/report.html")
+    report.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+
     graph = sub.add_parser("graph", help="query or export the experiment graph")
     gsub = graph.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
     query = gsub.add_parser("query", help="top regressions, series, first regression, lineage")
@@ -78,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     store = HistoryStore(args.dir)
     if args.command == "compare":
         return _compare(args, store)
+    if args.command == "report":
+        return _report(args)
     if args.graph_command == "rebuild":
         index = store.rebuild()
         print(f"index rebuilt from the ledger: {len(index.runs)} runs, {index.rows} observations")
@@ -248,6 +255,20 @@ def _render_compare(
     console.print(table)
     console.print(summary, highlight=False)
     return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.keys import load_trust, require_signatures
+    from pytest_rtgov.store.report_files import write_report
+    from pytest_rtgov.store.runs import RunStore
+
+    record = RunStore(args.dir).read(args.run)
+    trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=require_signatures(False))
+    out = write_report(
+        args.out or args.dir / "report.html", record, state_dir=args.dir, trust=trust
+    )
+    print(f"report of run {record.run_id} written to {out}")
+    return 0
 
 
 # -- queries ------------------------------------------------------------------------

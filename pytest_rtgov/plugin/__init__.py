@@ -108,6 +108,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="refuse keys and signatures outside the keyring (implied by CI=true).",
     )
     group.addoption(
+        "--rtgov-report",
+        default=None,
+        metavar="PATH",
+        help="self-contained HTML gate report (default: report.html in the state directory).",
+    )
+    group.addoption(
+        "--rtgov-export",
+        action="append",
+        default=[],
+        metavar="FORMAT:PATH",
+        help="also write the run as json|prometheus|otlp|junit|markdown to PATH (repeatable).",
+    )
+    group.addoption(
+        "--rtgov-shard",
+        default=None,
+        metavar="I/N",
+        help="run only shard I of N (1-based), split by node id; merge shards with rtgov merge.",
+    )
+    group.addoption(
         "--rtgov-log-json",
         default=None,
         metavar="PATH",

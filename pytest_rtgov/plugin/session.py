@@ -147,6 +147,7 @@ class RtgovPlugin:
         self.trust: Any = None
         self._artifact_store: Any = None
         self.ledger_result: Any = None
+        self.report_path: Path | None = None
         self.ledger_error: str | None = None
 
     @classmethod
@@ -581,6 +582,26 @@ class RtgovPlugin:
             exit_status=int(exitstatus),
         )
         self._append_to_ledger(session)
+        self._write_report()
+
+    def _write_report(self) -> None:
+        """The HTML gate report; a failure to write it is reported, never fatal."""
+        from pytest_rtgov.store.report_files import write_report
+
+        assert self.record is not None
+        option = self.config.getoption("rtgov_report")
+        path = Path(option) if option else self.state_dir / "report.html"
+        if not path.is_absolute():
+            path = Path(self.config.invocation_params.dir) / path
+        try:
+            self.report_path = write_report(
+                path, self.record, state_dir=self.state_dir, trust=self.trust
+            )
+        except (RtgovError, OSError) as exc:
+            log_event("report.write_failed", level=logging.WARNING, error=str(exc))
+            sys.stderr.write(f"pytest-rtgov: could not write the HTML report: {exc}\n")
+            return
+        log_event("report.written", path=str(self.report_path))
 
     def _append_to_ledger(self, session: pytest.Session) -> None:
         """The record's leaves, baseline refreshes, then a signed checkpoint."""
@@ -640,6 +661,8 @@ class RtgovPlugin:
         )
         if result.set_aside is not None:
             line += f"; an interrupted append was set aside in {result.set_aside}"
+        if self.report_path is not None:
+            line += f"\nrtgov: report {self.report_path}"
         return line
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:

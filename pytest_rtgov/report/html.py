@@ -1,0 +1,229 @@
+"""The self-contained HTML gate report, rendered at generation time with jinja2.
+
+One file, no network and no external assets: styles and a few lines of script are
+inline, charts are inline SVG with a text alternative each, tables are real tables.
+What comes first is what a reviewer needs first: the verdict with its exit status,
+then the breached and unconfirmed gates with their evidence, then everything else.
+
+:func:`report_context` turns a record (plus optional history and ledger facts) into
+plain data; :func:`render_report` turns that into HTML. Neither touches the disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pytest_rtgov.core.history import MEASURED, DeltaIndex, observations_of
+from pytest_rtgov.core.provenance import provenance
+from pytest_rtgov.core.records import RunRecord
+
+__all__ = ["render_report", "report_context"]
+
+_FIRST = ("breach", "missing", "unconfirmed")
+_SERIES_LIMIT = 60  # runs per trend chart
+_CHART_W, _CHART_H, _PAD = 360, 120, 6
+
+
+def _fmt(metric: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return value if len(value) <= 24 else value[:21] + "…"
+    if metric in ("wall_time", "cpu_time", "gpu_time") or metric.endswith("@calibrated"):
+        if metric.endswith("@calibrated"):
+            return f"{value:.3g}x"
+        for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g} {unit}"
+        return f"{value * 1e9:.3g} ns"
+    if metric in ("peak_memory", "gpu_memory"):
+        for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+            if abs(value) >= scale:
+                return f"{value / scale:.3g} {unit}"
+        return f"{value:.0f} B"
+    return f"{value:.6g}"
+
+
+def _column(metric: str, value: Any) -> str:
+    """One unit per table column (ms, MiB), so that columns sort as numbers."""
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return ""
+    if metric in ("peak_memory", "gpu_memory"):
+        return f"{value / 2**20:.4g}"
+    return f"{value * 1e3:.4g}"
+
+
+def _pct(relative: Any) -> str:
+    if isinstance(relative, (int, float)) and math.isfinite(relative):
+        return f"{relative * 100:+.1f}%"
+    return str(relative) if relative not in (None, "") else ""
+
+
+def _chart(
+    metric: str, points: Sequence[tuple[str, float, str]], baseline: Any, threshold: Any
+) -> dict[str, Any]:
+    """An SVG polyline of a series, with the baseline line and the threshold band."""
+    values = [v for _, v, _ in points]
+    extra = [x for x in (baseline, threshold) if isinstance(x, (int, float)) and math.isfinite(x)]
+    low, high = min(values + extra), max(values + extra)
+    span = (high - low) or abs(high) or 1.0
+    low, high = low - span * 0.08, high + span * 0.08
+
+    def y(v: float) -> float:
+        return round(_CHART_H - _PAD - (v - low) / (high - low) * (_CHART_H - 2 * _PAD), 1)
+
+    step = (_CHART_W - 2 * _PAD) / max(len(points) - 1, 1)
+    coords = [(round(_PAD + i * step, 1), y(v)) for i, (_, v, _) in enumerate(points)]
+    band = None
+    if extra and isinstance(threshold, (int, float)) and isinstance(baseline, (int, float)):
+        top, bottom = sorted((y(threshold), y(baseline)))
+        band = {"y": top, "h": round(bottom - top, 1)}
+    bad = [c for c, (_, _, verdict) in zip(coords, points, strict=True) if verdict in _FIRST]
+    latest = values[-1]
+    summary = (
+        f"{metric} over {len(points)} runs: first {_fmt(metric, values[0])}, "
+        f"min {_fmt(metric, min(values))}, max {_fmt(metric, max(values))}, "
+        f"latest {_fmt(metric, latest)}"
+        + (f"; baseline {_fmt(metric, baseline)}" if isinstance(baseline, (int, float)) else "")
+        + (f"; threshold {_fmt(metric, threshold)}" if isinstance(threshold, (int, float)) else "")
+        + (f"; {len(bad)} run(s) breached" if bad else "")
+    )
+    return {
+        "w": _CHART_W,
+        "h": _CHART_H,
+        "polyline": " ".join(f"{x},{yv}" for x, yv in coords),
+        "points": coords,
+        "bad": bad,
+        "baseline_y": y(baseline) if isinstance(baseline, (int, float)) else None,
+        "threshold_y": y(threshold) if isinstance(threshold, (int, float)) else None,
+        "band": band,
+        "summary": summary,
+    }
+
+
+def report_context(
+    record: RunRecord,
+    *,
+    index: DeltaIndex | None = None,
+    ledger: Mapping[str, Any] | None = None,
+    lineage: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Plain data for the template: verdict, gates, subjects, charts, provenance."""
+    verdict = dict(record.verdict or {})
+    status = str(verdict.get("status") or ("passed" if record.exit_status == 0 else "failed"))
+    gates = [dict(g) for g in record.gate_results]
+    for g in gates:
+        g["current_s"] = _fmt(g["metric"], g.get("current"))
+        g["baseline_s"] = _fmt(g["metric"], g.get("baseline"))
+        g["threshold_s"] = _fmt(g["metric"], g.get("threshold"))
+        g["relative_s"] = _pct(g.get("relative"))
+    first = [g for g in gates if g["status"] in _FIRST]
+    first.sort(key=lambda g: (_FIRST.index(g["status"]), g["subject"], g["metric"]))
+    evidence = {}
+    for t in record.tests:
+        for s in t.samples:
+            if s.evidence:
+                evidence.setdefault(t.nodeid, s.evidence)
+    for g in first:
+        g["evidence"] = evidence.get(g["subject"], "")
+
+    by_subject: dict[str, dict[str, Any]] = {}
+    gate_status: dict[str, str] = {}
+    for g in gates:
+        prev = gate_status.get(g["subject"])
+        if prev is None or (g["status"] in _FIRST and prev not in _FIRST):
+            gate_status[g["subject"]] = g["status"]
+    gate_rel = {(g["subject"], g["metric"]): g.get("relative") for g in gates}
+    for obs in observations_of(record):
+        row = by_subject.setdefault(
+            obs.subject, {"subject": obs.subject, "cells": {}, "metrics": [], "deltas": []}
+        )
+        value = obs.text if obs.text is not None else obs.value
+        if obs.metric in MEASURED:
+            row["cells"][obs.metric] = _column(obs.metric, value)
+        elif not obs.metric.startswith("artifact:"):
+            row["metrics"].append(f"{obs.metric}={_fmt(obs.metric, value)}")
+        rel = gate_rel.get((obs.subject, obs.metric))
+        if isinstance(rel, (int, float)) and math.isfinite(rel) and abs(rel) >= 0.05:
+            row["deltas"].append(f"{obs.metric} {_pct(rel)}")
+    rows = []
+    for subject in sorted(by_subject):
+        row = by_subject[subject]
+        status_of = gate_status.get(subject, "")
+        row["status"] = status_of
+        row["changed"] = status_of in _FIRST or status_of == "new" or bool(row["deltas"])
+        row["metrics"] = "; ".join(row["metrics"])
+        row["deltas"] = "; ".join(row["deltas"])
+        rows.append(row)
+
+    charts = []
+    if index is not None:
+        seen = set()
+        for g in sorted(
+            gates, key=lambda g: (g["status"] not in _FIRST, g["subject"], g["metric"])
+        ):
+            key = (g["subject"], g["metric"])
+            if key in seen or not isinstance(g.get("current"), (int, float)):
+                continue
+            seen.add(key)
+            series = [
+                (info.run_id, float(v), verdict_)
+                for info, v, verdict_ in index.series(*key)
+                if isinstance(v, (int, float))
+            ][-_SERIES_LIMIT:]
+            if len(series) < 2:
+                continue
+            chart = _chart(g["metric"], series, g.get("baseline"), g.get("threshold"))
+            chart.update(
+                subject=g["subject"], metric=g["metric"], gate=g["gate"], status=g["status"]
+            )
+            charts.append(chart)
+    memory = []
+    raw = {o.subject: o.value for o in observations_of(record) if o.metric == "peak_memory"}
+    top = sorted(raw.items(), key=lambda kv: -kv[1])[:15]
+    if top:
+        biggest = top[0][1] or 1.0
+        memory = [
+            {"subject": s, "text": _fmt("peak_memory", v), "w": round(300 * v / biggest, 1)}
+            for s, v in top
+        ]
+    prov = provenance(record)
+    notes = list(verdict.get("notes", []))
+    return {
+        "run_id": record.run_id,
+        "mode": record.mode,
+        "status": status,
+        "exit_status": record.exit_status,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "verdict": verdict,
+        "first": first,
+        "gates": gates,
+        "rows": rows,
+        "changed_count": sum(r["changed"] for r in rows),
+        "charts": charts,
+        "memory": memory,
+        "provenance": prov,
+        "environment": sorted(prov["environment"].items()),
+        "notes": notes,
+        "incomparable": [n for n in notes if n.startswith("NOT COMPARABLE")],
+        "ledger": dict(ledger or {}),
+        "lineage": dict(lineage or {}),
+        "tests": len(record.tests),
+        "fixtures": len(record.fixtures),
+    }
+
+
+def render_report(context: Mapping[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("pytest_rtgov.report", "templates"),
+        autoescape=jinja2.select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("report.html.j2").render(**context)

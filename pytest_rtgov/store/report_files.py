@@ -1,0 +1,120 @@
+"""Gather what the HTML report shows from the disk (ledger, index), and write it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pytest_rtgov.core import note
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.store.files import atomic_write
+from pytest_rtgov.store.keys import Trust
+from pytest_rtgov.store.ledger import Ledger
+
+__all__ = ["ledger_facts", "lineage_facts", "write_report"]
+
+
+def ledger_facts(
+    state_dir: Path, run_id: str, trust: Trust, *, leaf_index: int | None = None
+) -> dict[str, Any]:
+    """Where the run's verdict leaf is, which checkpoint covers it, and who signed it.
+
+    ``leaf_index`` (from the delta index) saves a scan of the ledger."""
+    ledger = Ledger(state_dir / "ledger")
+    if not ledger.exists():
+        return {}
+    index = leaf_index
+    if index is None:
+        needle = f'"run_id":"{run_id}"'.encode()
+        try:
+            for frame in ledger.frames():
+                if needle in frame.payload and b'"kind":"verdict"' in frame.payload:
+                    index = frame.index
+                    break
+        except RtgovError as exc:
+            return {"status": f"ledger does not verify: {exc}"}
+    if index is None:
+        return {"status": "this run is not in the ledger"}
+    facts: dict[str, Any] = {"verdict leaf": index}
+    for path in ledger.checkpoint_paths():
+        text = path.read_text(encoding="utf-8")
+        body, _, _ = text.partition("\n\n")
+        lines = body.split("\n")
+        if len(lines) >= 3 and lines[1].isdigit() and int(lines[1]) > index:
+            facts["checkpoint"] = str(path)
+            facts["tree size"] = int(lines[1])
+            facts["root (base64)"] = lines[2]
+            try:
+                opened = note.open_note(text, trust.verifiers())
+                names = [v.name for v in opened.verified_by]
+                trusted = any(trust.is_trusted(v) for v in opened.verified_by)
+                facts["signature"] = f"valid, by {', '.join(names)}" + (
+                    "" if trusted else " (local key, not in the keyring)"
+                )
+            except RtgovError as exc:
+                facts["signature"] = f"DOES NOT VERIFY: {exc}"
+            break
+    else:
+        facts["checkpoint"] = "none yet (an interrupted session?)"
+    facts["check everything"] = "rtgov verify"
+    return facts
+
+
+def lineage_facts(index: Any, run_id: str) -> dict[str, Any]:
+    """The run's place in the experiment graph: code, machine, baseline, artifacts."""
+    if index is None or run_id not in index.run_pos:
+        return {}
+    info = index.runs[index.run_pos[run_id]]
+    facts: dict[str, Any] = {
+        "built from": info.code,
+        "ran on": f"environment {info.fingerprint}",
+    }
+    leaf = index.run_leaf.get(run_id)
+    before = [b for b in index.baselines if leaf is None or b.leaf_index < leaf]
+    if info.status != "recorded":
+        facts["compared against"] = (
+            f"baseline:{before[-1].sequence} ({before[-1].at}, {before[-1].who}: "
+            f"{before[-1].reason})"
+            if before
+            else "baseline:0 (present before the ledger began)"
+        )
+    produced = [a for a in index.artifacts if a["run_id"] == run_id]
+    if produced:
+        facts["produced"] = ", ".join(
+            f"{a['name']} {a['digest'][:19]}… ({a['subject']})" for a in produced
+        )
+    position = index.run_pos[run_id]
+    if position > 0:
+        facts["previous run"] = index.runs[position - 1].run_id
+    return facts
+
+
+def write_report(
+    path: Path,
+    record: RunRecord,
+    *,
+    state_dir: Path,
+    trust: Trust,
+) -> Path:
+    """Render the report of ``record`` (history from the index, facts from the ledger)."""
+    from pytest_rtgov.report.html import render_report, report_context
+    from pytest_rtgov.store.history import HistoryStore
+
+    try:
+        index = HistoryStore(state_dir).load()
+    except RtgovError:
+        index = None
+    context = report_context(
+        record,
+        index=index,
+        ledger=ledger_facts(
+            state_dir,
+            record.run_id,
+            trust,
+            leaf_index=index.run_leaf.get(record.run_id) if index is not None else None,
+        ),
+        lineage=lineage_facts(index, record.run_id),
+    )
+    atomic_write(path, render_report(context).encode("utf-8"))
+    return path

@@ -1,0 +1,129 @@
+"""The HTML gate report in a real browser: headless Chromium driven by chromedriver.
+
+Chromium and chromedriver come from Debian (``apt-get install chromium chromium-driver``;
+``.ci/run`` installs them). Without them the test skips, unless
+``RTGOV_REQUIRE_BROWSER=1`` (set by ``.ci/run``) makes that a failure. The browser
+runs with a dead proxy, so a report that needed the network would show it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+
+ARTIFACTS = Path(os.environ.get("RTGOV_TEST_ARTIFACTS", "test-artifacts")).resolve()
+
+SUITE = """
+import os, time
+import pytest
+
+SLOW = float(os.environ.get("SUITE_SLOW", "1"))
+
+@pytest.mark.rtgov(rounds=7, warmup=1)
+def test_kernel():
+    time.sleep(0.002 * SLOW)
+
+@pytest.mark.parametrize("i", range(30))
+def test_accuracy(rtgov, i):
+    rtgov.record("val_accuracy", 0.95, higher_is_better=True)
+"""
+
+GATES = """
+[defaults]
+baseline = "baseline"
+
+[[gates]]
+name = "kernel time"
+metric = "wall_time"
+tests = ["test_suite.py::test_kernel"]
+max_regression_pct = 30
+
+[[gates]]
+name = "accuracy"
+metric = "val_accuracy"
+tests = ["test_suite.py::*"]
+min = 0.9
+"""
+
+
+def _driver():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    if not (chromium and chromedriver):
+        if os.environ.get("RTGOV_REQUIRE_BROWSER") == "1":
+            pytest.fail("RTGOV_REQUIRE_BROWSER=1 but chromium/chromedriver are not installed")
+        pytest.skip("needs Debian's chromium and chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--proxy-server=127.0.0.1:9",  # networking off: any request would fail
+        "--window-size=1280,2000",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(chromedriver), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = _driver()
+    yield driver
+    driver.quit()
+
+
+def test_a_breach_is_the_first_thing_the_report_shows_and_the_filter_works(
+    pytester, monkeypatch, browser
+):
+    from selenium.webdriver.common.by import By
+
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".toml", gates=GATES)
+    pytester.runpytest("--rtgov-gate").assert_outcomes(passed=31)
+    monkeypatch.setenv("SUITE_SLOW", "10")  # 2 ms -> 20 ms: far beyond any load noise
+    result = pytester.runpytest("--rtgov-gate")
+    assert result.ret == EXIT_GATE_BREACHED
+    report = pytester.path / ".rtgov" / "report.html"
+    html = report.read_text()
+    assert "<link" not in html and "src=" not in html  # no external assets at all
+
+    browser.get(report.as_uri())
+    verdict = browser.find_element(By.ID, "verdict")
+    assert verdict.is_displayed()
+    assert "BREACHED" in verdict.text and "exit status 6" in verdict.text
+    # The first table of the page is the breaches, and its row names the kernel.
+    first_table = browser.find_elements(By.TAG_NAME, "table")[0]
+    assert first_table.get_attribute("id") == "breach-table"
+    row = first_table.find_element(By.CSS_SELECTOR, "tbody tr.breach")
+    assert row.is_displayed() and "test_kernel" in row.text and "kernel time" in row.text
+    chart = browser.find_element(By.CSS_SELECTOR, "#trends svg")
+    assert chart.is_displayed() and "wall_time" in chart.find_element(
+        By.TAG_NAME, "title"
+    ).get_attribute("textContent")
+
+    rows = browser.find_elements(By.CSS_SELECTOR, "#subject-table tbody tr")
+    visible = [r for r in rows if r.is_displayed()]
+    assert [r.text.split()[0] for r in visible] == ["test_suite.py::test_kernel"]  # changed only
+    browser.find_element(By.ID, "filter").send_keys("accuracy[1")
+    visible = [r.text for r in rows if r.is_displayed()]
+    assert visible and all("accuracy[1" in text for text in visible)
+    assert len(visible) == 11  # i = 1 and 10..19
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report-breach.png"
+    browser.get(report.as_uri())
+    assert browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
