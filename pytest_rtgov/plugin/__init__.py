@@ -163,4 +163,4 @@ def rtgov(pytestconfig: pytest.Config) -> Iterator[Rtgov]:
     if plugin is None:
         yield Rtgov(None)
     else:
-        yield Rtgov(plugin.record_metric, artifacts=plugin.artifacts)
+        yield Rtgov(plugin.record_metric, artifacts=plugin.artifacts, progress=plugin.progress)

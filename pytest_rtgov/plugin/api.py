@@ -23,16 +23,28 @@ class Rtgov:
     switched on, so a NaN loss fails the same way with and without ``--rtgov``.
     """
 
-    __slots__ = ("_artifacts", "_sink")
+    __slots__ = ("_artifacts", "_progress", "_sink")
 
     def __init__(
         self,
         sink: Callable[[Metric], None] | None,
         *,
         artifacts: Callable[[], ArtifactStore] | None = None,
+        progress: Callable[[str, float | None], Any] | None = None,
     ) -> None:
         self._sink = sink
         self._artifacts = artifacts
+        self._progress = progress
+
+    def progress(self, description: str, total: float | None = None) -> Any:
+        """A context manager for long work: ``with rtgov.progress("training", total=8) as
+        bar: ... bar.advance(loss=0.31)``. A rich bar on an interactive terminal; silent
+        in CI, without a terminal, under ``-q``, in xdist workers and without rtgov."""
+        if self._progress is None:
+            from pytest_rtgov.plugin.progress import NullProgress
+
+            return NullProgress()
+        return self._progress(description, total)
 
     @property
     def active(self) -> bool:

@@ -148,6 +148,7 @@ class RtgovPlugin:
         self._artifact_store: Any = None
         self.ledger_result: Any = None
         self.report_path: Path | None = None
+        self._interactive: bool | None = None
         self.ledger_error: str | None = None
 
     @classmethod
@@ -186,6 +187,11 @@ class RtgovPlugin:
             plugin.calibrate = bool(workerinput.get("rtgov_calibrate"))
             plugin.default_rounds = workerinput.get("rtgov_default_rounds")
         plugin.calibrate = plugin.calibrate or bool(config.getoption("rtgov_calibrate"))
+        # Whether the terminal is interactive, asked now: once tests run, pytest's fd
+        # capture makes stdout a temporary file.
+        from pytest_rtgov.plugin.progress import wants_progress
+
+        plugin._interactive = wants_progress(config, is_worker=plugin.is_worker)
         log_path = config.getoption("rtgov_log_json")
         if log_path and not plugin.is_worker:
             plugin._log_handler = add_json_lines_handler(Path(log_path))
@@ -229,6 +235,15 @@ class RtgovPlugin:
                 "--rtgov-require-signature): pass --rtgov-signing-key or set RTGOV_SIGNING_KEY "
                 "to a key that `rtgov keys generate` added to the keyring"
             )
+
+    def progress(self, description: str, total: float | None) -> Any:
+        from pytest_rtgov.plugin.progress import NullProgress, TerminalProgress, wants_progress
+
+        if self._interactive is None:  # decided once, before the first capture
+            self._interactive = wants_progress(self.config, is_worker=self.is_worker)
+        if self._interactive:
+            return TerminalProgress(self.config, description, total)
+        return NullProgress()
 
     def artifacts(self) -> Any:
         """This process's artifact store, created on first use."""

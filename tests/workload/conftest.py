@@ -55,15 +55,17 @@ def dataset(xp, rtgov) -> Dataset:
 def trained_model(xp, dataset, rtgov) -> MLP:
     """Train the MLP once per session (once per worker under xdist)."""
     model = MLP((N_FEATURES, *HIDDEN, N_CLASSES), seed=INIT_SEED, xp=xp)
-    result = train_mlp(
-        model,
-        dataset.train.x,
-        dataset.train.y,
-        epochs=EPOCHS,
-        batch_size=BATCH,
-        seed=SHUFFLE_SEED,
-        lr=LR,
-    )
+    with rtgov.progress("training the MLP", total=EPOCHS) as bar:
+        result = train_mlp(
+            model,
+            dataset.train.x,
+            dataset.train.y,
+            epochs=EPOCHS,
+            batch_size=BATCH,
+            seed=SHUFFLE_SEED,
+            lr=LR,
+            on_epoch=lambda epoch, loss: bar.advance(loss=f"{loss:.4f}"),
+        )
     rtgov.record("train_loss", result.epoch_losses[-1], higher_is_better=False)
     rtgov.record("epochs", EPOCHS, unit="epochs")
     rtgov.record_digest(
