@@ -7,7 +7,9 @@ Exit codes:
     4  a record, baseline or gates file is unreadable or does not match its schema
     5  refusing to refresh a baseline from a run whose tests did not pass
     7  the baseline was refreshed but could not be signed or logged in the ledger
+    6  ``rtgov merge --gate``: a gate of the merged run breached
     8  ``rtgov compare``: the two sides are not comparable (differences printed)
+    9  ``rtgov merge``: the records are not shards of one run (overlap, fingerprints...)
     10-16  ``rtgov verify`` and ``rtgov verify-proof`` failures (see cli_ledger)
 """
 
@@ -80,10 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     sign.add_argument("--reason", default=None, help="why (required when CI=true)")
     sign.add_argument("--signing-key", type=Path, default=None)
     sign.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
-    from pytest_rtgov import cli_graph, cli_ledger
+    from pytest_rtgov import cli_export, cli_graph, cli_ledger, cli_merge
 
     cli_ledger.add_parsers(sub)
     cli_graph.add_parsers(sub)
+    cli_export.add_parsers(sub)
+    cli_merge.add_parsers(sub)
     return parser
 
 
@@ -103,6 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     store = RunStore(args.dir)
+    if args.command == "export":
+        from pytest_rtgov import cli_export
+
+        return cli_export.run(args)
+    if args.command == "merge":
+        from pytest_rtgov import cli_merge
+
+        return cli_merge.run(args, on_written=lambda record, _path: _append_run(args, record))
     if args.command in (
         "keys",
         "verify",
@@ -228,6 +240,31 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
     if stale and not args.drop_stale:
         print(f"stale subjects kept (not in this run; --drop-stale drops them): {', '.join(stale)}")
     return _seal_and_log(args, baseline, entry, signing)
+
+
+def _append_run(args: argparse.Namespace, record: Any) -> int:
+    """Log a run the CLI wrote (a merged run) in the ledger; 0, or 7 when that fails."""
+    from pytest_rtgov.core.ledger_records import run_leaves
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    signing = _signing_key(args)
+    if isinstance(signing, int):
+        return signing
+    try:
+        result = append_session(
+            Ledger(args.dir / "ledger"),
+            run_leaves(record),
+            signer=signing.signer,
+            origin=f"pytest-rtgov.local/{Path.cwd().name or 'project'}",
+            created_at=record.ended_at,
+        )
+    except (RtgovError, OSError) as exc:
+        print(f"rtgov: the merged run is written but not logged: {exc}", file=sys.stderr)
+        return EXIT_INTEGRITY
+    assert result is not None
+    print(f"ledger: {result.size} leaves, checkpoint {result.checkpoint_path}")
+    return 0
 
 
 def _signing_key(args: argparse.Namespace) -> Any:

@@ -20,6 +20,7 @@ from pytest_rtgov.errors import RecordNotFoundError
 __all__ = ["EXIT_INCOMPARABLE", "add_parsers", "run"]
 
 EXIT_INCOMPARABLE = 8
+MAX_OBSERVATION_NODES = 200_000
 _MEASURED_UNITS = {"wall_time": "s", "cpu_time": "s", "gpu_time": "s"}
 
 
@@ -74,6 +75,11 @@ def add_parsers(sub: Any) -> None:
         "separated by commas",
     )
     export.add_argument("-o", "--out", type=Path, default=None)
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help=f"export even more than {MAX_OBSERVATION_NODES:,} observation nodes",
+    )
     gsub.add_parser("rebuild", help="recreate the delta index from the ledger")
 
 
@@ -425,6 +431,15 @@ def _export(args: argparse.Namespace, index: Any) -> int:
         runs = [index.runs[-1].run_id] if index.runs else []
     else:
         runs = [_run_id(args, ref.strip(), index) for ref in choice.split(",") if ref.strip()]
+    wanted = sum(index.rows_of_run(r).stop - index.rows_of_run(r).start for r in runs)
+    if wanted > MAX_OBSERVATION_NODES and not args.force:
+        print(
+            f"rtgov: {wanted:,} observation nodes asked for; networkx needs about 2.6 KB "
+            f"each (benches/graph.py), so this graph would take ~{wanted * 2600 / 2**30:.1f} GiB. "
+            "Choose fewer runs with --observations, or pass --force",
+            file=sys.stderr,
+        )
+        return 2
     graph = build_graph(index, observations_for=runs)
     out = args.out or Path(f"rtgov-graph.{'graphml' if args.format == 'graphml' else 'json'}")
     if args.format == "graphml":

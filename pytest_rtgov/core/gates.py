@@ -31,6 +31,7 @@ breach, a gate should not go silently blind), and
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import statistics
@@ -46,6 +47,7 @@ __all__ = [
     "GateResult",
     "Subject",
     "evaluate_gates",
+    "gate_threshold",
     "mann_whitney_worse_p",
     "subject_id",
     "subjects_of",
@@ -196,6 +198,9 @@ class GateResult:
     relative: float | None = None
     p_value: float | None = None
     reason: str = ""
+    # The number the current value is compared against (see ``gate_threshold``);
+    # None for exact and A/B gates. Records written before it existed lack the key.
+    threshold: float | None = None
 
     @property
     def breached(self) -> bool:
@@ -219,6 +224,7 @@ class GateResult:
             else ("inf" if self.relative > 0 else "-inf"),
             "p_value": self.p_value,
             "reason": self.reason,
+            "threshold": clean(self.threshold),
         }
 
 
@@ -484,6 +490,64 @@ def _significance_tests(
     return count
 
 
+def gate_threshold(
+    gate: Gate,
+    current: float | str | None,
+    reference: float | str | None,
+    higher_is_better: bool | None,
+) -> float | None:
+    """The one number a gate compares the current value against, in metric units.
+
+    Budgets give ``min`` and ``max``; a regression rule against a numeric baseline
+    ``b`` gives ``b + |b| * pct / 100`` and ``b + max_regression`` (minus, for a
+    metric where higher is better). The tightest bound on each side wins; where a
+    gate bounds both sides, the side the current value breaches, else the one it is
+    closest to. None for exact and A/B gates (A/B compares a paired ratio, not the
+    value), and where no rule gives a number (a regression rule with no baseline yet).
+
+    >>> gate_threshold(Gate(name="t", metric="wall_time", max_regression_pct=5), 1.0, 2.0, False)
+    2.1
+    """
+    if gate.exact or gate.ab:
+        return None
+    lower: list[float] = [gate.minimum] if gate.minimum is not None else []
+    upper: list[float] = [gate.maximum] if gate.maximum is not None else []
+    numeric_reference = (
+        isinstance(reference, (int, float))
+        and not isinstance(reference, bool)
+        and math.isfinite(reference)
+    )
+    if numeric_reference and higher_is_better is not None:
+        base = float(reference)  # type: ignore[arg-type]
+        allowed = []
+        if gate.max_regression_pct is not None:
+            allowed.append(abs(base) * gate.max_regression_pct / 100)
+        if gate.max_regression is not None:
+            allowed.append(gate.max_regression)
+        if higher_is_better:
+            lower += [base - a for a in allowed]
+        else:
+            upper += [base + a for a in allowed]
+    low = max(lower) if lower else None
+    high = min(upper) if upper else None
+    if low is None or high is None:
+        return high if low is None else low
+    if not isinstance(current, (int, float)) or isinstance(current, bool):
+        return high
+    if current < low or current > high:
+        return low if current < low else high
+    return low if current - low < high - current else high
+
+
+def _with_threshold(result: GateResult, gate: Gate, subject: Subject) -> GateResult:
+    if gate.metric in BUILTIN_METRICS:
+        direction: bool | None = False  # measurements: lower is better
+    else:
+        direction = next((hib for _, hib in subject.recorded(gate.metric) if hib is not None), None)
+    threshold = gate_threshold(gate, result.current, result.baseline, direction)
+    return dataclasses.replace(result, threshold=threshold)
+
+
 def evaluate_gates(
     config: GatesConfig, record: RunRecord, baseline: BaselineView
 ) -> tuple[list[GateResult], list[str]]:
@@ -505,21 +569,20 @@ def evaluate_gates(
     results = []
     for gate, subject in pairs:
         if not subject.ran:
-            results.append(
-                GateResult(
-                    gate=gate.name,
-                    subject=subject.id,
-                    metric=gate.metric,
-                    status="not-run",
-                    rule=gate.rules(),
-                    reason="skipped or failed: not gated",
-                )
+            result = GateResult(
+                gate=gate.name,
+                subject=subject.id,
+                metric=gate.metric,
+                status="not-run",
+                rule=gate.rules(),
+                reason="skipped or failed: not gated",
             )
         elif gate.ab:
-            results.append(_evaluate_ab(gate, subject, config, alpha))
+            result = _evaluate_ab(gate, subject, config, alpha)
         elif gate.metric in BUILTIN_METRICS:
-            results.append(_evaluate_measurement(gate, subject, baseline, config, alpha))
+            result = _evaluate_measurement(gate, subject, baseline, config, alpha)
         else:
-            results.append(_evaluate_recorded(gate, subject, baseline))
+            result = _evaluate_recorded(gate, subject, baseline)
+        results.append(_with_threshold(result, gate, subject))
     results.sort(key=lambda r: (r.subject, r.metric, r.gate))
     return results, empty

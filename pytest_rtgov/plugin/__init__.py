@@ -139,6 +139,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "rtgov(rounds=1, warmup=0): run the test body warmup+rounds times, each measured.",
     )
+    if config.getoption("rtgov_shard") is not None:
+        from pytest_rtgov.plugin.shard import register as register_shard
+
+        register_shard(config)
     if config.getoption("rtgov") or config.getoption("rtgov_gate"):
         from pytest_rtgov.plugin.session import RtgovPlugin
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from pytest_rtgov.measure.gpu import GpuProbe, detect_cupy
 from pytest_rtgov.measure.memory import make_probe
 from pytest_rtgov.measure.region import Meter
 from pytest_rtgov.plugin.ab import run_ab
+from pytest_rtgov.store.files import atomic_write
 
 __all__ = ["RtgovPlugin"]
 
@@ -148,7 +150,11 @@ class RtgovPlugin:
         self._artifact_store: Any = None
         self.ledger_result: Any = None
         self.report_path: Path | None = None
+        self._export_specs: list[tuple[str, Path]] = []
         self._interactive: bool | None = None
+        self._locations: dict[str, tuple[str, int | None]] | None = (
+            {} if os.environ.get("GITHUB_ACTIONS") == "true" else None
+        )
         self.ledger_error: str | None = None
 
     @classmethod
@@ -187,6 +193,7 @@ class RtgovPlugin:
             plugin.calibrate = bool(workerinput.get("rtgov_calibrate"))
             plugin.default_rounds = workerinput.get("rtgov_default_rounds")
         plugin.calibrate = plugin.calibrate or bool(config.getoption("rtgov_calibrate"))
+        plugin._export_specs = _export_specs(config) if not plugin.is_worker else []
         # Whether the terminal is interactive, asked now: once tests run, pytest's fd
         # capture makes stdout a temporary file.
         from pytest_rtgov.plugin.progress import wants_progress
@@ -470,6 +477,9 @@ class RtgovPlugin:
         acc = self._tests.get(nodeid)
         if acc is None:
             acc = self._tests[nodeid] = _TestAccumulator()
+            if self._locations is not None:  # only on GitHub Actions: for ::error lines
+                path, lineno, _ = report.location
+                self._locations[nodeid] = (path, None if lineno is None else lineno + 1)
         worker = payload.get("worker", MAIN_WORKER)
         if "usage_error" in payload:
             self._usage_errors.append(str(payload["usage_error"]))
@@ -598,6 +608,27 @@ class RtgovPlugin:
         )
         self._append_to_ledger(session)
         self._write_report()
+        self._write_exports(session)
+
+    def _write_exports(self, session: pytest.Session) -> None:
+        """``--rtgov-export FORMAT:PATH`` files, and the GitHub Actions step summary and
+        annotations; failures are reported, never fatal."""
+        from pytest_rtgov.report.ci import github_actions
+        from pytest_rtgov.report.export import export
+
+        assert self.record is not None
+        for fmt, path in self._export_specs:
+            try:
+                atomic_write(path, export(self.record, fmt))
+                log_event("export.written", format=fmt, path=str(path))
+            except (RtgovError, OSError) as exc:
+                log_event("export.failed", level=logging.WARNING, format=fmt, error=str(exc))
+                sys.stderr.write(f"pytest-rtgov: could not write the {fmt} export: {exc}\n")
+        if self._locations is not None:
+            try:
+                github_actions(self.record, environ=os.environ, locations=self._locations)
+            except (RtgovError, OSError) as exc:
+                sys.stderr.write(f"pytest-rtgov: GitHub Actions summary not written: {exc}\n")
 
     def _write_report(self) -> None:
         """The HTML gate report; a failure to write it is reported, never fatal."""
@@ -711,6 +742,25 @@ class RtgovPlugin:
                     compact=verbosity < -1,
                 )
             )
+
+
+def _export_specs(config: pytest.Config) -> list[tuple[str, Path]]:
+    """``--rtgov-export FORMAT:PATH`` values, checked before any test runs (exit 4)."""
+    from pytest_rtgov.report.export import FORMATS
+
+    specs = []
+    for value in config.getoption("rtgov_export") or []:
+        fmt, sep, path = str(value).partition(":")
+        if not sep or fmt not in FORMATS or not path:
+            raise pytest.UsageError(
+                f"invalid value for --rtgov-export, expected FORMAT:PATH with FORMAT one of "
+                f"{', '.join(FORMATS)} (not {value!r})"
+            )
+        target = Path(path)
+        if not target.is_absolute():
+            target = Path(config.invocation_params.dir) / target
+        specs.append((fmt, target))
+    return specs
 
 
 _SPEC_KEY = pytest.StashKey[RoundsSpec]()

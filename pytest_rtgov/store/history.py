@@ -109,6 +109,10 @@ class HistoryStore:
     def load(self, *, update: bool = True) -> DeltaIndex:
         """The index, brought up to date with the ledger (and saved) when ``update``."""
         loaded = self._load()
+        if loaded is not None and update and not self.ledger.exists():
+            # No ledger to follow (moved away, or the index was copied on its own): keep
+            # what the index holds rather than "rebuild" it from nothing.
+            return loaded[0]
         if loaded is not None and update:
             index, meta = loaded
             if self._still_there(meta):

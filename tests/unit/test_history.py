@@ -272,3 +272,14 @@ def test_the_index_follows_the_ledger_incrementally_and_rebuilds_when_it_changes
     (state / "ledger").rename(tmp_path / "old-ledger")
     _append(state, second)
     assert [r.run_id for r in HistoryStore(state).load().runs] == [second.run_id]
+
+
+def test_runs_without_gates_do_not_break_a_streak():
+    index = _history(
+        [1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0],
+        ["pass", "pass", "breach", "breach", "", "breach", "breach"],
+    )
+    found = index.first_regression("t::k", "wall_time")
+    assert found["first_bad"].run_id == "run00002"
+    assert found["last_good"].run_id == "run00001"
+    assert found["bad_runs"] == 4

@@ -1,0 +1,78 @@
+"""``rtgov export``: a run record as JSON, Prometheus text, OTLP/JSON, JUnit XML or Markdown.
+
+Exit codes (besides 0):
+    2  the output file cannot be written
+    3  the requested run record does not exist
+    4  the record is unreadable, does not match its schema, or cannot be exported
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
+
+__all__ = ["add_parsers", "run"]
+
+_EXIT_OK = 0
+_EXIT_USAGE = 2
+_EXIT_NOT_FOUND = 3
+_EXIT_BAD_RECORD = 4
+
+
+def add_parsers(sub: Any) -> None:
+    """Add ``export`` to the ``rtgov`` subcommands (``sub`` from ``add_subparsers``)."""
+    from pytest_rtgov.report.export import FORMATS
+
+    export = sub.add_parser(
+        "export", help="export a run's metrics, thresholds and verdicts for other tools"
+    )
+    export.add_argument(
+        "--format",
+        dest="format",
+        choices=FORMATS,
+        default="json",
+        help="json (default), prometheus (text exposition), otlp (OTLP/JSON), junit, markdown",
+    )
+    export.add_argument("run", nargs="?", default="latest", help="run id, unique prefix, or latest")
+    export.add_argument(
+        "-o", "--output", type=Path, default=None, help="write here instead of stdout"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export ``args.run`` of the state directory ``args.dir`` in ``args.format``."""
+    from pytest_rtgov.report.export import ExportError, export
+    from pytest_rtgov.store.files import atomic_write
+    from pytest_rtgov.store.runs import RunStore
+
+    try:
+        record = RunStore(args.dir).read(args.run)
+        data = export(record, args.format)
+    except RecordNotFoundError as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return _EXIT_NOT_FOUND
+    except RecordFormatError as exc:
+        print(f"rtgov: invalid file: {exc}", file=sys.stderr)
+        return _EXIT_BAD_RECORD
+    except ExportError as exc:
+        print(f"rtgov: cannot export: {exc}", file=sys.stderr)
+        return _EXIT_BAD_RECORD
+    if args.output is None:
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:  # a text-only stream (some test harnesses)
+            sys.stdout.write(data.decode("utf-8"))
+        return _EXIT_OK
+    try:
+        atomic_write(args.output, data)
+    except OSError as exc:
+        print(f"rtgov: cannot write {args.output}: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
+    return _EXIT_OK

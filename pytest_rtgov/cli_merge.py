@@ -1,0 +1,355 @@
+"""``rtgov merge RUN RUN... [--gate]``: the shards of one run as one record, then gated.
+
+Each shard of ``pytest --rtgov --rtgov-shard I/N`` writes its own run record; merging
+them (:func:`pytest_rtgov.core.shard.merge_records`) gives the record an unsharded run
+of the same tests would have written, under a fresh run id. With ``--gate`` the gates
+are evaluated on it against the baseline as ``pytest --rtgov-gate`` does, except that
+the baseline is never written: refreshing stays ``rtgov baseline refresh --from RUN``.
+
+Exit codes (besides the CLI's 0, 2, 3, 4):
+    1  ``--gate``: tests failed in a shard (the merged record's exit status, as pytest's)
+    6  ``--gate``: a gate breached, or ``--require-baseline`` and there is no baseline
+    7  ``--gate``: the baseline's signature fails or is untrusted where signatures are
+       required (``CI=true``)
+    9  the records cannot be merged (the message names the runs and why)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
+from pytest_rtgov.core.gates import GateResult
+from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.shard import ShardMergeError, merge_records
+from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
+
+__all__ = [
+    "EXIT_NOT_MERGEABLE",
+    "MergeOutcome",
+    "MergedVerdict",
+    "add_parsers",
+    "gate_record",
+    "merge_runs",
+    "render_merge",
+    "run",
+]
+
+EXIT_NOT_MERGEABLE = 9
+_EXIT_NOT_FOUND = 3
+_EXIT_BAD_RECORD = 4
+
+# Called with the merged record and its path once written (the CLI hooks the ledger
+# append here); a non-zero return replaces the exit status, as a failed ledger append
+# (7) replaces a breach (6) in a pytest session.
+OnWritten = Callable[[RunRecord, Path], int | None]
+
+
+@dataclass(frozen=True)
+class MergedVerdict:
+    """The verdict on a merged run, shaped like the plugin's (``rtgov show`` and the
+    terminal renderer read both alike)."""
+
+    status: str  # passed | breached | failed-tests | no-baseline | error
+    exit_status: int
+    results: tuple[GateResult, ...] = ()
+    notes: tuple[str, ...] = ()
+    baseline_action: str | None = None  # always None: merging never writes the baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "exit_status": self.exit_status,
+            "breaches": sum(1 for r in self.results if r.breached),
+            "unconfirmed": sum(1 for r in self.results if r.status == "unconfirmed"),
+            "gates_evaluated": len(self.results),
+            "notes": list(self.notes),
+            "baseline_action": self.baseline_action,
+        }
+
+
+def add_parsers(sub: Any) -> None:
+    merge = sub.add_parser(
+        "merge",
+        help="merge the run records of the shards of one run (--rtgov-shard), then gate it",
+    )
+    merge.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run id, unique prefix, latest, or the path of a run record file",
+    )
+    merge.add_argument(
+        "--gate", action="store_true", help="evaluate the gates on the merged run (no refresh)"
+    )
+    merge.add_argument(
+        "--gates", type=Path, default=Path("gates.toml"), help="gates file (default: gates.toml)"
+    )
+    merge.add_argument(
+        "--require-baseline",
+        action="store_true",
+        help="with --gate: fail (exit 6) when there is no baseline for the run's fingerprint",
+    )
+    merge.add_argument(
+        "--keyring",
+        type=Path,
+        default=Path("rtgov.keyring"),
+        help="trusted public keys for the baseline's seal (default: rtgov.keyring)",
+    )
+    merge.add_argument(
+        "--signing-key",
+        type=Path,
+        default=None,
+        help="key that signs the ledger checkpoint of the merged run "
+        "(default: $RTGOV_SIGNING_KEY, else the local key)",
+    )
+    merge.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="the baseline must be signed by a keyring key (implied by CI=true)",
+    )
+
+
+def run(args: argparse.Namespace, *, on_written: OnWritten | None = None) -> int:
+    """``rtgov merge``: merge, gate if asked, write, print a summary; the exit status."""
+    try:
+        outcome = _merge(
+            args.dir,
+            args.runs,
+            gate=args.gate,
+            gates_path=args.gates,
+            require_baseline=args.require_baseline,
+            keyring=args.keyring,
+            require_signature=args.require_signature,
+        )
+    except ShardMergeError as exc:
+        print(f"rtgov: cannot merge: {exc}", file=sys.stderr)
+        return EXIT_NOT_MERGEABLE
+    except RecordNotFoundError as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return _EXIT_NOT_FOUND
+    except (RecordFormatError, GatesConfigError) as exc:
+        print(f"rtgov: invalid file: {exc}", file=sys.stderr)
+        return _EXIT_BAD_RECORD
+    sys.stdout.write(render_merge(outcome, markup=sys.stdout.isatty()))
+    status = outcome.exit_status
+    if on_written is not None:
+        hooked = on_written(outcome.record, outcome.path)
+        if hooked:
+            status = hooked
+    return status
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    record: RunRecord
+    path: Path
+    exit_status: int
+    shard_run_ids: tuple[str, ...]
+    verdict: MergedVerdict | None = None
+
+
+def merge_runs(
+    state_dir: Path,
+    refs: Sequence[str],
+    *,
+    gate: bool,
+    gates_path: Path,
+    require_baseline: bool = False,
+    keyring: Path | None = None,
+    require_signature: bool = False,
+) -> tuple[RunRecord, Path, int]:
+    """Read the shards' records, merge them under a fresh run id, gate if asked, write.
+
+    Returns the merged record, the path it was written to, and the exit status: with
+    ``gate`` the verdict's (0, 1, 6 or 7), else 0. Nothing is appended to the ledger
+    and the baseline is never written. Raises ShardMergeError, RecordNotFoundError,
+    RecordFormatError or GatesConfigError (all RtgovError).
+    """
+    outcome = _merge(
+        state_dir,
+        refs,
+        gate=gate,
+        gates_path=gates_path,
+        require_baseline=require_baseline,
+        keyring=keyring,
+        require_signature=require_signature,
+    )
+    return outcome.record, outcome.path, outcome.exit_status
+
+
+def _merge(
+    state_dir: Path,
+    refs: Sequence[str],
+    *,
+    gate: bool,
+    gates_path: Path,
+    require_baseline: bool,
+    keyring: Path | None,
+    require_signature: bool,
+) -> MergeOutcome:
+    from pytest_rtgov.store.runs import RunStore, new_run_id
+
+    store = RunStore(state_dir)
+    records = [_read(store, ref) for ref in refs]
+    record = merge_records(records, run_id=new_run_id())
+    verdict = None
+    if gate:
+        from pytest_rtgov.store.gates_file import load_gates
+        from pytest_rtgov.store.keys import load_trust, require_signatures
+
+        gates = load_gates(gates_path)
+        baseline_dir = Path(gates.baseline)
+        if not baseline_dir.is_absolute():
+            baseline_dir = gates_path.parent / baseline_dir
+        trust = load_trust(
+            keyring=keyring,
+            state_dir=state_dir,
+            required=require_signatures(require_signature),
+        )
+        # Decide first: the record is written with its verdict, printed after.
+        verdict = gate_record(
+            record, gates, baseline_dir, trust=trust, require_baseline=require_baseline
+        )
+        record = dataclasses.replace(
+            record,
+            mode="gate",
+            exit_status=verdict.exit_status,
+            gate_results=tuple(r.to_dict() for r in verdict.results),
+            verdict=verdict.to_dict(),
+        )
+    path = store.write(record)
+    return MergeOutcome(
+        record=record,
+        path=path,
+        exit_status=verdict.exit_status if verdict is not None else 0,
+        shard_run_ids=tuple(r.run_id for r in records),
+        verdict=verdict,
+    )
+
+
+def _read(store: Any, ref: str) -> RunRecord:
+    """A run record by id, prefix or ``latest``, or from a file (downloaded CI artifacts)."""
+    candidate = Path(ref)
+    if candidate.suffix == ".json" and candidate.is_file():
+        from pytest_rtgov.store.files import read_json
+
+        return RunRecord.from_dict(read_json(candidate), source=str(candidate))
+    record: RunRecord = store.read(ref)
+    return record
+
+
+def gate_record(
+    record: RunRecord,
+    gates: GatesConfig,
+    baseline_dir: Path,
+    *,
+    trust: Any,
+    require_baseline: bool,
+) -> MergedVerdict:
+    """Evaluate every gate on ``record`` and decide, as ``Gatekeeper.decide`` does for a
+    session, without writing the baseline (a missing one is a note, not created)."""
+    from pytest_rtgov.core.fingerprint import fingerprint
+    from pytest_rtgov.core.gates import evaluate_gates
+    from pytest_rtgov.store.baselines import BaselineStore
+
+    store = BaselineStore(baseline_dir)
+    notes, seal_failed = _seal_notes(store, trust)
+    if seal_failed:
+        return MergedVerdict("error", EXIT_INTEGRITY, notes=tuple(notes))
+    view = store.view(record.environment)
+    results, empty = evaluate_gates(gates, record, view)
+    notes += _comparability_notes(record, view)
+    notes += [
+        f"gate {name!r} selected no test or fixture in this run ({gates.source})" for name in empty
+    ]
+    breaches = [r for r in results if r.breached]
+    tests_ok = record.exit_status == 0
+    if not store.has_fingerprint(record.environment):
+        if require_baseline and tests_ok and not breaches:
+            notes.append(
+                f"no baseline for fingerprint {fingerprint(record.environment)} "
+                "and --require-baseline is set"
+            )
+            return MergedVerdict("no-baseline", EXIT_GATE_BREACHED, tuple(results), tuple(notes))
+        if view.fingerprint_note:
+            notes.append(view.fingerprint_note)
+        notes.append(
+            "rtgov merge does not create baselines: "
+            f"`rtgov baseline refresh --from {record.run_id}` takes this run as one"
+        )
+    if not tests_ok:
+        status, code = "failed-tests", record.exit_status
+    elif breaches:
+        status, code = "breached", EXIT_GATE_BREACHED
+    else:
+        status, code = "passed", 0
+    return MergedVerdict(status, code, tuple(results), tuple(notes))
+
+
+def _seal_notes(store: Any, trust: Any) -> tuple[list[str], bool]:
+    """Notes on the baseline's signature, and whether gating must stop (as the plugin)."""
+    if trust is None or not store.exists():
+        return [], False
+    from pytest_rtgov.store.baselines import check_baseline_seal
+    from pytest_rtgov.store.sealed import SealError
+
+    try:
+        check = check_baseline_seal(store, trust)
+    except SealError as exc:
+        message = f"baseline signature: {exc}"
+        if trust.required:
+            return [f"{message}; refusing to gate against it"], True
+        return [f"WARNING: {message}; gating against it anyway (a failure in CI)"], False
+    if not check.trusted:
+        who = ", ".join(check.signed_by)
+        if trust.required:
+            return [
+                f"baseline signature: signed by {who}, which the keyring "
+                f"{trust.keyring_path} does not list; refusing to gate against it"
+            ], True
+        return [
+            f"WARNING: baseline signed by {who}, not by a keyring key "
+            f"({trust.keyring_path}); a failure in CI"
+        ], False
+    return [], False
+
+
+def _comparability_notes(record: RunRecord, view: Any) -> list[str]:
+    from pytest_rtgov.core.provenance import comparability, inputs_of_baseline, provenance
+
+    if not view.metrics:
+        return []
+    run = provenance(record)
+    seeds, datasets = inputs_of_baseline(view.metrics)
+    reasons = comparability(run, {**run, "seeds": seeds, "dataset_digests": datasets})
+    return [f"NOT COMPARABLE with the baseline: {reason}" for reason in reasons]
+
+
+def render_merge(outcome: MergeOutcome, *, markup: bool, width: int = 100) -> str:
+    """What was merged, where it was written and, when gated, the verdict (last)."""
+    record = outcome.record
+    outcomes: dict[str, int] = {}
+    for test in record.tests:
+        outcomes[test.outcome] = outcomes.get(test.outcome, 0) + 1
+    counted = ", ".join(f"{n} {name}" for name, n in sorted(outcomes.items())) or "no tests"
+    runs = outcome.shard_run_ids
+    lines = [
+        f"rtgov: merged {len(runs)} run(s) ({', '.join(runs)}) into run {record.run_id}",
+        f"rtgov: {len(record.tests)} tests ({counted}), {len(record.fixtures)} fixtures; "
+        f"workers {', '.join(record.workers) or '-'}",
+        f"rtgov: written to {outcome.path}",
+    ]
+    text = "".join(line + "\n" for line in lines)
+    if outcome.verdict is not None:
+        from pytest_rtgov.report.terminal import render_verdict
+
+        text += render_verdict(outcome.verdict, markup=markup, width=width)
+    return text

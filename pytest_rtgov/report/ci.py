@@ -1,0 +1,129 @@
+"""GitHub Actions: the step summary and one ``::error`` annotation per breached gate.
+
+An edge: it reads the environment it is handed and appends to the step summary file.
+The text comes from :mod:`pytest_rtgov.report.export` (Markdown) and from
+:func:`annotations`, which is pure.
+
+Workflow commands are escaped as the Actions toolkit does (``@actions/core``,
+``command.ts``): ``%``, CR and LF in the message; also ``:`` and ``,`` in properties.
+
+>>> escape_data("50% slower\\nsee log")
+'50%25 slower%0Asee log'
+>>> escape_property("a.py::test, x")
+'a.py%3A%3Atest%2C x'
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from pytest_rtgov.core.gates import subject_id
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.report.export import ExportError, describe_result, to_markdown
+
+__all__ = [
+    "annotations",
+    "escape_data",
+    "escape_property",
+    "github_actions",
+    "location_of",
+]
+
+Location = tuple[str, int | None]
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _command(kind: str, message: str, **properties: Any) -> str:
+    shown = ",".join(
+        f"{key}={escape_property(str(value))}"
+        for key, value in properties.items()
+        if value is not None and value != ""
+    )
+    return f"::{kind}{' ' + shown if shown else ''}::{escape_data(message)}"
+
+
+def location_of(
+    record: RunRecord, subject: str, locations: Mapping[str, tuple[str, int | None]]
+) -> Location | None:
+    """Where to annotate a subject: its own location; for a test without one, the file
+    of its node id; for a fixture without one, the file of the first test that
+    requested it (no line); else None (an annotation without a file)."""
+    if subject in locations:
+        path, line = locations[subject]
+        return str(path), line
+    if not subject.startswith("fixture:"):
+        path = subject.split("::", 1)[0]
+        return (path, None) if path else None
+    requesters = sorted(
+        setup.requested_by
+        for fixture in record.fixtures
+        if subject_id(fixture) == subject
+        for setup in fixture.setups
+        if setup.requested_by
+    )
+    for nodeid in requesters:
+        found = locations.get(nodeid)
+        path = str(found[0]) if found else nodeid.split("::", 1)[0]
+        if path:
+            return path, None
+    return None
+
+
+def annotations(record: RunRecord, locations: Mapping[str, tuple[str, int | None]]) -> list[str]:
+    """``::error`` per breached (or missing) gate and ``::warning`` per unconfirmed one."""
+    lines = []
+    for result in record.gate_results:
+        status = result.get("status")
+        if status not in ("breach", "missing", "unconfirmed"):
+            continue
+        where = location_of(record, str(result["subject"]), locations)
+        path, line = where if where else (None, None)
+        if status == "unconfirmed":
+            kind, title = "warning", "rtgov gate breach not confirmed"
+        else:
+            kind, title = "error", "rtgov gate breached"
+        lines.append(_command(kind, describe_result(result), file=path, line=line, title=title))
+    return lines
+
+
+def github_actions(
+    record: RunRecord,
+    *,
+    environ: Mapping[str, str],
+    locations: Mapping[str, tuple[str, int | None]],
+    out: TextIO | None = None,
+) -> None:
+    """On GitHub Actions (``GITHUB_ACTIONS=true``): append the Markdown summary to
+    ``$GITHUB_STEP_SUMMARY`` (when set) and print the annotations to ``out``
+    (default: stdout). Elsewhere: nothing.
+
+    ``locations`` maps test node ids (and optionally fixture subject ids,
+    ``fixture:<scope node id>::<name>``) to ``(path relative to the repository root,
+    1-based line or None)``. Raises :class:`ExportError` when the summary file
+    cannot be written.
+    """
+    if environ.get("GITHUB_ACTIONS") != "true":
+        return
+    summary = environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with Path(summary).open("a", encoding="utf-8") as handle:
+                handle.write(to_markdown(record) + "\n")
+        except OSError as exc:
+            raise ExportError(
+                f"cannot append the rtgov summary to GITHUB_STEP_SUMMARY={summary}: {exc}"
+            ) from exc
+    stream = out if out is not None else sys.stdout
+    for line in annotations(record, locations):
+        print(line, file=stream)
+    stream.flush()
