@@ -24,7 +24,10 @@ $py - "$out" <<'PY'
 import json, sys, pathlib
 for path in sorted(pathlib.Path(sys.argv[1]).glob("run-n*.json")):
     rec = json.loads(path.read_text())
-    print(path.name, "backend", rec.get("backend"), "gpu", rec.get("environment", {}).get("gpu"))
+    env = rec.get("environment", {})
+    print(path.name, "backend", rec.get("backend"), "gpu", env.get("gpu"),
+          "SMs", env.get("gpu_sm_count"), "CUDA runtime", env.get("cuda_runtime"),
+          "driver", env.get("cuda_driver"), "cupy", env.get("cupy"))
     rows = [(t["nodeid"], "call", t["samples"]) for t in rec["tests"]]
     rows += [(f["name"] + "@" + str(st.get("worker")), "setup", [st["sample"]]) for f in rec["fixtures"] for st in f["setups"]]
     for name, kind, samples in rows:
@@ -32,3 +35,9 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("run-n*.json")):
         mem = [s.get("gpu_memory_bytes") for s in samples if not s.get("warmup")]
         print(f"  {kind:5} {name[:70]:70} gpu_ns={gpu[:3]} gpu_mem={mem[:3]}")
 PY
+# The ledger and the signed artifacts (the model checkpoint copied from the GPU).
+for n in 0 2; do
+  ls ".rtgov-gpu-n$n"/artifacts/*/*/ 2>/dev/null
+  $py -c "import sys; from pytest_rtgov.cli import main; sys.exit(main(['--dir', '.rtgov-gpu-n$n', 'verify', '--gates', 'none.toml']))"
+  echo "rtgov verify (n=$n): exit $?"
+done
