@@ -242,27 +242,34 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
     return _seal_and_log(args, baseline, entry, signing)
 
 
+def _log(args: argparse.Namespace, leaves: list[bytes], signing: Any, at: str, what: str) -> Any:
+    """Append ``leaves`` and a signed checkpoint; the result, or 7 after saying why."""
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    try:
+        return append_session(
+            Ledger(args.dir / "ledger"),
+            leaves,
+            signer=signing.signer,
+            origin=f"pytest-rtgov.local/{Path.cwd().name or 'project'}",
+            created_at=at,
+        )
+    except (RtgovError, OSError) as exc:
+        print(f"rtgov: {what} is written but not logged in the ledger: {exc}", file=sys.stderr)
+        return EXIT_INTEGRITY
+
+
 def _append_run(args: argparse.Namespace, record: Any) -> int:
     """Log a run the CLI wrote (a merged run) in the ledger; 0, or 7 when that fails."""
     from pytest_rtgov.core.ledger_records import run_leaves
-    from pytest_rtgov.errors import RtgovError
-    from pytest_rtgov.store.ledger import Ledger, append_session
 
     signing = _signing_key(args)
     if isinstance(signing, int):
         return signing
-    try:
-        result = append_session(
-            Ledger(args.dir / "ledger"),
-            run_leaves(record),
-            signer=signing.signer,
-            origin=f"pytest-rtgov.local/{Path.cwd().name or 'project'}",
-            created_at=record.ended_at,
-        )
-    except (RtgovError, OSError) as exc:
-        print(f"rtgov: the merged run is written but not logged: {exc}", file=sys.stderr)
-        return EXIT_INTEGRITY
-    assert result is not None
+    result = _log(args, run_leaves(record), signing, record.ended_at, "the merged run")
+    if isinstance(result, int):
+        return result
     print(f"ledger: {result.size} leaves, checkpoint {result.checkpoint_path}")
     return 0
 
@@ -321,21 +328,16 @@ def _seal_and_log(args: argparse.Namespace, baseline: Any, entry: Any, signing: 
     from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
     from pytest_rtgov.errors import RtgovError
     from pytest_rtgov.store.baselines import seal_baseline
-    from pytest_rtgov.store.ledger import Ledger, append_session
 
     try:
         digest = seal_baseline(baseline, signing.signer, entry)
-        result = append_session(
-            Ledger(args.dir / "ledger"),
-            [baseline_refresh_leaf(entry.to_dict(), seal_sha256=digest)],
-            signer=signing.signer,
-            origin=f"pytest-rtgov.local/{Path.cwd().name or 'project'}",
-            created_at=entry.at,
-        )
     except (RtgovError, OSError) as exc:
-        print(f"rtgov: baseline written but not signed and logged: {exc}", file=sys.stderr)
+        print(f"rtgov: baseline written but not signed: {exc}", file=sys.stderr)
         return EXIT_INTEGRITY
-    assert result is not None  # one leaf was appended
+    leaf = baseline_refresh_leaf(entry.to_dict(), seal_sha256=digest)
+    result = _log(args, [leaf], signing, entry.at, "the signed baseline")
+    if isinstance(result, int):
+        return result
     print(
         f"signed by {signing.verifier.name}; ledger leaf {result.size - 1}, "
         f"checkpoint {result.checkpoint_path}"

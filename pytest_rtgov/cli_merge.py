@@ -258,15 +258,16 @@ def gate_record(
     session, without writing the baseline (a missing one is a note, not created)."""
     from pytest_rtgov.core.fingerprint import fingerprint
     from pytest_rtgov.core.gates import evaluate_gates
-    from pytest_rtgov.store.baselines import BaselineStore
+    from pytest_rtgov.core.provenance import baseline_comparability_notes
+    from pytest_rtgov.store.baselines import BaselineStore, baseline_seal_notes
 
     store = BaselineStore(baseline_dir)
-    notes, seal_failed = _seal_notes(store, trust)
+    notes, seal_failed = baseline_seal_notes(store, trust)
     if seal_failed:
         return MergedVerdict("error", EXIT_INTEGRITY, notes=tuple(notes))
     view = store.view(record.environment)
     results, empty = evaluate_gates(gates, record, view)
-    notes += _comparability_notes(record, view)
+    notes += baseline_comparability_notes(record, view.metrics)
     notes += [
         f"gate {name!r} selected no test or fixture in this run ({gates.source})" for name in empty
     ]
@@ -292,45 +293,6 @@ def gate_record(
     else:
         status, code = "passed", 0
     return MergedVerdict(status, code, tuple(results), tuple(notes))
-
-
-def _seal_notes(store: Any, trust: Any) -> tuple[list[str], bool]:
-    """Notes on the baseline's signature, and whether gating must stop (as the plugin)."""
-    if trust is None or not store.exists():
-        return [], False
-    from pytest_rtgov.store.baselines import check_baseline_seal
-    from pytest_rtgov.store.sealed import SealError
-
-    try:
-        check = check_baseline_seal(store, trust)
-    except SealError as exc:
-        message = f"baseline signature: {exc}"
-        if trust.required:
-            return [f"{message}; refusing to gate against it"], True
-        return [f"WARNING: {message}; gating against it anyway (a failure in CI)"], False
-    if not check.trusted:
-        who = ", ".join(check.signed_by)
-        if trust.required:
-            return [
-                f"baseline signature: signed by {who}, which the keyring "
-                f"{trust.keyring_path} does not list; refusing to gate against it"
-            ], True
-        return [
-            f"WARNING: baseline signed by {who}, not by a keyring key "
-            f"({trust.keyring_path}); a failure in CI"
-        ], False
-    return [], False
-
-
-def _comparability_notes(record: RunRecord, view: Any) -> list[str]:
-    from pytest_rtgov.core.provenance import comparability, inputs_of_baseline, provenance
-
-    if not view.metrics:
-        return []
-    run = provenance(record)
-    seeds, datasets = inputs_of_baseline(view.metrics)
-    reasons = comparability(run, {**run, "seeds": seeds, "dataset_digests": datasets})
-    return [f"NOT COMPARABLE with the baseline: {reason}" for reason in reasons]
 
 
 def render_merge(outcome: MergeOutcome, *, markup: bool, width: int = 100) -> str:

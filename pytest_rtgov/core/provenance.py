@@ -26,6 +26,7 @@ from pytest_rtgov.core.fingerprint import FINGERPRINT_KEYS, fingerprint
 from pytest_rtgov.core.records import RunRecord
 
 __all__ = [
+    "baseline_comparability_notes",
     "comparability",
     "inputs_of_baseline",
     "is_dataset_digest",
@@ -118,3 +119,16 @@ def comparability(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
             if left.get(name) != right.get(name):
                 reasons.append(f"{kind} {name}: {left.get(name, '-')} vs {right.get(name, '-')}")
     return reasons
+
+
+def baseline_comparability_notes(
+    record: RunRecord, baseline_metrics: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """The gate's fairness check: the run's seeds and dataset digests against those the
+    baseline recorded (the fingerprint already chose the baseline file)."""
+    if not baseline_metrics:
+        return []
+    run = provenance(record)
+    seeds, datasets = inputs_of_baseline(baseline_metrics)
+    reasons = comparability(run, {**run, "seeds": seeds, "dataset_digests": datasets})
+    return [f"NOT COMPARABLE with the baseline: {reason}" for reason in reasons]

@@ -166,52 +166,6 @@ class Gatekeeper:
         log_event("ab.accepted", sha=sha)
         return f"A/B baseline code is now {ACCEPTED_REF} = {sha[:12]} (this run's code)"
 
-    def _check_seal(self) -> tuple[list[str], bool]:
-        """Notes about the baseline's signature, and whether gating must stop.
-
-        Locally a bad or untrusted signature is a loud warning and the baseline is
-        used; where signatures are required (CI) it is a failure (exit 7)."""
-        if self.trust is None or not self.store.exists():
-            return [], False
-        from pytest_rtgov.store.baselines import check_baseline_seal
-        from pytest_rtgov.store.sealed import SealError
-
-        try:
-            check = check_baseline_seal(self.store, self.trust)
-        except SealError as exc:
-            message = f"baseline signature: {exc}"
-            log_event("baseline.seal_failed", level=40, error=str(exc))
-            if self.trust.required:
-                return [f"{message}; refusing to gate against it"], True
-            return [f"WARNING: {message}; gating against it anyway (a failure in CI)"], False
-        if not check.trusted:
-            who = ", ".join(check.signed_by)
-            if self.trust.required:
-                return [
-                    f"baseline signature: signed by {who}, which the keyring "
-                    f"{self.trust.keyring_path} does not list; refusing to gate against it"
-                ], True
-            return [
-                f"WARNING: baseline signed by {who}, not by a keyring key "
-                f"({self.trust.keyring_path}); a failure in CI"
-            ], False
-        return [], False
-
-    def _comparability_notes(self, record: RunRecord, view: Any) -> list[str]:
-        """The same fairness check as ``rtgov compare``: seeds and dataset digests of the
-        run against those the baseline recorded (the fingerprint chose the baseline file)."""
-        from pytest_rtgov.core.provenance import comparability, inputs_of_baseline, provenance
-
-        if not view.metrics:
-            return []
-        run = provenance(record)
-        seeds, datasets = inputs_of_baseline(view.metrics)
-        base = {**run, "seeds": seeds, "dataset_digests": datasets}
-        reasons = comparability(run, base)
-        if reasons:
-            log_event("gate.incomparable", reasons=reasons)
-        return [f"NOT COMPARABLE with the baseline: {reason}" for reason in reasons]
-
     def _seal(self, entry: Any) -> None:
         """Sign the baseline folder as it now is, and log the change for the ledger."""
         if self.signing is None:
@@ -224,7 +178,12 @@ class Gatekeeper:
 
     def decide(self, record: RunRecord, exitstatus: int) -> Verdict:
         """Evaluate every gate and decide; writes the baseline when asked or first seen."""
-        seal_notes, seal_failed = self._check_seal()
+        from pytest_rtgov.core.provenance import baseline_comparability_notes
+        from pytest_rtgov.store.baselines import baseline_seal_notes
+
+        seal_notes, seal_failed = baseline_seal_notes(self.store, self.trust)
+        if seal_failed:
+            log_event("baseline.seal_failed", level=40, notes=seal_notes)
         if seal_failed:
             return Verdict("error", EXIT_INTEGRITY, notes=seal_notes)
         try:
@@ -232,7 +191,10 @@ class Gatekeeper:
         except RecordFormatError as exc:
             return Verdict("error", int(pytest.ExitCode.USAGE_ERROR), notes=[f"baseline: {exc}"])
         results, empty = evaluate_gates(self.gates, record, view)
-        seal_notes += self._comparability_notes(record, view)
+        incomparable = baseline_comparability_notes(record, view.metrics)
+        if incomparable:
+            log_event("gate.incomparable", reasons=incomparable)
+        seal_notes += incomparable
         notes = seal_notes + [
             f"gate {name!r} selected no test or fixture in this session ({self.gates.source})"
             for name in empty

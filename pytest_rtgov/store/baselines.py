@@ -311,3 +311,35 @@ def check_baseline_seal(store: BaselineStore, trust: Any) -> Any:
         predicate_type=BASELINE_PREDICATE,
         expect_all=_baseline_files(store),
     )
+
+
+def baseline_seal_notes(store: BaselineStore, trust: Any) -> tuple[list[str], bool]:
+    """Notes on the baseline's signature, and whether gating must stop.
+
+    Locally a bad or untrusted signature is a loud warning and the baseline is used;
+    where signatures are required (CI) it stops gating (exit 7). Shared by the session's
+    gatekeeper and ``rtgov merge --gate``.
+    """
+    if trust is None or not store.exists():
+        return [], False
+    from pytest_rtgov.store.sealed import SealError
+
+    try:
+        check = check_baseline_seal(store, trust)
+    except SealError as exc:
+        message = f"baseline signature: {exc}"
+        if trust.required:
+            return [f"{message}; refusing to gate against it"], True
+        return [f"WARNING: {message}; gating against it anyway (a failure in CI)"], False
+    if not check.trusted:
+        who = ", ".join(check.signed_by)
+        if trust.required:
+            return [
+                f"baseline signature: signed by {who}, which the keyring "
+                f"{trust.keyring_path} does not list; refusing to gate against it"
+            ], True
+        return [
+            f"WARNING: baseline signed by {who}, not by a keyring key "
+            f"({trust.keyring_path}); a failure in CI"
+        ], False
+    return [], False
