@@ -8,6 +8,7 @@ the place of the first problem, and never mutates its input.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ __all__ = [
 
 SCHEMA = "rtgov.run/1"
 _TESTS_PLACE = object()  # where RunRecord.canonical_json puts the tests
+# canonical_json's settings but for sort_keys: for dicts whose keys are in order
+_SORTED_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 Outcome = Literal["passed", "failed", "skipped", "error"]
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
 
@@ -135,17 +138,19 @@ class Sample(NamedTuple):
     block: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        # Keys in sorted order, as in every to_dict() a test's JSON is made of: see
+        # RunRecord.canonical_json.
         return {
-            "variant": self.variant,
             "block": self.block,
-            "wall_ns": self.wall_ns,
-            "cpu_ns": self.cpu_ns,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "gpu_time_ns": self.gpu_time_ns,
-            "gpu_memory_bytes": self.gpu_memory_bytes,
-            "warmup": self.warmup,
             "completed": self.completed,
+            "cpu_ns": self.cpu_ns,
             "evidence": self.evidence,
+            "gpu_memory_bytes": self.gpu_memory_bytes,
+            "gpu_time_ns": self.gpu_time_ns,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "variant": self.variant,
+            "wall_ns": self.wall_ns,
+            "warmup": self.warmup,
         }
 
     @classmethod
@@ -184,11 +189,11 @@ class Metric:
         return isinstance(self.value, str)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "value": self.value,
-            "unit": self.unit,
+        return {  # keys sorted (see Sample.to_dict)
             "higher_is_better": self.higher_is_better,
+            "name": self.name,
+            "unit": self.unit,
+            "value": self.value,
         }
 
     @classmethod
@@ -228,15 +233,15 @@ class TestEntry:
     markers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return {  # keys sorted (see Sample.to_dict)
+            "markers": list(self.markers),
+            "metrics": [m.to_dict() for m in self.metrics],
             "nodeid": self.nodeid,
             "outcome": self.outcome,
-            "worker": self.worker,
             "rounds": self.rounds,
-            "warmup": self.warmup,
             "samples": [s.to_dict() for s in self.samples],
-            "metrics": [m.to_dict() for m in self.metrics],
-            "markers": list(self.markers),
+            "warmup": self.warmup,
+            "worker": self.worker,
         }
 
     @classmethod
@@ -361,16 +366,19 @@ class RunRecord:
         return data
 
     def canonical_json(self, *, chunk: int = 64) -> bytes:
-        """``canonical_json(self.to_dict())``, the same bytes, with the tests encoded
-        ``chunk`` at a time: the dicts of all tests never exist at once. On a large
-        run that keeps tens of thousands of containers from pushing the garbage
-        collector through pytest's whole heap while the record is written.
+        """``canonical_json(self.to_dict())``, the same bytes, made faster.
+
+        The tests are encoded ``chunk`` at a time, so the dicts of all tests never
+        exist at once: on a large run that keeps tens of thousands of containers
+        from pushing the garbage collector through pytest's whole heap. And their
+        dicts are built with sorted keys (``TestEntry``, ``Sample`` and ``Metric``
+        ``to_dict``), so the encoder need not sort them: half the encoding time.
         """
         data = self._to_dict_without_tests()
         data["tests"] = _TESTS_PLACE
         tests = self.tests
         encoded = b",".join(
-            canonical_json([t.to_dict() for t in tests[i : i + chunk]])[1:-1]
+            _SORTED_ENCODER.encode([t.to_dict() for t in tests[i : i + chunk]])[1:-1].encode()
             for i in range(0, len(tests), chunk)
         )
         # Canonical JSON of an object: its sorted keys' members joined by commas.
