@@ -8,11 +8,13 @@ the place of the first problem, and never mutates its input.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.errors import RecordFormatError
 
 __all__ = [
@@ -27,6 +29,9 @@ __all__ = [
 ]
 
 SCHEMA = "rtgov.run/1"
+_TESTS_PLACE = object()  # where RunRecord.canonical_json puts the tests
+# canonical_json's settings but for sort_keys: for dicts whose keys are in order
+_SORTED_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 Outcome = Literal["passed", "failed", "skipped", "error"]
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
 
@@ -133,17 +138,19 @@ class Sample(NamedTuple):
     block: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        # Keys in sorted order, as in every to_dict() a test's JSON is made of: see
+        # RunRecord.canonical_json.
         return {
-            "variant": self.variant,
             "block": self.block,
-            "wall_ns": self.wall_ns,
-            "cpu_ns": self.cpu_ns,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "gpu_time_ns": self.gpu_time_ns,
-            "gpu_memory_bytes": self.gpu_memory_bytes,
-            "warmup": self.warmup,
             "completed": self.completed,
+            "cpu_ns": self.cpu_ns,
             "evidence": self.evidence,
+            "gpu_memory_bytes": self.gpu_memory_bytes,
+            "gpu_time_ns": self.gpu_time_ns,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "variant": self.variant,
+            "wall_ns": self.wall_ns,
+            "warmup": self.warmup,
         }
 
     @classmethod
@@ -182,11 +189,11 @@ class Metric:
         return isinstance(self.value, str)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "value": self.value,
-            "unit": self.unit,
+        return {  # keys sorted (see Sample.to_dict)
             "higher_is_better": self.higher_is_better,
+            "name": self.name,
+            "unit": self.unit,
+            "value": self.value,
         }
 
     @classmethod
@@ -226,15 +233,15 @@ class TestEntry:
     markers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return {  # keys sorted (see Sample.to_dict)
+            "markers": list(self.markers),
+            "metrics": [m.to_dict() for m in self.metrics],
             "nodeid": self.nodeid,
             "outcome": self.outcome,
-            "worker": self.worker,
             "rounds": self.rounds,
-            "warmup": self.warmup,
             "samples": [s.to_dict() for s in self.samples],
-            "metrics": [m.to_dict() for m in self.metrics],
-            "markers": list(self.markers),
+            "warmup": self.warmup,
+            "worker": self.worker,
         }
 
     @classmethod
@@ -354,6 +361,39 @@ class RunRecord:
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
+        data = self._to_dict_without_tests()
+        data["tests"] = [t.to_dict() for t in self.tests]
+        return data
+
+    def canonical_json(self, *, chunk: int = 64) -> bytes:
+        """``canonical_json(self.to_dict())``, the same bytes, made faster.
+
+        The tests are encoded ``chunk`` at a time, so the dicts of all tests never
+        exist at once: on a large run that keeps tens of thousands of containers
+        from pushing the garbage collector through pytest's whole heap. And their
+        dicts are built with sorted keys (``TestEntry``, ``Sample`` and ``Metric``
+        ``to_dict``), so the encoder need not sort them: half the encoding time.
+        """
+        data = self._to_dict_without_tests()
+        data["tests"] = _TESTS_PLACE
+        tests = self.tests
+        encoded = b",".join(
+            _SORTED_ENCODER.encode([t.to_dict() for t in tests[i : i + chunk]])[1:-1].encode()
+            for i in range(0, len(tests), chunk)
+        )
+        # Canonical JSON of an object: its sorted keys' members joined by commas.
+        return (
+            b"{"
+            + b",".join(
+                canonical_json(key)
+                + b":"
+                + (b"[" + encoded + b"]" if value is _TESTS_PLACE else canonical_json(value))
+                for key, value in sorted(data.items())
+            )
+            + b"}"
+        )
+
+    def _to_dict_without_tests(self) -> dict[str, Any]:
         return {
             "schema": self.schema,
             "run_id": self.run_id,
@@ -366,7 +406,7 @@ class RunRecord:
             "backend": self.backend,
             "workers": list(self.workers),
             "environment": dict(self.environment),
-            "tests": [t.to_dict() for t in self.tests],
+            "tests": None,  # filled in by the callers
             "fixtures": [f.to_dict() for f in self.fixtures],
             "gate_results": [dict(g) for g in self.gate_results],
             "verdict": dict(self.verdict),
@@ -412,6 +452,8 @@ class RunRecord:
 
 
 def _canonical_test(test: TestEntry) -> TestEntry:
+    if not test.metrics and not test.markers:
+        return test  # the usual case, checked before any sorting
     metrics = _sorted_metrics(test.metrics)
     markers = tuple(sorted(set(test.markers)))
     if metrics == test.metrics and markers == test.markers:

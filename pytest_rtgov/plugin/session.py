@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,25 +56,34 @@ def _iso(ns: int) -> str:
 
 
 class _ItemState:
-    """What one test has measured so far in this process (plain slots: made per test)."""
+    """What one test has measured so far in this process.
 
-    __slots__ = ("metrics", "samples", "spec")
+    Made per test, so its lists are made only when something goes in them: every
+    container allocated per test brings pytest's next garbage collection closer.
+    """
+
+    __slots__ = ("metrics", "original", "samples", "spec")
 
     def __init__(self, spec: RoundsSpec) -> None:
         self.spec = spec
-        self.samples: list[dict[str, Any]] = []
-        self.metrics: list[Metric] = []
+        self.samples: list[dict[str, Any]] | None = None
+        self.metrics: list[Metric] | None = None
+        self.original: Any = None  # the test function while the call wrapper runs
 
 
 @dataclass(slots=True)
 class _TestAccumulator:
-    """Controller side: a test's phases merged into one entry."""
+    """Controller side: a test's phases merged into one entry.
+
+    ``samples`` holds the sample dicts as measured (or received); they become
+    :class:`Sample` records in :meth:`RtgovPlugin.build_record`. Lists are made lazily.
+    """
 
     worker: str = MAIN_WORKER
     rounds: int = 1
     warmup: int = 0
-    samples: list[Sample] = field(default_factory=list)
-    metrics: list[Metric] = field(default_factory=list)
+    samples: list[dict[str, Any]] | None = None
+    metrics: list[Metric] | None = None
     markers: tuple[str, ...] = ()
     call_outcome: str | None = None
     skipped: bool = False
@@ -119,6 +128,7 @@ class RtgovPlugin:
             relative_to=str(state_dir),
         )
         # Measuring side (every process that runs tests).
+        self._measured = _make_measured(self)
         self._item: pytest.Item | None = None
         self._item_state: _ItemState | None = None
         self._fixture_metrics: list[list[Metric]] = []
@@ -308,8 +318,9 @@ class RtgovPlugin:
                 ):
                     item.stash[_AB_KEY] = True
         problems = []
+        parents: dict[int, Any] = {}
         for item in items:
-            marker = item.get_closest_marker("rtgov")
+            marker = _closest_rtgov_marker(item, parents)
             if marker is None:
                 continue
             try:
@@ -338,7 +349,10 @@ class RtgovPlugin:
 
             self._calibration = calibrate()  # once per process, before any region opens
         self._item = item
-        self._item_state = _ItemState(item.stash.get(_SPEC_KEY, _ONE_ROUND))
+        # ``in`` then ``[]``: Stash.get raises and catches a KeyError for every
+        # test without a marker.
+        stash = item.stash
+        self._item_state = _ItemState(stash[_SPEC_KEY] if _SPEC_KEY in stash else _ONE_ROUND)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
@@ -374,28 +388,17 @@ class RtgovPlugin:
         if state is None:
             return (yield)
         original = pyfuncitem.obj
-        meter, spec = self._meter, state.spec
-        samples = state.samples
+        if state.samples is None:
+            state.samples = []
         baseline = self._baseline_function(pyfuncitem) if _AB_KEY in pyfuncitem.stash else None
 
         if baseline is None:
-
-            def measured(*args: Any, **kwargs: Any) -> Any:
-                result = None
-                for index in range(spec.warmup + spec.rounds):
-                    region = meter.open()
-                    completed = False
-                    try:
-                        result = original(*args, **kwargs)
-                        completed = True
-                    finally:
-                        samples.append(
-                            meter.close(region, warmup=index < spec.warmup, completed=completed)
-                        )
-                return result
-
+            # One function made with the plugin, reading the running test's state:
+            # no closure (a function and its cells) made per test.
+            state.original = original
+            measured = self._measured
         else:
-            ab = self.ab
+            meter, spec, samples, ab = self._meter, state.spec, state.samples, self.ab
 
             def measured(*args: Any, **kwargs: Any) -> Any:
                 return run_ab(original, baseline, args, kwargs, meter, samples, spec, ab)
@@ -405,6 +408,7 @@ class RtgovPlugin:
             return (yield)
         finally:
             pyfuncitem.obj = original
+            state.original = None
 
     def _baseline_function(self, item: pytest.Function) -> Any:
         """The test's function at the A/B baseline ref, or None (new test, class test)."""
@@ -440,12 +444,12 @@ class RtgovPlugin:
                 payload["markers"] = sorted({m.name for m in item.iter_markers()})
             payload["rounds"] = state.spec.rounds
             payload["warmup"] = state.spec.warmup
-            payload["samples"], state.samples = state.samples, []
+            payload["samples"], state.samples = state.samples or [], None
             if item is not None and _USAGE_KEY in item.stash:
                 payload["usage_error"] = item.stash[_USAGE_KEY]
         if state.metrics:
             payload["metrics"] = [m.to_dict() for m in state.metrics]
-            state.metrics.clear()
+            state.metrics = None
         if when == "teardown":
             self._item = self._item_state = None
         return payload
@@ -455,6 +459,8 @@ class RtgovPlugin:
         if self._fixture_metrics:
             self._fixture_metrics[-1].append(metric)
         elif self._item_state is not None:
+            if self._item_state.metrics is None:
+                self._item_state.metrics = []
             self._item_state.metrics.append(metric)
         else:
             raise InvalidMetricError(
@@ -469,10 +475,11 @@ class RtgovPlugin:
         # tryfirst: a worker attaches its payload before xdist sends the report on.
         payload = getattr(report, REPORT_ATTR, None)
         if payload is None:
-            payload = self._drain(report.when)
             if self.is_worker:
-                setattr(report, REPORT_ATTR, payload)
-                return
+                setattr(report, REPORT_ATTR, self._drain(report.when))
+            else:
+                self._take(report)
+            return
         nodeid = report.nodeid  # a property that formats the id: read it once
         acc = self._tests.get(nodeid)
         if acc is None:
@@ -498,11 +505,70 @@ class RtgovPlugin:
         elif outcome == "skipped":
             acc.skipped = True
 
+    def _take(self, report: pytest.TestReport) -> None:
+        """Without xdist: what :meth:`_drain` and the controller side do for a
+        report, straight from the measuring state (no payload dict per phase)."""
+        nodeid = report.nodeid
+        acc = self._tests.get(nodeid)
+        if acc is None:
+            acc = self._tests[nodeid] = _TestAccumulator(worker=self.worker)
+            self._workers.add(self.worker)
+        if self._pending_fixtures:
+            fixtures, self._pending_fixtures = self._pending_fixtures, []
+            self._add_fixtures(fixtures, self.worker)
+        when, outcome = report.when, report.outcome
+        state = self._item_state
+        if state is not None:
+            item = self._item
+            if when == "call":
+                if self._calibration is not None and not self._calibration_sent:
+                    self._calibration_sent = True
+                    self._calibrations[self.worker] = int(self._calibration["median_ns"])
+                    self._calibration_kernel = str(self._calibration["kernel"])
+                if self.mode == "gate" and item is not None:
+                    acc.markers = tuple(sorted({m.name for m in item.iter_markers()}))
+                acc.rounds, acc.warmup = state.spec.rounds, state.spec.warmup
+                if state.samples:
+                    if acc.samples is None:
+                        acc.samples = state.samples
+                    else:
+                        acc.samples.extend(state.samples)
+                state.samples = None
+                if item is not None and _USAGE_KEY in item.stash:
+                    self._usage_errors.append(str(item.stash[_USAGE_KEY]))
+            if state.metrics:
+                if acc.metrics is None:
+                    acc.metrics = []
+                acc.metrics.extend(state.metrics)
+                state.metrics = None
+            if when == "teardown":
+                self._item = self._item_state = None
+        if when == "call":
+            acc.call_outcome = outcome
+        elif outcome == "failed":
+            acc.errored = True
+        elif outcome == "skipped":
+            acc.skipped = True
+
     def _ingest(self, acc: _TestAccumulator, payload: dict[str, Any]) -> None:
         worker = str(payload.get("worker", MAIN_WORKER))
         # Payloads come from this plugin's own workers: built from our records and
         # sent as plain builtins, so they are rebuilt without re-validation.
-        for fx in payload.get("fixtures", ()):
+        self._add_fixtures(payload.get("fixtures", ()), worker)
+        if "markers" in payload:
+            acc.markers = tuple(payload["markers"])
+        if "samples" in payload:
+            acc.rounds, acc.warmup = payload["rounds"], payload["warmup"]
+            if acc.samples is None:
+                acc.samples = []
+            acc.samples.extend(payload["samples"])
+        if "metrics" in payload:
+            if acc.metrics is None:
+                acc.metrics = []
+            acc.metrics.extend(Metric(**m) for m in payload["metrics"])
+
+    def _add_fixtures(self, fixtures: Any, worker: str) -> None:
+        for fx in fixtures:
             entry = FixtureEntry(
                 nodeid=fx["nodeid"],
                 name=fx["name"],
@@ -517,12 +583,6 @@ class RtgovPlugin:
                 metrics=tuple(Metric(**m) for m in fx["metrics"]),
             )
             self._fixture_setups.append((entry, setup))
-        if "markers" in payload:
-            acc.markers = tuple(payload["markers"])
-        if "samples" in payload:
-            acc.rounds, acc.warmup = payload["rounds"], payload["warmup"]
-            acc.samples.extend(Sample(**s) for s in payload["samples"])
-        acc.metrics.extend(Metric(**m) for m in payload.get("metrics", ()))
 
     def build_record(self, exitstatus: int) -> RunRecord:
         from pytest_rtgov.measure.environment import collect_environment, plugin_versions
@@ -535,9 +595,9 @@ class RtgovPlugin:
                     worker=acc.worker,
                     rounds=acc.rounds,
                     warmup=acc.warmup,
-                    samples=tuple(acc.samples),
+                    samples=tuple(Sample(**s) for s in acc.samples) if acc.samples else (),
                     markers=acc.markers,
-                    metrics=tuple(acc.metrics),
+                    metrics=tuple(acc.metrics) if acc.metrics else (),
                 )
                 for nodeid, acc in self._tests.items()
             ),
@@ -772,8 +832,47 @@ def _is_direct_param(fixturedef: Any) -> bool:
     return getattr(fixturedef.func, "__name__", "") == "get_direct_param_fixture_func"
 
 
+def _closest_rtgov_marker(item: pytest.Item, parents: dict[int, Any]) -> Any:
+    """``item.get_closest_marker("rtgov")``, the parents' answer cached in ``parents``
+    (by id; a collection's nodes outlive it): walking every item's whole chain of
+    nodes costs microseconds per test."""
+    for mark in item.own_markers:
+        if mark.name == "rtgov":
+            return mark
+    parent = item.parent
+    key = id(parent)
+    if key not in parents:
+        found, node = None, parent
+        while node is not None and found is None:
+            found = next((m for m in node.own_markers if m.name == "rtgov"), None)
+            node = node.parent
+        parents[key] = found
+    return parents[key]
+
+
 _USAGE_KEY = pytest.StashKey[str]()
 _AB_KEY = pytest.StashKey[bool]()
+
+
+def _make_measured(plugin: RtgovPlugin) -> Any:
+    """The stand-in for a test function: its rounds, each a measured region."""
+    meter = plugin._meter
+
+    def measured(*args: Any, **kwargs: Any) -> Any:
+        state: Any = plugin._item_state  # set by the call wrapper, with its samples list
+        original, spec, samples = state.original, state.spec, state.samples
+        result = None
+        for index in range(spec.warmup + spec.rounds):
+            region = meter.open()
+            completed = False
+            try:
+                result = original(*args, **kwargs)
+                completed = True
+            finally:
+                samples.append(meter.close(region, warmup=index < spec.warmup, completed=completed))
+        return result
+
+    return measured
 
 
 def _raiser(message: str) -> Any:

@@ -7,7 +7,6 @@ import secrets
 import time
 from pathlib import Path
 
-from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RecordNotFoundError
 from pytest_rtgov.store.files import atomic_write, read_json
@@ -41,7 +40,7 @@ class RunStore:
         pretty-prints for people.
         """
         path = self.path_for(record.run_id)
-        atomic_write(path, canonical_json(record.to_dict()) + b"\n")
+        atomic_write(path, record.canonical_json() + b"\n")
         atomic_write(self.state_dir / "latest", (record.run_id + "\n").encode("ascii"))
         return path
 

@@ -97,6 +97,12 @@ def test_run_record_round_trips_through_json(record):
     assert data == frozen  # from_dict never mutates its input
 
 
+@given(records, st.integers(1, 3))
+def test_record_canonical_json_is_canonical_json_of_its_dict(record, chunk):
+    # The record is written a chunk of tests at a time: the bytes must not change.
+    assert record.canonical_json(chunk=chunk) == canonical_json(record.to_dict())
+
+
 @given(st.lists(tests, max_size=6, unique_by=lambda t: t.nodeid), st.randoms())
 def test_canonical_order_does_not_depend_on_arrival_order(entries, rnd):
     shuffled = list(entries)
