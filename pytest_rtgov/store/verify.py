@@ -203,25 +203,28 @@ def _verify_ledger(
     tree = merkle.MerkleAccumulator()
     append = tree.append_leaf_hash
     origin: str | None = None
-    run_digests: dict[str, tuple[int, str]] = {}
+    runs = state_dir / "runs"
     try:
-        for frame in ledger.frames(on_torn=torn.append):
-            append(frame.leaf_hash)
-            for hasher in hashers:
-                if frame.index < hasher.needed:
-                    hasher.feed(frame.leaf_hash)
-            payload = frame.payload
-            if frame.index == 0 or payload.startswith(b"verdict", payload.find(b'"kind":"') + 8):
-                leaf = _parse(frame.payload, frame.index, ledger)
-                if frame.index == 0:
+        for index, _offset, leaf_hash, payload in ledger.frames(on_torn=torn.append):
+            append(leaf_hash)
+            if hashers:
+                for hasher in hashers:
+                    if index < hasher.needed:
+                        hasher.feed(leaf_hash)
+            # Canonical JSON sorts keys, so a verdict leaf, and only it, starts with
+            # "exit_status"; parse_leaf confirms. Leaf 0 is the genesis.
+            if index == 0 or payload.startswith(b'{"exit_status":'):
+                leaf = _parse(payload, index, ledger)
+                if index == 0:
                     if leaf["kind"] != "ledger":
                         raise VerifyFailure(
                             EXIT_LEAF, f"{ledger.log_path}: leaf 0", "expected the ledger genesis"
                         )
                     origin = str(leaf["origin"])
-                else:
-                    run_digests[str(leaf["run_id"])] = (frame.index, str(leaf["record_sha256"]))
-            at = wanted.get(frame.index + 1)
+                elif leaf["kind"] == "verdict":
+                    # Checked now, not collected: memory must not grow with the sessions.
+                    report.records_checked += _check_record(runs, leaf, index)
+            at = wanted.get(index + 1)
             if at is not None:
                 root = tree.root()
                 for cp in at:
@@ -295,25 +298,27 @@ def _verify_ledger(
             "appended after the last signed checkpoint: an interrupted session or an "
             "unauthorised append; review them, then `rtgov ledger recover` signs them",
         )
-    runs = state_dir / "runs"
-    for run_id, (index, digest) in sorted(run_digests.items()):
-        path = runs / f"{run_id}.json"
-        if not path.is_file():
-            continue
-        from pytest_rtgov.core.canonical import canonical_json
-        from pytest_rtgov.store.files import read_json
 
-        try:
-            actual = "sha256:" + hashlib.sha256(canonical_json(read_json(path))).hexdigest()
-        except (RtgovError, ValueError) as exc:
-            raise VerifyFailure(EXIT_LEAF, str(path), f"unreadable run record ({exc})") from exc
-        if actual != digest:
-            raise VerifyFailure(
-                EXIT_LEAF,
-                str(path),
-                f"differs from the run record the ledger holds (leaf {index}): the file was edited",
-            )
-        report.records_checked += 1
+
+def _check_record(runs: Path, leaf: dict, index: int) -> int:  # type: ignore[type-arg]
+    """1 if the run record file of a verdict leaf exists and matches it, 0 if absent."""
+    from pytest_rtgov.core.canonical import canonical_json
+    from pytest_rtgov.store.files import read_json
+
+    path = runs / f"{leaf['run_id']}.json"
+    if not path.is_file():
+        return 0
+    try:
+        actual = "sha256:" + hashlib.sha256(canonical_json(read_json(path))).hexdigest()
+    except (RtgovError, ValueError) as exc:
+        raise VerifyFailure(EXIT_LEAF, str(path), f"unreadable run record ({exc})") from exc
+    if actual != leaf["record_sha256"]:
+        raise VerifyFailure(
+            EXIT_LEAF,
+            str(path),
+            f"differs from the run record the ledger holds (leaf {index}): the file was edited",
+        )
+    return 1
 
 
 def _parse(payload: bytes, index: int, ledger: Ledger) -> dict:  # type: ignore[type-arg]
