@@ -160,6 +160,10 @@ class RtgovPlugin:
         self._artifact_store: Any = None
         self.ledger_result: Any = None
         self.report_path: Path | None = None
+        # Markers are kept where gates may select by them: gated runs and shards.
+        self._record_markers = mode == "gate" or (
+            worker is not None and bool(config.getoption("rtgov_shard"))
+        )
         self._export_specs: list[tuple[str, Path]] = []
         self._interactive: bool | None = None
         self._locations: dict[str, tuple[str, int | None]] | None = (
@@ -198,6 +202,8 @@ class RtgovPlugin:
             plugin.default_rounds = plugin.gatekeeper.default_rounds()
         else:
             plugin._load_keys(config)
+            if not plugin.is_worker and config.getoption("rtgov_shard") is not None:
+                plugin._measure_like_the_gate(config)
         if plugin.is_worker:
             plugin.ab = workerinput.get("rtgov_ab")
             plugin.calibrate = bool(workerinput.get("rtgov_calibrate"))
@@ -222,6 +228,24 @@ class RtgovPlugin:
                 state_dir=str(state_dir),
             )
         return plugin
+
+    def _measure_like_the_gate(self, config: pytest.Config) -> None:
+        """A shard (``--rtgov --rtgov-shard``) is gated later, by ``rtgov merge --gate``:
+        measure as ``--rtgov-gate`` would (A/B pairs, default rounds, calibration,
+        markers), so that the merged run gates like an unsharded one."""
+        from pytest_rtgov.plugin.gating import Gatekeeper
+
+        option = config.getoption("rtgov_gates")
+        path = Path(option) if option else Path(config.rootpath) / "gates.toml"
+        if not path.is_absolute():
+            path = Path(config.invocation_params.dir) / path
+        if not path.is_file():
+            return
+        keeper = Gatekeeper.from_config(config)
+        self.ab = keeper.prepare_ab(self.state_dir / "ab")
+        self.calibrate = keeper.gates.calibrated
+        self.default_rounds = keeper.default_rounds()
+        self._record_markers = True
 
     def _load_keys(self, config: pytest.Config) -> None:
         """The signing key and the keyring; refuse an untrusted key where signatures
@@ -440,7 +464,7 @@ class RtgovPlugin:
             if self._calibration is not None and not self._calibration_sent:
                 payload["calibration"] = self._calibration
                 self._calibration_sent = True
-            if self.mode == "gate" and item is not None:
+            if self._record_markers and item is not None:
                 payload["markers"] = sorted({m.name for m in item.iter_markers()})
             payload["rounds"] = state.spec.rounds
             payload["warmup"] = state.spec.warmup
@@ -525,7 +549,7 @@ class RtgovPlugin:
                     self._calibration_sent = True
                     self._calibrations[self.worker] = int(self._calibration["median_ns"])
                     self._calibration_kernel = str(self._calibration["kernel"])
-                if self.mode == "gate" and item is not None:
+                if self._record_markers and item is not None:
                     acc.markers = tuple(sorted({m.name for m in item.iter_markers()}))
                 acc.rounds, acc.warmup = state.spec.rounds, state.spec.warmup
                 if state.samples:

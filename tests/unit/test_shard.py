@@ -284,6 +284,7 @@ def test_score(k, model, batch, rtgov):
     rtgov.record("score", 0.9 + k / 100 - float(os.environ.get("SUITE_DROP", "0")),
                  higher_is_better=True)
 
+@pytest.mark.tablemark
 def test_table(table):
     assert table == 2
 
@@ -322,6 +323,17 @@ name = "batch"
 metric = "batch_rows"
 fixtures = ["batch"]
 min = 16
+
+[[gates]]
+name = "marked budget"
+metric = "wall_time"
+markers = ["tablemark"]
+max = 10.0
+"""
+
+CONFTEST = """
+def pytest_configure(config):
+    config.addinivalue_line("markers", "tablemark: selected by a gate through its marker")
 """
 
 
@@ -362,13 +374,15 @@ def _content(record: RunRecord) -> dict[str, Any]:
 @pytest.fixture
 def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(test_suite=SUITE)
+    pytester.makeconftest(CONFTEST)
     pytester.makefile(".toml", gates=GATES)
     return pytester
 
 
 def test_merged_shards_match_the_unsharded_run(suite, monkeypatch):
     monkeypatch.setenv("SUITE_FAIL", "1")
-    _, unsharded = _run(suite, "--rtgov")
+    # Gated, so that it records what gates select by (markers), as shards now do.
+    _, unsharded = _run(suite, "--rtgov-gate")
     first_result, first = _run(suite, "--rtgov", "--rtgov-shard", "1/2")
     second_result, second = _run(suite, "--rtgov", "--rtgov-shard", "2/2")
 
@@ -382,7 +396,9 @@ def test_merged_shards_match_the_unsharded_run(suite, monkeypatch):
     merged = merge_records([second, first], run_id="20990101T000000Z-000000")
     assert _content(merged) == _content(unsharded)
     assert unsharded.exit_status == merged.exit_status == 1
-    assert merged.pytest_args == unsharded.pytest_args  # the command without the split
+    # The shards' command without the split (the reference run here was gated).
+    assert merged.pytest_args == tuple(strip_shard_option(first.pytest_args))
+    assert "--rtgov-shard" not in merged.pytest_args
     assert merged.workers == (f"{first.run_id}/main", f"{second.run_id}/main")
     # The session fixture: one setup in the unsharded run, one per shard process here.
     model = next(f for f in merged.fixtures if f.name == "model")
@@ -442,6 +458,8 @@ def test_merged_shards_gate_like_the_unsharded_run(suite, monkeypatch, capsys):
     merged = _read(suite)
     assert merged.mode == "gate" and merged.exit_status == EXIT_GATE_BREACHED
     assert _statuses(merged.gate_results) == _statuses(unsharded.gate_results)
+    marked = [g for g in merged.gate_results if g["gate"] == "marked budget"]
+    assert [(g["subject"], g["status"]) for g in marked] == [("test_suite.py::test_table", "pass")]
     assert {s for *_, s in _statuses(merged.gate_results)} == {"pass", "breach"}
     assert merged.verdict["status"] == unsharded.verdict["status"] == "breached"
     assert merged.verdict["breaches"] == unsharded.verdict["breaches"]
