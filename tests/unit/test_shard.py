@@ -399,7 +399,8 @@ def test_merged_shards_match_the_unsharded_run(suite, monkeypatch):
     # The shards' command without the split (the reference run here was gated).
     assert merged.pytest_args == tuple(strip_shard_option(first.pytest_args))
     assert "--rtgov-shard" not in merged.pytest_args
-    assert merged.workers == (f"{first.run_id}/main", f"{second.run_id}/main")
+    # Sorted, as every workers list is (two shards in one second sort by their suffix).
+    assert merged.workers == tuple(sorted([f"{first.run_id}/main", f"{second.run_id}/main"]))
     # The session fixture: one setup in the unsharded run, one per shard process here.
     model = next(f for f in merged.fixtures if f.name == "model")
     assert {s.worker for s in model.setups} <= set(merged.workers)
