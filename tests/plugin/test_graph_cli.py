@@ -71,6 +71,14 @@ def git(path: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def runs_in_order(path: Path) -> list[str]:
+    """Run ids in the order the sessions ran (the ledger's), not by name: two runs in
+    one second sort by their random suffix."""
+    from pytest_rtgov.store.history import HistoryStore
+
+    return [info.run_id for info in HistoryStore(path / ".rtgov").load().runs]
+
+
 def cli(path: Path, *args: str) -> int:
     old = Path.cwd()
     os.chdir(path)
@@ -117,7 +125,7 @@ def test_a_committed_slowdown_is_compared_located_and_exported(repo, capsys):
 
     assert cli(repo.path, "graph", "query", "first-regression") == 0
     out = capsys.readouterr().out
-    runs = sorted(p.stem for p in (repo.path / ".rtgov" / "runs").glob("*.json"))
+    runs = runs_in_order(repo.path)
     assert f"first bad run {runs[-1]}" in out
     assert f"last good run {runs[-2]}" in out
     assert f"git bisect start {bad} {good}" in out
@@ -145,7 +153,7 @@ def test_runs_on_different_fingerprints_are_not_comparable(repo, capsys, monkeyp
     assert repo.runpytest_subprocess("--rtgov", "-p", "no:cacheprovider").ret == 0
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
     assert repo.runpytest_subprocess("--rtgov", "-p", "no:cacheprovider").ret == 0
-    runs = sorted(p.stem for p in (repo.path / ".rtgov" / "runs").glob("*.json"))
+    runs = runs_in_order(repo.path)
     capsys.readouterr()
     assert cli(repo.path, "compare", runs[0], runs[1]) == EXIT_INCOMPARABLE
     out = capsys.readouterr().out
@@ -159,7 +167,7 @@ def test_a_changed_dataset_is_flagged_by_compare_and_by_the_gate(repo, capsys):
     suite.write_text(SUITE.replace("rows-v1", "rows-v2"))
     result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["*NOT COMPARABLE with the baseline: dataset dataset_digest*"])
-    runs = sorted(p.stem for p in (repo.path / ".rtgov" / "runs").glob("*.json"))
+    runs = runs_in_order(repo.path)
     capsys.readouterr()
     assert cli(repo.path, "compare", runs[0], runs[1]) == EXIT_INCOMPARABLE
     assert "dataset dataset_digest: sha256:" in capsys.readouterr().out
