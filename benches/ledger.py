@@ -253,6 +253,26 @@ def _floor_tree(payloads: list[bytes]) -> bytes:
     return level[0]
 
 
+def _floor_stream(payloads: list[bytes]) -> bytes:
+    """The same tree streamed with bare hashlib in O(log n) memory, as verify must: the
+    level-by-level floor (b) holds every leaf hash at once."""
+    sha256 = hashlib.sha256
+    pending: list[bytes] = []
+    size = 0
+    for p in payloads:
+        h = sha256(b"\x00" + p).digest()
+        s = size
+        while s & 1:
+            h = sha256(b"\x01" + pending.pop() + h).digest()
+            s >>= 1
+        pending.append(h)
+        size += 1
+    root = pending.pop()
+    while pending:
+        root = sha256(b"\x01" + pending.pop() + root).digest()
+    return root
+
+
 def child(kind: str, state: Path, traced: bool) -> dict[str, object]:
     from pytest_rtgov.store.ledger import read_frames
     from pytest_rtgov.store.verify import verify_all
@@ -291,6 +311,9 @@ def child(kind: str, state: Path, traced: bool) -> dict[str, object]:
     elif kind == "floor_tree":
         assert payloads is not None
         result = {"leaves": len(payloads), "root": _floor_tree(payloads).hex()}
+    elif kind == "floor_stream":
+        assert payloads is not None
+        result = {"leaves": len(payloads), "root": _floor_stream(payloads).hex()}
     else:
         raise SystemExit(f"unknown child kind {kind!r}")
     wall = time.perf_counter() - start
@@ -492,7 +515,15 @@ def main() -> int:
             info = build_ledger(state, n)
             info["build_s"] = round(time.perf_counter() - t0, 2)
             row: dict[str, Any] = {**info}
-            for kind in ("verify", "floor_leaf", "floor_tree", "frames", "frames_tree", "open"):
+            for kind in (
+                "verify",
+                "floor_leaf",
+                "floor_tree",
+                "floor_stream",
+                "frames",
+                "frames_tree",
+                "open",
+            ):
                 row[kind] = _children(kind, state, args.repeats)
                 assert row[kind]["root"] in (None, info["root"]), (kind, row[kind]["root"])
             traced = run_child("verify", state, traced=True)
@@ -500,8 +531,11 @@ def main() -> int:
                 "wall_s": round(float(traced["wall_s"]), 3),
                 "tracemalloc_peak_kib": traced["tracemalloc_peak_kib"],
             }
-            wall = {kind: row[kind]["wall_s"] for kind in ("verify", "floor_leaf", "floor_tree")}
-            for floor in ("floor_leaf", "floor_tree"):
+            wall = {
+                kind: row[kind]["wall_s"]
+                for kind in ("verify", "floor_leaf", "floor_tree", "floor_stream")
+            }
+            for floor in ("floor_leaf", "floor_tree", "floor_stream"):
                 row[f"verify_over_{floor}"] = {
                     "median": round(wall["verify"]["median"] / wall[floor]["median"], 2),
                     "min": round(wall["verify"]["min"] / wall[floor]["min"], 2),
@@ -511,9 +545,11 @@ def main() -> int:
                 f"n={n:>8}: verify {wall['verify']['median']:.3f} s, "
                 f"+{row['verify']['peak_rss_delta_kib']['median']:.0f} KiB RSS, "
                 f"tracemalloc {traced['tracemalloc_peak_kib']} KiB; floors "
-                f"{wall['floor_leaf']['median']:.3f} / {wall['floor_tree']['median']:.3f} s; "
+                f"{wall['floor_leaf']['median']:.3f} / {wall['floor_tree']['median']:.3f} / "
+                f"{wall['floor_stream']['median']:.3f} s; "
                 f"ratios {row['verify_over_floor_leaf']['median']} / "
-                f"{row['verify_over_floor_tree']['median']}; "
+                f"{row['verify_over_floor_tree']['median']} / "
+                f"{row['verify_over_floor_stream']['median']}; "
                 f"open {row['open']['wall_s']['median']:.3f} s",
                 flush=True,
             )

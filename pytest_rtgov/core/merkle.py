@@ -134,7 +134,7 @@ class MerkleAccumulator:
             raise TreeRangeError(
                 f"expected a {HASH_SIZE}-byte leaf hash, got {len(leaf_hash)} bytes"
             )
-        h = bytes(leaf_hash)
+        h = leaf_hash if type(leaf_hash) is bytes else bytes(leaf_hash)  # no copy: hot path
         size = self._size
         pending = self._pending
         while size & 1:

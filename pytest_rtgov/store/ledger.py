@@ -118,6 +118,7 @@ def read_frames(
     sha256 = hashlib.sha256
     crc32 = zlib.crc32
     unpack = _HEADER.unpack_from
+    new_frame = tuple.__new__
     with open(path, "rb") as fh:
         head = fh.read(len(MAGIC))
         if head != MAGIC:
@@ -174,7 +175,8 @@ def read_frames(
                 raise LedgerCorruptError(
                     path, base + pos, index, "payload does not match its leaf hash"
                 )
-            yield Frame(index, base + pos, stored, payload)
+            # tuple.__new__ directly: Frame(...) would run NamedTuple's Python __new__.
+            yield new_frame(Frame, (index, base + pos, stored, payload))
             index += 1
             pos = end
 
