@@ -111,7 +111,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rtgov-report",
         default=None,
         metavar="PATH",
-        help="self-contained HTML gate report (default: report.html in the state directory).",
+        help="self-contained HTML gate report (default: report.html in the state directory; "
+        "'off': none).",
+    )
+    group.addoption(
+        "--rtgov-ledger-fsync",
+        default="record",
+        choices=("record", "session"),
+        help="fsync every ledger record as written (default), or once per session.",
     )
     group.addoption(
         "--rtgov-export",

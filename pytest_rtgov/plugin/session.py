@@ -720,6 +720,8 @@ class RtgovPlugin:
 
         assert self.record is not None
         option = self.config.getoption("rtgov_report")
+        if option == "off":
+            return
         path = Path(option) if option else self.state_dir / "report.html"
         if not path.is_absolute():
             path = Path(self.config.invocation_params.dir) / path
@@ -751,6 +753,7 @@ class RtgovPlugin:
                 signer=self.signing.signer,
                 origin=origin,
                 created_at=self.record.ended_at,
+                fsync_each=self.config.getoption("rtgov_ledger_fsync") == "record",
             )
         except (RtgovError, OSError) as exc:
             self.ledger_error = str(exc)
