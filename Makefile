@@ -29,6 +29,7 @@ GATE_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 gate: $(STAMP)
 	$(GATE_ENV) $(PY) -m pytest tests/workload --rtgov-gate --rtgov-dir $(RTGOV_DIR) -p no:cacheprovider
 	@echo "run record: $(RTGOV_DIR)/runs/$$(cat $(RTGOV_DIR)/latest).json"
+	@echo "report:     $(RTGOV_DIR)/report.html"
 	@echo "show it:    $(VENV)/bin/rtgov --dir $(RTGOV_DIR) show latest"
 	@echo "verify it:  $(VENV)/bin/rtgov --dir $(RTGOV_DIR) verify"
 
