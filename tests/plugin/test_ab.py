@@ -19,6 +19,10 @@ def work(n):
     return total
 """
 
+# An uncommitted change that adds a few operations per iteration (~+60%): well above
+# the gate's 5% but small enough to need the same-process A/B to see it reliably.
+SLOWER = "total += i * i * 1 ** 2 + 0 + 0 * i"
+
 TEST = """
 import pytest
 from mykernel import work
@@ -85,7 +89,7 @@ def test_unchanged_code_passes_and_keeps_both_variants(repo):
 
 def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
     (repo.path / "mykernel.py").write_text(
-        KERNEL.replace("total += i * i", "total += i * i * 1 ** 2 + 0")
+        KERNEL.replace("total += i * i", SLOWER)
     )
     result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
     assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
@@ -100,7 +104,7 @@ def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
 def test_ab_under_xdist(repo):
     pytest.importorskip("xdist")
     (repo.path / "mykernel.py").write_text(
-        KERNEL.replace("total += i * i", "total += i * i * 1 ** 2 + 0")
+        KERNEL.replace("total += i * i", SLOWER)
     )
     result = repo.runpytest_subprocess("--rtgov-gate", "-n", "2", "-p", "no:cacheprovider")
     assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
@@ -132,7 +136,7 @@ def test_a_refresh_accepts_the_slower_code_for_accepted_ref_gates(repo):
         gates=GATES.replace('baseline = "baseline"', 'baseline = "baseline"\nab_ref = "accepted"'),
     )
     git(repo.path, "commit", "-q", "-am", "accepted ref")
-    slower = KERNEL.replace("total += i * i", "total += i * i * 1 ** 2 + 0")
+    slower = KERNEL.replace("total += i * i", SLOWER)
     (repo.path / "mykernel.py").write_text(slower)
     assert (
         repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret
