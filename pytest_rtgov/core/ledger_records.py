@@ -29,7 +29,6 @@ __all__ = [
     "LeafFormatError",
     "baseline_refresh_leaf",
     "genesis_leaf",
-    "leaf_selector",
     "parse_leaf",
     "record_digest",
     "recovery_leaf",
@@ -127,18 +126,3 @@ def parse_leaf(payload: bytes) -> dict[str, Any]:
     if canonical_json(value) != payload:
         raise LeafFormatError("not canonical JSON (keys sorted, compact, UTF-8)")
     return value
-
-
-def leaf_selector(leaf: Mapping[str, Any]) -> str:
-    """A human name for a leaf: ``run RUN``, ``test RUN NODEID``, ``fixture RUN NAME`` ..."""
-    kind = leaf.get("kind")
-    run_id = leaf.get("run_id", "")
-    if kind == "test":
-        return f"test {run_id} {leaf.get('nodeid')}"
-    if kind == "fixture":
-        return f"fixture {run_id} {leaf.get('name')}"
-    if kind == "gate":
-        return f"gate {run_id} {leaf.get('subject')} {leaf.get('metric')}"
-    if kind in ("run", "verdict"):
-        return f"{kind} {run_id}"
-    return str(kind)

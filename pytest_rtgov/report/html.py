@@ -136,7 +136,8 @@ def report_context(
         if prev is None or (g["status"] in _FIRST and prev not in _FIRST):
             gate_status[g["subject"]] = g["status"]
     gate_rel = {(g["subject"], g["metric"]): g.get("relative") for g in gates}
-    for obs in observations_of(record):
+    observations = observations_of(record)
+    for obs in observations:
         row = by_subject.setdefault(
             obs.subject, {"subject": obs.subject, "cells": {}, "metrics": [], "deltas": []}
         )
@@ -181,7 +182,7 @@ def report_context(
             )
             charts.append(chart)
     memory = []
-    raw = {o.subject: o.value for o in observations_of(record) if o.metric == "peak_memory"}
+    raw = {o.subject: o.value for o in observations if o.metric == "peak_memory"}
     top = sorted(raw.items(), key=lambda kv: -kv[1])[:15]
     if top:
         biggest = top[0][1] or 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.files import atomic_write
 from pytest_rtgov.store.keys import Trust
-from pytest_rtgov.store.ledger import Ledger
+from pytest_rtgov.store.ledger import Ledger, read_checkpoint_body
 
 __all__ = ["ledger_facts", "lineage_facts", "write_report"]
 
@@ -38,23 +39,25 @@ def ledger_facts(
         return {"status": "this run is not in the ledger"}
     facts: dict[str, Any] = {"verdict leaf": index}
     for path in ledger.checkpoint_paths():
-        text = path.read_text(encoding="utf-8")
-        body, _, _ = text.partition("\n\n")
-        lines = body.split("\n")
-        if len(lines) >= 3 and lines[1].isdigit() and int(lines[1]) > index:
-            facts["checkpoint"] = str(path)
-            facts["tree size"] = int(lines[1])
-            facts["root (base64)"] = lines[2]
-            try:
-                opened = note.open_note(text, trust.verifiers())
-                names = [v.name for v in opened.verified_by]
-                trusted = any(trust.is_trusted(v) for v in opened.verified_by)
-                facts["signature"] = f"valid, by {', '.join(names)}" + (
-                    "" if trusted else " (local key, not in the keyring)"
-                )
-            except RtgovError as exc:
-                facts["signature"] = f"DOES NOT VERIFY: {exc}"
-            break
+        try:
+            body = read_checkpoint_body(path)
+        except RtgovError:
+            continue  # verify names it; the report shows the first readable cover
+        if body.size <= index:
+            continue
+        facts["checkpoint"] = str(path)
+        facts["tree size"] = body.size
+        facts["root (base64)"] = base64.b64encode(body.root_hash).decode()
+        try:
+            opened = note.open_note(path.read_text(encoding="utf-8"), trust.verifiers())
+            names = [v.name for v in opened.verified_by]
+            trusted = any(trust.is_trusted(v) for v in opened.verified_by)
+            facts["signature"] = f"valid, by {', '.join(names)}" + (
+                "" if trusted else " (local key, not in the keyring)"
+            )
+        except RtgovError as exc:
+            facts["signature"] = f"DOES NOT VERIFY: {exc}"
+        break
     else:
         facts["checkpoint"] = "none yet (an interrupted session?)"
     facts["check everything"] = "rtgov verify"

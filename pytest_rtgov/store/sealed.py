@@ -83,21 +83,12 @@ def seal(
     return envelope
 
 
-def check_seal(
-    directory: Path,
-    envelope_path: Path,
-    trust: Trust,
-    *,
-    predicate_type: str,
-    expect_all: Iterable[str] | None = None,
+def _open_envelope(
+    envelope_path: Path, trust: Trust, *, predicate_type: str, missing: str
 ) -> SealCheck:
-    """Verify the envelope, then every listed file's digest.
-
-    ``expect_all``: names that must all be sealed (a file present but unlisted is as
-    bad as an edited one). Raises :class:`SealError` naming the first bad file.
-    """
+    """Verify a seal's envelope under the trusted keys and read its statement."""
     if not envelope_path.is_file():
-        raise SealError(envelope_path, "missing: the files next to it are not signed")
+        raise SealError(envelope_path, missing)
     try:
         envelope = json.loads(envelope_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -114,8 +105,35 @@ def check_seal(
             envelope_path,
             f"predicateType {statement.get('predicateType')!r}, expected {predicate_type!r}",
         )
-    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
-    for name, digest in sorted(subjects.items()):
+    return SealCheck(
+        envelope=envelope_path,
+        signed_by=tuple(sorted(v.name for v in verified.signed_by)),
+        trusted=any(trust.is_trusted(v) for v in verified.signed_by),
+        subjects={s["name"]: s["digest"]["sha256"] for s in statement["subject"]},
+        predicate=dict(statement.get("predicate") or {}),
+    )
+
+
+def check_seal(
+    directory: Path,
+    envelope_path: Path,
+    trust: Trust,
+    *,
+    predicate_type: str,
+    expect_all: Iterable[str] | None = None,
+) -> SealCheck:
+    """Verify the envelope, then every listed file's digest.
+
+    ``expect_all``: names that must all be sealed (a file present but unlisted is as
+    bad as an edited one). Raises :class:`SealError` naming the first bad file.
+    """
+    check = _open_envelope(
+        envelope_path,
+        trust,
+        predicate_type=predicate_type,
+        missing="missing: the files next to it are not signed",
+    )
+    for name, digest in sorted(check.subjects.items()):
         path = directory / name
         if not path.is_file():
             raise SealError(path, "listed in the signed statement but missing")
@@ -124,16 +142,9 @@ def check_seal(
             raise SealError(
                 path, f"sha256 {actual[:16]}... does not match the signed {digest[:16]}..."
             )
-    for name in sorted(set(expect_all or ()) - set(subjects)):
+    for name in sorted(set(expect_all or ()) - set(check.subjects)):
         raise SealError(directory / name, "present but not covered by the signature")
-    signed_by = tuple(sorted(v.name for v in verified.signed_by))
-    return SealCheck(
-        envelope=envelope_path,
-        signed_by=signed_by,
-        trusted=any(trust.is_trusted(v) for v in verified.signed_by),
-        subjects=subjects,
-        predicate=dict(statement.get("predicate") or {}),
-    )
+    return check
 
 
 def save_npz(path: Path, arrays: Mapping[str, Any]) -> None:
@@ -161,31 +172,16 @@ def open_sealed(path: Path, trust: Trust, *, predicate_type: str) -> tuple[bytes
 
     The bytes returned are the bytes hashed: nothing is read again after the check.
     """
-    envelope_path = path.with_name(path.name + ENVELOPE_SUFFIX)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SealError(path, f"cannot read ({exc.strerror})") from exc
-    if not envelope_path.is_file():
-        raise SealError(envelope_path, "missing: the file next to it is not signed")
-    try:
-        envelope = json.loads(envelope_path.read_text(encoding="utf-8"))
-        verified = dsse.verify_envelope(envelope, trust.verifiers())
-        statement = dsse.parse_statement(verified.payload)
-    except (OSError, ValueError, RtgovError) as exc:
-        raise SealError(envelope_path, f"signature does not verify: {exc}") from exc
-    if statement.get("predicateType") != predicate_type:
-        raise SealError(envelope_path, f"predicateType is not {predicate_type!r}")
-    subjects = {s["name"]: s["digest"]["sha256"] for s in statement["subject"]}
-    digest = hashlib.sha256(data).hexdigest()
-    if subjects.get(path.name) != digest:
-        raise SealError(path, "sha256 does not match the signed statement: the file was changed")
-    signed_by = tuple(sorted(v.name for v in verified.signed_by))
-    check = SealCheck(
-        envelope=envelope_path,
-        signed_by=signed_by,
-        trusted=any(trust.is_trusted(v) for v in verified.signed_by),
-        subjects=subjects,
-        predicate=dict(statement.get("predicate") or {}),
+    check = _open_envelope(
+        path.with_name(path.name + ENVELOPE_SUFFIX),
+        trust,
+        predicate_type=predicate_type,
+        missing="missing: the file next to it is not signed",
     )
+    if check.subjects.get(path.name) != hashlib.sha256(data).hexdigest():
+        raise SealError(path, "sha256 does not match the signed statement: the file was changed")
     return data, check

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_rtgov.core import merkle, note
-from pytest_rtgov.core.ledger_records import LeafFormatError, leaf_selector, parse_leaf
+from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import Ledger, LedgerCorruptError, LedgerError, TornTail
@@ -326,10 +326,3 @@ def _parse(payload: bytes, index: int, ledger: Ledger) -> dict:  # type: ignore[
         return parse_leaf(payload)
     except LeafFormatError as exc:
         raise VerifyFailure(EXIT_LEAF, f"{ledger.log_path}: leaf {index}", str(exc)) from exc
-
-
-def describe(leaf_payload: bytes) -> str:
-    try:
-        return leaf_selector(parse_leaf(leaf_payload))
-    except LeafFormatError:
-        return "unparsed leaf"

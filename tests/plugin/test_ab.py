@@ -88,9 +88,7 @@ def test_unchanged_code_passes_and_keeps_both_variants(repo):
 
 
 def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
-    (repo.path / "mykernel.py").write_text(
-        KERNEL.replace("total += i * i", SLOWER)
-    )
+    (repo.path / "mykernel.py").write_text(KERNEL.replace("total += i * i", SLOWER))
     result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
     assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
     result.stdout.fnmatch_lines(["BREACH time: test_ab.py::test_work wall_time", "*A/B*pairs*"])
@@ -103,9 +101,7 @@ def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
 
 def test_ab_under_xdist(repo):
     pytest.importorskip("xdist")
-    (repo.path / "mykernel.py").write_text(
-        KERNEL.replace("total += i * i", SLOWER)
-    )
+    (repo.path / "mykernel.py").write_text(KERNEL.replace("total += i * i", SLOWER))
     result = repo.runpytest_subprocess("--rtgov-gate", "-n", "2", "-p", "no:cacheprovider")
     assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
     _, gates = results(repo)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -148,5 +147,4 @@ def test_two_concurrent_sessions_lose_and_interleave_nothing(tmp_path: Path):
     assert len(checkpoints) == 30
     sizes = [int(p.read_text().split("\n")[1]) for p in checkpoints]
     assert sizes == sorted(sizes)
-    assert json.dumps(sizes)  # canonical order of checkpoints by sequence number
     assert os.path.exists(state / "ledger" / "log.lock")
