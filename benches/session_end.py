@@ -2,7 +2,8 @@
 
 `overhead_instructions.py` counts the per-test path; this one times whole pytest
 processes, so it also sees what happens once per session but grows with the number of
-tests: the ledger (a leaf per test, each fsynced by default), the HTML report and the
+tests: the ledger (a leaf per test; one fsync per session by default, one per leaf with
+`--rtgov-ledger-fsync record`), the HTML report and the
 delta index it reads. For N = 100 and 500 trivial tests, each configuration runs in a
 fresh process (fresh state directory), configurations alternated in a seeded order;
 the per-test cost is the slope between the two sizes of the median process time, which
@@ -28,18 +29,19 @@ SEED = 20261122
 SIZES = (100, 500)
 CONFIGS = {
     "plain": [],
-    "rtgov memory=off (defaults: fsync each record, report)": ["--rtgov", "--rtgov-memory=off"],
-    "rtgov memory=off, --rtgov-ledger-fsync session": [
+    "rtgov memory=off (defaults: one fsync per session, report)": [
         "--rtgov",
         "--rtgov-memory=off",
-        "--rtgov-ledger-fsync",
-        "session",
     ],
-    "rtgov memory=off, fsync session, --rtgov-report off": [
+    "rtgov memory=off, --rtgov-ledger-fsync record": [
         "--rtgov",
         "--rtgov-memory=off",
         "--rtgov-ledger-fsync",
-        "session",
+        "record",
+    ],
+    "rtgov memory=off, --rtgov-report off": [
+        "--rtgov",
+        "--rtgov-memory=off",
         "--rtgov-report",
         "off",
     ],

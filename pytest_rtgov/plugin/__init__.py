@@ -116,9 +116,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--rtgov-ledger-fsync",
-        default="record",
+        default="session",
         choices=("record", "session"),
-        help="fsync every ledger record as written (default), or once per session.",
+        help="fsync the ledger once per session, after its last record and before its "
+        "checkpoint is signed (default: group commit), or after every record.",
     )
     group.addoption(
         "--rtgov-export",

@@ -218,8 +218,8 @@ def test_a_ledger_rewritten_and_resigned_is_caught_by_the_committed_checkpoint(s
     assert "trusted checkpoint" in capsys.readouterr().err
 
 
-def test_group_commit_and_no_report_still_verify(suite, capsys):
-    result = suite.runpytest("--rtgov", "--rtgov-ledger-fsync", "session", "--rtgov-report", "off")
+def test_fsync_per_record_and_no_report_still_verify(suite, capsys):
+    result = suite.runpytest("--rtgov", "--rtgov-ledger-fsync", "record", "--rtgov-report", "off")
     result.assert_outcomes(passed=3)
     assert not (suite.path / ".rtgov" / "report.html").exists()
     capsys.readouterr()
