@@ -170,6 +170,7 @@ class RtgovPlugin:
             {} if os.environ.get("GITHUB_ACTIONS") == "true" else None
         )
         self.ledger_error: str | None = None
+        self._run_leaves: list[bytes] | None = None  # what this session appended
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RtgovPlugin:
@@ -725,9 +726,16 @@ class RtgovPlugin:
         path = Path(option) if option else self.state_dir / "report.html"
         if not path.is_absolute():
             path = Path(self.config.invocation_params.dir) / path
+        appended = None
+        result = self.ledger_result
+        if result is not None and self._run_leaves is not None:
+            from pytest_rtgov.store.history import Appended
+
+            if result.size - result.first_index == len(self._run_leaves):  # nothing else
+                appended = Appended(self.record, self._run_leaves, result.first_index)
         try:
             self.report_path = write_report(
-                path, self.record, state_dir=self.state_dir, trust=self.trust
+                path, self.record, state_dir=self.state_dir, trust=self.trust, appended=appended
             )
         except (RtgovError, OSError) as exc:
             log_event("report.write_failed", level=logging.WARNING, error=str(exc))
@@ -742,9 +750,9 @@ class RtgovPlugin:
         from pytest_rtgov.store.ledger import Ledger, append_session
 
         assert self.record is not None
-        leaves = run_leaves(self.record)
-        if self.gatekeeper is not None:
-            leaves += self.gatekeeper.ledger_leaves
+        leaves = self._run_leaves = run_leaves(self.record)
+        if self.gatekeeper is not None and self.gatekeeper.ledger_leaves:
+            leaves = [*leaves, *self.gatekeeper.ledger_leaves]
         origin = f"pytest-rtgov.local/{Path(self.config.rootpath).name or 'project'}"
         try:
             self.ledger_result = append_session(

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_rtgov.core.history import MEASURED, DeltaIndex, observations_of
+from pytest_rtgov.core.history import MEASURED, DeltaIndex, Observation, observations_of
 from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
 
@@ -106,6 +106,7 @@ def _chart(
 def report_context(
     record: RunRecord,
     *,
+    observations: list[Observation] | None = None,
     index: DeltaIndex | None = None,
     ledger: Mapping[str, Any] | None = None,
     lineage: Mapping[str, Any] | None = None,
@@ -136,7 +137,8 @@ def report_context(
         if prev is None or (g["status"] in _FIRST and prev not in _FIRST):
             gate_status[g["subject"]] = g["status"]
     gate_rel = {(g["subject"], g["metric"]): g.get("relative") for g in gates}
-    observations = observations_of(record)
+    if observations is None:
+        observations = observations_of(record)
     for obs in observations:
         row = by_subject.setdefault(
             obs.subject, {"subject": obs.subject, "cells": {}, "metrics": [], "deltas": []}

@@ -11,21 +11,44 @@ source of truth: ``rtgov graph rebuild`` can always recreate it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pytest_rtgov.core.canonical import canonical_json
-from pytest_rtgov.core.history import COLUMNS, BaselineEvent, DeltaIndex, RunInfo
+from pytest_rtgov.core.history import (
+    COLUMNS,
+    BaselineEvent,
+    DeltaIndex,
+    Observation,
+    RunInfo,
+    observations_of,
+    run_info,
+)
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.store.files import atomic_write
-from pytest_rtgov.store.ledger import Ledger, read_frames
+from pytest_rtgov.store.ledger import FRAME_HEADER_BYTES, Ledger, read_frames
 
-__all__ = ["INDEX_SCHEMA", "HistoryStore"]
+__all__ = ["INDEX_SCHEMA", "Appended", "HistoryStore"]
 
 INDEX_SCHEMA = "rtgov.index/1"
+
+
+@dataclass(frozen=True)
+class Appended:
+    """A session this process has just appended: its record, the leaves
+    :func:`~pytest_rtgov.core.ledger_records.run_leaves` made of it (run header first,
+    verdict last, nothing else), and the index of the first."""
+
+    record: RunRecord
+    leaves: Sequence[bytes]
+    first_index: int
+    observations: list[Observation] | None = None
 
 
 class HistoryStore:
@@ -105,9 +128,20 @@ class HistoryStore:
 
     # -- keeping up with the ledger ----------------------------------------------
 
-    def load(self, *, update: bool = True) -> DeltaIndex:
-        """The index, brought up to date with the ledger (and saved) when ``update``."""
+    def load(self, *, update: bool = True, appended: Appended | None = None) -> DeltaIndex:
+        """The index, brought up to date with the ledger (and saved) when ``update``.
+
+        ``appended`` is the session this process has just appended: when the index
+        stood exactly where that session began, its record is added from memory
+        instead of being read back from the ledger (the same rows: the leaves were
+        made from this record). Anything else is read from the ledger as usual.
+        """
         loaded = self._load()
+        if loaded is not None and update and appended is not None:
+            index, meta = loaded
+            if self._add_appended(index, meta, appended):
+                self.save(index, meta)
+                return index
         if loaded is not None and update and not self.ledger.exists():
             # No ledger to follow (moved away, or the index was copied on its own): keep
             # what the index holds rather than "rebuild" it from nothing.
@@ -121,6 +155,37 @@ class HistoryStore:
         elif loaded is not None:
             return loaded[0]
         return self.rebuild()
+
+    def _add_appended(self, index: DeltaIndex, meta: dict[str, Any], appended: Appended) -> bool:
+        leaves = appended.leaves
+        if (
+            not leaves
+            or not meta.get("offset")
+            or meta.get("leaves") != appended.first_index
+            or appended.record.run_id in index.run_pos
+            or not self._still_there(meta)
+        ):
+            return False
+        # The frames follow each other from where the index stopped: header + payload.
+        last_offset = int(meta["offset"]) + sum(
+            FRAME_HEADER_BYTES + len(leaf) for leaf in leaves[:-1]
+        )
+        last = leaves[-1]
+        verdict_index = appended.first_index + len(leaves) - 1
+        index.add_run(
+            run_info(appended.record),
+            appended.observations
+            if appended.observations is not None
+            else observations_of(appended.record),
+            leaf_index=verdict_index,
+        )
+        meta.update(
+            offset=last_offset + FRAME_HEADER_BYTES + len(last),
+            leaves=verdict_index + 1,
+            last_offset=last_offset,
+            last_leaf_hash=hashlib.sha256(b"\x00" + last).hexdigest(),
+        )
+        return True
 
     def rebuild(self) -> DeltaIndex:
         index = DeltaIndex()

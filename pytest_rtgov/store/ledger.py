@@ -51,6 +51,7 @@ MAGIC = b"RTGOV-LEDGER/1\n"
 _HEADER = struct.Struct(">II")
 _HASH = 32
 _PREFIX = _HEADER.size + _HASH
+FRAME_HEADER_BYTES = _PREFIX  # the bytes of a frame before its payload
 MAX_PAYLOAD = 64 * 1024 * 1024
 _CHUNK = 1 << 20
 

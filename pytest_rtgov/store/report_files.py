@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_rtgov.core import note
 from pytest_rtgov.core.records import RunRecord
@@ -12,6 +13,9 @@ from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.files import atomic_write
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import Ledger, read_checkpoint_body
+
+if TYPE_CHECKING:
+    from pytest_rtgov.store.history import Appended
 
 __all__ = ["ledger_facts", "lineage_facts", "write_report"]
 
@@ -99,17 +103,27 @@ def write_report(
     *,
     state_dir: Path,
     trust: Trust,
+    appended: Appended | None = None,
 ) -> Path:
-    """Render the report of ``record`` (history from the index, facts from the ledger)."""
+    """Render the report of ``record`` (history from the index, facts from the ledger).
+
+    ``appended``: the session's leaves, when this process has just appended them; the
+    index then takes the record from memory (see :meth:`HistoryStore.load`).
+    """
+    from pytest_rtgov.core.history import observations_of
     from pytest_rtgov.report.html import render_report, report_context
     from pytest_rtgov.store.history import HistoryStore
 
+    observations = observations_of(record)  # once, for the index and the report
+    if appended is not None:
+        appended = dataclasses.replace(appended, observations=observations)
     try:
-        index = HistoryStore(state_dir).load()
+        index = HistoryStore(state_dir).load(appended=appended)
     except RtgovError:
         index = None
     context = report_context(
         record,
+        observations=observations,
         index=index,
         ledger=ledger_facts(
             state_dir,

@@ -171,3 +171,28 @@ def test_a_changed_dataset_is_flagged_by_compare_and_by_the_gate(repo, capsys):
     capsys.readouterr()
     assert cli(repo.path, "compare", runs[0], runs[1]) == EXIT_INCOMPARABLE
     assert "dataset dataset_digest: sha256:" in capsys.readouterr().out
+
+
+def test_the_index_a_session_extends_from_memory_equals_a_rebuild(repo, monkeypatch):
+    """After a session appends, the report's index takes the record from memory, not
+    from the ledger: the result must be the very index a rebuild reads from the log."""
+    from pytest_rtgov.store.history import HistoryStore
+
+    fast = []
+    add_appended = HistoryStore._add_appended
+
+    def spy(self, index, meta, appended):
+        fast.append(add_appended(self, index, meta, appended))
+        return fast[-1]
+
+    monkeypatch.setattr(HistoryStore, "_add_appended", spy)
+    for _ in range(3):
+        assert repo.runpytest("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
+    assert fast[-2:] == [True, True]  # the later sessions took the in-memory path
+    index_dir = repo.path / ".rtgov" / "index"
+    kept = {p.name: p.read_bytes() for p in sorted(index_dir.iterdir())}
+    HistoryStore(repo.path / ".rtgov").rebuild()
+    rebuilt = {p.name: p.read_bytes() for p in sorted(index_dir.iterdir())}
+    assert kept.keys() == rebuilt.keys()
+    for name in kept:
+        assert kept[name] == rebuilt[name], name
