@@ -11,9 +11,12 @@ plain data; :func:`render_report` turns that into HTML. Neither touches the disk
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from markupsafe import Markup, escape
 
 from pytest_rtgov.core.history import MEASURED, DeltaIndex, Observation, observations_of
 from pytest_rtgov.core.provenance import provenance
@@ -219,7 +222,40 @@ def report_context(
     }
 
 
-def render_report(context: Mapping[str, Any]) -> str:
+# One row of the subject table, every value escaped (markupsafe's escape, as the
+# template's autoescape): formatting rows here rather than in a template loop saves
+# ~20 us a row, and a report lists every test.
+_ROW = (
+    '<tr data-c="%d" class="%s"><td>%s</td><td>%s</td><td class="n">%s</td>'
+    '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+    "<td>%s</td><td>%s</td></tr>\n"
+)
+
+
+def rows_html(rows: Sequence[Mapping[str, Any]]) -> Markup:
+    """The subject table's body rows, escaped."""
+    out = []
+    for r in rows:
+        cells = r["cells"]
+        status = escape(r["status"])
+        out.append(
+            _ROW
+            % (
+                1 if r["changed"] else 0,
+                status,
+                escape(r["subject"]),
+                status,
+                *(escape(cells.get(metric, "")) for metric in MEASURED),
+                escape(r["metrics"]),
+                escape(r["deltas"]),
+            )
+        )
+    return Markup("".join(out))
+
+
+@functools.cache
+def _template() -> Any:
+    """The compiled template, once per process (compiling it takes ~50 ms)."""
     import jinja2
 
     env = jinja2.Environment(
@@ -229,4 +265,8 @@ def render_report(context: Mapping[str, Any]) -> str:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template("report.html.j2").render(**context)
+    return env.get_template("report.html.j2")
+
+
+def render_report(context: Mapping[str, Any]) -> str:
+    return _template().render(**context, rows_html=rows_html(context["rows"]))
