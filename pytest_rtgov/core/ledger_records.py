@@ -53,9 +53,12 @@ class LeafFormatError(RtgovError):
     """A leaf is not a canonical JSON object with a known ``kind``."""
 
 
-def record_digest(record: RunRecord) -> str:
-    """``sha256:<hex>`` of the run record's canonical JSON."""
-    return "sha256:" + hashlib.sha256(canonical_json(record.to_dict())).hexdigest()
+def record_digest(record: RunRecord, *, encoded: bytes | None = None) -> str:
+    """``sha256:<hex>`` of the run record's canonical JSON (``encoded``, when the
+    caller already has those bytes)."""
+    if encoded is None:
+        encoded = record.canonical_json()
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
 
 
 def genesis_leaf(origin: str, *, created_at: str) -> bytes:
@@ -65,8 +68,9 @@ def genesis_leaf(origin: str, *, created_at: str) -> bytes:
     )
 
 
-def run_leaves(record: RunRecord) -> list[bytes]:
-    """Every leaf a finished session appends, in canonical order."""
+def run_leaves(record: RunRecord, *, encoded: bytes | None = None) -> list[bytes]:
+    """Every leaf a finished session appends, in canonical order (``encoded``: the
+    record's canonical JSON, when the caller already has it)."""
     data = record.to_dict()
     run_id = record.run_id
     header = {
@@ -87,7 +91,7 @@ def run_leaves(record: RunRecord) -> list[bytes]:
                 "run_id": run_id,
                 "exit_status": record.exit_status,
                 "verdict": data["verdict"],
-                "record_sha256": record_digest(record),
+                "record_sha256": record_digest(record, encoded=encoded),
             }
         )
     )

@@ -171,6 +171,7 @@ class RtgovPlugin:
         )
         self.ledger_error: str | None = None
         self._run_leaves: list[bytes] | None = None  # what this session appended
+        self._encoded: bytes | None = None  # the run record's canonical JSON
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RtgovPlugin:
@@ -677,7 +678,8 @@ class RtgovPlugin:
                 verdict=self.verdict.to_dict(),
             )
         try:
-            self.record_path = RunStore(self.state_dir).write(self.record)
+            self._encoded = self.record.canonical_json()  # the file, and the ledger's digest
+            self.record_path = RunStore(self.state_dir).write(self.record, encoded=self._encoded)
         except OSError as exc:
             log_event("record.write_failed", level=logging.ERROR, error=str(exc))
             sys.stderr.write(f"pytest-rtgov: could not write the run record: {exc}\n")
@@ -750,7 +752,7 @@ class RtgovPlugin:
         from pytest_rtgov.store.ledger import Ledger, append_session
 
         assert self.record is not None
-        leaves = self._run_leaves = run_leaves(self.record)
+        leaves = self._run_leaves = run_leaves(self.record, encoded=self._encoded)
         if self.gatekeeper is not None and self.gatekeeper.ledger_leaves:
             leaves = [*leaves, *self.gatekeeper.ledger_leaves]
         origin = f"pytest-rtgov.local/{Path(self.config.rootpath).name or 'project'}"

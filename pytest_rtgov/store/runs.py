@@ -32,15 +32,16 @@ class RunStore:
     def path_for(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
 
-    def write(self, record: RunRecord) -> Path:
+    def write(self, record: RunRecord, *, encoded: bytes | None = None) -> Path:
         """Write the record as canonical JSON, then move ``latest`` to it (both atomic).
 
         Compact canonical bytes, not indented JSON: the indenting encoder is pure
         Python and costs ~100 us per test on a large run; ``rtgov show --json``
-        pretty-prints for people.
+        pretty-prints for people. ``encoded``: ``record.canonical_json()``, when the
+        caller already has it.
         """
         path = self.path_for(record.run_id)
-        atomic_write(path, record.canonical_json() + b"\n")
+        atomic_write(path, (encoded or record.canonical_json()) + b"\n")
         atomic_write(self.state_dir / "latest", (record.run_id + "\n").encode("ascii"))
         return path
 
