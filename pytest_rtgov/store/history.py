@@ -11,9 +11,12 @@ source of truth: ``rtgov graph rebuild`` can always recreate it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,10 @@ from pytest_rtgov.store.ledger import FRAME_HEADER_BYTES, Ledger, read_frames
 __all__ = ["INDEX_SCHEMA", "Appended", "HistoryStore"]
 
 INDEX_SCHEMA = "rtgov.index/1"
+
+
+def _write(path: Path, data: bytes) -> None:
+    atomic_write(path, data, durable=False)  # derived data: rebuilt, not fsynced
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,10 @@ class HistoryStore:
             return None
 
     def save(self, index: DeltaIndex, meta: dict[str, Any]) -> None:
+        """Write the index; ``meta.json`` last, so readers never see rows it does not
+        count. Columns the loaded ``meta`` already counts on disk are only appended to:
+        a session's save costs its own rows, not the whole history's. No fsync: the
+        index is derived, and a damaged one is rebuilt from the ledger."""
         self.directory.mkdir(parents=True, exist_ok=True)
         lines = []
         for r, info in enumerate(index.runs):
@@ -111,20 +122,39 @@ class HistoryStore:
             doc["start"] = index.run_start[r]
             doc["leaf"] = index.run_leaf.get(info.run_id)
             lines.append(canonical_json(doc))
-        atomic_write(self.directory / "runs.jsonl", b"\n".join(lines) + b"\n")
+        _write(self.directory / "runs.jsonl", b"\n".join(lines) + b"\n")
         tables = {
-            "keys": [list(k) for k in index.keys],
+            "keys": index.keys,  # tuples encode as JSON arrays
             "texts": index.texts,
             "gate_of": {str(k): v for k, v in sorted(index.gate_of.items())},
             "artifacts": index.artifacts,
             "baselines": [b.to_dict() for b in index.baselines],
         }
-        atomic_write(self.directory / "tables.json", canonical_json(tables))
+        _write(self.directory / "tables.json", canonical_json(tables))
+        on_disk = meta.get("rows")
         for name, dtype in COLUMNS.items():
             column = index.column(name).astype(np.dtype(dtype).newbyteorder("<"), copy=False)
-            atomic_write(self.directory / f"{name}.bin", column.tobytes())
+            path = self.directory / f"{name}.bin"
+            if isinstance(on_disk, int) and 0 < on_disk <= len(column) and path.is_file():
+                with open(path, "r+b") as fh:
+                    fh.truncate(on_disk * column.itemsize)  # drop rows no meta counted
+                    fh.seek(0, os.SEEK_END)
+                    fh.write(column[on_disk:].tobytes())
+            else:
+                _write(path, column.tobytes())
         meta = {**meta, "schema": INDEX_SCHEMA, "rows": index.rows, "runs": len(index.runs)}
-        atomic_write(self.directory / "meta.json", canonical_json(meta))
+        _write(self.directory / "meta.json", canonical_json(meta))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process at a time updates the index (two sessions may end together)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "lock", "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     # -- keeping up with the ledger ----------------------------------------------
 
@@ -136,25 +166,32 @@ class HistoryStore:
         instead of being read back from the ledger (the same rows: the leaves were
         made from this record). Anything else is read from the ledger as usual.
         """
+        if not update:
+            loaded = self._load()
+            if loaded is not None:
+                return loaded[0]
+            with self._locked():
+                return self._rebuild()
+        with self._locked():
+            return self._update(appended)
+
+    def _update(self, appended: Appended | None) -> DeltaIndex:
         loaded = self._load()
-        if loaded is not None and update and appended is not None:
-            index, meta = loaded
-            if self._add_appended(index, meta, appended):
-                self.save(index, meta)
-                return index
-        if loaded is not None and update and not self.ledger.exists():
+        if loaded is None:
+            return self._rebuild()
+        index, meta = loaded
+        if appended is not None and self._add_appended(index, meta, appended):
+            self.save(index, meta)
+            return index
+        if not self.ledger.exists():
             # No ledger to follow (moved away, or the index was copied on its own): keep
             # what the index holds rather than "rebuild" it from nothing.
-            return loaded[0]
-        if loaded is not None and update:
-            index, meta = loaded
-            if self._still_there(meta):
-                if self._consume(index, meta):
-                    self.save(index, meta)
-                return index
-        elif loaded is not None:
-            return loaded[0]
-        return self.rebuild()
+            return index
+        if not self._still_there(meta):
+            return self._rebuild()
+        if self._consume(index, meta):
+            self.save(index, meta)
+        return index
 
     def _add_appended(self, index: DeltaIndex, meta: dict[str, Any], appended: Appended) -> bool:
         leaves = appended.leaves
@@ -188,6 +225,11 @@ class HistoryStore:
         return True
 
     def rebuild(self) -> DeltaIndex:
+        """Recreate the index from the ledger alone."""
+        with self._locked():
+            return self._rebuild()
+
+    def _rebuild(self) -> DeltaIndex:
         index = DeltaIndex()
         meta: dict[str, Any] = {"offset": None, "leaves": 0, "last_leaf_hash": ""}
         self._consume(index, meta)
