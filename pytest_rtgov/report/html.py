@@ -235,8 +235,9 @@ _ROW = (
 def rows_html(rows: Sequence[Mapping[str, Any]]) -> Markup:
     """The subject table's body rows, escaped."""
     out = []
+    wall, cpu, memory, gpu_time, gpu_memory = MEASURED  # the table's column order
     for r in rows:
-        cells = r["cells"]
+        cell = r["cells"].get
         status = escape(r["status"])
         out.append(
             _ROW
@@ -245,7 +246,11 @@ def rows_html(rows: Sequence[Mapping[str, Any]]) -> Markup:
                 status,
                 escape(r["subject"]),
                 status,
-                *(escape(cells.get(metric, "")) for metric in MEASURED),
+                escape(cell(wall, "")),
+                escape(cell(cpu, "")),
+                escape(cell(memory, "")),
+                escape(cell(gpu_time, "")),
+                escape(cell(gpu_memory, "")),
                 escape(r["metrics"]),
                 escape(r["deltas"]),
             )
