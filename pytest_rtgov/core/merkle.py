@@ -159,6 +159,25 @@ class MerkleAccumulator:
             count += 1
         self._size = count
 
+    def compact_range(self) -> list[bytes]:
+        """A copy of the pending subtree roots, largest first: one per set bit of :attr:`size`.
+
+        With :meth:`restore` this lets a caller run the append loop inline (the ledger
+        scanner does, at a million leaves) and hand the state back.
+        """
+        return list(self._pending)
+
+    def restore(self, size: int, pending: Iterable[bytes]) -> None:
+        """Set the state to ``size`` leaves with the pending subtree roots ``pending``,
+        as :meth:`compact_range` gives them."""
+        roots = list(pending)
+        if size < 0 or len(roots) != size.bit_count():
+            raise TreeRangeError(
+                f"expected one pending root per set bit of size {size}, got {len(roots)}"
+            )
+        self._pending = roots
+        self._size = size
+
     def root(self) -> bytes:
         """MTH of the leaves so far; :data:`EMPTY_ROOT` when there are none."""
         pending = self._pending

@@ -21,7 +21,7 @@ import hashlib
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "encode_frame",
     "read_checkpoint_body",
     "read_frames",
+    "scan_frames",
 ]
 
 MAGIC = b"RTGOV-LEDGER/1\n"
@@ -54,6 +55,7 @@ _PREFIX = _HEADER.size + _HASH
 FRAME_HEADER_BYTES = _PREFIX  # the bytes of a frame before its payload
 MAX_PAYLOAD = 64 * 1024 * 1024
 _CHUNK = 1 << 20
+_CHECKED_HEADERS = 4096  # bounds scan_frames' cache of checked frame headers
 
 
 class LedgerError(RtgovError):
@@ -116,10 +118,39 @@ def read_frames(
     memory stays bounded by the chunk size and the largest record. ``start`` =
     ``(offset, index)`` resumes at a frame boundary (the ``end`` of an earlier frame).
     """
+    return scan_frames(path, on_torn=on_torn, start=start)
+
+
+def scan_frames(
+    path: Path,
+    *,
+    on_torn: Callable[[TornTail], None] | None = None,
+    start: tuple[int, int] | None = None,
+    select: bytes | tuple[bytes, ...] = b"",
+    indices: Iterable[int] = (),
+    tree: MerkleAccumulator | None = None,
+    feed: Callable[[bytes], None] | None = None,
+    feed_below: int = 0,
+) -> Iterator[Frame]:
+    """Check every complete frame of ``path`` in one pass; yield the frames asked for.
+
+    Each frame is checked as by :func:`read_frames` (same errors, same ``on_torn``,
+    same ``start``), but only the frames whose payload starts with ``select`` (or with
+    one of several prefixes; ``()`` selects none) or whose leaf index is in
+    ``indices`` are yielded. The default, ``b""``, yields them all: that is
+    :func:`read_frames`. The other frames cost no Python call or generator step: this
+    is ``rtgov verify``'s and the writer's pass (timings in ``docs/benchmarks.md``).
+
+    - ``tree``: every checked leaf hash is appended to this accumulator (its size must
+      be the first index read). It is up to date at each yield and when the scan ends;
+    - ``feed``: called with the leaf hash of each index below ``feed_below``, in order.
+    """
     sha256 = hashlib.sha256
     crc32 = zlib.crc32
     unpack = _HEADER.unpack_from
     new_frame = tuple.__new__
+    checked: dict[bytes, int] = {}  # header bytes that checked -> their length
+    prefix = _PREFIX  # a local: read several times per frame
     with open(path, "rb") as fh:
         head = fh.read(len(MAGIC))
         if head != MAGIC:
@@ -132,54 +163,97 @@ def read_frames(
         index = 0
         if start is not None:  # resume at a frame boundary a previous read reported
             base, index = start
-            fh.seek(base)
-        buf = b""
+        stops = sorted({i for i in indices if i >= index}, reverse=True)  # next one last
+        next_stop = stops.pop() if stops else -1
+        if feed is None:
+            feed, feed_below = _ignore_leaf, 0
+        pending: list[bytes] = []
+        if tree is not None:
+            if tree.size != index:
+                raise ValueError(f"the tree has {tree.size} leaves, the scan starts at {index}")
+            pending = tree.compact_range()
+        pop, push = pending.pop, pending.append
+        buf = b""  # the file from offset base on; frames are checked in place
         pos = 0
+        size = 0  # len(buf)
         eof = False
-        while True:
-            if len(buf) - pos < _PREFIX and not eof:
-                buf, base, pos = buf[pos:], base + pos, 0
-                more = fh.read(_CHUNK)
-                eof = not more
-                buf += more
-                continue
-            remaining = len(buf) - pos
-            if remaining == 0:
-                return
-            if remaining < _PREFIX:
-                if on_torn is not None:
-                    on_torn(TornTail(base + pos, remaining))
-                return
-            length, crc = unpack(buf, pos)
-            if crc32(buf[pos : pos + 4]) != crc:
-                raise LedgerCorruptError(
-                    path, base + pos, index, "length field fails its CRC-32 (damaged header)"
-                )
-            if length == 0 or length > MAX_PAYLOAD:
-                raise LedgerCorruptError(
-                    path, base + pos, index, f"length {length} outside 1..{MAX_PAYLOAD}"
-                )
-            end = pos + _PREFIX + length
-            if end > len(buf):
+        try:
+            while True:
+                if size - pos >= prefix:
+                    # Few distinct headers recur: one that checked before needs no CRC.
+                    header = buf[pos : pos + 8]
+                    length = checked.get(header)
+                    if length is None:
+                        length, crc = unpack(buf, pos)
+                        if crc32(buf[pos : pos + 4]) != crc:
+                            raise LedgerCorruptError(
+                                path,
+                                base + pos,
+                                index,
+                                "length field fails its CRC-32 (damaged header)",
+                            )
+                        if length == 0 or length > MAX_PAYLOAD:
+                            raise LedgerCorruptError(
+                                path, base + pos, index, f"length {length} outside 1..{MAX_PAYLOAD}"
+                            )
+                        if len(checked) < _CHECKED_HEADERS:
+                            checked[header] = length
+                    end = pos + prefix + length
+                    if end <= size:
+                        stored = buf[pos + 8 : pos + prefix]
+                        payload = buf[pos + prefix : end]
+                        if sha256(b"\x00" + payload).digest() != stored:
+                            raise LedgerCorruptError(
+                                path, base + pos, index, "payload does not match its leaf hash"
+                            )
+                        if index < feed_below:
+                            feed(stored)
+                        if tree is not None:  # MerkleAccumulator.append_leaf_hash, inlined
+                            h = stored
+                            merges = index
+                            while merges & 1:
+                                h = sha256(b"\x01" + pop() + h).digest()
+                                merges >>= 1
+                            push(h)
+                        if index == next_stop or payload.startswith(select):
+                            if index == next_stop:
+                                next_stop = stops.pop() if stops else -1
+                            # tuple.__new__: Frame(...) would run NamedTuple's Python __new__.
+                            frame = new_frame(Frame, (index, base + pos, stored, payload))
+                            index += 1
+                            pos = end
+                            if tree is not None:
+                                tree.restore(index, pending)
+                            yield frame
+                        else:
+                            index += 1
+                            pos = end
+                        continue
+                    want = prefix + length
+                else:
+                    want = prefix
+                # The frame at pos is incomplete in buf: read on from its start, or stop.
+                remaining = size - pos
                 if eof:
-                    if on_torn is not None:
+                    if remaining and on_torn is not None:
                         on_torn(TornTail(base + pos, remaining))
                     return
-                buf, base, pos = buf[pos:], base + pos, 0
-                more = fh.read(max(_CHUNK, _PREFIX + length - len(buf)))
-                eof = not more
-                buf += more
-                continue
-            stored = buf[pos + 8 : pos + _PREFIX]
-            payload = buf[pos + _PREFIX : end]
-            if sha256(b"\x00" + payload).digest() != stored:
-                raise LedgerCorruptError(
-                    path, base + pos, index, "payload does not match its leaf hash"
-                )
-            # tuple.__new__ directly: Frame(...) would run NamedTuple's Python __new__.
-            yield new_frame(Frame, (index, base + pos, stored, payload))
-            index += 1
-            pos = end
+                # Re-reading the partial frame's bytes with the next chunk costs far less
+                # than concatenating them to it (a new 1 MiB object, its pages faulted in).
+                base += pos
+                fh.seek(base)
+                buf = b""  # drop the old chunk first: one chunk in memory at a time
+                buf = fh.read(max(_CHUNK, want))
+                size = len(buf)
+                pos = 0
+                eof = size <= remaining  # nothing after the bytes already seen
+        finally:
+            if tree is not None:
+                tree.restore(index, pending)
+
+
+def _ignore_leaf(leaf_hash: bytes) -> None:
+    pass
 
 
 class Ledger:
@@ -252,13 +326,14 @@ class LedgerAppender:
         # The latest checkpoint must still describe this log: a writer refuses to
         # extend a history that no longer matches what it signed.
         latest = ledger.latest_checkpoint()
-        end = len(MAGIC)
         self.genesis: bytes | None = None
-        for frame in read_frames(path, on_torn=self._torn):
+        # One pass: only the genesis and the leaf the latest checkpoint ends at come back.
+        signed = latest[1].size if latest is not None else 0
+        for frame in scan_frames(
+            path, on_torn=self._torn, select=(), indices=(0, signed - 1), tree=self.tree
+        ):
             if frame.index == 0:
                 self.genesis = frame.payload
-            self.tree.append_leaf_hash(frame.leaf_hash)
-            end = frame.offset + _PREFIX + len(frame.payload)
             if latest is not None and self.tree.size == latest[1].size:
                 if self.tree.root() != latest[1].root_hash:
                     raise LedgerCorruptError(
@@ -268,6 +343,8 @@ class LedgerAppender:
                         f"the log's first {latest[1].size} leaves do not hash to the root "
                         f"signed in {latest[0].name}: the history was changed",
                     )
+        # Just past the last complete frame: where a torn tail starts, else the file's end.
+        end = max(len(MAGIC), self.torn.offset if self.torn else path.stat().st_size)
         if latest is not None and self.tree.size < latest[1].size:
             raise LedgerCorruptError(
                 path,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,13 @@ from pytest_rtgov.core import merkle, note
 from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.keys import Trust
-from pytest_rtgov.store.ledger import Ledger, LedgerCorruptError, LedgerError, TornTail
+from pytest_rtgov.store.ledger import (
+    Ledger,
+    LedgerCorruptError,
+    LedgerError,
+    TornTail,
+    scan_frames,
+)
 from pytest_rtgov.store.sealed import (
     ARTIFACT_PREDICATE,
     BASELINE_ENVELOPE,
@@ -40,6 +46,8 @@ EXIT_ROOT = 12  # the log does not hash to a signed root: leaves edited, removed
 EXIT_CHECKPOINT = 13  # a checkpoint is malformed, unsigned, untrusted or out of order
 EXIT_HISTORY = 14  # a consistency proof fails, or the trusted checkpoint is no prefix
 EXIT_SEAL = 15  # a baseline or artifact file does not match its signed seal
+
+_VERDICT_PREFIX = b'{"exit_status":'
 
 
 class VerifyFailure(RtgovError):
@@ -201,19 +209,24 @@ def _verify_ledger(
 
     torn: list[TornTail] = []
     tree = merkle.MerkleAccumulator()
-    append = tree.append_leaf_hash
     origin: str | None = None
     runs = state_dir / "runs"
+    # One pass checks every frame and streams the tree and the proof hashes; only leaf 0,
+    # the verdict leaves and the leaves that end a checkpoint come back here.
+    # Canonical JSON sorts keys, so a verdict leaf, and only it, starts with
+    # "exit_status"; parse_leaf confirms. Leaf 0 is the genesis.
+    frames = scan_frames(
+        ledger.log_path,
+        on_torn=torn.append,
+        select=_VERDICT_PREFIX,
+        indices=[0, *(size - 1 for size in wanted if size > 0)],
+        tree=tree,
+        feed=_feeder(hashers),
+        feed_below=max((h.needed for h in hashers), default=0),
+    )
     try:
-        for index, _offset, leaf_hash, payload in ledger.frames(on_torn=torn.append):
-            append(leaf_hash)
-            if hashers:
-                for hasher in hashers:
-                    if index < hasher.needed:
-                        hasher.feed(leaf_hash)
-            # Canonical JSON sorts keys, so a verdict leaf, and only it, starts with
-            # "exit_status"; parse_leaf confirms. Leaf 0 is the genesis.
-            if index == 0 or payload.startswith(b'{"exit_status":'):
+        for index, _offset, _leaf_hash, payload in frames:
+            if index == 0 or payload.startswith(_VERDICT_PREFIX):
                 leaf = _parse(payload, index, ledger)
                 if index == 0:
                     if leaf["kind"] != "ledger":
@@ -298,6 +311,19 @@ def _verify_ledger(
             "appended after the last signed checkpoint: an interrupted session or an "
             "unauthorised append; review them, then `rtgov ledger recover` signs them",
         )
+
+
+def _feeder(hashers: list[merkle.RangeHasher]) -> Callable[[bytes], None] | None:
+    """One callable that feeds each leaf hash to the hashers that still need it."""
+    if len(hashers) <= 1:
+        return hashers[0].feed if hashers else None
+
+    def feed(leaf_hash: bytes) -> None:
+        for hasher in hashers:
+            if hasher.fed < hasher.needed:
+                hasher.feed(leaf_hash)
+
+    return feed
 
 
 def _check_record(runs: Path, leaf: dict, index: int) -> int:  # type: ignore[type-arg]
