@@ -41,6 +41,7 @@ __all__ = [
     "HASH_SIZE",
     "LEAF_PREFIX",
     "NODE_PREFIX",
+    "ConsistencyProver",
     "MerkleAccumulator",
     "MerkleError",
     "ProofError",
@@ -323,6 +324,67 @@ class RangeHasher:
                 f"expected at least {self._needed} leaf hashes fed, got {self._fed}"
             )
         return [acc.root() for acc in self._accumulators]
+
+
+class ConsistencyProver:
+    """The consistency proof from ``size1`` to ``size2`` alongside a streaming pass that
+    already computes the tree, hashing only the leaves after ``size1`` once more.
+
+    Every range of such a proof is either a node of the compact range of
+    ``[0, size1)`` (the pending subtree roots of a :class:`MerkleAccumulator` at
+    ``size1``, free to a pass that builds the tree) or lies inside ``[size1, size2)``.
+    Hand the former over with :meth:`take_compact_range` when the pass reaches
+    ``size1``; feed the leaf hashes of indices ``size1 .. size2 - 1`` to :meth:`feed`.
+
+    >>> leaves = [leaf_hash(bytes([i])) for i in range(7)]
+    >>> prover, tree = ConsistencyProver(3, 7), MerkleAccumulator()
+    >>> for i, h in enumerate(leaves):
+    ...     tree.append_leaf_hash(h)
+    ...     if tree.size == 3:
+    ...         prover.take_compact_range(tree.compact_range())
+    ...     if i >= 3:
+    ...         prover.feed(h)
+    >>> prover.proof() == consistency_proof(leaves, 3, 7)
+    True
+    """
+
+    __slots__ = ("_left", "_ranges", "_right", "size1", "size2")
+
+    def __init__(self, size1: int, size2: int) -> None:
+        self._ranges = consistency_proof_ranges(size1, size2)
+        self.size1, self.size2 = size1, size2
+        self._right = RangeHasher((a - size1, b - size1) for a, b in self._ranges if a >= size1)
+        self._left: dict[tuple[int, int], bytes] | None = None
+
+    @property
+    def needed(self) -> int:
+        """How many leaf hashes, from index ``size1`` on, :meth:`feed` must get."""
+        return self._right.needed
+
+    def feed(self, leaf_hash: bytes) -> None:
+        """Feed the leaf hash of the next index from ``size1`` on."""
+        self._right.feed(leaf_hash)
+
+    def take_compact_range(self, pending: Sequence[bytes]) -> None:
+        """The pending roots at ``size1``, as :meth:`MerkleAccumulator.compact_range` gives."""
+        sizes = [
+            1 << bit for bit in range(self.size1.bit_length() - 1, -1, -1) if self.size1 >> bit & 1
+        ]
+        if len(pending) != len(sizes):
+            raise TreeRangeError(
+                f"expected {len(sizes)} pending roots for size {self.size1}, got {len(pending)}"
+            )
+        self._left, start = {}, 0
+        for size, root in zip(sizes, pending, strict=True):
+            self._left[(start, start + size)] = root
+            start += size
+
+    def proof(self) -> list[bytes]:
+        """The proof's hashes, in RFC 9162 order."""
+        if self._left is None:
+            raise TreeRangeError(f"the compact range at size {self.size1} was not taken")
+        right = iter(self._right.hashes())
+        return [self._left[(a, b)] if b <= self.size1 else next(right) for a, b in self._ranges]
 
 
 def _hash_ranges(leaf_hashes: Sequence[bytes], ranges: list[tuple[int, int]]) -> list[bytes]:

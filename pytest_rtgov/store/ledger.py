@@ -130,6 +130,7 @@ def scan_frames(
     indices: Iterable[int] = (),
     tree: MerkleAccumulator | None = None,
     feed: Callable[[bytes], None] | None = None,
+    feed_from: int = 0,
     feed_below: int = 0,
 ) -> Iterator[Frame]:
     """Check every complete frame of ``path`` in one pass; yield the frames asked for.
@@ -143,7 +144,8 @@ def scan_frames(
 
     - ``tree``: every checked leaf hash is appended to this accumulator (its size must
       be the first index read). It is up to date at each yield and when the scan ends;
-    - ``feed``: called with the leaf hash of each index below ``feed_below``, in order.
+    - ``feed``: called with the leaf hash of each index from ``feed_from`` to
+      ``feed_below - 1``, in order.
     """
     sha256 = hashlib.sha256
     crc32 = zlib.crc32
@@ -206,7 +208,7 @@ def scan_frames(
                             raise LedgerCorruptError(
                                 path, base + pos, index, "payload does not match its leaf hash"
                             )
-                        if index < feed_below:
+                        if feed_from <= index < feed_below:
                             feed(stored)
                         if tree is not None:  # MerkleAccumulator.append_leaf_hash, inlined
                             h = stored

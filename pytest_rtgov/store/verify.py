@@ -202,10 +202,9 @@ def _verify_ledger(
     ]
     if trusted is not None and checkpoints and 0 < trusted.body.size < checkpoints[-1].body.size:
         pairs.append((trusted, checkpoints[-1]))
-    hashers = [
-        merkle.RangeHasher(merkle.consistency_proof_ranges(a.body.size, b.body.size))
-        for a, b in pairs
-    ]
+    # Each proof takes the tree's compact range at its first size from the pass below
+    # and re-hashes only the leaves after it (merkle.ConsistencyProver).
+    provers = [merkle.ConsistencyProver(a.body.size, b.body.size) for a, b in pairs]
 
     torn: list[TornTail] = []
     tree = merkle.MerkleAccumulator()
@@ -221,8 +220,9 @@ def _verify_ledger(
         select=_VERDICT_PREFIX,
         indices=[0, *(size - 1 for size in wanted if size > 0)],
         tree=tree,
-        feed=_feeder(hashers),
-        feed_below=max((h.needed for h in hashers), default=0),
+        feed=_feeder(provers),
+        feed_from=min((p.size1 for p in provers), default=0),
+        feed_below=max((p.size1 + p.needed for p in provers), default=0),
     )
     try:
         for index, _offset, _leaf_hash, payload in frames:
@@ -239,6 +239,9 @@ def _verify_ledger(
                     report.records_checked += _check_record(runs, leaf, index)
             at = wanted.get(index + 1)
             if at is not None:
+                for prover in provers:
+                    if prover.size1 == index + 1:
+                        prover.take_compact_range(tree.compact_range())
                 root = tree.root()
                 for cp in at:
                     if cp.body.root_hash != root:
@@ -282,12 +285,12 @@ def _verify_ledger(
                 str(cp.path),
                 f"origin {cp.body.origin!r} is not this ledger's {origin!r}",
             )
-    for (a, b), hasher in zip(pairs, hashers, strict=True):
+    for (a, b), prover in zip(pairs, provers, strict=True):
         try:
             merkle.verify_consistency(
                 size1=a.body.size,
                 size2=b.body.size,
-                proof=hasher.hashes(),
+                proof=prover.proof(),
                 root1=a.body.root_hash,
                 root2=b.body.root_hash,
             )
@@ -313,15 +316,19 @@ def _verify_ledger(
         )
 
 
-def _feeder(hashers: list[merkle.RangeHasher]) -> Callable[[bytes], None] | None:
-    """One callable that feeds each leaf hash to the hashers that still need it."""
-    if len(hashers) <= 1:
-        return hashers[0].feed if hashers else None
+def _feeder(provers: list[merkle.ConsistencyProver]) -> Callable[[bytes], None] | None:
+    """One callable that feeds each leaf hash (of consecutive indices from the smallest
+    ``size1`` on) to the provers that need it."""
+    if len(provers) <= 1:
+        return provers[0].feed if provers else None
+    index = min(p.size1 for p in provers)
 
     def feed(leaf_hash: bytes) -> None:
-        for hasher in hashers:
-            if hasher.fed < hasher.needed:
-                hasher.feed(leaf_hash)
+        nonlocal index
+        for prover in provers:
+            if prover.size1 <= index < prover.size1 + prover.needed:
+                prover.feed(leaf_hash)
+        index += 1
 
     return feed
 

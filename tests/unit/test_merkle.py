@@ -22,6 +22,7 @@ from pytest_rtgov.core.merkle import (
     HASH_SIZE,
     LEAF_PREFIX,
     NODE_PREFIX,
+    ConsistencyProver,
     MerkleAccumulator,
     MerkleError,
     ProofError,
@@ -394,6 +395,44 @@ def test_streamed_proofs_need_only_one_pass(size_index: tuple[int, int]) -> None
         consistency.feed(h)
     assert inclusion.hashes() == ref_path(index, leaves)
     assert consistency.hashes() == ref_subproof(index + 1, leaves, True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(2, 300).flatmap(lambda n: st.tuples(st.integers(1, n - 1), st.just(n))))
+def test_consistency_prover_rehashes_only_the_new_leaves(sizes: tuple[int, int]) -> None:
+    """The proof from the tree's compact range at size1 plus the leaves after it equals
+    the reference proof, and verifies."""
+    size1, size2 = sizes
+    leaves = make_leaves(size2, salt=b"prover")
+    prover, tree = ConsistencyProver(size1, size2), MerkleAccumulator()
+    fed = 0
+    for i, h in enumerate(leaves):
+        tree.append_leaf_hash(h)
+        if tree.size == size1:
+            prover.take_compact_range(tree.compact_range())
+        if size1 <= i < size1 + prover.needed:
+            prover.feed(h)
+            fed += 1
+    assert fed == size2 - size1  # never a leaf before size1
+    proof = prover.proof()
+    assert proof == ref_subproof(size1, leaves, True)
+    verify_consistency(
+        size1=size1,
+        size2=size2,
+        proof=proof,
+        root1=ref_mth(leaves[:size1]),
+        root2=ref_mth(leaves),
+    )
+
+
+def test_consistency_prover_needs_the_compact_range() -> None:
+    prover = ConsistencyProver(3, 5)
+    for h in make_leaves(2):
+        prover.feed(h)
+    with pytest.raises(TreeRangeError, match="compact range at size 3 was not taken"):
+        prover.proof()
+    with pytest.raises(TreeRangeError, match="expected 2 pending roots for size 3"):
+        prover.take_compact_range(make_leaves(1))
 
 
 def test_range_hasher_refuses_early_answers_and_empty_ranges() -> None:
