@@ -3,13 +3,24 @@
 Wall-clock differences of ~20 us per test drown in this machine's noise (see
 overhead.py: the quartiles of paired differences span 100+ us). Instruction counts
 are repeatable. For each configuration the trivial suite runs at two sizes (N and
-2N tests); (Ir(2N) - Ir(N)) / N is the per-test instruction cost, with start-up,
-collection set-up and the session's fixed work cancelled out. The added cost is the
-difference to plain pytest, converted to microseconds with plain pytest's own
-instructions per microsecond: plain pytest's run-test loop timed uninstrumented on the
-2N suite (the least-disturbed of repeated runs, as ``timeit`` recommends).
+2N tests), and two counts are taken of each run:
 
-Usage: python benches/overhead_instructions.py [--tests N] [--out PATH]   (needs valgrind)
+- ``loop``: only pytest's run-test loop, where every per-test hook runs (the
+  measuring path). A tiny C function compiled here switches callgrind's collection on
+  and off around the loop (``--collect-atstart=no``, ``CALLGRIND_TOGGLE_COLLECT``);
+  start-up, collection, the session end and the terminal summary are left out, as in
+  overhead.py's ``loop_s``;
+- ``process``: the whole process, so also the session end's work that grows with the
+  number of tests (record, ledger leaves, delta index, HTML report). fsync waits are
+  not instructions: ``session_end.py`` times them.
+
+(Ir(2N) - Ir(N)) / N is the per-test instruction cost, with start-up and every fixed
+cost cancelled. The added cost is the difference to plain pytest, converted to
+microseconds with plain pytest's own instructions per microsecond: plain pytest's
+run-test loop timed uninstrumented on the 2N suite (the least-disturbed of repeated
+runs, as ``timeit`` recommends).
+
+Usage: python benches/overhead_instructions.py [--tests N] [--out PATH]   (needs valgrind, gcc)
 """
 
 from __future__ import annotations
@@ -73,6 +84,29 @@ def pytest_configure(config):
     config.pluginmanager.register(Noop(), "noop")
 """
 
+# Switches callgrind's collection on and off around pytest's run-test loop
+# (valgrind's client requests: no-ops outside valgrind).
+LOOP_C = """
+#include <valgrind/callgrind.h>
+void rtgov_bench_toggle(void) { CALLGRIND_TOGGLE_COLLECT; }
+"""
+
+LOOP_PLUGIN = """
+import ctypes, os
+import pytest
+
+_toggle = ctypes.CDLL(os.environ["RTGOV_BENCH_LOOP_LIB"]).rtgov_bench_toggle
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session):
+    _toggle()
+    try:
+        return (yield)
+    finally:
+        _toggle()
+"""
+
 # Imported as a plugin, it switches Python's cyclic garbage collector off: with and
 # without it, the share of the plugin's cost that is garbage collection shows.
 NO_GC_PLUGIN = """
@@ -97,7 +131,15 @@ def _suite(root: Path, n: int) -> Path:
     (d / "test_trivial.py").write_text(TRIVIAL.format(n=n))
     (d / "rtgov_noop_plugin.py").write_text(NOOP_PLUGIN)
     (d / "rtgov_no_gc.py").write_text(NO_GC_PLUGIN)
+    (d / "rtgov_bench_loop.py").write_text(LOOP_PLUGIN)
     return d
+
+
+def _loop_library(root: Path) -> Path:
+    source, library = root / "loop.c", root / "libloop.so"
+    source.write_text(LOOP_C)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O0", "-o", str(library), str(source)], check=True)
+    return library
 
 
 def _cmd(args: list[str], state: Path) -> list[str]:
@@ -113,14 +155,23 @@ def _cmd(args: list[str], state: Path) -> list[str]:
     ]
 
 
-def _instructions(directory: Path, args: list[str], state: Path) -> int:
+def _instructions(
+    directory: Path, args: list[str], state: Path, *, loop_library: Path | None = None
+) -> int:
+    """Instructions of one pytest process; with ``loop_library``, of its run-test loop."""
     out = directory / "callgrind.out"
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", PYTHONPATH=".")
+    if loop_library is not None:
+        valgrind.append("--collect-atstart=no")
+        args = ["-p", "rtgov_bench_loop", *args]
+        env["RTGOV_BENCH_LOOP_LIB"] = str(loop_library)
     proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *_cmd(args, state)],
+        [*valgrind, *_cmd(args, state)],
         cwd=directory,
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", PYTHONPATH="."),
+        env=env,
     )
     if proc.returncode != 0:
         raise SystemExit(proc.stdout + proc.stderr)
@@ -143,22 +194,33 @@ def main() -> int:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     n = args.tests
     started = time.perf_counter()
+    per_test_ir: dict[str, dict[str, float]] = {"loop": {}, "process": {}}
     with tempfile.TemporaryDirectory(prefix="rtgov-ir-") as tmp:
         root = Path(tmp)
         small, large = _suite(root, n), _suite(root, 2 * n)
-        per_test_ir = {}
-        for name, cfg in CONFIGS.items():
-            ir_small = _instructions(small, cfg, root / "state")
-            ir_large = _instructions(large, cfg, root / "state")
-            per_test_ir[name] = (ir_large - ir_small) / n
-            print(f"{name:38s} {per_test_ir[name]:12.0f} instructions/test", file=sys.stderr)
+        library = _loop_library(root)
+        for i, (name, cfg) in enumerate(CONFIGS.items()):
+            for scope in ("loop", "process"):
+                # hypothesis's plugin imports hypothesis in the terminal summary, whose
+                # full garbage collections land on one size or the other: a step, not a
+                # per-test cost (the loop count does not reach the summary anyway).
+                args_ = ["-p", "no:hypothesispytest", *cfg]
+                state = root / f"state-{scope}-{i}"  # the larger run follows one session
+                lib = library if scope == "loop" else None
+                ir_small = _instructions(small, args_, state, loop_library=lib)
+                ir_large = _instructions(large, args_, state, loop_library=lib)
+                per_test_ir[scope][name] = (ir_large - ir_small) / n
+                print(
+                    f"{scope:8s} {name:38s} {per_test_ir[scope][name]:12.0f} instructions/test",
+                    file=sys.stderr,
+                )
         # plain pytest's speed: its run-test loop on the 2N suite, uninstrumented
         (large / "conftest.py").write_text(CONFTEST)
         loops = []
         out = root / "loop.json"
         for _ in range(args.timing_repeats):
             subprocess.run(
-                _cmd([], root / "state"),
+                _cmd(["-p", "no:hypothesispytest"], root / "state"),
                 cwd=large,
                 capture_output=True,
                 check=True,
@@ -166,20 +228,23 @@ def main() -> int:
             )
             loops.append(json.loads(out.read_text())["loop_s"])
     plain_s_per_test = min(loops) / (2 * n)
-    ir_per_us = per_test_ir["plain"] / (plain_s_per_test * 1e6)
+    # Plain pytest's loop: its instructions per test over its time per test.
+    ir_per_us = per_test_ir["loop"]["plain"] / (plain_s_per_test * 1e6)
 
-    def reference(name: str) -> float:
-        return per_test_ir["plain, gc disabled" if "gc disabled" in name else "plain"]
+    def reference(name: str) -> str:
+        return "plain, gc disabled" if "gc disabled" in name else "plain"
 
     rows = [
         {
+            "scope": scope,
             "config": name,
-            "compared_with": "plain, gc disabled" if "gc disabled" in name else "plain",
+            "compared_with": reference(name),
             "instructions_per_test": round(ir),
-            "added_instructions_per_test": round(ir - reference(name)),
-            "added_us_per_test_est": round((ir - reference(name)) / ir_per_us, 1),
+            "added_instructions_per_test": round(ir - irs[reference(name)]),
+            "added_us_per_test_est": round((ir - irs[reference(name)]) / ir_per_us, 1),
         }
-        for name, ir in per_test_ir.items()
+        for scope, irs in per_test_ir.items()
+        for name, ir in irs.items()
     ]
     result = {
         "benchmark": "overhead_instructions",
@@ -195,7 +260,7 @@ def main() -> int:
     args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     for row in rows:
         print(
-            f"{row['config']:38s} {row['instructions_per_test']:10d} Ir/test "
+            f"{row['scope']:8s} {row['config']:38s} {row['instructions_per_test']:10d} Ir/test "
             f"{row['added_instructions_per_test']:+9d} Ir  ~{row['added_us_per_test_est']:6.1f} us"
         )
     print(f"plain pytest: {result['plain_us_per_test']} us/test; wrote {args.out}")

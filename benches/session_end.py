@@ -3,13 +3,14 @@
 `overhead_instructions.py` counts the per-test path; this one times whole pytest
 processes, so it also sees what happens once per session but grows with the number of
 tests: the ledger (a leaf per test; one fsync per session by default, one per leaf with
-`--rtgov-ledger-fsync record`), the HTML report and the
-delta index it reads. For N = 100 and 500 trivial tests, each configuration runs in a
-fresh process (fresh state directory), configurations alternated in a seeded order;
+`--rtgov-ledger-fsync record`), the HTML report and the delta index it reads. For N = 100 and 1000 trivial tests, each configuration runs in a
+fresh process whose state directory holds one earlier session (the ledger extended,
+the delta index updated, as in a project that has run before), configurations
+alternated in a seeded order;
 the per-test cost is the slope between the two sizes of the median process time, which
 cancels start-up and every fixed cost.
 
-Usage: python benches/session_end.py [--rounds 7] [--out benches/results/session_end.json]
+Usage: python benches/session_end.py [--rounds 9] [--out benches/results/session_end.json]
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 SEED = 20261122
-SIZES = (100, 500)
+SIZES = (100, 1000)
 CONFIGS = {
     "plain": [],
     "rtgov memory=off (defaults: one fsync per session, report)": [
@@ -48,9 +49,14 @@ CONFIGS = {
 }
 
 
-def run_once(suite: Path, n: int, args: list[str]) -> float:
+def run_once(suite: Path, n: int, args: list[str], *, history: Path | None = None) -> float:
+    """Seconds of one pytest process; its state directory starts as a copy of
+    ``history`` (one earlier session of the same configuration), as in a project that
+    has run before: the ledger is extended, the delta index updated, not created."""
     state = suite / "state"
     shutil.rmtree(state, ignore_errors=True)
+    if history is not None:
+        shutil.copytree(history, state)
     cmd = [
         sys.executable,
         "-m",
@@ -71,7 +77,7 @@ def run_once(suite: Path, n: int, args: list[str]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", type=Path, default=Path("benches/results/session_end.json"))
     args = parser.parse_args()
     rng = random.Random(SEED)
@@ -81,11 +87,22 @@ def main() -> int:
         for n in SIZES:
             body = "\n".join(f"def test_{i}():\n    pass\n" for i in range(n))
             (suite / f"test_{n}.py").write_text(body)
+        histories: dict[tuple[str, int], Path | None] = {}
+        for i, config in enumerate(CONFIGS):
+            for n in SIZES:
+                if not CONFIGS[config]:
+                    histories[(config, n)] = None
+                    continue
+                run_once(suite, n, CONFIGS[config])  # the earlier session
+                histories[(config, n)] = suite / f"history-{i}-{n}"
+                shutil.move(suite / "state", histories[(config, n)])
         for _ in range(args.rounds):
             order = [(c, n) for c in CONFIGS for n in SIZES]
             rng.shuffle(order)
             for config, n in order:
-                times[config][n].append(run_once(suite, n, CONFIGS[config]))
+                times[config][n].append(
+                    run_once(suite, n, CONFIGS[config], history=histories[(config, n)])
+                )
     rows = []
     for config, by_size in times.items():
         medians = {n: statistics.median(v) for n, v in by_size.items()}
