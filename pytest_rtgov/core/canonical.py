@@ -14,7 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["canonical_json", "pretty_json"]
+__all__ = ["PRESORTED_ENCODER", "canonical_json", "pretty_json"]
+
+# canonical_json's settings without sorting: for values whose dicts already come with
+# their keys in sorted order (the records' to_dict methods), whose canonical bytes it
+# then makes in about half the time.
+PRESORTED_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def canonical_json(value: Any) -> bytes:

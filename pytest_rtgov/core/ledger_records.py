@@ -20,7 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.canonical import PRESORTED_ENCODER, canonical_json
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RtgovError
 
@@ -68,6 +68,20 @@ def genesis_leaf(origin: str, *, created_at: str) -> bytes:
     )
 
 
+def _test_leaf(test: dict[str, Any], run_id: str) -> bytes:
+    """``canonical_json({"kind": "test", "run_id": run_id, **test})``, the same bytes,
+    ~2x faster: ``TestEntry.to_dict`` (and the dicts in it) come with sorted keys, so
+    the two keys are put in their sorted places and the encoder need not sort."""
+    leaf: dict[str, Any] = {"kind": "test"}
+    for key, value in test.items():
+        if key > "run_id" and "run_id" not in leaf:
+            leaf["run_id"] = run_id
+        leaf[key] = value
+    if "run_id" not in leaf:
+        leaf["run_id"] = run_id
+    return PRESORTED_ENCODER.encode(leaf).encode("utf-8")
+
+
 def run_leaves(record: RunRecord, *, encoded: bytes | None = None) -> list[bytes]:
     """Every leaf a finished session appends, in canonical order (``encoded``: the
     record's canonical JSON, when the caller already has it)."""
@@ -79,7 +93,7 @@ def run_leaves(record: RunRecord, *, encoded: bytes | None = None) -> list[bytes
         if key not in ("tests", "fixtures", "gate_results", "verdict", "exit_status")
     }
     leaves = [canonical_json({"kind": "run", **header})]
-    leaves += [canonical_json({"kind": "test", "run_id": run_id, **t}) for t in data["tests"]]
+    leaves += [_test_leaf(t, run_id) for t in data["tests"]]
     leaves += [canonical_json({"kind": "fixture", "run_id": run_id, **f}) for f in data["fixtures"]]
     leaves += [
         canonical_json({"kind": "gate", "run_id": run_id, **g}) for g in data["gate_results"]

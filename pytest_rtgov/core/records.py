@@ -8,13 +8,12 @@ the place of the first problem, and never mutates its input.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
-from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.canonical import PRESORTED_ENCODER, canonical_json
 from pytest_rtgov.errors import RecordFormatError
 
 __all__ = [
@@ -31,7 +30,7 @@ __all__ = [
 SCHEMA = "rtgov.run/1"
 _TESTS_PLACE = object()  # where RunRecord.canonical_json puts the tests
 # canonical_json's settings but for sort_keys: for dicts whose keys are in order
-_SORTED_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_SORTED_ENCODER = PRESORTED_ENCODER
 Outcome = Literal["passed", "failed", "skipped", "error"]
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
 

@@ -103,6 +103,19 @@ def test_record_canonical_json_is_canonical_json_of_its_dict(record, chunk):
     assert record.canonical_json(chunk=chunk) == canonical_json(record.to_dict())
 
 
+@given(records)
+def test_every_ledger_leaf_of_a_record_is_canonical_json(record):
+    """run_leaves builds test leaves without sorting (their dicts come sorted): the
+    bytes must still be exactly canonical JSON."""
+    from pytest_rtgov.core.ledger_records import run_leaves
+
+    for leaf in run_leaves(record):
+        assert leaf == canonical_json(json.loads(leaf))
+    assert [json.loads(leaf)["kind"] for leaf in run_leaves(record)].count("test") == len(
+        record.tests
+    )
+
+
 @given(st.lists(tests, max_size=6, unique_by=lambda t: t.nodeid), st.randoms())
 def test_canonical_order_does_not_depend_on_arrival_order(entries, rnd):
     shuffled = list(entries)
