@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MEMORY_MODE", "EXIT_GATE_BREACHED", "EXIT_INTEGRITY", "MEMORY_MODES"]
+__all__ = [
+    "DEFAULT_MEMORY_MODE",
+    "EXIT_GATE_BREACHED",
+    "EXIT_INTEGRITY",
+    "EXPORT_FORMATS",
+    "MEMORY_MODES",
+]
 
 MEMORY_MODES = ("tracemalloc", "memray", "rss", "off")
+# --rtgov-export formats; here, not in report.export, so that checking the option does
+# not import the exporters (and numpy) before any test runs.
+EXPORT_FORMATS = ("json", "prometheus", "otlp", "junit", "markdown")
 DEFAULT_MEMORY_MODE = "tracemalloc"
 
 # Exit status of a session whose tests passed but whose gates breached. pytest's own

@@ -843,7 +843,7 @@ class RtgovPlugin:
 
 def _export_specs(config: pytest.Config) -> list[tuple[str, Path]]:
     """``--rtgov-export FORMAT:PATH`` values, checked before any test runs (exit 4)."""
-    from pytest_rtgov.report.export import FORMATS
+    from pytest_rtgov.core.constants import EXPORT_FORMATS as FORMATS
 
     specs = []
     for value in config.getoption("rtgov_export") or []:

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.constants import EXPORT_FORMATS
 from pytest_rtgov.core.gates import CALIBRATED_SUFFIX, subject_id
 from pytest_rtgov.core.gates_config import BUILTIN_METRICS, format_quantity
 from pytest_rtgov.core.history import observations_of
@@ -48,7 +49,7 @@ __all__ = [
     "to_prometheus",
 ]
 
-FORMATS: Final = ("json", "prometheus", "otlp", "junit", "markdown")
+FORMATS: Final = EXPORT_FORMATS
 EXPORT_SCHEMA: Final = "rtgov.export/1"
 VERDICT_STATES: Final = ("pass", "breach", "missing", "unconfirmed", "new", "not-run")
 _BREACHED: Final = ("breach", "missing")
