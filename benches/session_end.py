@@ -3,11 +3,11 @@
 `overhead_instructions.py` counts the per-test path; this one times whole pytest
 processes, so it also sees what happens once per session but grows with the number of
 tests: the ledger (a leaf per test; one fsync per session by default, one per leaf with
-`--rtgov-ledger-fsync record`), the HTML report and the delta index it reads. For N = 100 and 1000 trivial tests, each configuration runs in a
-fresh process whose state directory holds one earlier session (the ledger extended,
-the delta index updated, as in a project that has run before), configurations
-alternated in a seeded order;
-the per-test cost is the slope between the two sizes of the median process time, which
+`--rtgov-ledger-fsync record`), the HTML report and the delta index it reads. For
+N = 100 and 1000 trivial tests, each configuration runs in a fresh process whose state
+directory holds one earlier session (the ledger extended, the delta index updated, as
+in a project that has run before), configurations alternated in a seeded order; the
+per-test cost is the slope between the two sizes of the median process time, which
 cancels start-up and every fixed cost.
 
 Usage: python benches/session_end.py [--rounds 9] [--out benches/results/session_end.json]

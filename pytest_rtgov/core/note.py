@@ -34,16 +34,20 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Final
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING, Final
 
 from pytest_rtgov.errors import RtgovError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# ``cryptography`` is imported where a key is made or used, not with this module: a
+# session checks its key's name and id (:func:`key_identity`) before the tests and
+# loads the key after them, so the tests run without cryptography's native library
+# loaded (memray's per-capture cost grows with every loaded library).
 
 __all__ = [
     "ALG_ED25519",
@@ -60,6 +64,7 @@ __all__ = [
     "format_verifier_key",
     "generate_signer",
     "key_id",
+    "key_identity",
     "open_note",
     "parse_checkpoint",
     "parse_signer_key",
@@ -125,6 +130,8 @@ def _b64decode_std(text: str, what: str) -> bytes:
 
 
 def _raw_public(public_key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
@@ -172,6 +179,8 @@ class Verifier:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's Ed25519 signature of ``message``."""
+        from cryptography.exceptions import InvalidSignature
+
         try:
             self.public_key.verify(signature, message)
         except InvalidSignature:
@@ -234,6 +243,8 @@ class Signer:
 
 def generate_signer(name: str) -> Signer:
     """A fresh Ed25519 signer named ``name``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Signer(name, Ed25519PrivateKey.generate())
 
 
@@ -266,6 +277,8 @@ def parse_verifier_key(text: str) -> Verifier:
         )
     name, id_hex, key_b64 = parts
     kid, raw = _parse_key_fields(name, id_hex, key_b64, "verifier")
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     return Verifier(name, kid, Ed25519PublicKey.from_public_bytes(raw))
 
 
@@ -278,8 +291,7 @@ def format_signer_key(signer: Signer) -> str:
     )
 
 
-def parse_signer_key(text: str) -> Signer:
-    """Read ``PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || seed)>``; the key id must match."""
+def _signer_fields(text: str) -> tuple[str, bytes, bytes]:
     if not text.startswith(_PRIVATE_PREFIX):
         raise NoteFormatError(f"expected a signer key starting {_PRIVATE_PREFIX!r}")
     parts = text[len(_PRIVATE_PREFIX) :].split("+", 2)
@@ -290,6 +302,35 @@ def parse_signer_key(text: str) -> Signer:
         )
     name, id_hex, key_b64 = parts
     kid, seed = _parse_key_fields(name, id_hex, key_b64, "signer")
+    return name, kid, seed
+
+
+def key_identity(text: str) -> tuple[str, bytes]:
+    """``(name, key id)`` of a signer or verifier key, its format checked, without
+    cryptography: the id is the one the text states. :func:`parse_signer_key` and
+    :func:`parse_verifier_key` check it against the key itself.
+
+    >>> key_identity("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")
+    ('PeterNeumann', b'\xc7O \xa3')
+    """
+    if text.startswith(_PRIVATE_PREFIX):
+        name, kid, _ = _signer_fields(text)
+        return name, kid
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise NoteFormatError(
+            f"expected a key '<name>+<key id>+<key>', got {len(parts)} '+'-separated fields"
+        )
+    kid, _ = _parse_key_fields(*parts, "verifier")
+    return parts[0], kid
+
+
+def parse_signer_key(text: str) -> Signer:
+    """Read ``PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 || seed)>``; the key id must match."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    name, kid, seed = _signer_fields(text)
+    id_hex = kid.hex()
     signer = Signer(name, Ed25519PrivateKey.from_private_bytes(seed))
     if signer.key_id != kid:
         raise NoteFormatError(f"key id for {name!r} is {signer.key_id.hex()}, got {id_hex}")

@@ -155,8 +155,8 @@ class RtgovPlugin:
         # Default rounds of gated tests without a marker: {"rounds", "tests", "markers"}.
         self.default_rounds: dict[str, Any] | None = None
         # Signing: the key of this session, who is trusted, the ledger's outcome.
-        self.signing: Any = None
-        self.trust: Any = None
+        self._key_plan: Any = None  # checked before the tests, loaded when first used
+        self._loaded_keys: tuple[Any, Any] | None = None
         self._artifact_store: Any = None
         self.ledger_result: Any = None
         self.report_path: Path | None = None
@@ -198,7 +198,10 @@ class RtgovPlugin:
 
             plugin.gatekeeper = Gatekeeper.from_config(config)
             plugin._load_keys(config)
-            plugin.gatekeeper.signing, plugin.gatekeeper.trust = plugin.signing, plugin.trust
+            try:  # the baseline's seal is checked before the tests: the keys are needed now
+                plugin.gatekeeper.signing, plugin.gatekeeper.trust = plugin.signing, plugin.trust
+            except RtgovError as exc:
+                raise pytest.UsageError(str(exc)) from None
             plugin.ab = plugin.gatekeeper.prepare_ab(state_dir / "ab")
             plugin.calibrate = plugin.gatekeeper.gates.calibrated
             plugin.default_rounds = plugin.gatekeeper.default_rounds()
@@ -250,34 +253,53 @@ class RtgovPlugin:
         self._record_markers = True
 
     def _load_keys(self, config: pytest.Config) -> None:
-        """The signing key and the keyring; refuse an untrusted key where signatures
-        are required (``--rtgov-require-signature`` or ``CI=true``)."""
-        from pytest_rtgov.store.keys import load_signing_key, load_trust, require_signatures
+        """Check the signing key and the keyring before any test runs; refuse an
+        untrusted key where signatures are required (``--rtgov-require-signature`` or
+        ``CI=true``). The keys themselves (and cryptography) are loaded when first
+        used, after the tests in a recording session (see ``core.note``)."""
+        from pytest_rtgov.store.keys import LOCAL_PREFIX, local_host, plan_keys, require_signatures
 
         rootdir = Path(config.rootpath)
         key_option = config.getoption("rtgov_signing_key")
         ring_option = config.getoption("rtgov_keyring")
         required = require_signatures(bool(config.getoption("rtgov_require_signature")))
         invocation = Path(config.invocation_params.dir)
+        keyring = invocation / ring_option if ring_option else rootdir / "rtgov.keyring"
         try:
-            self.signing = load_signing_key(
+            plan = plan_keys(
                 key_file=invocation / key_option if key_option else None,
-                state_dir=self.state_dir,
-            )
-            self.trust = load_trust(
-                keyring=invocation / ring_option if ring_option else rootdir / "rtgov.keyring",
+                keyring=keyring,
                 state_dir=self.state_dir,
                 required=required,
             )
         except RtgovError as exc:
             raise pytest.UsageError(str(exc)) from None
-        if required and not self.trust.is_trusted(self.signing.verifier):
+        self._key_plan = plan
+        if required and (plan.identity is None or plan.identity not in plan.trusted_ids):
+            name = plan.identity[0] if plan.identity else f"{LOCAL_PREFIX}-{local_host()}"
             raise pytest.UsageError(
-                f"signing key {self.signing.verifier.name} ({self.signing.source}) is not in the "
-                f"keyring {self.trust.keyring_path}; signatures are required here (CI=true or "
-                "--rtgov-require-signature): pass --rtgov-signing-key or set RTGOV_SIGNING_KEY "
-                "to a key that `rtgov keys generate` added to the keyring"
+                f"signing key {name} ({plan.source}) is not in the keyring {keyring}; "
+                "signatures are required here (CI=true or --rtgov-require-signature): pass "
+                "--rtgov-signing-key or set RTGOV_SIGNING_KEY to a key that "
+                "`rtgov keys generate` added to the keyring"
             )
+
+    def _keys(self) -> tuple[Any, Any]:
+        if self._loaded_keys is None:
+            if self._key_plan is None:
+                raise RtgovError("pytest-rtgov: no signing key was configured")
+            self._loaded_keys = self._key_plan.load()
+        return self._loaded_keys
+
+    @property
+    def signing(self) -> Any:
+        """The session's :class:`~pytest_rtgov.store.keys.SigningKey`, loaded on first use."""
+        return self._keys()[0]
+
+    @property
+    def trust(self) -> Any:
+        """The session's :class:`~pytest_rtgov.store.keys.Trust`, loaded on first use."""
+        return self._keys()[1]
 
     def progress(self, description: str, total: float | None) -> Any:
         from pytest_rtgov.plugin.progress import NullProgress, TerminalProgress, wants_progress

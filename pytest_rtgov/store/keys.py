@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from pytest_rtgov.core import note
 from pytest_rtgov.errors import RtgovError
@@ -23,15 +24,19 @@ from pytest_rtgov.errors import RtgovError
 __all__ = [
     "ENV_SIGNING_KEY",
     "KeyError_",
+    "KeyPlan",
     "SigningKey",
     "Trust",
     "add_to_keyring",
     "generate_key",
     "load_signing_key",
+    "local_host",
+    "plan_keys",
     "read_keyring",
     "require_signatures",
 ]
 
+T = TypeVar("T")
 ENV_SIGNING_KEY = "RTGOV_SIGNING_KEY"
 LOCAL_PREFIX = "rtgov-local-untrusted"
 
@@ -77,24 +82,112 @@ def require_signatures(option: bool, environ: Mapping[str, str] | None = None) -
     return option or env.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-def read_keyring(path: Path) -> list[note.Verifier]:
-    """Verifier keys from a keyring file; a bad line names the file and line."""
+def _keyring_lines(path: Path, parse: Callable[[str], T]) -> list[T]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise KeyError_(f"{path}: cannot read keyring ({exc.strerror})") from exc
-    verifiers = []
+    out = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         try:
-            verifiers.append(note.parse_verifier_key(line))
+            out.append(parse(line))
         except RtgovError as exc:
             raise KeyError_(
                 f"{path}: line {lineno}: expected a verifier key 'name+keyid+base64' ({exc})"
             ) from exc
-    return verifiers
+    return out
+
+
+def read_keyring(path: Path) -> list[note.Verifier]:
+    """Verifier keys from a keyring file; a bad line names the file and line."""
+    return _keyring_lines(path, note.parse_verifier_key)
+
+
+@dataclass(frozen=True)
+class KeyPlan:
+    """What a session will sign with and trust, checked without loading cryptography.
+
+    Made before the tests (:func:`plan_keys`): the key's text and every keyring line are
+    format-checked, and where signatures are required the key's name and id must be a
+    keyring key's. :meth:`load` reads the keys themselves after the tests, which also
+    checks each key id against its key.
+    """
+
+    key_file: Path | None
+    env_value: str
+    state_dir: Path
+    keyring: Path | None
+    required: bool
+    identity: tuple[str, bytes] | None  # None: a local key not created yet
+    source: str
+    trusted_ids: frozenset[tuple[str, bytes]]
+
+    def load(self) -> tuple[SigningKey, Trust]:
+        environ = {ENV_SIGNING_KEY: self.env_value} if self.env_value else {}
+        signing = load_signing_key(
+            key_file=self.key_file, state_dir=self.state_dir, environ=environ
+        )
+        trust = load_trust(keyring=self.keyring, state_dir=self.state_dir, required=self.required)
+        if self.required and not trust.is_trusted(signing.verifier):
+            raise KeyError_(
+                f"signing key {signing.verifier.name} ({signing.source}) is not the keyring "
+                f"{trust.keyring_path}'s key of that name and id: refusing to sign"
+            )
+        return signing, trust
+
+
+def plan_keys(
+    *,
+    key_file: Path | None,
+    keyring: Path | None,
+    state_dir: Path,
+    required: bool,
+    environ: Mapping[str, str] | None = None,
+) -> KeyPlan:
+    """The session's keys, format-checked (a bad key or keyring raises KeyError_)."""
+    env = os.environ if environ is None else environ
+    value = env.get(ENV_SIGNING_KEY, "").strip()
+    identity: tuple[str, bytes] | None
+    if key_file is not None:
+        identity, source = _identity(_read_text(key_file), str(key_file)), f"file {key_file}"
+    elif value.startswith("PRIVATE+KEY+"):
+        identity, source = _identity(value, f"${ENV_SIGNING_KEY}"), "$" + ENV_SIGNING_KEY
+    elif value:
+        path = Path(value)
+        identity = _identity(_read_text(path), str(path))
+        source = f"file {value} (${ENV_SIGNING_KEY})"
+    else:
+        path = local_key_path(state_dir)
+        identity = _identity(_read_text(path), str(path)) if path.exists() else None
+        source = f"local {path}"
+    ids = (
+        frozenset(_keyring_lines(keyring, note.key_identity))
+        if keyring is not None and keyring.exists()
+        else frozenset()
+    )
+    return KeyPlan(key_file, value, state_dir, keyring, required, identity, source, ids)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyError_(f"{path}: cannot read signing key ({exc.strerror})") from exc
+
+
+def _identity(text: str, source: str) -> tuple[str, bytes]:
+    try:
+        name, kid = note.key_identity(text.strip())
+    except RtgovError as exc:
+        raise KeyError_(
+            f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64' ({exc})"
+        ) from exc
+    if not text.strip().startswith("PRIVATE+KEY+"):
+        raise KeyError_(f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64'")
+    return name, kid
 
 
 def add_to_keyring(path: Path, verifier: note.Verifier, *, comment: str = "") -> bool:
@@ -156,7 +249,8 @@ def local_verifiers(state_dir: Path) -> list[note.Verifier]:
     return [_read_private(path).verifier()] if path.exists() else []
 
 
-def _host() -> str:
+def local_host() -> str:
+    """This machine's name as local keys carry it."""
     return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40] or "host"
 
 
@@ -181,7 +275,7 @@ def load_signing_key(
     path = local_key_path(state_dir)
     if not path.exists():
         try:
-            _write_private(path, note.generate_signer(f"{LOCAL_PREFIX}-{_host()}"))
+            _write_private(path, note.generate_signer(f"{LOCAL_PREFIX}-{local_host()}"))
         except FileExistsError:  # another session created it first
             pass
     return SigningKey(_read_private(path), f"local {path}", local=True)

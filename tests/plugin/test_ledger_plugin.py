@@ -171,6 +171,45 @@ def test_ci_accepts_a_keyring_key_from_the_environment(suite, monkeypatch, capsy
     assert "signed by ci.example/gates" in capsys.readouterr().out
 
 
+def test_a_recording_session_runs_its_tests_without_cryptography_loaded(pytester, capsys):
+    """Keys are checked before the tests but loaded after them: memray's cost per
+    capture grows with every native library loaded (docs/benchmarks.md)."""
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_nothing_loaded():
+            assert "cryptography" not in sys.modules
+        """
+    )
+    for _ in range(2):  # the first session creates the local key, the second reads it
+        result = pytester.runpytest_subprocess("--rtgov", "-p", "no:cacheprovider")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["*rtgov: ledger * checkpoint * signed by rtgov-local-*"])
+    capsys.readouterr()
+    assert cli(pytester, "verify") == 0
+
+
+def test_ci_refuses_at_the_end_a_key_whose_seed_does_not_match_its_id(suite, monkeypatch):
+    """Name and key id are checked before the tests without cryptography; a key file
+    whose secret was swapped under the same name and id is refused when it would sign."""
+    assert cli(suite, "keys", "generate", "ci.example/gates", "--out", "ci.key") == 0
+    assert cli(suite, "keys", "generate", "other.example/x", "--out", "other.key") == 0
+    # PRIVATE+KEY+<name>+<key id>+<base64 seed>: the seed's base64 may hold "+" too.
+    head = (suite.path / "ci.key").read_text().split("+", 4)[:4]
+    seed = (suite.path / "other.key").read_text().split("+", 4)[4]
+    (suite.path / "forged.key").write_text("+".join([*head, seed]))
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "forged.key"))
+    result = suite.runpytest("--rtgov")
+    # The suite's model fixture signs its artifact during the tests: the first use.
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*forged.key*key id for 'ci.example/gates' is *"])
+    assert result.ret == EXIT_INTEGRITY
+    result.stderr.fnmatch_lines(["*ledger not appended*key id*"])
+    assert not (suite.path / ".rtgov" / "ledger" / "checkpoints").exists()
+
+
 def test_an_edited_baseline_warns_locally_and_fails_in_ci(suite, monkeypatch):
     suite.runpytest("--rtgov-gate").assert_outcomes(passed=3)  # creates the signed baseline
     metrics = suite.path / "baseline" / "metrics.json"
