@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,11 +275,27 @@ def load_signing_key(
         return SigningKey(_read_private(Path(value)), f"file {value} (${ENV_SIGNING_KEY})", False)
     path = local_key_path(state_dir)
     if not path.exists():
-        try:
-            _write_private(path, note.generate_signer(f"{LOCAL_PREFIX}-{local_host()}"))
-        except FileExistsError:  # another session created it first
-            pass
+        _create_local_key(path, note.generate_signer(f"{LOCAL_PREFIX}-{local_host()}"))
     return SigningKey(_read_private(path), f"local {path}", local=True)
+
+
+def _create_local_key(path: Path, signer: note.Signer) -> None:
+    """Publish a new local key whole, unless one exists: written to a temporary file
+    (mode 0600), then hard-linked into place, which fails if another process (an xdist
+    worker signing an artifact) published one first. Nobody reads a half-written key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(note.format_signer_key(signer) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process's key won; this one is dropped
+    finally:
+        os.unlink(tmp)
 
 
 def load_trust(*, keyring: Path | None, state_dir: Path, required: bool) -> Trust:

@@ -267,3 +267,30 @@ def test_the_genesis_leaf_fixes_the_origin(tmp_path: Path):
     text = result.checkpoint_path.read_text()
     assert text.startswith("first/origin\n3\n")
     assert ledger.log_path.read_bytes().startswith(MAGIC)
+
+
+def _load_local_key(state_dir: str, start: float) -> str:
+    import time
+
+    from pytest_rtgov.store.keys import load_signing_key
+
+    time.sleep(max(0.0, start - time.time()))  # all processes race for the first key
+    key = load_signing_key(key_file=None, state_dir=Path(state_dir), environ={})
+    return note.format_verifier_key(key.verifier)
+
+
+def test_processes_racing_to_create_the_local_key_all_read_one_whole_key(tmp_path):
+    """xdist workers load the key when an artifact is first signed: with no local key
+    yet, several may create one at once. Each must read a whole key, and the same one."""
+    import multiprocessing
+    import time
+
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        pool.starmap(time.sleep, [(0,)] * 6)  # the workers are up before the races
+        for round_ in range(5):
+            state = tmp_path / str(round_)
+            start = time.time() + 0.2
+            keys = pool.starmap(_load_local_key, [(str(state), start)] * 12)
+            assert len(set(keys)) == 1
+            assert [p.name for p in (state / "keys").iterdir()] == ["local.key"]
+            assert oct((state / "keys" / "local.key").stat().st_mode & 0o777) == "0o600"
