@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _procfs import reset_peak, status_kib
 
 from pytest_rtgov.core.fingerprint import fingerprint
 from pytest_rtgov.core.history import BaselineEvent, DeltaIndex, Observation, RunInfo
@@ -293,14 +294,6 @@ def build_index(history: History) -> tuple[DeltaIndex, dict[str, float]]:
 # -- child processes: one measurement in a fresh interpreter --------------------------------
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 class Peak:
     """Peak RSS (and optionally tracemalloc's peak) of a block, above its start."""
 
@@ -309,13 +302,8 @@ class Peak:
 
     def __enter__(self) -> Peak:
         gc.collect()
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            self.reset = True
-        except OSError:
-            self.reset = False
-        self.base = _status_kib("VmRSS") if self.reset else _status_kib("VmHWM")
+        self.reset = reset_peak()
+        self.base = status_kib("VmRSS") if self.reset else status_kib("VmHWM")
         if self.traced:
             import tracemalloc
 
@@ -333,8 +321,8 @@ class Peak:
                 tracemalloc.get_traced_memory()[1] / 1024, 1
             )
             tracemalloc.stop()
-        self.result["peak_rss_delta_kib"] = _status_kib("VmHWM") - self.base
-        self.result["retained_rss_delta_kib"] = _status_kib("VmRSS") - self.base
+        self.result["peak_rss_delta_kib"] = status_kib("VmHWM") - self.base
+        self.result["retained_rss_delta_kib"] = status_kib("VmRSS") - self.base
 
 
 def _load(state: Path) -> DeltaIndex:

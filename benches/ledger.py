@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _procfs import reset_peak, status_kib
+
 from pytest_rtgov.core import note
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.ledger_records import genesis_leaf, run_leaves
@@ -209,23 +211,6 @@ def _chain(first, rest):
 # -- child processes: one measurement in a fresh interpreter --------------------------------
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _payloads(state: Path) -> list[bytes]:
     from pytest_rtgov.store.ledger import read_frames
 
@@ -280,8 +265,8 @@ def child(kind: str, state: Path, traced: bool) -> dict[str, object]:
     payloads = _payloads(state) if kind.startswith("floor") else None
     the_trust = trust()
     gc.collect()
-    reset = _reset_peak()
-    base_kib = _status_kib("VmRSS") if reset else _status_kib("VmHWM")
+    reset = reset_peak()
+    base_kib = status_kib("VmRSS") if reset else status_kib("VmHWM")
     if traced:
         import tracemalloc
 
@@ -323,7 +308,7 @@ def child(kind: str, state: Path, traced: bool) -> dict[str, object]:
         result["tracemalloc_peak_kib"] = round(tracemalloc.get_traced_memory()[1] / 1024, 1)
         tracemalloc.stop()
     result["wall_s"] = wall
-    result["peak_rss_delta_kib"] = _status_kib("VmHWM") - base_kib
+    result["peak_rss_delta_kib"] = status_kib("VmHWM") - base_kib
     result["peak_reset"] = reset
     return result
 

@@ -89,6 +89,15 @@ class _TestAccumulator:
     skipped: bool = False
     errored: bool = False
 
+    def take_phase(self, when: str, outcome: str) -> None:
+        """Fold one phase's report outcome in."""
+        if when == "call":
+            self.call_outcome = outcome
+        elif outcome == "failed":
+            self.errored = True
+        elif outcome == "skipped":
+            self.skipped = True
+
     def outcome(self) -> str:
         if self.errored:
             return "error"
@@ -257,37 +266,27 @@ class RtgovPlugin:
         untrusted key where signatures are required (``--rtgov-require-signature`` or
         ``CI=true``). The keys themselves (and cryptography) are loaded when first
         used, after the tests in a recording session (see ``core.note``)."""
-        from pytest_rtgov.store.keys import LOCAL_PREFIX, local_host, plan_keys, require_signatures
+        from pytest_rtgov.store.keys import plan_keys, require_signatures
 
         rootdir = Path(config.rootpath)
         key_option = config.getoption("rtgov_signing_key")
         ring_option = config.getoption("rtgov_keyring")
         required = require_signatures(bool(config.getoption("rtgov_require_signature")))
         invocation = Path(config.invocation_params.dir)
-        keyring = invocation / ring_option if ring_option else rootdir / "rtgov.keyring"
         try:
             plan = plan_keys(
                 key_file=invocation / key_option if key_option else None,
-                keyring=keyring,
+                keyring=invocation / ring_option if ring_option else rootdir / "rtgov.keyring",
                 state_dir=self.state_dir,
                 required=required,
             )
         except RtgovError as exc:
             raise pytest.UsageError(str(exc)) from None
         self._key_plan = plan
-        if required and (plan.identity is None or plan.identity not in plan.trusted_ids):
-            name = plan.identity[0] if plan.identity else f"{LOCAL_PREFIX}-{local_host()}"
-            raise pytest.UsageError(
-                f"signing key {name} ({plan.source}) is not in the keyring {keyring}; "
-                "signatures are required here (CI=true or --rtgov-require-signature): pass "
-                "--rtgov-signing-key or set RTGOV_SIGNING_KEY to a key that "
-                "`rtgov keys generate` added to the keyring"
-            )
 
     def _keys(self) -> tuple[Any, Any]:
         if self._loaded_keys is None:
-            if self._key_plan is None:
-                raise RtgovError("pytest-rtgov: no signing key was configured")
+            assert self._key_plan is not None, "_load_keys runs in from_config"
             self._loaded_keys = self._key_plan.load()
         return self._loaded_keys
 
@@ -545,13 +544,7 @@ class RtgovPlugin:
             self._ingest(acc, payload)
         acc.worker = worker
         self._workers.add(worker)
-        when, outcome = report.when, report.outcome
-        if when == "call":
-            acc.call_outcome = outcome
-        elif outcome == "failed":
-            acc.errored = True
-        elif outcome == "skipped":
-            acc.skipped = True
+        acc.take_phase(report.when, report.outcome)
 
     def _take(self, report: pytest.TestReport) -> None:
         """Without xdist: what :meth:`_drain` and the controller side do for a
@@ -591,12 +584,7 @@ class RtgovPlugin:
                 state.metrics = None
             if when == "teardown":
                 self._item = self._item_state = None
-        if when == "call":
-            acc.call_outcome = outcome
-        elif outcome == "failed":
-            acc.errored = True
-        elif outcome == "skipped":
-            acc.skipped = True
+        acc.take_phase(when, outcome)
 
     def _ingest(self, acc: _TestAccumulator, payload: dict[str, Any]) -> None:
         worker = str(payload.get("worker", MAIN_WORKER))

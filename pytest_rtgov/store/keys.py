@@ -122,9 +122,6 @@ class KeyPlan:
     state_dir: Path
     keyring: Path | None
     required: bool
-    identity: tuple[str, bytes] | None  # None: a local key not created yet
-    source: str
-    trusted_ids: frozenset[tuple[str, bytes]]
 
     def load(self) -> tuple[SigningKey, Trust]:
         environ = {ENV_SIGNING_KEY: self.env_value} if self.env_value else {}
@@ -148,10 +145,11 @@ def plan_keys(
     required: bool,
     environ: Mapping[str, str] | None = None,
 ) -> KeyPlan:
-    """The session's keys, format-checked (a bad key or keyring raises KeyError_)."""
+    """The session's keys, format-checked (a bad key or keyring raises KeyError_), and,
+    where signatures are required, the key's name and id found in the keyring."""
     env = os.environ if environ is None else environ
     value = env.get(ENV_SIGNING_KEY, "").strip()
-    identity: tuple[str, bytes] | None
+    identity: tuple[str, bytes] | None  # None: a local key not created yet
     if key_file is not None:
         identity, source = _identity(_read_text(key_file), str(key_file)), f"file {key_file}"
     elif value.startswith("PRIVATE+KEY+"):
@@ -169,7 +167,15 @@ def plan_keys(
         if keyring is not None and keyring.exists()
         else frozenset()
     )
-    return KeyPlan(key_file, value, state_dir, keyring, required, identity, source, ids)
+    if required and (identity is None or identity not in ids):
+        name = identity[0] if identity else f"{LOCAL_PREFIX}-{local_host()}"
+        raise KeyError_(
+            f"signing key {name} ({source}) is not in the keyring {keyring}; "
+            "signatures are required here (CI=true or --rtgov-require-signature): pass "
+            "--rtgov-signing-key or set RTGOV_SIGNING_KEY to a key that "
+            "`rtgov keys generate` added to the keyring"
+        )
+    return KeyPlan(key_file, value, state_dir, keyring, required)
 
 
 def _read_text(path: Path) -> str:
@@ -180,15 +186,16 @@ def _read_text(path: Path) -> str:
 
 
 def _identity(text: str, source: str) -> tuple[str, bytes]:
+    """A signer key's name and id, as :func:`_parse_private` words a bad one."""
+    text = text.strip()
+    if not text.startswith("PRIVATE+KEY+"):
+        raise KeyError_(f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64'")
     try:
-        name, kid = note.key_identity(text.strip())
+        return note.key_identity(text)
     except RtgovError as exc:
         raise KeyError_(
             f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64' ({exc})"
         ) from exc
-    if not text.strip().startswith("PRIVATE+KEY+"):
-        raise KeyError_(f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64'")
-    return name, kid
 
 
 def add_to_keyring(path: Path, verifier: note.Verifier, *, comment: str = "") -> bool:
