@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.errors import RecordNotFoundError
+from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 from pytest_rtgov.store.files import atomic_write, read_json
 
 __all__ = ["RunStore", "new_run_id"]
@@ -45,6 +45,27 @@ class RunStore:
         atomic_write(self.state_dir / "latest", (record.run_id + "\n").encode("ascii"))
         return path
 
+    def latest_pointer(self) -> str | None:
+        """The run id ``latest`` names, None without a ``latest`` file.
+
+        Only a run id is followed: anything else (a path such as ``../../etc/passwd``, an
+        absolute path, bytes that are not ASCII) is a RecordFormatError naming the file,
+        so the pointer can never lead a reader out of ``runs/``.
+        """
+        pointer = self.state_dir / "latest"
+        if not pointer.is_file():
+            return None
+        data = pointer.read_bytes()
+        text = data.decode("ascii", errors="replace").strip()
+        if not _RUN_ID.match(text) or not data.isascii():
+            raise RecordFormatError(
+                str(pointer),
+                "line 1",
+                f"a run id like 20260101T120000Z-0a1b2c, the name of a record in "
+                f"{self.runs_dir} (got {text[:80]!r})",
+            )
+        return text
+
     def run_ids(self) -> list[str]:
         if not self.runs_dir.is_dir():
             return []
@@ -53,11 +74,9 @@ class RunStore:
     def resolve(self, ref: str) -> str:
         """A run id from ``latest``, a full id or a unique prefix of one."""
         if ref == "latest":
-            pointer = self.state_dir / "latest"
-            if pointer.is_file():
-                run_id = pointer.read_text(encoding="ascii").strip()
-                if self.path_for(run_id).is_file():
-                    return run_id
+            run_id = self.latest_pointer()
+            if run_id is not None and self.path_for(run_id).is_file():
+                return run_id
             ids = self.run_ids()
             if not ids:
                 raise RecordNotFoundError(f"no run records under {self.runs_dir}")

@@ -80,3 +80,26 @@ def test_console_script_is_installed(state):
     assert exe, "the rtgov console script is not installed next to this Python"
     result = subprocess.run([exe, "--dir", str(state), "show", "--json"], capture_output=True)
     assert result.returncode == 0 and json.loads(result.stdout)["schema"] == "rtgov.run/1"
+
+
+@pytest.mark.parametrize("pointer", ["../elsewhere", "ABSOLUTE", "../../etc/passwd", "\xff"])
+def test_latest_pointer_must_be_a_run_id(state, capsys, pointer):
+    """``latest`` naming a file outside runs/ (relative or absolute) is refused, not followed."""
+    elsewhere = state / "elsewhere.json"
+    shutil.copy(EXAMPLE, elsewhere)
+    if pointer == "ABSOLUTE":
+        pointer = str(elsewhere.with_suffix(""))
+    (state / "latest").write_bytes(pointer.encode("latin-1") + b"\n")
+    assert main(["--dir", str(state), "show", "--json"]) == EXIT_BAD_RECORD
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert str(state / "latest") in captured.err
+    assert "a run id" in captured.err
+
+
+def test_non_utf8_record_exits_4_naming_file_and_place(state, capsys):
+    path = next((state / "runs").glob("*.json"))
+    path.write_bytes(b'{"run_id": "\xff"}\n')
+    assert main(["--dir", str(state), "show"]) == EXIT_BAD_RECORD
+    err = capsys.readouterr().err
+    assert str(path) in err and "line 1" in err and "UTF-8" in err
