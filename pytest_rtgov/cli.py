@@ -16,7 +16,6 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -169,21 +168,19 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
 
     from pytest_rtgov.core.gates import evaluate_gates
     from pytest_rtgov.store.baselines import BaselineStore, who_am_i
-    from pytest_rtgov.store.gates_file import load_gates
+    from pytest_rtgov.store.gates_file import baseline_directory, load_gates
 
     gates = load_gates(args.gates)
-    directory = Path(gates.baseline)
-    if not directory.is_absolute():
-        directory = args.gates.parent / directory
+    directory = baseline_directory(gates, [Path.cwd()])
     baseline = BaselineStore(directory)
     if args.baseline_command == "show":
         print(f"baseline: {directory}")
         for path in sorted(directory.glob("env-*.json")):
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = _baseline_doc(path, "environment")
             env = ", ".join(f"{k}={v}" for k, v in sorted(doc["environment"].items()) if v)
             print(f"  {path.name}: {len(doc['subjects'])} subjects measured on {env}")
         if baseline.metrics_path.is_file():
-            doc = json.loads(baseline.metrics_path.read_text(encoding="utf-8"))
+            doc = _baseline_doc(baseline.metrics_path)
             count = sum(len(v) for v in doc["subjects"].values())
             print(f"  metrics.json: {count} metrics of {len(doc['subjects'])} subjects")
         history = baseline.history()
@@ -240,6 +237,22 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
     if stale and not args.drop_stale:
         print(f"stale subjects kept (not in this run; --drop-stale drops them): {', '.join(stale)}")
     return _seal_and_log(args, baseline, entry, signing)
+
+
+def _baseline_doc(path: Path, *tables: str) -> dict[str, Any]:
+    """A baseline file for ``baseline show``: ``subjects`` (and ``tables``) mappings of
+    tables, else a RecordFormatError naming the file and the key."""
+    from pytest_rtgov.store.files import read_json
+
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise RecordFormatError(str(path), "$", "an object")
+    for key in ("subjects", *tables):
+        if not isinstance(doc.get(key), dict):
+            raise RecordFormatError(str(path), f"$.{key}", "an object")
+    if not all(isinstance(v, dict) for v in doc["subjects"].values()):
+        raise RecordFormatError(str(path), "$.subjects", "an object of objects")
+    return doc
 
 
 def _log(args: argparse.Namespace, leaves: list[bytes], signing: Any, at: str, what: str) -> Any:

@@ -202,13 +202,11 @@ def _merge(
     record = merge_records(records, run_id=new_run_id())
     verdict = None
     if gate:
-        from pytest_rtgov.store.gates_file import load_gates
+        from pytest_rtgov.store.gates_file import baseline_directory, load_gates
         from pytest_rtgov.store.keys import load_trust, require_signatures
 
         gates = load_gates(gates_path)
-        baseline_dir = Path(gates.baseline)
-        if not baseline_dir.is_absolute():
-            baseline_dir = gates_path.parent / baseline_dir
+        baseline_dir = baseline_directory(gates, [Path.cwd()])
         trust = load_trust(
             keyring=keyring,
             state_dir=state_dir,

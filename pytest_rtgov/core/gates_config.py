@@ -198,6 +198,25 @@ def format_quantity(metric: str, value: float) -> str:
     return f"{value:g}"
 
 
+def _shown(value: Any) -> str:
+    """``repr``, but a huge integer as its number of digits (a 400-digit threshold)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"a {len(str(abs(value)))}-digit integer"
+    return repr(value)
+
+
+def _finite(value: Any) -> float | None:
+    """A real number as a finite float; None for booleans, non-numbers, NaN, infinities
+    and integers too large for a float (``float(10**400)`` raises OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def parse_quantity(value: Any, *, metric: str, source: str, place: str) -> float:
     """A number, or for builtin metrics a string with a unit ("512 MiB", "250 ms").
 
@@ -207,9 +226,10 @@ def parse_quantity(value: Any, *, metric: str, source: str, place: str) -> float
     if isinstance(value, bool):
         raise GatesConfigError(source, place, f"a number (got {value!r})")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            raise GatesConfigError(source, place, f"a finite number (got {value!r})")
-        return float(value)
+        number = _finite(value)
+        if number is None:
+            raise GatesConfigError(source, place, f"a finite number (got {_shown(value)})")
+        return number
     if isinstance(value, str) and metric in BUILTIN_METRICS:
         want = BUILTIN_METRICS[metric][0]
         match = _QUANTITY.match(value)
@@ -219,8 +239,11 @@ def parse_quantity(value: Any, *, metric: str, source: str, place: str) -> float
             raise GatesConfigError(
                 source, place, f"a number of {want} or a quantity like {examples} (got {value!r})"
             )
-        return float(match.group(1)) * unit[1]
-    raise GatesConfigError(source, place, f"a number (got {value!r})")
+        number = float(match.group(1)) * unit[1]
+        if not math.isfinite(number):
+            raise GatesConfigError(source, place, f"a finite number (got {value!r})")
+        return number
+    raise GatesConfigError(source, place, f"a number (got {_shown(value)})")
 
 
 def _str_list(value: Any, source: str, place: str) -> tuple[str, ...]:
@@ -264,6 +287,13 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
     }
     if not selectors:
         raise GatesConfigError(source, place, "at least one selector: tests, fixtures or markers")
+    if not any(selectors.values()):
+        raise GatesConfigError(
+            source,
+            place,
+            f"a selector that names something: gate {name!r} must select at least one test, "
+            "fixture or marker (tests, fixtures and markers are all empty lists)",
+        )
 
     calibrated = raw.get("calibrated", False)
     if not isinstance(calibrated, bool):
@@ -286,12 +316,14 @@ def _parse_gate(raw: Any, index: int, source: str, seen: set[str]) -> Gate:
 
     minimum, maximum = number("min"), number("max")
     pct = raw.get("max_regression_pct")
-    if pct is not None and (
-        isinstance(pct, bool) or not isinstance(pct, (int, float)) or not math.isfinite(pct)
-    ):
-        raise GatesConfigError(
-            source, f"{place}.max_regression_pct", f"a percentage, e.g. 10 for 10% (got {pct!r})"
-        )
+    if pct is not None:
+        if _finite(pct) is None:
+            raise GatesConfigError(
+                source,
+                f"{place}.max_regression_pct",
+                f"a percentage, e.g. 10 for 10% (got {_shown(pct)})",
+            )
+        pct = float(pct)
     absolute = number("max_regression")
     exact = raw.get("exact", False)
     if not isinstance(exact, bool):
@@ -359,9 +391,14 @@ def _int_default(
     value = defaults.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi and value > hi):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
         expected = f"an integer from {lo} to {hi}" if hi else f"an integer >= {lo}"
-        raise GatesConfigError(source, f"defaults.{key}", f"{expected} (got {value!r})")
+        raise GatesConfigError(source, f"defaults.{key}", f"{expected} (got {_shown(value)})")
     return value
 
 
@@ -379,9 +416,11 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         or not (0.5 <= confidence < 1)
     ):
         raise GatesConfigError(
-            source, "defaults.confidence", f"a number from 0.5 to below 1 (got {confidence!r})"
+            source,
+            "defaults.confidence",
+            f"a number from 0.5 to below 1 (got {_shown(confidence)})",
         )
-    min_samples = _int_default(defaults, "min_samples", 5, 2, None, source)
+    min_samples = _int_default(defaults, "min_samples", 5, 2, 10_000, source)
     baseline = defaults.get("baseline", ".rtgov/baseline")
     if not isinstance(baseline, str) or not baseline:
         raise GatesConfigError(source, "defaults.baseline", f"a path (got {baseline!r})")

@@ -51,7 +51,7 @@ def _with_gate(**gate):
         ({"gate": []}, "gate", "unknown key 'gate'"),
         ({"defaults": {"repeat": 3}}, "defaults.repeat", "unknown key 'repeat'"),
         ({"defaults": {"confidence": 1.5}}, "defaults.confidence", "from 0.5 to below 1"),
-        ({"defaults": {"min_samples": 1}}, "defaults.min_samples", "an integer >= 2"),
+        ({"defaults": {"min_samples": 1}}, "defaults.min_samples", "an integer from 2 to 10000"),
         ({"gates": {"name": "x"}}, "gates", "an array of tables"),
         (_with_gate(maxx=3), "gates[0].maxx", "unknown key 'maxx'"),
         (_with_gate(name=""), "gates[0].name", "a non-empty string"),
@@ -108,3 +108,51 @@ def test_malformed_configs(data, place, expected):
     assert info.value.place == place
     assert expected in info.value.expected
     assert str(info.value).startswith(f"gates.toml: at {place}: expected")
+
+
+HUGE = 10**400  # what TOML gives for a 400-digit integer
+
+
+@pytest.mark.parametrize(
+    ("data", "place", "expected"),
+    [
+        (_with_gate(max=HUGE), "gates[0].max", "a finite number"),
+        (_with_gate(min=-HUGE), "gates[0].min", "a finite number"),
+        (_with_gate(max=float("inf")), "gates[0].max", "a finite number"),  # max = 1e400
+        (_with_gate(max="1e400 ms"), "gates[0].max", "a finite number"),
+        (_with_gate(max_regression=HUGE), "gates[0].max_regression", "a finite number"),
+        (_with_gate(max_regression_pct=HUGE), "gates[0].max_regression_pct", "a percentage"),
+        (_with_gate(max_regression_pct=-HUGE), "gates[0].max_regression_pct", "a percentage"),
+        ({"defaults": {"confidence": HUGE}}, "defaults.confidence", "from 0.5 to below 1"),
+        ({"defaults": {"min_samples": HUGE}}, "defaults.min_samples", "an integer from 2 to"),
+        ({"defaults": {"rounds": HUGE}}, "defaults.rounds", "an integer from 1 to 10000"),
+    ],
+)
+def test_overflowing_numbers_are_config_errors(data, place, expected):
+    """A 400-digit threshold overflowed float() (OverflowError) or became inf."""
+    with pytest.raises(GatesConfigError) as info:
+        parse_gates(data, source="gates.toml")
+    assert info.value.place == place
+    assert expected in info.value.expected
+
+
+@pytest.mark.parametrize(
+    "selectors",
+    [
+        {"tests": []},
+        {"tests": [], "fixtures": []},
+        {"tests": [], "fixtures": [], "markers": []},
+        {"markers": []},
+    ],
+)
+def test_a_gate_that_selects_nothing_is_an_error(selectors):
+    gate = {"name": "empty one", "metric": "wall_time", "max": 1, **selectors}
+    with pytest.raises(GatesConfigError) as info:
+        parse_gates({"gates": [gate]}, source="gates.toml")
+    assert info.value.place == "gates[0]"
+    assert "gate 'empty one' must select at least one test, fixture or marker" in str(info.value)
+
+
+def test_an_empty_selector_beside_a_real_one_is_fine():
+    gate = {"name": "g", "metric": "wall_time", "max": 1, "tests": [], "markers": ["slow"]}
+    assert parse_gates({"gates": [gate]}, source="gates.toml").gates[0].markers == ("slow",)
