@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [
+    "LEAF_FIELDS",
     "LEAF_KINDS",
     "LeafFormatError",
     "baseline_refresh_leaf",
@@ -133,14 +135,52 @@ def recovery_leaf(
     )
 
 
+_STR, _INT = (str,), (int,)
+# What every kind must carry, beyond its ``kind``: field -> the exact types allowed
+# (exact: a bool is no int). Readers may rely on these; other fields are optional.
+LEAF_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
+    "ledger": (("format", _INT), ("origin", _STR), ("created_at", _STR)),
+    "run": (("run_id", _STR),),
+    "test": (("run_id", _STR), ("nodeid", _STR)),
+    "fixture": (("run_id", _STR), ("name", _STR)),
+    "gate": (("run_id", _STR),),
+    "verdict": (("run_id", _STR), ("exit_status", _INT), ("record_sha256", _STR)),
+    "baseline_refresh": (("seal_sha256", _STR),),
+    "quarantine": (),
+    "recovery": (("at", _STR), ("torn_bytes", _INT), ("uncovered", (list, type(None)))),
+}
+assert tuple(LEAF_FIELDS) == LEAF_KINDS
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# canonical_json's settings in one encoder made once: parse_leaf runs for every leaf
+# that ``rtgov verify`` reads, and json.dumps would build an encoder per call.
+_ENCODE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+_DECODE = json.JSONDecoder().decode
+
+
 def parse_leaf(payload: bytes) -> dict[str, Any]:
-    """Decode a leaf, insisting on canonical bytes: re-encoding must give them back."""
+    """Decode a leaf, insisting on canonical bytes (re-encoding must give them back), a
+    known ``kind`` and the fields of that kind (``LEAF_FIELDS``), so that readers can
+    index them. Raises :class:`LeafFormatError` saying what is wrong."""
     try:
-        value = json.loads(payload.decode("utf-8"))
+        text = payload.decode("utf-8")
+        value = _DECODE(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise LeafFormatError(f"not UTF-8 JSON ({exc})") from exc
-    if not isinstance(value, dict) or value.get("kind") not in LEAF_KINDS:
+    fields = LEAF_FIELDS.get(value.get("kind")) if type(value) is dict else None  # type: ignore[arg-type]
+    if fields is None:
         raise LeafFormatError(f"expected an object whose kind is one of {', '.join(LEAF_KINDS)}")
-    if canonical_json(value) != payload:
-        raise LeafFormatError("not canonical JSON (keys sorted, compact, UTF-8)")
+    try:
+        canonical = _ENCODE(value) == text
+    except ValueError:  # NaN or infinity: json.loads reads them, JSON has none
+        canonical = False
+    if not canonical:
+        raise LeafFormatError("not canonical JSON (keys sorted, compact, UTF-8, finite numbers)")
+    for name, types in fields:
+        if type(value.get(name)) not in types:
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise LeafFormatError(f"a {value['kind']} leaf needs {name!r} ({names})")
+    if fields is LEAF_FIELDS["verdict"] and not _DIGEST.fullmatch(value["record_sha256"]):
+        raise LeafFormatError("a verdict leaf needs 'record_sha256' as sha256:<64 hex digits>")
     return value

@@ -39,12 +39,9 @@ def covered_runs(state_dir: Path) -> dict[str, str]:
             leaf = parse_leaf(frame.payload)
         except LeafFormatError as exc:
             raise LedgerError(f"{where}: {exc}") from exc
-        run_id, digest = leaf.get("run_id"), leaf.get("record_sha256")
-        if leaf["kind"] != "verdict" or not isinstance(run_id, str) or not isinstance(digest, str):
-            raise LedgerError(
-                f"{where}: expected a verdict leaf with a string run_id and record_sha256"
-            )
-        covered[run_id] = digest
+        if leaf["kind"] != "verdict":  # parse_leaf checked a verdict's fields
+            raise LedgerError(f"{where}: starts as a verdict leaf but is a {leaf['kind']} leaf")
+        covered[leaf["run_id"]] = leaf["record_sha256"]
     return covered
 
 

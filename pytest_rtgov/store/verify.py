@@ -3,8 +3,11 @@
 One streaming pass over the log, memory independent of its length: each frame's
 leaf hash is recomputed, the Merkle root is checked at every checkpoint's size, the
 consistency proof between successive checkpoints is generated from the same pass
-and verified, and a trusted earlier checkpoint must be a prefix of the log. Then the
-run records named by verdict leaves, the baseline seal and every artifact seal.
+and verified, and a trusted earlier checkpoint must be a prefix of the log. Every leaf is parsed
+(canonical JSON of a known kind, with its kind's fields). The run records are checked
+against the verdict leaves both ways (each named one present and matching, none that
+no leaf names), the artifacts against the digests the test and fixture leaves hold
+(each present, matching and sealed, none unnamed), then the baseline seal.
 
 The first failure stops the check and names the frame, leaf, checkpoint or file.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,14 +44,21 @@ from pytest_rtgov.store.sealed import (
 __all__ = ["VerifyFailure", "VerifyReport", "verify_all"]
 
 # Exit codes of ``rtgov verify`` (also in the CLI's docstring and docs/ledger.md).
+EXIT_NO_STATE = 3  # --dir names no state directory (the CLI's "not found")
+EXIT_NOT_A_DIR = 4  # --dir names something that is not a directory (the CLI's "unreadable")
 EXIT_FRAME = 10  # a frame does not check (header CRC, leaf hash, not a ledger)
-EXIT_LEAF = 11  # a leaf is not canonical JSON of a known kind, or a record file differs
+EXIT_LEAF = 11  # a leaf is not canonical JSON of a known kind; a run record edited,
+# missing (its verdict leaf names it) or orphaned (no verdict leaf names it)
 EXIT_ROOT = 12  # the log does not hash to a signed root: leaves edited, removed, reordered
 EXIT_CHECKPOINT = 13  # a checkpoint is malformed, unsigned, untrusted or out of order
 EXIT_HISTORY = 14  # a consistency proof fails, or the trusted checkpoint is no prefix
-EXIT_SEAL = 15  # a baseline or artifact file does not match its signed seal
+EXIT_SEAL = 15  # a baseline or artifact does not match its seal, or an artifact is
+# missing, differs from the digest its ledger leaf holds, or no leaf names it
 
-_VERDICT_PREFIX = b'{"exit_status":'
+_CHECKPOINT_NAME = re.compile(r"[0-9]{10}\.txt")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # a run id, worker or artifact
+_ARTIFACT_MARK = b'"artifact:'
+ORPHANED_DIR = "orphaned"  # <state>/orphaned/: what `rtgov ledger recover` set aside
 
 
 class VerifyFailure(RtgovError):
@@ -96,6 +107,18 @@ def _open_checkpoint(path: Path, trust: Trust, report: VerifyReport) -> note.Che
     return body
 
 
+@dataclass
+class _Coverage:
+    """What the ledger vouches for, gathered during the pass: run record files still
+    waiting for their verdict leaf, and the artifacts the test and fixture leaves name."""
+
+    runs_dir: Path
+    artifacts_dir: Path
+    unclaimed: set[str]  # stems of runs/*.json no verdict leaf has named yet
+    # artifacts/RUN/WORKER/NAME.npz -> [(sha256 hex, leaf index), ...]
+    artifacts: dict[Path, list[tuple[str, int]]] = field(default_factory=dict)
+
+
 def verify_all(
     state_dir: Path,
     trust: Trust,
@@ -103,31 +126,103 @@ def verify_all(
     since: Path | None = None,
     baseline_dir: Path | None = None,
 ) -> VerifyReport:
+    if not state_dir.exists():
+        raise VerifyFailure(
+            EXIT_NO_STATE,
+            str(state_dir),
+            "no state directory here (give the one the sessions wrote with --dir)",
+        )
+    if not state_dir.is_dir():
+        raise VerifyFailure(
+            EXIT_NOT_A_DIR, str(state_dir), "not a directory: --dir names the state directory"
+        )
     report = VerifyReport()
     ledger = Ledger(state_dir / "ledger")
+    runs_dir = state_dir / "runs"
+    coverage = _Coverage(
+        runs_dir,
+        state_dir / "artifacts",
+        {p.stem for p in runs_dir.glob("*.json")} if runs_dir.is_dir() else set(),
+    )
     if ledger.exists():
-        _verify_ledger(ledger, trust, since, state_dir, report)
+        _verify_ledger(ledger, trust, since, coverage, report)
+    elif ledger.checkpoint_paths() or _any_checkpoint(ledger):
+        newest = sorted(ledger.checkpoint_dir.glob("*.txt"))[-1]
+        raise VerifyFailure(
+            EXIT_ROOT,
+            str(ledger.log_path),
+            f"missing, but the checkpoint {newest} remains: the log was removed or cut",
+        )
     elif since is not None:
         raise VerifyFailure(EXIT_HISTORY, str(ledger.log_path), "no ledger, but --since was given")
     else:
         report.warnings.append(f"{ledger.log_path}: no ledger yet")
+    for stem in sorted(coverage.unclaimed):
+        raise VerifyFailure(
+            EXIT_LEAF,
+            str(runs_dir / f"{stem}.json"),
+            "orphaned run record: no verdict leaf covers it; forged, or written by a session "
+            "that crashed before its ledger append (`rtgov ledger recover` moves it to "
+            f"{state_dir / ORPHANED_DIR}, or delete it)",
+        )
     if baseline_dir is not None and baseline_dir.is_dir() and any(baseline_dir.iterdir()):
         _verify_baseline(baseline_dir, trust, report)
-    for envelope in sorted((state_dir / "artifacts").rglob(f"*{ENVELOPE_SUFFIX}")):
-        target = envelope.with_name(envelope.name[: -len(ENVELOPE_SUFFIX)])
+    _verify_artifacts(coverage.artifacts_dir, coverage.artifacts, trust, report)
+    return report
+
+
+def _any_checkpoint(ledger: Ledger) -> bool:
+    return ledger.checkpoint_dir.is_dir() and any(ledger.checkpoint_dir.glob("*.txt"))
+
+
+def _verify_artifacts(
+    directory: Path,
+    named: dict[Path, list[tuple[str, int]]],
+    trust: Trust,
+    report: VerifyReport,
+) -> None:
+    """Each artifact a leaf names: present, sealed, matching the leaf's digest; and no
+    file under ``artifacts/`` that is neither a named artifact nor its seal."""
+    for path, claims in sorted(named.items()):
+        leaves = " and ".join(f"leaf {index}" for _, index in claims)
+        where = f"{path} (named by ledger {leaves})"
+        if not path.is_file():
+            raise VerifyFailure(EXIT_SEAL, where, "missing: the ledger holds its digest")
+        envelope = path.with_name(path.name + ENVELOPE_SUFFIX)
         try:
             check = check_seal(
-                target.parent,
+                path.parent,
                 envelope,
                 trust,
                 predicate_type=ARTIFACT_PREDICATE,
-                expect_all=[target.name],
+                expect_all=[path.name],
             )
         except SealError as exc:
-            raise VerifyFailure(EXIT_SEAL, str(exc.path), exc.reason) from exc
+            raise VerifyFailure(
+                EXIT_SEAL, f"{exc.path} (named by ledger {leaves})", exc.reason
+            ) from exc
+        actual = check.subjects.get(path.name, "")
+        if actual not in {digest for digest, _ in claims}:
+            raise VerifyFailure(
+                EXIT_SEAL,
+                where,
+                f"sha256 {actual[:16]}... is not the {claims[-1][0][:16]}... the ledger holds: "
+                "the file was replaced and sealed again",
+            )
         _warn_untrusted(check.trusted, check.signed_by, envelope, trust, report)
         report.seals_checked += 1
-    return report
+    if not directory.is_dir():
+        return
+    expected = set(named) | {p.with_name(p.name + ENVELOPE_SUFFIX) for p in named}
+    for path in sorted(directory.rglob("*")):
+        if path not in expected and not path.is_dir():
+            raise VerifyFailure(
+                EXIT_SEAL,
+                str(path),
+                "no ledger leaf names it: not saved by a session whose ledger append "
+                "succeeded (forged, or left by a session that crashed; `rtgov ledger "
+                "recover` moves a crashed run's artifacts aside)",
+            )
 
 
 def _warn_untrusted(
@@ -164,9 +259,10 @@ def _verify_baseline(directory: Path, trust: Trust, report: VerifyReport) -> Non
 
 
 def _verify_ledger(
-    ledger: Ledger, trust: Trust, since: Path | None, state_dir: Path, report: VerifyReport
+    ledger: Ledger, trust: Trust, since: Path | None, coverage: _Coverage, report: VerifyReport
 ) -> None:
-    checkpoints = []
+    checkpoints: list[_Checkpoint] = []
+    _check_numbering(ledger)
     for path in ledger.checkpoint_paths():
         body = _open_checkpoint(path, trust, report)
         if checkpoints and body.size < checkpoints[-1].body.size:
@@ -181,6 +277,13 @@ def _verify_ledger(
                 EXIT_CHECKPOINT,
                 str(path),
                 f"origin {body.origin!r} differs from {checkpoints[0].body.origin!r}",
+            )
+        if checkpoints and body == checkpoints[-1].body:
+            raise VerifyFailure(
+                EXIT_CHECKPOINT,
+                str(path),
+                f"the same checkpoint as {checkpoints[-1].path.name} (size {body.size}): "
+                "a copy under a second number",
             )
         checkpoints.append(_Checkpoint(path, body))
     report.checkpoints = len(checkpoints)
@@ -209,34 +312,38 @@ def _verify_ledger(
     torn: list[TornTail] = []
     tree = merkle.MerkleAccumulator()
     origin: str | None = None
-    runs = state_dir / "runs"
-    # One pass checks every frame and streams the tree and the proof hashes; only leaf 0,
-    # the verdict leaves and the leaves that end a checkpoint come back here.
-    # Canonical JSON sorts keys, so a verdict leaf, and only it, starts with
-    # "exit_status"; parse_leaf confirms. Leaf 0 is the genesis.
+    log = ledger.log_path
+    # One pass checks every frame, parses every leaf and streams the tree and the proof
+    # hashes. Run records are checked when their verdict leaf comes by (memory must not
+    # grow with the sessions); artifact digests are collected (one per artifact).
     frames = scan_frames(
-        ledger.log_path,
+        log,
         on_torn=torn.append,
-        select=_VERDICT_PREFIX,
-        indices=[0, *(size - 1 for size in wanted if size > 0)],
         tree=tree,
         feed=_feeder(provers),
         feed_from=min((p.size1 for p in provers), default=0),
         feed_below=max((p.size1 + p.needed for p in provers), default=0),
     )
+    parse = parse_leaf
     try:
-        for index, _offset, _leaf_hash, payload in frames:
-            if index == 0 or payload.startswith(_VERDICT_PREFIX):
-                leaf = _parse(payload, index, ledger)
-                if index == 0:
-                    if leaf["kind"] != "ledger":
-                        raise VerifyFailure(
-                            EXIT_LEAF, f"{ledger.log_path}: leaf 0", "expected the ledger genesis"
+        for index, offset, _leaf_hash, payload in frames:
+            try:
+                leaf = parse(payload)
+                kind = leaf["kind"]
+                if kind == "ledger" or index == 0:
+                    if (kind == "ledger") != (index == 0):
+                        raise LeafFormatError(
+                            "only leaf 0 is the ledger genesis (kind 'ledger'), and it is"
                         )
-                    origin = str(leaf["origin"])
-                elif leaf["kind"] == "verdict":
-                    # Checked now, not collected: memory must not grow with the sessions.
-                    report.records_checked += _check_record(runs, leaf, index)
+                    origin = leaf["origin"]
+                elif kind == "verdict":
+                    report.records_checked += _check_record(coverage, leaf, index)
+                elif _ARTIFACT_MARK in payload and kind in ("test", "fixture"):
+                    _claim_artifacts(coverage, leaf, index)
+            except LeafFormatError as exc:
+                raise VerifyFailure(
+                    EXIT_LEAF, f"{log}: leaf {index} at byte {offset}", str(exc)
+                ) from exc
             at = wanted.get(index + 1)
             if at is not None:
                 for prover in provers:
@@ -247,7 +354,7 @@ def _verify_ledger(
                     if cp.body.root_hash != root:
                         raise VerifyFailure(
                             EXIT_ROOT if cp is not trusted else EXIT_HISTORY,
-                            f"{ledger.log_path}: leaves 0..{tree.size - 1}",
+                            f"{log}: leaves 0..{tree.size - 1}",
                             f"hash to {root.hex()[:16]}..., but {cp.path} signed "
                             f"{cp.body.root_hash.hex()[:16]}...: "
                             + (
@@ -333,19 +440,55 @@ def _feeder(provers: list[merkle.ConsistencyProver]) -> Callable[[bytes], None] 
     return feed
 
 
-def _check_record(runs: Path, leaf: dict, index: int) -> int:  # type: ignore[type-arg]
-    """1 if the run record file of a verdict leaf exists and matches it, 0 if absent."""
+def _check_numbering(ledger: Ledger) -> None:
+    """Checkpoint files are 0000000001.txt, 0000000002.txt, ...: no gap, no other name."""
+    if not ledger.checkpoint_dir.is_dir():
+        return
+    names = sorted(p.name for p in ledger.checkpoint_dir.glob("*.txt"))
+    for expected, name in enumerate(names, start=1):
+        path = ledger.checkpoint_dir / name
+        if not _CHECKPOINT_NAME.fullmatch(name):
+            raise VerifyFailure(
+                EXIT_CHECKPOINT,
+                str(path),
+                "not a checkpoint name: expected NNNNNNNNNN.txt (10 digits, from 1)",
+            )
+        if int(name[:10]) != expected:
+            raise VerifyFailure(
+                EXIT_CHECKPOINT,
+                str(path),
+                f"checkpoint {expected:010d}.txt is missing: checkpoints are numbered 1, 2, 3, "
+                "... without gaps (one was deleted or renumbered)",
+            )
+
+
+def _check_record(coverage: _Coverage, leaf: dict, index: int) -> int:  # type: ignore[type-arg]
+    """1 when the run record file of a verdict leaf exists and matches it."""
     from pytest_rtgov.core.canonical import canonical_json
     from pytest_rtgov.store.files import read_json
 
-    path = runs / f"{leaf['run_id']}.json"
-    if not path.is_file():
-        return 0
+    run_id = leaf["run_id"]
+    if not _PLAIN_NAME.fullmatch(run_id):
+        raise LeafFormatError(f"run_id {run_id!r} is not a plain name")
+    path = coverage.runs_dir / f"{run_id}.json"
+    coverage.unclaimed.discard(run_id)
     try:
-        actual = "sha256:" + hashlib.sha256(canonical_json(read_json(path))).hexdigest()
-    except (RtgovError, ValueError) as exc:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise VerifyFailure(
+            EXIT_LEAF, str(path), f"run record missing: the ledger's verdict leaf {index} names it"
+        ) from None
+    except OSError as exc:
         raise VerifyFailure(EXIT_LEAF, str(path), f"unreadable run record ({exc})") from exc
-    if actual != leaf["record_sha256"]:
+    # The plugin writes the canonical bytes and a newline: hash them as they are, and
+    # re-encode only a file in another layout (an edit that keeps the content passes).
+    digest = "sha256:" + hashlib.sha256(data.removesuffix(b"\n")).hexdigest()
+    if digest != leaf["record_sha256"]:
+        try:
+            digest = "sha256:" + hashlib.sha256(canonical_json(read_json(path))).hexdigest()
+        except (RtgovError, ValueError) as exc:
+            raise VerifyFailure(EXIT_LEAF, str(path), f"unreadable run record ({exc})") from exc
+    if digest != leaf["record_sha256"]:
         raise VerifyFailure(
             EXIT_LEAF,
             str(path),
@@ -354,8 +497,36 @@ def _check_record(runs: Path, leaf: dict, index: int) -> int:  # type: ignore[ty
     return 1
 
 
-def _parse(payload: bytes, index: int, ledger: Ledger) -> dict:  # type: ignore[type-arg]
-    try:
-        return parse_leaf(payload)
-    except LeafFormatError as exc:
-        raise VerifyFailure(EXIT_LEAF, f"{ledger.log_path}: leaf {index}", str(exc)) from exc
+def _claim_artifacts(coverage: _Coverage, leaf: dict, index: int) -> None:  # type: ignore[type-arg]
+    """Collect the ``artifact:NAME`` digests of a test leaf or of a fixture's setups."""
+    if leaf["kind"] == "test":
+        places = [leaf]
+    elif type(leaf.get("setups", [])) is list:
+        places = leaf.get("setups", [])
+    else:
+        raise LeafFormatError("a fixture leaf's 'setups' must be a list")
+    for place in places:
+        if type(place) is not dict or type(place.get("metrics", [])) is not list:
+            raise LeafFormatError(f"a {leaf['kind']} leaf's 'metrics' must be a list")
+    run_id = leaf["run_id"]
+    for place in places:
+        worker = place.get("worker")
+        for metric in place.get("metrics", []):
+            name = metric.get("name") if type(metric) is dict else None
+            if type(name) is not str or not name.startswith("artifact:"):
+                continue
+            value, artifact = metric.get("value"), name[len("artifact:") :]
+            if (
+                type(value) is not str
+                or not value.startswith("sha256:")
+                or not all(
+                    type(part) is str and _PLAIN_NAME.fullmatch(part)
+                    for part in (run_id, worker, artifact)
+                )
+            ):
+                raise LeafFormatError(
+                    f"metric {name!r}: expected 'sha256:<hex>' and plain run, worker and "
+                    "artifact names"
+                )
+            path = coverage.artifacts_dir / run_id / str(worker) / f"{artifact}.npz"
+            coverage.artifacts.setdefault(path, []).append((value[len("sha256:") :], index))

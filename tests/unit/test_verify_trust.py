@@ -3,15 +3,38 @@ records and artifacts, every leaf's format, checkpoint numbering, the writer's l
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from pytest_rtgov.cli import main
 from pytest_rtgov.core import note
 from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.ledger_records import run_leaves
+from pytest_rtgov.core.records import (
+    FixtureEntry,
+    FixtureSetup,
+    Metric,
+    RunRecord,
+    Sample,
+    TestEntry,
+)
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.store.artifacts import ArtifactStore
 from pytest_rtgov.store.coverage import covered_runs
+from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import Ledger, append_session, encode_frame
+from pytest_rtgov.store.runs import RunStore
+from pytest_rtgov.store.verify import (
+    EXIT_CHECKPOINT,
+    EXIT_LEAF,
+    EXIT_ROOT,
+    EXIT_SEAL,
+    VerifyFailure,
+    verify_all,
+)
 
 SIGNER = note.generate_signer("test.example/trust")
 
@@ -51,10 +74,229 @@ def test_covered_runs_raises_a_clear_error_on_a_damaged_or_invalid_verdict_leaf(
     log = tmp_path / "ledger" / "log"
     with open(log, "ab") as fh:  # a verdict-looking leaf without a run id
         fh.write(encode_frame(b'{"exit_status":0,"kind":"verdict"}'))
-    with pytest.raises(RtgovError, match=r"leaf 2 at byte \d+: expected a verdict leaf"):
+    with pytest.raises(RtgovError, match=r"leaf 2 at byte \d+: a verdict leaf needs"):
         covered_runs(tmp_path)
     data = bytearray(log.read_bytes())
     data[-3] ^= 0x01  # a flipped bit in the last payload
     log.write_bytes(bytes(data))
     with pytest.raises(RtgovError, match="does not match its leaf hash"):
         covered_runs(tmp_path)
+
+
+# -- a realistic state directory: run records, their leaves, artifacts ---------------------
+
+
+def trust(required: bool = False) -> Trust:
+    return Trust(
+        keyring=(SIGNER.verifier(),),
+        local=(),
+        keyring_path=Path("rtgov.keyring"),
+        required=required,
+    )
+
+
+def record(run_id: str, artifact: str | None = None) -> RunRecord:
+    sample = Sample(wall_ns=1000, cpu_ns=900, peak_memory_bytes=None)
+    metrics = (Metric(name=f"artifact:{artifact[0]}", value=artifact[1]),) if artifact else ()
+    setup = FixtureSetup("main", "t.py::test_a", "passed", sample, metrics=metrics)
+    return RunRecord(
+        run_id=run_id,
+        started_at="2026-11-22T00:00:00Z",
+        ended_at="2026-11-22T00:01:00Z",
+        mode="measure",
+        pytest_args=("-q",),
+        memory_mode="off",
+        backend="numpy",
+        workers=("main",),
+        environment={"python": "3.11"},
+        tests=(
+            TestEntry(nodeid="t.py::test_a", outcome="passed", worker="main", samples=(sample,)),
+        ),
+        fixtures=(FixtureEntry(nodeid="", name="model", scope="session", setups=(setup,)),),
+    )
+
+
+def add_run(state: Path, run_id: str, *, artifact: bool = False) -> RunRecord:
+    """A session as the plugin ends it: artifact saved, record written, leaves appended."""
+    saved = None
+    if artifact:
+        store = ArtifactStore(
+            state / "artifacts" / run_id / "main", SIGNER, trust(), run_id=run_id, worker="main"
+        )
+        _, digest = store.save("weights", {"w": np.arange(4.0)})
+        saved = ("weights", digest)
+    rec = record(run_id, saved)
+    RunStore(state).write(rec)
+    session(state, run_leaves(rec))
+    return rec
+
+
+RUN1 = "20261122T000000Z-aaaaaa"
+RUN2 = "20261122T000100Z-bbbbbb"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    add_run(tmp_path, RUN1, artifact=True)
+    add_run(tmp_path, RUN2)
+    report = verify_all(tmp_path, trust())
+    assert report.warnings == [] and report.records_checked == 2 and report.seals_checked == 1
+    return tmp_path
+
+
+def fails(state: Path, code: int, *fragments: str) -> VerifyFailure:
+    with pytest.raises(VerifyFailure) as info:
+        verify_all(state, trust())
+    message = str(info.value)
+    assert info.value.exit_code == code, message
+    for fragment in fragments:
+        assert fragment in message, message
+    return info.value
+
+
+# -- 1. the log removed, --dir not a state directory --------------------------------------
+
+
+def test_a_removed_log_with_checkpoints_left_fails_naming_the_newest_checkpoint(state: Path):
+    (state / "ledger" / "log").unlink()
+    fails(state, EXIT_ROOT, str(state / "ledger" / "log"), "0000000002.txt", "removed")
+
+
+def test_an_empty_state_directory_is_only_a_warning(tmp_path: Path):
+    assert "no ledger yet" in verify_all(tmp_path, trust()).warnings[0]
+
+
+def cli_verify(state: Path, tmp_path: Path, monkeypatch) -> int:
+    monkeypatch.delenv("CI", raising=False)
+    keyring = tmp_path / "keyring"
+    keyring.write_text(note.format_verifier_key(SIGNER.verifier()) + "\n")
+    gates = tmp_path / "no-gates.toml"
+    return main(["--dir", str(state), "verify", "--keyring", str(keyring), "--gates", str(gates)])
+
+
+def test_verify_of_a_missing_directory_exits_3(tmp_path: Path, monkeypatch, capsys):
+    assert cli_verify(tmp_path / "nowhere", tmp_path, monkeypatch) == 3
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere") in err and "no state directory" in err
+
+
+def test_verify_of_a_file_instead_of_a_directory_exits_4(tmp_path: Path, monkeypatch, capsys):
+    path = tmp_path / "file"
+    path.write_text("x")
+    assert cli_verify(path, tmp_path, monkeypatch) == 4
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_the_cli_verifies_an_intact_state(state: Path, tmp_path: Path, monkeypatch, capsys):
+    assert cli_verify(state, tmp_path, monkeypatch) == 0
+    assert "2 run record file(s) match the ledger" in capsys.readouterr().out
+
+
+# -- 2. every leaf's format -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"kind":"test","run_id":"x","nodeid":"a"}',  # keys not sorted
+        b'{"kind":"nonsense"}',
+        b"[1,2]",
+        b'{"kind":"test"}',  # no run id
+        b'{"kind":"test","nodeid":"a","run_id":7}',
+        b"\xff\xfe",
+    ],
+)
+def test_a_signed_leaf_of_any_kind_must_be_valid(tmp_path: Path, payload: bytes):
+    session(tmp_path, [payload])  # signed by the key holder: the root matches
+    failure = fails(tmp_path, EXIT_LEAF, "leaf 1 at byte 147")
+    assert "ledger" in failure.where
+
+
+def test_a_second_genesis_leaf_is_invalid(tmp_path: Path):
+    session(
+        tmp_path,
+        [canonical_json({"kind": "ledger", "format": 1, "origin": "o", "created_at": "t"})],
+    )
+    fails(tmp_path, EXIT_LEAF, "leaf 1 at byte 147", "only leaf 0")
+
+
+# -- 3. run records the ledger does not vouch for -----------------------------------------
+
+
+def test_a_deleted_run_record_fails(state: Path):
+    (state / "runs" / f"{RUN1}.json").unlink()
+    fails(state, EXIT_LEAF, f"{RUN1}.json", "run record missing", "verdict leaf 4 names it")
+
+
+def test_an_orphaned_run_record_fails(state: Path):
+    shutil.copy(state / "runs" / f"{RUN1}.json", state / "runs" / "20261122T000200Z-cccccc.json")
+    fails(state, EXIT_LEAF, "20261122T000200Z-cccccc.json", "orphaned run record", "crashed")
+
+
+# -- 4. artifacts against the digests in the ledger ---------------------------------------
+
+
+def artifact(state: Path) -> Path:
+    return state / "artifacts" / RUN1 / "main" / "weights.npz"
+
+
+def test_a_deleted_artifact_envelope_fails(state: Path):
+    Path(str(artifact(state)) + ".dsse.json").unlink()
+    fails(state, EXIT_SEAL, "weights.npz", "leaf 3")
+
+
+def test_a_deleted_artifact_fails(state: Path):
+    artifact(state).unlink()
+    fails(state, EXIT_SEAL, "weights.npz", "leaf 3", "missing")
+
+
+def test_a_deleted_artifact_directory_fails(state: Path):
+    shutil.rmtree(state / "artifacts" / RUN1)
+    fails(state, EXIT_SEAL, "weights.npz", "leaf 3", "missing")
+
+
+def test_an_artifact_resealed_with_other_bytes_fails(state: Path):
+    path = artifact(state)
+    ArtifactStore(path.parent, SIGNER, trust(), run_id=RUN1, worker="main").save(
+        "weights", {"w": np.arange(5.0)}
+    )
+    fails(state, EXIT_SEAL, "weights.npz", "leaf 3", "sha256")
+
+
+def test_an_artifact_no_leaf_names_fails(state: Path):
+    store = ArtifactStore(
+        state / "artifacts" / RUN2 / "main", SIGNER, trust(), run_id=RUN2, worker="main"
+    )
+    store.save("extra", {"w": np.arange(3.0)})
+    fails(state, EXIT_SEAL, "extra.npz", "no ledger leaf names it")
+
+
+# -- 5. checkpoint numbering --------------------------------------------------------------
+
+
+def checkpoints(state: Path) -> list[Path]:
+    return sorted((state / "ledger" / "checkpoints").glob("*.txt"))
+
+
+def test_a_checkpoint_deleted_from_the_middle_is_a_gap(state: Path):
+    add_run(state, "20261122T000200Z-cccccc")
+    checkpoints(state)[1].unlink()
+    fails(state, EXIT_CHECKPOINT, "0000000003.txt", "0000000002.txt is missing")
+
+
+def test_a_renumbered_checkpoint_is_a_gap(state: Path):
+    last = checkpoints(state)[-1]
+    last.rename(last.with_name("0000000007.txt"))
+    fails(state, EXIT_CHECKPOINT, "0000000007.txt", "0000000002.txt is missing")
+
+
+def test_a_duplicated_checkpoint_fails(state: Path):
+    last = checkpoints(state)[-1]
+    shutil.copy(last, last.with_name("0000000003.txt"))
+    fails(state, EXIT_CHECKPOINT, "0000000003.txt", "same checkpoint as 0000000002.txt")
+
+
+def test_a_badly_named_checkpoint_fails(state: Path):
+    last = checkpoints(state)[-1]
+    shutil.copy(last, last.with_name("3.txt"))
+    fails(state, EXIT_CHECKPOINT, "3.txt", "NNNNNNNNNN.txt")
