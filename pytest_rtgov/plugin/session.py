@@ -191,6 +191,8 @@ class RtgovPlugin:
         if not state_dir.is_absolute():
             state_dir = Path(config.invocation_params.dir) / state_dir
         run_id = workerinput.get("rtgov_run_id") if workerinput else None
+        if not workerinput:  # workers write nothing there that the controller did not check
+            _check_state_dir(state_dir)
         try:
             plugin = cls(
                 config,
@@ -687,13 +689,26 @@ class RtgovPlugin:
                 gate_results=tuple(r.to_dict() for r in self.verdict.results),
                 verdict=self.verdict.to_dict(),
             )
+        store = RunStore(self.state_dir)
         try:
             self._encoded = self.record.canonical_json()  # the file, and the ledger's digest
-            self.record_path = RunStore(self.state_dir).write(self.record, encoded=self._encoded)
-        except OSError as exc:
-            log_event("record.write_failed", level=logging.ERROR, error=str(exc))
-            sys.stderr.write(f"pytest-rtgov: could not write the run record: {exc}\n")
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            self.record_path = store.write(self.record, encoded=self._encoded)
+        except OSError as exc:  # a disk that filled up during the tests (ENOSPC), EIO...
+            # The state directory took a file before the tests (_check_state_dir): what
+            # fails now is the disk. Nothing earlier is lost: the writes are atomic, so
+            # the last record, ``latest`` and the ledger stay as they were.
+            from pytest_rtgov.core.constants import EXIT_INTEGRITY
+
+            path = store.path_for(self.run_id)
+            if path.is_file():  # the record was written, its ``latest`` pointer was not
+                path = self.state_dir / "latest"
+            reason = exc.strerror or str(exc)
+            log_event("record.write_failed", level=logging.ERROR, path=str(path), error=reason)
+            sys.stderr.write(
+                f"pytest-rtgov: could not write the run record ({path}): {reason}; "
+                "the ledger, the report and the exports were not written either\n"
+            )
+            session.exitstatus = EXIT_INTEGRITY
             return
         log_event(
             "record.written",
@@ -849,6 +864,39 @@ class RtgovPlugin:
                     compact=verbosity < -1,
                 )
             )
+
+
+def _check_state_dir(state_dir: Path) -> None:
+    """Before any test runs: create the state directory, and write (then remove) a small
+    file in ``runs/`` and ``ledger/``, so that a directory that is a file, read-only or
+    full is a usage error (exit 4) now, not a lost record after the whole session.
+
+    A probe write rather than ``os.access``: root passes any permission check, and
+    only a write finds a full disk or a read-only mount."""
+    import tempfile
+
+    if state_dir.exists() and not state_dir.is_dir():
+        raise pytest.UsageError(
+            f"pytest-rtgov: state directory {state_dir} is not usable: it is a file, "
+            "not a directory (choose another with --rtgov-dir DIR)"
+        )
+    for directory in (state_dir / "runs", state_dir / "ledger"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".rtgov-probe-", dir=directory)
+            try:
+                os.write(fd, b"rtgov\n")
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if isinstance(exc, (FileExistsError, NotADirectoryError)):
+                reason = "not a directory"
+            raise pytest.UsageError(
+                f"pytest-rtgov: state directory {state_dir} is not usable: cannot write a file "
+                f"in {directory}: {reason} (choose another with --rtgov-dir DIR)"
+            ) from None
 
 
 def _export_specs(config: pytest.Config) -> list[tuple[str, Path]]:

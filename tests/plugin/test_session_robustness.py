@@ -1,0 +1,157 @@
+"""A session keeps its record whatever it meets: a state directory it cannot write,
+a disk that fills up, test ids and values that are not plain text."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pytest_rtgov.cli import main as rtgov_main
+from pytest_rtgov.core.constants import EXIT_INTEGRITY
+
+PASSING = """
+def test_one():
+    pass
+"""
+
+
+def cli(pytester: pytest.Pytester, *args: str) -> int:
+    old = Path.cwd()
+    os.chdir(pytester.path)
+    try:
+        return rtgov_main(list(args))
+    finally:
+        os.chdir(old)
+
+
+def no_traceback(result: pytest.RunResult) -> None:
+    text = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in text and "INTERNALERROR" not in text, text
+
+
+# -- a state directory that cannot be written: found before any test runs -------------
+
+
+def test_a_state_directory_that_is_a_file_is_a_usage_error_before_the_tests(pytester):
+    pytester.makepyfile(test_a=PASSING)
+    (pytester.path / ".rtgov").write_text("not a directory\n")
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: pytest-rtgov: state directory {pytester.path / '.rtgov'} is not usable:*"]
+    )
+    assert "not a directory" in result.stderr.str()
+    assert "test_a.py" not in result.stdout.str()  # no test ran
+    no_traceback(result)
+
+
+def test_a_runs_folder_that_is_a_file_is_named(pytester):
+    pytester.makepyfile(test_a=PASSING)
+    (pytester.path / ".rtgov").mkdir()
+    (pytester.path / ".rtgov" / "runs").write_text("")
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{pytester.path / '.rtgov' / 'runs'}*"])
+    no_traceback(result)
+
+
+def _make_read_only(path: Path) -> str | None:
+    """Make ``path`` refuse new files; returns how, or None where nothing can (root on a
+    filesystem without the immutable attribute: permission bits do not stop root)."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        return "chmod"
+    chattr = shutil.which("chattr")
+    if chattr and subprocess.run([chattr, "+i", str(path)], capture_output=True).returncode == 0:
+        return "chattr"
+    return None
+
+
+def _undo_read_only(path: Path, how: str) -> None:
+    if how == "chattr":
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        path.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", [".rtgov", ".rtgov/ledger"])
+def test_a_read_only_state_directory_is_a_usage_error_before_the_tests(pytester, where):
+    pytester.makepyfile(test_a=PASSING)
+    target = pytester.path / where
+    target.mkdir(parents=True)
+    how = _make_read_only(target)
+    if how is None:
+        pytest.skip("running as root without chattr +i: root writes through any mode bits")
+    try:
+        result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    finally:
+        _undo_read_only(target, how)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-rtgov: state directory * is not usable:*"])
+    assert str(target) in result.stderr.str()
+    assert "test_a.py" not in result.stdout.str()
+    no_traceback(result)
+
+
+def test_a_writable_state_directory_keeps_no_probe_files(pytester):
+    pytester.makepyfile(test_a=PASSING)
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    leftovers = [p.name for p in (pytester.path / ".rtgov").rglob("*") if "probe" in p.name]
+    assert leftovers == []
+
+
+# -- a disk that fills up during the tests: exit 7, nothing earlier lost -----------------
+
+FULL_DISK_CONFTEST = """
+import errno
+import os
+
+import pytest
+
+_REAL_FSYNC = os.fsync
+
+
+def _full(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    os.fsync = _full  # the disk filled up while the tests ran
+
+
+def pytest_unconfigure(config):
+    os.fsync = _REAL_FSYNC
+"""
+
+
+def test_a_full_disk_at_the_end_is_exit_7_naming_the_record_and_keeping_the_last_one(
+    pytester, read_latest
+):
+    pytester.makepyfile(test_a=PASSING)
+    first = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    assert first.ret == 0
+    before = read_latest(pytester.path)
+    log = pytester.path / ".rtgov" / "ledger" / "log"
+    log_bytes = log.read_bytes()
+
+    pytester.makeconftest(FULL_DISK_CONFTEST)
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    assert os.fsync.__name__ == "fsync"  # the inner session put it back
+    assert result.ret == EXIT_INTEGRITY, result.stdout.str() + result.stderr.str()
+    no_traceback(result)
+    err = result.stderr.str()
+    assert "pytest-rtgov: could not write the run record" in err
+    assert str(pytester.path / ".rtgov" / "runs") in err
+    assert os.strerror(errno.ENOSPC) in err
+    result.stdout.fnmatch_lines(["*1 passed*"])  # pytest's own summary is still there
+    # nothing earlier is lost: the last record, its pointer and the ledger are intact
+    assert read_latest(pytester.path) == before
+    assert log.read_bytes() == log_bytes
+    assert cli(pytester, "verify") == 0
