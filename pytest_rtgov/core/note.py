@@ -70,6 +70,7 @@ __all__ = [
     "parse_signer_key",
     "parse_verifier_key",
     "sign_note",
+    "verifier_key_fields",
 ]
 
 ALG_ED25519: Final = 0x01
@@ -323,6 +324,23 @@ def key_identity(text: str) -> tuple[str, bytes]:
         )
     kid, _ = _parse_key_fields(*parts, "verifier")
     return parts[0], kid
+
+
+def verifier_key_fields(text: str) -> tuple[str, bytes, bytes]:
+    """``(name, key id, raw public key)`` of a verifier key, its format checked, without
+    cryptography: two keys are the same key when these are equal.
+
+    >>> verifier_key_fields("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW")[0]
+    'PeterNeumann'
+    """
+    parts = text.split("+", 2)
+    if len(parts) != 3:
+        raise NoteFormatError(
+            f"expected a verifier key '<name>+<key id>+<key>', got {len(parts)} '+'-separated "
+            "fields"
+        )
+    kid, raw = _parse_key_fields(*parts, "verifier")
+    return parts[0], kid, raw
 
 
 def parse_signer_key(text: str) -> Signer:

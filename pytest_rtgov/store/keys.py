@@ -6,13 +6,22 @@ verifier. The keyring is a text file teams commit: one verifier key per line, ``
 comments. A machine with no key gets a *local* key, named
 ``rtgov-local-untrusted-<host>``, that makes ``make gate`` work out of the box but that
 no keyring lists: in CI (``CI=true``) or with ``--rtgov-require-signature`` it is refused.
+Its public half is kept beside it (``keys/local.pub``), so verifying never needs the
+private key.
+
+The keyring lives in the repository it protects, so CI can anchor trust outside it:
+``$RTGOV_TRUSTED_KEYS`` (verifier key lines) and ``$RTGOV_KEYRING_SHA256`` (the keyring
+file's digest), set as protected CI variables. When either is set, exactly those keys are
+trusted and a repository keyring that disagrees is refused (:class:`TrustAnchorError`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,11 +32,14 @@ from pytest_rtgov.core import note
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [
+    "ENV_KEYRING_SHA256",
     "ENV_SIGNING_KEY",
+    "ENV_TRUSTED_KEYS",
     "KeyError_",
     "KeyPlan",
     "SigningKey",
     "Trust",
+    "TrustAnchorError",
     "add_to_keyring",
     "generate_key",
     "load_signing_key",
@@ -39,11 +51,22 @@ __all__ = [
 
 T = TypeVar("T")
 ENV_SIGNING_KEY = "RTGOV_SIGNING_KEY"
+ENV_TRUSTED_KEYS = "RTGOV_TRUSTED_KEYS"
+ENV_KEYRING_SHA256 = "RTGOV_KEYRING_SHA256"
+ANCHOR_VARIABLES = (ENV_TRUSTED_KEYS, ENV_KEYRING_SHA256)
 LOCAL_PREFIX = "rtgov-local-untrusted"
 
 
 class KeyError_(RtgovError):
     """A key file, key text or keyring is missing or malformed."""
+
+
+class TrustAnchorError(KeyError_):
+    """The repository's keyring disagrees with the trust CI supplies from outside it
+    (``$RTGOV_TRUSTED_KEYS``, ``$RTGOV_KEYRING_SHA256``). ``rtgov verify`` exits 13 (an
+    untrusted checkpoint); a pytest session stops with a usage error (exit 4)."""
+
+    exit_code = 13
 
 
 @dataclass(frozen=True)
@@ -65,6 +88,8 @@ class Trust:
     local: tuple[note.Verifier, ...]
     keyring_path: Path | None
     required: bool
+    # Where the trusted keys come from, for messages: "keyring PATH", or the CI variables.
+    source: str = ""
 
     def verifiers(self) -> list[note.Verifier]:
         return [*self.keyring, *self.local]
@@ -75,6 +100,14 @@ class Trust:
         if isinstance(who, str):
             return any(v.name == who for v in self.keyring) and not who.startswith(LOCAL_PREFIX)
         return who in self.keyring
+
+    def describe(self, name: str) -> str:
+        """``name (trusted: <source>)`` or ``name (untrusted local key)``."""
+        if self.is_trusted(name):
+            return f"{name} (trusted: {self.source or f'keyring {self.keyring_path}'})"
+        if name.startswith(LOCAL_PREFIX) or any(v.name == name for v in self.local):
+            return f"{name} (untrusted local key)"
+        return f"{name} (untrusted)"
 
 
 def require_signatures(option: bool, environ: Mapping[str, str] | None = None) -> bool:
@@ -107,6 +140,79 @@ def read_keyring(path: Path) -> list[note.Verifier]:
     return _keyring_lines(path, note.parse_verifier_key)
 
 
+def _with_text(line: str) -> tuple[tuple[str, bytes, bytes], str]:
+    return note.verifier_key_fields(line), line
+
+
+def _key_label(text: str) -> str:
+    name, kid, _ = note.verifier_key_fields(text)
+    return f"{name}+{kid.hex()}"
+
+
+def trusted_key_lines(
+    keyring: Path | None, environ: Mapping[str, str] | None = None
+) -> tuple[list[str], str]:
+    """The verifier key lines to trust and where they come from, without cryptography.
+
+    Without the CI variables: the repository's keyring (if the file exists). With
+    ``$RTGOV_KEYRING_SHA256``: the keyring, if its sha256 is that one. With
+    ``$RTGOV_TRUSTED_KEYS`` (newline- or comma-separated): exactly those keys, and every
+    key the repository's keyring lists must be one of them. A disagreement raises
+    :class:`TrustAnchorError`, naming the file and the key or digest.
+    """
+    env = os.environ if environ is None else environ
+    supplied_text = env.get(ENV_TRUSTED_KEYS, "").strip()
+    pinned = env.get(ENV_KEYRING_SHA256, "").strip().lower()
+    has_ring = keyring is not None and keyring.is_file()
+    ring = _keyring_lines(keyring, _with_text) if has_ring and keyring is not None else []
+    if not supplied_text and not pinned:
+        return [text for _, text in ring], f"keyring {keyring}"
+    if pinned:
+        if not re.fullmatch(r"[0-9a-f]{64}", pinned):
+            raise TrustAnchorError(
+                f"${ENV_KEYRING_SHA256}: expected the 64 hex digits of the keyring's sha256, "
+                f"got {pinned[:80]!r}"
+            )
+        if keyring is None or not has_ring:
+            raise TrustAnchorError(
+                f"{keyring}: missing, but ${ENV_KEYRING_SHA256} pins its sha256: "
+                "refusing to trust any key"
+            )
+        try:
+            actual = hashlib.sha256(keyring.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise KeyError_(f"{keyring}: cannot read keyring ({exc.strerror})") from exc
+        if actual != pinned:
+            raise TrustAnchorError(
+                f"{keyring}: sha256 {actual} does not match ${ENV_KEYRING_SHA256} ({pinned}): "
+                "the repository's keyring is not the one CI pins; refusing to trust it"
+            )
+    if not supplied_text:
+        return [text for _, text in ring], (
+            f"keyring {keyring}, sha256 pinned by ${ENV_KEYRING_SHA256}"
+        )
+    supplied: list[tuple[tuple[str, bytes, bytes], str]] = []
+    entries = [e.strip() for e in re.split(r"[\n,]", supplied_text)]
+    for number, entry in enumerate([e for e in entries if e], start=1):
+        try:
+            supplied.append(_with_text(entry))
+        except RtgovError as exc:
+            raise TrustAnchorError(
+                f"${ENV_TRUSTED_KEYS}: entry {number}: expected a verifier key "
+                f"'name+keyid+base64' ({exc})"
+            ) from exc
+    known = {fields for fields, _ in supplied}
+    extra = [text for fields, text in ring if fields not in known]
+    if extra:
+        raise TrustAnchorError(
+            f"{keyring}: lists {', '.join(_key_label(t) for t in extra)}, which "
+            f"${ENV_TRUSTED_KEYS} does not: the repository's keyring disagrees with the keys "
+            "CI supplies; refusing it (remove the line, or add the key to the protected CI "
+            "variable)"
+        )
+    return [text for _, text in supplied], f"CI-supplied ${ENV_TRUSTED_KEYS}"
+
+
 @dataclass(frozen=True)
 class KeyPlan:
     """What a session will sign with and trust, checked without loading cryptography.
@@ -122,17 +228,23 @@ class KeyPlan:
     state_dir: Path
     keyring: Path | None
     required: bool
+    anchors: tuple[tuple[str, str], ...] = ()  # the CI variables, as the plan read them
 
     def load(self) -> tuple[SigningKey, Trust]:
         environ = {ENV_SIGNING_KEY: self.env_value} if self.env_value else {}
         signing = load_signing_key(
             key_file=self.key_file, state_dir=self.state_dir, environ=environ
         )
-        trust = load_trust(keyring=self.keyring, state_dir=self.state_dir, required=self.required)
+        trust = load_trust(
+            keyring=self.keyring,
+            state_dir=self.state_dir,
+            required=self.required,
+            environ=dict(self.anchors),
+        )
         if self.required and not trust.is_trusted(signing.verifier):
             raise KeyError_(
-                f"signing key {signing.verifier.name} ({signing.source}) is not the keyring "
-                f"{trust.keyring_path}'s key of that name and id: refusing to sign"
+                f"signing key {signing.verifier.name} ({signing.source}) is not the "
+                f"{trust.source}'s key of that name and id: refusing to sign"
             )
         return signing, trust
 
@@ -162,23 +274,38 @@ def plan_keys(
         path = local_key_path(state_dir)
         identity = _identity(_read_text(path), str(path)) if path.exists() else None
         source = f"local {path}"
-    ids = (
-        frozenset(_keyring_lines(keyring, note.key_identity))
-        if keyring is not None and keyring.exists()
-        else frozenset()
-    )
+    lines, trusted_from = trusted_key_lines(keyring, env)
+    ids = frozenset(note.key_identity(line) for line in lines)
     if required and (identity is None or identity not in ids):
         name = identity[0] if identity else f"{LOCAL_PREFIX}-{local_host()}"
         raise KeyError_(
-            f"signing key {name} ({source}) is not in the keyring {keyring}; "
+            f"signing key {name} ({source}) is not in the {trusted_from}; "
             "signatures are required here (CI=true or --rtgov-require-signature): pass "
             "--rtgov-signing-key or set RTGOV_SIGNING_KEY to a key that "
             "`rtgov keys generate` added to the keyring"
         )
-    return KeyPlan(key_file, value, state_dir, keyring, required)
+    anchors = tuple((name, env[name]) for name in ANCHOR_VARIABLES if env.get(name, "").strip())
+    return KeyPlan(key_file, value, state_dir, keyring, required, anchors)
+
+
+def check_private_mode(path: Path) -> None:
+    """Refuse a private key file that group or others may read or write, as ssh does."""
+    if os.name == "nt":
+        return
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # reading it reports why
+    if mode & 0o077:
+        what = "readable" if mode & 0o044 else "writable"
+        raise KeyError_(
+            f"{path}: private key file has mode {mode:04o}: {what} by group or others; "
+            f"refusing to use it (run `chmod 600 {path}`)"
+        )
 
 
 def _read_text(path: Path) -> str:
+    check_private_mode(path)
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -240,7 +367,9 @@ def _parse_private(text: str, source: str) -> note.Signer:
         ) from exc
 
 
-def _read_private(path: Path) -> note.Signer:
+def _read_private(path: Path, *, signing: bool = True) -> note.Signer:
+    if signing:
+        check_private_mode(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -252,9 +381,41 @@ def local_key_path(state_dir: Path) -> Path:
     return state_dir / "keys" / "local.key"
 
 
+def local_pub_path(state_dir: Path) -> Path:
+    return state_dir / "keys" / "local.pub"
+
+
+def _record_local_pub(state_dir: Path, verifier: note.Verifier) -> None:
+    """Keep the local key's public half in ``keys/local.pub``, one line per local key
+    this state directory has had: checkpoints signed by a deleted local key still verify."""
+    path = local_pub_path(state_dir)
+    line = note.format_verifier_key(verifier)
+    try:
+        if path.exists() and line in path.read_text(encoding="utf-8").splitlines():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as fh:  # O_APPEND: one short write
+            fh.write(line + "\n")
+    except OSError:
+        pass  # best effort: verification falls back to the private key
+
+
 def local_verifiers(state_dir: Path) -> list[note.Verifier]:
+    """This state directory's local keys, from ``keys/local.pub``; a state directory
+    made before the public half was kept has its ``.pub`` derived and written now."""
+    pub = local_pub_path(state_dir)
+    found: list[note.Verifier] = []
+    if pub.exists():
+        for verifier in _keyring_lines(pub, note.parse_verifier_key):
+            if verifier not in found:
+                found.append(verifier)
+        return found
     path = local_key_path(state_dir)
-    return [_read_private(path).verifier()] if path.exists() else []
+    if not path.exists():
+        return []
+    verifier = _read_private(path, signing=False).verifier()
+    _record_local_pub(state_dir, verifier)
+    return [verifier]
 
 
 def local_host() -> str:
@@ -283,7 +444,9 @@ def load_signing_key(
     path = local_key_path(state_dir)
     if not path.exists():
         _create_local_key(path, note.generate_signer(f"{LOCAL_PREFIX}-{local_host()}"))
-    return SigningKey(_read_private(path), f"local {path}", local=True)
+    signing = SigningKey(_read_private(path), f"local {path}", local=True)
+    _record_local_pub(state_dir, signing.verifier)
+    return signing
 
 
 def _create_local_key(path: Path, signer: note.Signer) -> None:
@@ -305,8 +468,18 @@ def _create_local_key(path: Path, signer: note.Signer) -> None:
         os.unlink(tmp)
 
 
-def load_trust(*, keyring: Path | None, state_dir: Path, required: bool) -> Trust:
-    """The keyring (if the file exists) plus, unless signatures are required, the local key."""
-    ring = tuple(read_keyring(keyring)) if keyring is not None and keyring.exists() else ()
+def load_trust(
+    *,
+    keyring: Path | None,
+    state_dir: Path,
+    required: bool,
+    environ: Mapping[str, str] | None = None,
+) -> Trust:
+    """The trusted keys (:func:`trusted_key_lines`: the keyring, or what CI supplies) plus,
+    unless signatures are required, this state directory's local keys (untrusted)."""
+    lines, source = trusted_key_lines(keyring, environ)
+    ring = tuple(note.parse_verifier_key(line) for line in lines)
     local = () if required else tuple(local_verifiers(state_dir))
-    return Trust(keyring=ring, local=local, keyring_path=keyring, required=required)
+    return Trust(
+        keyring=ring, local=local, keyring_path=keyring, required=required, source=source
+    )

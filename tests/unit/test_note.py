@@ -329,3 +329,15 @@ def test_checkpoint_refuses_bad_fields() -> None:
         Checkpoint("o", True, bytes(32))  # type: ignore[arg-type]
     with pytest.raises(NoteFormatError, match="extension 1"):
         Checkpoint("o", 1, bytes(32), ("fine", ""))
+
+
+def test_verifier_key_fields_name_the_key_without_cryptography() -> None:
+    from pytest_rtgov.core.note import verifier_key_fields
+
+    signer = generate_signer("example.org/fields")
+    text = format_verifier_key(signer.verifier())
+    name, kid, raw = verifier_key_fields(text)
+    assert (name, kid) == ("example.org/fields", signer.key_id)
+    assert raw == signer.verifier().public_key_bytes
+    with pytest.raises(NoteFormatError, match="verifier key"):
+        verifier_key_fields("no-plus-signs")
