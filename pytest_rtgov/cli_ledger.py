@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         return _recover(args)
     except KeyError_ as exc:
         print(f"rtgov: {exc}", file=sys.stderr)
-        return 4
+        return int(getattr(exc, "exit_code", 4))  # 13: the keyring disagrees with CI's keys
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -163,7 +163,7 @@ def _verify(args: argparse.Namespace) -> int:
         return exc.exit_code
     for warning in report.warnings:
         print(f"rtgov verify: warning: {warning}", file=sys.stderr)
-    signed = ", ".join(sorted(report.signed_by)) or "nobody"
+    signed = ", ".join(trust.describe(name) for name in sorted(report.signed_by)) or "nobody"
     print(
         f"ledger intact: {report.leaves} leaves, {report.checkpoints} checkpoints signed by "
         f"{signed}, root {report.root.hex() if report.root else '-'}"

@@ -199,6 +199,7 @@ def test_ci_refuses_at_the_end_a_key_whose_seed_does_not_match_its_id(suite, mon
     head = (suite.path / "ci.key").read_text().split("+", 4)[:4]
     seed = (suite.path / "other.key").read_text().split("+", 4)[4]
     (suite.path / "forged.key").write_text("+".join([*head, seed]))
+    (suite.path / "forged.key").chmod(0o600)  # a key others can read is refused earlier
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "forged.key"))
     result = suite.runpytest("--rtgov")
