@@ -88,6 +88,13 @@ def test_leaf(i: int, samples: int) -> bytes:
 
 def _template_session() -> list[bytes]:
     """One 200-leaf session from ``run_leaves``, with markers for run id and leaf number."""
+    leaves = run_leaves(_template_record())
+    assert len(leaves) == SESSION, len(leaves)
+    return leaves
+
+
+def _template_record() -> RunRecord:
+    """The run record of every generated session (its run id is the marker)."""
     tests = tuple(
         TestEntry(
             nodeid=f"tests/test_mod{n % 9}.py::test_case[{NODE_MARK}]",
@@ -124,7 +131,7 @@ def _template_session() -> list[bytes]:
         }
         for n in range(6)
     )
-    record = RunRecord(
+    return RunRecord(
         run_id=RUN_MARK,
         started_at=CREATED_AT,
         ended_at="2026-11-22T00:01:00Z",
@@ -139,9 +146,6 @@ def _template_session() -> list[bytes]:
         gate_results=gates,
         verdict={"passed": True, "breaches": 0},
     )
-    leaves = run_leaves(record)
-    assert len(leaves) == SESSION, len(leaves)
-    return leaves
 
 
 def generated_leaves(n: int, start: int = 1):
@@ -193,6 +197,12 @@ def build_ledger(state: Path, n: int, *, checkpoint_every: int | None = None) ->
             if checkpoint_every and tree.size % checkpoint_every == 0 and tree.size < n:
                 checkpoint()
     checkpoint()
+    # The run record files the verdict leaves name (verify requires them): the template
+    # record, whose digest every generated verdict leaf holds.
+    (state / "runs").mkdir()
+    record = _template_record().canonical_json() + b"\n"
+    for session in range((n - 1) // SESSION):
+        (state / "runs" / f"{session:012d}.json").write_bytes(record)
     return {
         "leaves": n,
         "checkpoints": checkpoints,
