@@ -4,7 +4,10 @@ Exit codes:
     0  success
     2  bad command-line arguments (argparse, or a refresh in CI without --reason)
     3  the requested run record does not exist
-    4  a record, baseline or gates file is unreadable or does not match its schema
+    4  a record, baseline or gates file is unreadable or does not match its schema; a run
+       record the ledger does not cover (no verdict leaf names it, or it was edited)
+       given to ``baseline refresh``, ``merge``, ``report`` or ``export``; a ledger
+       whose frames do not check when a command needs to know which records it covers
     5  refusing to refresh a baseline from a run whose tests did not pass
     7  the baseline was refreshed but could not be signed or logged in the ledger
     6  ``rtgov merge --gate``: a gate of the merged run breached
@@ -20,12 +23,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.core.gates_config import GatesConfigError
 from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 from pytest_rtgov.logs import LOGGER_NAME, JsonLinesFormatter, log_event
+
+if TYPE_CHECKING:
+    from pytest_rtgov.store.runs import RunStore
 
 __all__ = ["EXIT_BAD_RECORD", "EXIT_NOT_FOUND", "EXIT_OK", "main"]
 
@@ -127,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pytest_rtgov import cli_graph, cli_ledger
 
         try:
+            if args.command == "report":
+                store.read_covered(args.run)  # refused before cli_graph renders it
             if args.command in ("compare", "graph", "report"):
                 return cli_graph.run(args)
             return cli_ledger.run(args)
@@ -140,16 +148,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "baseline":
             return _baseline(args, store)
         if args.command == "runs":
-            for run_id in store.run_ids():
-                print(run_id)
-            return EXIT_OK
-        record = store.read(args.run)
-        log_event("cli.show", run_id=record.run_id, level=logging.DEBUG)
+            return _runs(store)
+        record, standing = store.read_checked(args.run)
+        log_event("cli.show", run_id=record.run_id, standing=standing, level=logging.DEBUG)
+        warning = _standing_warning(store, record.run_id, standing)
         if args.json:
             sys.stdout.write(pretty_json(record.to_dict()))
         else:
             from pytest_rtgov.report.terminal import render_run
 
+            if warning:
+                print(f"!! {warning}")
             sys.stdout.write(render_run(record, markup=sys.stdout.isatty()))
         return EXIT_OK
     except RecordNotFoundError as exc:
@@ -163,7 +172,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_RECORD
 
 
-def _baseline(args: argparse.Namespace, runs: object) -> int:
+def _runs(store: RunStore) -> int:
+    """Run ids, oldest first; a record the ledger does not cover gets a second column."""
+    from pytest_rtgov.store.runs import standing_label
+
+    covered = store.covered()
+    for run_id in store.run_ids():
+        try:
+            label = standing_label(store.standing(run_id, covered))
+        except RecordFormatError as exc:
+            label = f"UNREADABLE ({exc.place}: expected {exc.expected})"
+        print(f"{run_id}  {label}" if label else run_id)
+    return EXIT_OK
+
+
+def _standing_warning(store: RunStore, run_id: str, standing: str) -> str:
+    """'' for a covered record; else its label and why, also logged to stderr."""
+    from pytest_rtgov.store.runs import COVERED, UncoveredRecordError
+
+    if standing == COVERED:
+        return ""
+    error = UncoveredRecordError(store.path_for(run_id), standing, run_id, store.ledger_log)
+    warning = f"{error.label}: {error.source}: {error.why}"
+    print(f"rtgov: warning: {warning}", file=sys.stderr)
+    return warning
+
+
+def _baseline(args: argparse.Namespace, runs: RunStore) -> int:
     import os
 
     from pytest_rtgov.core.gates import evaluate_gates
@@ -201,14 +236,19 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
         return EXIT_OK
     if args.baseline_command == "sign":
         return _sign_baseline(args, baseline)
-    record = runs.read(args.run)  # type: ignore[attr-defined]
     if args.baseline_command == "diff":
         from pytest_rtgov.report.terminal import render_results
+
+        record, standing = runs.read_checked(args.run)
+        warning = _standing_warning(runs, record.run_id, standing)
+        if warning:
+            print(f"!! {warning}")
 
         results, empty = evaluate_gates(gates, record, baseline.view(record.environment))
         sys.stdout.write(render_results(results, empty, markup=sys.stdout.isatty()))
         return EXIT_OK
-    # refresh
+    # refresh: only from a record the ledger covers, as it is there
+    record = runs.read_covered(args.run)
     in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
     if in_ci and not args.reason:
         print("rtgov: baseline refresh with CI=true needs --reason TEXT", file=sys.stderr)
@@ -220,6 +260,9 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
+    failed = _seal_failure(args, baseline, "refresh")
+    if isinstance(failed, int):
+        return failed
     signing = _signing_key(args)
     if isinstance(signing, int):
         return signing
@@ -236,7 +279,30 @@ def _baseline(args: argparse.Namespace, runs: object) -> int:
     )
     if stale and not args.drop_stale:
         print(f"stale subjects kept (not in this run; --drop-stale drops them): {', '.join(stale)}")
-    return _seal_and_log(args, baseline, entry, signing)
+    return _seal_and_log(args, baseline, entry, signing, failed_seal=failed)
+
+
+def _seal_failure(args: argparse.Namespace, baseline: Any, action: str) -> str | int | None:
+    """What fails in the baseline's current seal (None: it verifies, or there is none
+    yet), or an exit code: re-sealing a failed seal needs --reason, and the ledger
+    records what failed."""
+    from pytest_rtgov.store.baselines import baseline_seal_status
+    from pytest_rtgov.store.keys import KeyError_, load_trust
+
+    try:
+        trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=False)
+    except KeyError_ as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return EXIT_BAD_RECORD
+    failure = baseline_seal_status(baseline, trust).failure
+    if failure is not None and not args.reason:
+        print(
+            f"rtgov: baseline {action} needs --reason TEXT: the baseline's seal fails "
+            f"({failure}); the reason and what failed go to the ledger",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return failure
 
 
 def _baseline_doc(path: Path, *tables: str) -> dict[str, Any]:
@@ -320,6 +386,9 @@ def _sign_baseline(args: argparse.Namespace, baseline: Any) -> int:
     if not baseline.exists():
         print(f"rtgov: no baseline in {baseline.directory} to sign", file=sys.stderr)
         return EXIT_NOT_FOUND
+    failed = _seal_failure(args, baseline, "sign")
+    if isinstance(failed, int):
+        return failed
     signing = _signing_key(args)
     if isinstance(signing, int):
         return signing
@@ -333,21 +402,29 @@ def _sign_baseline(args: argparse.Namespace, baseline: Any) -> int:
         fingerprint="",
         changes=[],
     )
-    return _seal_and_log(args, baseline, entry, signing)
+    return _seal_and_log(args, baseline, entry, signing, failed_seal=failed)
 
 
-def _seal_and_log(args: argparse.Namespace, baseline: Any, entry: Any, signing: Any) -> int:
+def _seal_and_log(
+    args: argparse.Namespace,
+    baseline: Any,
+    entry: Any,
+    signing: Any,
+    *,
+    failed_seal: str | None = None,
+) -> int:
     """Sign the baseline folder and append the change to the ledger with a checkpoint."""
-    from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
     from pytest_rtgov.errors import RtgovError
-    from pytest_rtgov.store.baselines import seal_baseline
+    from pytest_rtgov.store.baselines import refresh_leaf, seal_baseline
 
     try:
         digest = seal_baseline(baseline, signing.signer, entry)
     except (RtgovError, OSError) as exc:
         print(f"rtgov: baseline written but not signed: {exc}", file=sys.stderr)
         return EXIT_INTEGRITY
-    leaf = baseline_refresh_leaf(entry.to_dict(), seal_sha256=digest)
+    leaf = refresh_leaf(
+        entry, digest, directory=baseline.directory, state_dir=args.dir, failed_seal=failed_seal
+    )
     result = _log(args, [leaf], signing, entry.at, "the signed baseline")
     if isinstance(result, int):
         return result

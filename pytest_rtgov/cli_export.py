@@ -3,7 +3,8 @@
 Exit codes (besides 0):
     2  the output file cannot be written
     3  the requested run record does not exist
-    4  the record is unreadable, does not match its schema, or cannot be exported
+    4  the record is unreadable, does not match its schema, or cannot be exported; or the
+       ledger does not cover it (no verdict leaf names it, or the file was edited)
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     try:
-        record = RunStore(args.dir).read(args.run)
+        # Exports feed CI summaries and dashboards: only what the ledger vouches for.
+        record = RunStore(args.dir).read_covered(args.run)
         data = export(record, args.format)
     except RecordNotFoundError as exc:
         print(f"rtgov: {exc}", file=sys.stderr)

@@ -12,6 +12,12 @@ Exit codes (besides the CLI's 0, 2, 3, 4):
     7  ``--gate``: the baseline's signature fails or is untrusted where signatures are
        required (``CI=true``)
     9  the records cannot be merged (the message names the runs and why)
+
+A record named by run id, prefix or ``latest``, or by the path of a file in a state
+directory's ``runs/`` beside its ``ledger/``, is used only if that ledger covers it (a
+verdict leaf names the run and pins the file's sha256); else exit 4 naming the file. A
+file from anywhere else (a shard's record downloaded from CI artifacts, whose ledger
+stayed on the shard's machine) cannot be checked here: it is merged with a note saying so.
 """
 
 from __future__ import annotations
@@ -234,13 +240,30 @@ def _merge(
 
 
 def _read(store: Any, ref: str) -> RunRecord:
-    """A run record by id, prefix or ``latest``, or from a file (downloaded CI artifacts)."""
+    """A run record by id, prefix or ``latest``, or from a file (downloaded CI artifacts);
+    only one its ledger covers, where that ledger is at hand (module docstring)."""
+    from pytest_rtgov.store.runs import _RUN_ID, RunStore
+
     candidate = Path(ref)
     if candidate.suffix == ".json" and candidate.is_file():
+        runs_dir = candidate.resolve().parent
+        beside = RunStore(runs_dir.parent)
+        ours = runs_dir == store.runs_dir.resolve()
+        if (
+            _RUN_ID.match(candidate.stem)
+            and runs_dir.name == "runs"
+            and (ours or beside.ledger_log.is_file())
+        ):
+            return beside.read_covered(candidate.stem)
         from pytest_rtgov.store.files import read_json
 
+        print(
+            f"rtgov: note: {candidate} has no ledger beside it: merged as given (its "
+            "session's ledger vouched for it; the merged run enters this ledger)",
+            file=sys.stderr,
+        )
         return RunRecord.from_dict(read_json(candidate), source=str(candidate))
-    record: RunRecord = store.read(ref)
+    record: RunRecord = store.read_covered(ref)
     return record
 
 

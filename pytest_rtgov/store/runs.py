@@ -1,17 +1,85 @@
-"""Run records on disk: ``<state dir>/runs/<run id>.json`` and a ``latest`` pointer."""
+"""Run records on disk: ``<state dir>/runs/<run id>.json`` and a ``latest`` pointer.
+
+Commands that act on a record (``baseline refresh --from``, ``merge``, ``report``,
+``export``) use only records the ledger covers: :meth:`RunStore.read_covered` checks the
+file's sha256 against the ``record_sha256`` of the run's ``verdict`` leaf. Commands that
+only look (``runs``, ``show``, ``baseline diff``) label the others with
+:meth:`RunStore.read_checked`'s standing.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 from pytest_rtgov.store.files import atomic_write, read_json
 
-__all__ = ["RunStore", "new_run_id"]
+__all__ = [
+    "COVERED",
+    "EDITED",
+    "NOT_IN_LEDGER",
+    "RunStore",
+    "UncoveredRecordError",
+    "new_run_id",
+    "standing_label",
+]
+
+# A record's standing against the ledger.
+COVERED = "covered"  # a verdict leaf names the run and pins this file's digest
+NOT_IN_LEDGER = "not-in-ledger"  # no verdict leaf names the run: forged, or orphaned
+EDITED = "edited"  # a verdict leaf names the run, with another digest
+
+
+_SHORT = {NOT_IN_LEDGER: "NOT IN LEDGER", EDITED: "EDITED"}
+
+
+def standing_label(standing: str) -> str:
+    """How ``rtgov runs`` flags a record ('' for a covered one)."""
+    why = {NOT_IN_LEDGER: "no verdict leaf names it", EDITED: "differs from its verdict leaf"}
+    return f"{_SHORT[standing]} ({why[standing]})" if standing in _SHORT else ""
+
+
+class UncoveredRecordError(RecordFormatError):
+    """A run record the ledger does not vouch for: no verdict leaf names it, or the file
+    differs from the digest its verdict leaf holds. ``label``: NOT IN LEDGER or EDITED;
+    ``why``: the sentence that says so."""
+
+    def __init__(self, path: Path, standing: str, run_id: str, ledger: Path) -> None:
+        super().__init__(str(path), "the ledger", f"a record covered by {ledger}")
+        self.standing = standing
+        self.label = _SHORT.get(standing, standing)
+        if standing == EDITED:
+            self.why = (
+                f"was edited: its sha256 differs from the record_sha256 of run {run_id}'s "
+                f"verdict leaf in {ledger}"
+            )
+        else:
+            self.why = (
+                f"no verdict leaf names run {run_id} in {ledger}: the file was forged, or "
+                "written by a session that stopped before its ledger append"
+            )
+        self.args = (
+            f"{path}: {self.why}; refusing to use it (`rtgov verify` checks every record)",
+        )
+
+
+def record_file_digest(data: Any, path: Path) -> str:
+    """``sha256:<hex>`` of a decoded record's canonical JSON, as its verdict leaf holds it."""
+    from pytest_rtgov.core.canonical import canonical_json
+
+    try:
+        encoded = canonical_json(data)
+    except ValueError as exc:
+        raise RecordFormatError(str(path), "$", f"JSON without NaN or infinity ({exc})") from None
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
 
 _RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 
@@ -92,6 +160,66 @@ class RunStore:
         )
 
     def read(self, ref: str) -> RunRecord:
+        """The record, whether or not the ledger covers it (see :meth:`read_checked`)."""
         run_id = self.resolve(ref)
         path = self.path_for(run_id)
         return RunRecord.from_dict(read_json(path), source=str(path))
+
+    @property
+    def ledger_log(self) -> Path:
+        return self.state_dir / "ledger" / "log"
+
+    def covered(self) -> dict[str, str]:
+        """``{run_id: record_sha256}`` of the ledger's verdict leaves (one streaming pass).
+
+        A frame that does not check is a RecordFormatError naming the log (exit 4 in
+        the CLI; ``rtgov verify`` says more).
+        """
+        from pytest_rtgov.store.coverage import covered_runs
+        from pytest_rtgov.store.ledger import LedgerError
+
+        try:
+            return covered_runs(self.state_dir)
+        except LedgerError as exc:
+            raise RecordFormatError(
+                str(self.ledger_log),
+                "a frame",
+                f"a ledger whose frames check, to tell which run records it covers ({exc})",
+            ) from None
+
+    def standing(self, run_id: str, covered: Mapping[str, str], data: Any = None) -> str:
+        """COVERED, EDITED or NOT_IN_LEDGER; ``data``: the decoded file, when read already."""
+        expected = covered.get(run_id)
+        if expected is None:
+            return NOT_IN_LEDGER
+        path = self.path_for(run_id)
+        if data is None:
+            data = read_json(path)
+        return COVERED if record_file_digest(data, path) == expected else EDITED
+
+    def read_checked(
+        self, ref: str, covered: Mapping[str, str] | None = None
+    ) -> tuple[RunRecord, str]:
+        """The record and its standing against the ledger (``covered``: from
+        :meth:`covered`, read here when not given)."""
+        _, record, standing = self._read_checked(ref, covered)
+        return record, standing
+
+    def read_covered(self, ref: str) -> RunRecord:
+        """The record, only if a verdict leaf names its run and pins this file's digest;
+        else an UncoveredRecordError naming the file and why."""
+        run_id, record, standing = self._read_checked(ref, None)
+        if standing != COVERED:
+            raise UncoveredRecordError(self.path_for(run_id), standing, run_id, self.ledger_log)
+        return record
+
+    def _read_checked(
+        self, ref: str, covered: Mapping[str, str] | None
+    ) -> tuple[str, RunRecord, str]:
+        run_id = self.resolve(ref)
+        if covered is None:
+            covered = self.covered()
+        path = self.path_for(run_id)
+        data = read_json(path)
+        record = RunRecord.from_dict(data, source=str(path))
+        return run_id, record, self.standing(run_id, covered, data)

@@ -76,3 +76,96 @@ def test_bad_gates_file_exits_4(tmp_path):
     result = rtgov(tmp_path, "baseline", "show")
     assert result.returncode == 4
     assert "gates.toml: at defaults.confidence: expected a number from 0.5" in result.stderr
+
+
+# -- only records the ledger covers ----------------------------------------------------
+
+FORGED = "20990101T000000Z-f0f0f0"
+
+
+def cli(cwd, *args):
+    """``rtgov ARGS`` in-process from ``cwd``: the exit status (output via capsys)."""
+    from pytest_rtgov.cli import main
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(list(args))
+    finally:
+        os.chdir(old)
+
+
+def _covered_and_bad(gated):
+    """The gated run's (covered) id, plus a forged record no verdict leaf names and the
+    covered record edited in place; returns (covered id, edited path, forged path)."""
+    state = gated.path / ".rtgov"
+    covered = (state / "latest").read_text().strip()
+    data = json.loads((state / "runs" / f"{covered}.json").read_text())
+    data["run_id"] = FORGED
+    forged = state / "runs" / f"{FORGED}.json"
+    forged.write_text(json.dumps(data))
+    # A second session, then its record edited: the ledger's digest no longer matches.
+    assert gated.runpytest("--rtgov-gate").ret == 0
+    edited_id = (state / "latest").read_text().strip()
+    edited = state / "runs" / f"{edited_id}.json"
+    data = json.loads(edited.read_text())
+    data["pytest_args"] = [*data["pytest_args"], "--quietly-edited"]
+    edited.write_text(json.dumps(data))
+    return covered, edited, forged
+
+
+def test_runs_marks_records_the_ledger_does_not_cover(gated, capsys):
+    covered, edited, _ = _covered_and_bad(gated)
+    capsys.readouterr()
+    assert cli(gated.path, "runs") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert covered in lines  # a covered record: its id alone, as before
+    assert f"{edited.stem}  EDITED (differs from its verdict leaf)" in lines
+    assert f"{FORGED}  NOT IN LEDGER (no verdict leaf names it)" in lines
+
+
+def test_show_labels_an_uncovered_or_edited_record(gated, capsys):
+    _, edited, _ = _covered_and_bad(gated)
+    capsys.readouterr()
+    for ref, label in ((FORGED, "NOT IN LEDGER"), (edited.stem, "EDITED")):
+        assert cli(gated.path, "show", ref) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith(f"!! {label}:"), captured.out[:200]
+        assert label in captured.err and "runs/" in captured.err
+        assert cli(gated.path, "show", ref, "--json") == 0
+        captured = capsys.readouterr()
+        json.loads(captured.out)  # still the record, label on stderr only
+        assert label in captured.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("baseline", "refresh", "--reason", "r", "--from"),
+        ("report",),
+        ("merge",),
+        ("export", "--format", "markdown"),
+    ],
+)
+def test_uncovered_or_edited_records_are_refused(gated, capsys, command):
+    _, edited, forged = _covered_and_bad(gated)
+    history = (gated.path / "baseline" / "refreshes.jsonl").read_text()
+    ledger = (gated.path / ".rtgov" / "ledger" / "log").read_bytes()
+    capsys.readouterr()
+    for path, why in ((forged, "no verdict leaf names run"), (edited, "was edited")):
+        assert cli(gated.path, *command, path.stem) == 4
+        err = capsys.readouterr().err
+        assert f"runs/{path.name}" in err and why in err, err
+        assert "Traceback" not in err
+    assert (gated.path / "baseline" / "refreshes.jsonl").read_text() == history
+    assert (gated.path / ".rtgov" / "ledger" / "log").read_bytes() == ledger
+
+
+def test_covered_records_still_work(gated, capsys):
+    state = gated.path / ".rtgov"
+    covered = (state / "latest").read_text().strip()
+    assert cli(gated.path, "show", covered) == 0
+    captured = capsys.readouterr()
+    assert not captured.out.startswith("!!") and captured.err == ""
+    assert cli(gated.path, "report", covered) == 0
+    assert cli(gated.path, "baseline", "refresh", "--reason", "r", "--from", covered) == 0

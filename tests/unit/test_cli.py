@@ -42,7 +42,10 @@ def test_show_by_prefix_and_runs_listing(state, capsys):
     assert main(["--dir", str(state), "show", run_id[:10], "--json"]) == EXIT_OK
     capsys.readouterr()
     assert main(["--dir", str(state), "runs"]) == EXIT_OK
-    assert capsys.readouterr().out.split() == [run_id]
+    # No ledger here: no verdict leaf covers the record, and the listing says so.
+    assert capsys.readouterr().out.splitlines() == [
+        f"{run_id}  NOT IN LEDGER (no verdict leaf names it)"
+    ]
 
 
 def test_missing_run_exits_3(state, capsys):

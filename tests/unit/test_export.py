@@ -429,8 +429,26 @@ def _cli(state: Path, *argv: str) -> int:
     return cli_export.run(args)
 
 
+def _write_covered(state: Path, record: RunRecord) -> None:
+    """Write the record and log it in the ledger, as a session does: export uses only
+    records a verdict leaf covers."""
+    from pytest_rtgov.core.ledger_records import run_leaves
+    from pytest_rtgov.store.keys import load_signing_key
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    RunStore(state).write(record)
+    signer = load_signing_key(key_file=None, state_dir=state).signer
+    append_session(
+        Ledger(state / "ledger"),
+        run_leaves(record),
+        signer=signer,
+        origin="pytest-rtgov.local/t",
+        created_at=record.ended_at,
+    )
+
+
 def test_cli_export_latest_to_stdout_and_a_file(record, tmp_path, capsysbinary):
-    RunStore(tmp_path).write(record)
+    _write_covered(tmp_path, record)
     assert _cli(tmp_path, "export", "--format", "prometheus") == 0
     assert capsysbinary.readouterr().out == export(record, "prometheus")
     out = tmp_path / "out" / "junit.xml"
