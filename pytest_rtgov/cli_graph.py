@@ -3,6 +3,13 @@
 Exit codes (besides 0, 2, 3, 4):
     8  ``compare``: the two sides are not comparable (the rows are printed all the same,
        under a banner naming every difference)
+    10 ``compare``, ``graph``: a ledger frame does not check (as ``rtgov verify``)
+    11 ``compare``, ``graph``: a ledger leaf the delta index cannot read: not JSON, not an
+       object, an unknown kind, or a missing field (the message names the leaf)
+    12 ``compare``, ``graph``: the log does not hash to its signed checkpoint's root
+
+The delta index itself is never trusted: it is checked against the ledger and its own
+digest before each use, and rebuilt (with a warning saying why) when either disagrees.
 """
 
 from __future__ import annotations
@@ -17,10 +24,21 @@ from typing import Any
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.errors import RecordNotFoundError
 
-__all__ = ["EXIT_INCOMPARABLE", "add_parsers", "run"]
+__all__ = [
+    "EXIT_INCOMPARABLE",
+    "EXIT_LEDGER_FRAME",
+    "EXIT_LEDGER_LEAF",
+    "EXIT_LEDGER_ROOT",
+    "add_parsers",
+    "run",
+]
 
 EXIT_INCOMPARABLE = 8
+EXIT_LEDGER_FRAME = 10
+EXIT_LEDGER_LEAF = 11
+EXIT_LEDGER_ROOT = 12
 MAX_OBSERVATION_NODES = 200_000
+_KEYRING = "keys whose checkpoint signatures the index may match (default: rtgov.keyring)"
 _MEASURED_UNITS = {"wall_time": "s", "cpu_time": "s", "gpu_time": "s"}
 
 
@@ -37,6 +55,7 @@ def add_parsers(sub: Any) -> None:
         help="smallest change of a measured median that counts (default 10)",
     )
     compare.add_argument("--gates", type=Path, default=Path("gates.toml"))
+    compare.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"), help=_KEYRING)
 
     report = sub.add_parser("report", help="write the self-contained HTML gate report of a run")
     report.add_argument("run", nargs="?", default="latest")
@@ -44,6 +63,7 @@ def add_parsers(sub: Any) -> None:
     report.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
 
     graph = sub.add_parser("graph", help="query or export the experiment graph")
+    graph.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"), help=_KEYRING)
     gsub = graph.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
     query = gsub.add_parser("query", help="top regressions, series, first regression, lineage")
     qsub = query.add_subparsers(dest="query", required=True, metavar="QUERY")
@@ -84,13 +104,36 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.history import IndexLeafError, LedgerRootMismatchError
+    from pytest_rtgov.store.ledger import LedgerCorruptError
 
-    store = HistoryStore(args.dir)
-    if args.command == "compare":
-        return _compare(args, store)
+    try:
+        return _run(args)
+    except LedgerCorruptError as exc:
+        print(f"rtgov: ledger damaged: {exc}", file=sys.stderr)
+        return EXIT_LEDGER_FRAME
+    except IndexLeafError as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return EXIT_LEDGER_LEAF
+    except LedgerRootMismatchError as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return EXIT_LEDGER_ROOT
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.keys import load_trust, require_signatures
+
+    trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=require_signatures(False))
+    return HistoryStore(args.dir, trust=trust)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _report(args)
+    store = _store(args)
+    if args.command == "compare":
+        return _compare(args, store)
     if args.graph_command == "rebuild":
         index = store.rebuild()
         print(f"index rebuilt from the ledger: {len(index.runs)} runs, {index.rows} observations")

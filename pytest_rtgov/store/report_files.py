@@ -118,7 +118,7 @@ def write_report(
     if appended is not None:
         appended = dataclasses.replace(appended, observations=observations)
     try:
-        index = HistoryStore(state_dir).load(appended=appended)
+        index = HistoryStore(state_dir, trust=trust).load(appended=appended)
     except RtgovError:
         index = None
     context = report_context(
