@@ -1,16 +1,34 @@
-"""Atomic file writes: temporary file, fsync, ``os.replace``, fsync of the directory."""
+"""Atomic file writes: temporary file, fsync, ``os.replace``, fsync of the directory.
+
+A writer killed between its write and its rename leaves its temporary behind:
+``.<name>.<pid>.<8 random characters>.rtgov-tmp`` beside the target. The first
+:func:`atomic_write` of a process into a directory sweeps that directory of such
+temporaries older than :data:`STALE_AFTER_S` whose writer process is gone;
+:func:`stale_temporaries` lists them (``rtgov verify`` reports them as warnings).
+Nothing else is ever removed: not another name, not a symlink, not a directory.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from pytest_rtgov.errors import RecordFormatError
 
-__all__ = ["atomic_write", "read_json", "utf8_text"]
+__all__ = ["STALE_AFTER_S", "atomic_write", "read_json", "stale_temporaries", "utf8_text"]
+
+# A temporary this old is stale once its writer is gone: atomic_write holds one for
+# the time of one write (milliseconds), so an hour leaves a wide margin.
+STALE_AFTER_S = 3600.0
+_TEMP_SUFFIX = ".rtgov-tmp"
+_TEMPORARY = re.compile(r"^\..+\.([0-9]{1,10})\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX) + "$")
+_SWEPT: set[str] = set()  # directories this process has swept
 
 
 def read_json(path: Path) -> Any:
@@ -50,7 +68,10 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
     ``durable=False`` skips the fsyncs, for derived files that are rebuilt when lost.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    _sweep_once(path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent
+    )
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
@@ -69,3 +90,69 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def stale_temporaries(
+    directory: Path, *, recursive: bool = True, now: float | None = None
+) -> list[Path]:
+    """Temporaries of interrupted :func:`atomic_write` calls under ``directory``, sorted:
+    our name pattern, a regular file (not a symlink), older than :data:`STALE_AFTER_S`,
+    and no process with the writer's pid alive on this machine."""
+    now = time.time() if now is None else now
+    found: list[Path] = []
+    pending = [directory]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        pending.append(Path(entry.path))
+                    continue
+                match = _TEMPORARY.match(entry.name)
+                if match is None:
+                    continue
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if (
+                stat.S_ISREG(info.st_mode)
+                and now - info.st_mtime > STALE_AFTER_S
+                and not _alive(int(match.group(1)))
+            ):
+                found.append(Path(entry.path))
+    return sorted(found)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` may be a living writer; pid 0 or less is never ours (and
+    ``os.kill(0, 0)`` would signal our own process group), so it counts as alive."""
+    if pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: a process of another user has it
+        return True
+    return True
+
+
+def _sweep_once(directory: Path) -> None:
+    """Remove the stale temporaries of ``directory`` (not below it), once per process."""
+    key = os.path.abspath(directory)
+    if key in _SWEPT:
+        return
+    _SWEPT.add(key)
+    for path in stale_temporaries(directory, recursive=False):
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        from pytest_rtgov.logs import log_event
+
+        log_event("store.stale_temporary_removed", path=str(path))
