@@ -35,6 +35,8 @@ made by ``rtgov keys generate`` and given through ``RTGOV_SIGNING_KEY``), runs t
 - **Concurrent sessions.** Two ``pytest --rtgov-gate`` sessions start together on one
   state dir; afterwards both must have exited 0, ``rtgov verify`` must pass, each
   session's leaves must be contiguous in the log, and both run records must be there.
+  Also, ``rtgov verify`` runs over and over while a session appends; every nonzero exit
+  there is counted (a reader beside a writer should not see an intact ledger as broken).
 
 The frame parser and record hashing used for the checks are this script's own (the
 formats of docs/ledger.md), not the code under test. Every outcome is counted as it
@@ -458,7 +460,11 @@ def replace_with(path: Path, source: Path) -> str:
         shutil.copytree(source, path)
     else:
         path.write_bytes(source.read_bytes())
-    return f"from {source.parent.name}/{source.name}"
+    parts = source.parts
+    if "proj" in parts:  # which copy (snap, other, trial) and the path inside it
+        at = parts.index("proj")
+        return "from " + "/".join((parts[at - 1], *parts[at + 1 :]))
+    return f"from {source.name}"
 
 
 def swap(a: Path, b: Path) -> str:
@@ -885,6 +891,31 @@ def trials(bench: Bench) -> list[Trial]:
         lambda t: replace_with(t / state / "index", bench.other / state / "index"),
         harmless=idx_same)  # fmt: skip
 
+    # the state dir as a whole ---------------------------------------------------------
+    # An older copy, or another project's copy made with the same key, is validly signed
+    # throughout: only a trusted checkpoint (rtgov.checkpoint) newer than it can tell.
+    add("state_dir", "rollback", ".rtgov/ from the snapshot after session 1",
+        lambda t: replace_with(t / state, bench.snap / state))  # fmt: skip
+    add("state_dir", "substitution", ".rtgov/ of another state dir (same key)",
+        lambda t: replace_with(t / state, bench.other / state))  # fmt: skip
+
+    def with_trusted(then: Path) -> Callable[[Path], str]:
+        def fn(t: Path) -> str:
+            latest_cp = sorted((t / cps).glob("*.txt"))[-1]
+            shutil.copy(latest_cp, t / "rtgov.checkpoint")
+            control = bench.verify(t)
+            if control.returncode:
+                raise NotApplicable(f"the pristine copy with rtgov.checkpoint fails: "
+                                    f"{first_line(control.stderr)}")  # fmt: skip
+            return replace_with(t / state, then / state) + ", rtgov.checkpoint committed"
+
+        return fn
+
+    add("state_dir", "rollback", ".rtgov/ from the snapshot, with rtgov.checkpoint committed",
+        with_trusted(bench.snap))  # fmt: skip
+    add("state_dir", "substitution", ".rtgov/ of another state dir, rtgov.checkpoint committed",
+        with_trusted(bench.other))  # fmt: skip
+
     # report ----------------------------------------------------------------------
     report = f"{state}/report.html"
     add("report", "byte_flip", "", seeded(flip, lambda: report))
@@ -1084,6 +1115,31 @@ def concurrent_trials(bench: Bench, n: int) -> dict[str, Any]:
     return out
 
 
+def verify_during_sessions(bench: Bench, n: int) -> dict[str, Any]:
+    """``rtgov verify`` run again and again while a session appends: a reader that runs
+    beside a writer must not report an intact ledger as broken."""
+    out: dict[str, Any] = {"sessions": 0, "verifies": 0, "nonzero": 0, "messages": [],
+                           "final_verify_rc": []}  # fmt: skip
+    for _ in range(n):
+        t = bench.fresh_copy()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *PYTEST_ARGS], cwd=t, env=bench.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        while proc.poll() is None:
+            v = bench.verify(t)
+            out["verifies"] += 1
+            if v.returncode:
+                out["nonzero"] += 1
+                msg = first_line(v.stderr)
+                if msg not in out["messages"]:
+                    out["messages"].append(msg)
+        proc.wait()
+        out["sessions"] += 1
+        out["final_verify_rc"].append(bench.verify(t).returncode)
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -1092,7 +1148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few trials of each kind")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--kinds", default="", help="comma-separated file kinds (default: all)")
-    parser.add_argument("--crash", type=int, default=None, help="default 24, quick 2")
+    parser.add_argument("--crash", type=int, default=None, help="default 20, quick 2")
     parser.add_argument("--concurrent", type=int, default=None, help="default 4, quick 1")
     parser.add_argument(
         "--head",
@@ -1101,7 +1157,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO / "benches/results/reliability.json")
     args = parser.parse_args(argv)
-    n_crash = args.crash if args.crash is not None else (2 if args.quick else 24)
+    n_crash = args.crash if args.crash is not None else (2 if args.quick else 20)
     n_conc = args.concurrent if args.concurrent is not None else (1 if args.quick else 4)
 
     started = time.perf_counter()
@@ -1151,6 +1207,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crash: {crash['made']} made, {crash['lost_complete_records']} lost",
               file=sys.stderr)  # fmt: skip
         concurrent = concurrent_trials(bench, n_conc)
+        concurrent["verify_during_session"] = verify_during_sessions(bench, max(1, n_conc // 2))
         trusted_env = bench.trusted_keys_env
         package = bench.package.replace(tmp, "<tmp>")
         tracebacks = bench.tracebacks
