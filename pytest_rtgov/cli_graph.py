@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -121,10 +122,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.logs import log_event
+    from pytest_rtgov.store.history import HistoryStore, NoKeys
     from pytest_rtgov.store.keys import load_trust, require_signatures
 
-    trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=require_signatures(False))
+    try:
+        trust = load_trust(
+            keyring=args.keyring, state_dir=args.dir, required=require_signatures(False)
+        )
+    except RtgovError as exc:
+        # Keys only let the index take a checkpoint's root instead of hashing the log.
+        log_event("index.no_keys", level=logging.INFO, error=str(exc))
+        return HistoryStore(args.dir, trust=NoKeys())
     return HistoryStore(args.dir, trust=trust)
 
 

@@ -31,7 +31,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -60,7 +60,20 @@ from pytest_rtgov.store.ledger import (
 )
 
 if TYPE_CHECKING:
-    from pytest_rtgov.store.keys import Trust
+    from pytest_rtgov.core.note import Verifier
+
+
+class Verifiers(Protocol):
+    """What the index needs of :class:`~pytest_rtgov.store.keys.Trust`."""
+
+    def verifiers(self) -> list[Verifier]: ...
+
+
+class NoKeys:
+    """Trust nobody: every checkpoint is ignored and the root recomputed from the log."""
+
+    def verifiers(self) -> list[Verifier]:
+        return []
 
 __all__ = [
     "INDEX_FILE",
@@ -71,6 +84,7 @@ __all__ = [
     "IndexLeafError",
     "LedgerRootMismatchError",
     "LedgerState",
+    "NoKeys",
 ]
 
 INDEX_SCHEMA = "rtgov.index/2"
@@ -209,7 +223,7 @@ class HistoryStore:
     """The index of ``state_dir``'s ledger. ``trust`` decides which checkpoint
     signatures count (default: this machine's local key)."""
 
-    def __init__(self, state_dir: Path, *, trust: Trust | None = None) -> None:
+    def __init__(self, state_dir: Path, *, trust: Verifiers | None = None) -> None:
         self.state_dir = state_dir
         self.directory = state_dir / "index"
         self.path = self.directory / INDEX_FILE
@@ -257,9 +271,11 @@ class HistoryStore:
     # -- loading ------------------------------------------------------------------------
 
     def load(self, *, update: bool = True, appended: Appended | None = None) -> DeltaIndex:
-        """The index, checked against its digest and the ledger, brought up to date
-        with the ledger and saved (``update=False``: not saved when already up to date
-        is all it needs... it is saved whenever it had to be rebuilt or caught up).
+        """The index, checked against its content digest and the ledger, brought up
+        to the ledger's state and saved.
+
+        ``update`` is accepted for older callers and ignored: every load checks, and
+        catches up or rebuilds when it must (there is one path to trust).
 
         ``appended`` is the session this process has just appended: when the index
         stood exactly where that session began, its record is added from memory
@@ -330,7 +346,7 @@ class HistoryStore:
             )
         self._state = state
         if appended is not None and self._add_appended(index, meta, appended):
-            self._save(conn, index, meta)
+            self._keep(conn, index, meta)
             return index
         try:
             caught_up = self._consume(index, meta, state)
@@ -341,7 +357,7 @@ class HistoryStore:
                 f"ledger root mismatch: the index's leaves and the frames after them do not "
                 f"hash to the root of {state.source}"
             )
-        self._save(conn, index, meta)
+        self._keep(conn, index, meta)
         return index
 
     def _add_appended(self, index: DeltaIndex, meta: dict[str, Any], appended: Appended) -> bool:
@@ -600,6 +616,13 @@ class HistoryStore:
         if int(meta["leaves"]) != _tree(meta).size or _tree(meta).root().hex() != meta["root"]:
             raise _Unusable("the index's compact range does not give its root")
         return index
+
+    def _keep(self, conn: sqlite3.Connection, index: DeltaIndex, meta: dict[str, Any]) -> None:
+        """Save an update; one that cannot be saved is still the right index."""
+        try:
+            self._save(conn, index, meta)
+        except sqlite3.Error as exc:
+            log_event("index.not_saved", level=logging.WARNING, path=str(self.path), error=str(exc))
 
     def _save(self, conn: sqlite3.Connection, index: DeltaIndex, meta: dict[str, Any]) -> None:
         """Append what ``meta`` (as loaded) does not count yet, and the new meta, in the

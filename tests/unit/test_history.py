@@ -283,3 +283,111 @@ def test_runs_without_gates_do_not_break_a_streak():
     assert found["first_bad"].run_id == "run00002"
     assert found["last_good"].run_id == "run00001"
     assert found["bad_runs"] == 4
+
+
+def _trust_signer():
+    from pytest_rtgov.store.keys import Trust
+
+    return Trust(keyring=(SIGNER.verifier(),), local=(), keyring_path=None, required=False)
+
+
+def _dump(state: Path) -> list[str]:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(state / "index" / "index.sqlite3")) as conn:
+        return list(conn.iterdump())
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["run", "baseline"]), st.sampled_from(["none", "load", "mem"])),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_the_incremental_index_equals_a_rebuild(steps, signed):
+    """Any sequence of sessions and baseline refreshes, with the index loaded after
+    some of them (from the ledger, or from memory as a session's report does), ends
+    with the very index a rebuild from the ledger makes."""
+    import shutil
+    import tempfile
+
+    from pytest_rtgov.store.history import Appended, NoKeys
+
+    trust = _trust_signer() if signed else NoKeys()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state"
+        ledger = Ledger(state / "ledger")
+        for i, (kind, upkeep) in enumerate(steps):
+            if kind == "run":
+                record = dataclasses.replace(RECORD, run_id=f"20261122T{i:06d}Z-step")
+                leaves = run_leaves(record)
+            else:
+                refresh = {"at": f"t{i}", "who": "w", "reason": "r", "run_id": "", "changes": []}
+                leaves = [baseline_refresh_leaf(refresh, seal_sha256=f"sha256:{i}")]
+            result = append_session(
+                ledger, leaves, signer=SIGNER, origin="t/o", created_at="x", fsync_each=False
+            )
+            assert result is not None
+            store = HistoryStore(state, trust=trust)
+            if upkeep == "load":
+                store.load()
+            elif upkeep == "mem" and kind == "run":
+                store.load(appended=Appended(record, leaves, result.first_index))
+        incremental = HistoryStore(state, trust=trust).load()
+        kept = _dump(state)
+        copy = Path(tmp) / "copy"
+        shutil.copytree(state / "ledger", copy / "ledger")
+        rebuilt = HistoryStore(copy, trust=trust).rebuild()
+        assert _dump(copy) == kept
+        assert [r.run_id for r in rebuilt.runs] == [r.run_id for r in incremental.runs]
+        assert rebuilt.rows == incremental.rows
+        assert [b.to_dict() for b in rebuilt.baselines] == [
+            b.to_dict() for b in incremental.baselines
+        ]
+
+
+def test_an_index_with_no_ledger_vouches_for_nothing(tmp_path):
+    """With the ledger gone, the saved index is not used (nothing to check it
+    against) and not overwritten either."""
+    state = tmp_path / "state"
+    _append(state, RECORD)
+    assert len(HistoryStore(state).load().runs) == 1
+    saved = (state / "index" / "index.sqlite3").read_bytes()
+    (state / "ledger").rename(tmp_path / "elsewhere")
+    assert HistoryStore(state).load().runs == []
+    assert (state / "index" / "index.sqlite3").read_bytes() == saved
+
+
+def test_a_forged_digest_cannot_make_a_query_index_out_of_range(tmp_path):
+    """Rows whose ids point outside the tables are refused even when the digests were
+    recomputed to match them: the index is rebuilt, never read out of range."""
+    import sqlite3
+    from contextlib import closing
+
+    import numpy as np
+
+    from pytest_rtgov.store import history as store_history
+
+    state = tmp_path / "state"
+    _append(state, RECORD)
+    expected = HistoryStore(state).load()
+    path = state / "index" / "index.sqlite3"
+    with closing(sqlite3.connect(path)) as conn:
+        blob = conn.execute("SELECT rows FROM runs WHERE pos = 0").fetchone()[0]
+        rows = np.frombuffer(blob, dtype=store_history.ROW_DTYPE).copy()
+        rows["key"] = 10_000
+        info = conn.execute("SELECT info FROM runs WHERE pos = 0").fetchone()[0]
+        meta = json.loads(conn.execute("SELECT value FROM meta").fetchone()[0])
+        meta["runs_chain"] = store_history._chain(
+            store_history._EMPTY_CHAIN, info.encode(), rows.tobytes()
+        )
+        meta["content_sha256"] = store_history._content_digest(meta)
+        conn.execute("UPDATE runs SET rows = ? WHERE pos = 0", (rows.tobytes(),))
+        conn.execute("UPDATE meta SET value = ?", (json.dumps(meta),))
+        conn.commit()
+    got = HistoryStore(state).load()
+    assert repr(got.run_values(RECORD.run_id)) == repr(expected.run_values(RECORD.run_id))
