@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.core.gates_config import GatesConfigError
-from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
+from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError, RtgovError
 from pytest_rtgov.logs import LOGGER_NAME, JsonLinesFormatter, log_event
 
 if TYPE_CHECKING:
@@ -109,6 +109,20 @@ def _setup_logging(fmt: str, level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(args.log_format, args.log_level)
+    try:
+        return _dispatch(args)
+    except RtgovError as exc:  # an error no command mapped: a message, never a traceback
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return EXIT_BAD_RECORD
+    except OSError as exc:
+        print(
+            f"rtgov: cannot read or write {exc.filename or 'a file'}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_RECORD
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     store = RunStore(args.dir)

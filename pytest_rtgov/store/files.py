@@ -34,9 +34,19 @@ _SWEPT: set[str] = set()  # directories this process has swept
 def read_json(path: Path) -> Any:
     """Decode a JSON file; a syntax error names the file, line and column.
 
-    Bytes that are not UTF-8 are a RecordFormatError naming the line and byte too.
+    Bytes that are not UTF-8 are a RecordFormatError naming the line and byte too, and
+    so is a file that cannot be read (a directory, no permission). A missing file
+    raises FileNotFoundError, for callers that treat absence apart.
     """
-    return _decode_json(path, path.read_bytes())
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RecordFormatError(
+            str(path), "file", f"a readable file ({exc.strerror or exc})"
+        ) from None
+    return _decode_json(path, data)
 
 
 def _decode_json(path: Path, data: bytes) -> Any:

@@ -106,3 +106,14 @@ def test_non_utf8_record_exits_4_naming_file_and_place(state, capsys):
     assert main(["--dir", str(state), "show"]) == EXIT_BAD_RECORD
     err = capsys.readouterr().err
     assert str(path) in err and "line 1" in err and "UTF-8" in err
+
+
+def test_unreadable_record_exits_4_naming_it(state, capsys):
+    """A directory where a record file should be: IsADirectoryError was a traceback."""
+    bogus = state / "runs" / "20991231T000000Z-ffffff.json"
+    bogus.mkdir()
+    assert main(["--dir", str(state), "show", "20991231"]) == EXIT_BAD_RECORD
+    err = capsys.readouterr().err
+    assert str(bogus) in err and "a readable file" in err
+    assert main(["--dir", str(state), "runs"]) == EXIT_OK
+    assert "20991231T000000Z-ffffff  NOT IN LEDGER" in capsys.readouterr().out
