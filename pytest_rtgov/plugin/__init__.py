@@ -65,6 +65,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="with --rtgov-gate: fail when there is no baseline to compare with (for CI).",
     )
     group.addoption(
+        "--rtgov-bootstrap-baseline",
+        action="store_true",
+        default=False,
+        help="with --rtgov-gate: record this run as the baseline where there is none, or add "
+        "this machine's measurements to the committed baseline (needed with CI=true, or when "
+        "the ledger recorded a baseline that is gone).",
+    )
+    group.addoption(
         "--rtgov-reason",
         default=None,
         metavar="TEXT",
@@ -120,6 +128,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("record", "session"),
         help="fsync the ledger once per session, after its last record and before its "
         "checkpoint is signed (default: group commit), or after every record.",
+    )
+    group.addoption(
+        "--rtgov-ledger-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wait at most this long for another writer's ledger lock, then exit 7 "
+        "(default: $RTGOV_LEDGER_TIMEOUT, else 60).",
     )
     group.addoption(
         "--rtgov-export",

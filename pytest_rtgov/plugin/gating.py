@@ -2,6 +2,17 @@
 
 Everything is decided here, in ``pytest_sessionfinish`` on the controller, before
 the terminal summary prints a line of it.
+
+What a session may write (docs/gates.md, "Who writes the baseline"):
+
+- the committed baseline only when asked (``--rtgov-update-baseline``,
+  ``--rtgov-bootstrap-baseline``), or when none exists and the ledger never recorded
+  one (a new project's first local run);
+- a fingerprint the committed baseline lacks: this machine's measurements go to the
+  state directory (``baseline-local/``), locally only; with signatures required (CI)
+  the session fails instead, unless ``--rtgov-bootstrap-baseline``;
+- never a baseline whose seal fails: only ``rtgov baseline sign|refresh --reason``
+  re-seals it, and the ledger records what failed.
 """
 
 from __future__ import annotations
@@ -23,7 +34,14 @@ from pytest_rtgov.logs import log_event
 from pytest_rtgov.store.baselines import BaselineStore, who_am_i
 from pytest_rtgov.store.gates_file import check_paths, load_gates
 
-__all__ = ["Gatekeeper", "Verdict"]
+__all__ = ["LOCAL_BASELINE", "Gatekeeper", "Verdict"]
+
+LOCAL_BASELINE = "baseline-local"  # under the state directory: this machine's measurements
+RESEAL_HINT = (
+    "a session never re-seals a baseline whose seal fails: review the files, then re-seal "
+    "them with `rtgov baseline sign --reason TEXT` (or `rtgov baseline refresh --reason "
+    "TEXT`), which records what failed in the ledger"
+)
 
 
 @dataclass
@@ -60,12 +78,18 @@ class Gatekeeper:
         update: bool,
         require_baseline: bool,
         reason: str | None,
+        bootstrap: bool = False,
+        state_dir: Path | None = None,
     ) -> None:
         self.gates = gates
-        self.store = BaselineStore(baseline_dir)
+        self.state_dir = state_dir
+        self.store = BaselineStore(
+            baseline_dir, local_dir=state_dir / LOCAL_BASELINE if state_dir else None
+        )
         self.rootdir = rootdir
         self.update = update
         self.require_baseline = require_baseline
+        self.bootstrap = bootstrap
         self.reason = reason
         self.ab_ref = gates.ab_ref
         # Set by the session plugin: who signs the baseline, who is trusted, and the
@@ -97,16 +121,27 @@ class Gatekeeper:
                 "--rtgov-update-baseline with CI=true needs --rtgov-reason TEXT: "
                 "a baseline refresh in CI must say why"
             )
+        bootstrap = bool(config.getoption("rtgov_bootstrap_baseline", False))
+        require_baseline = bool(config.getoption("rtgov_require_baseline"))
+        if bootstrap and require_baseline:
+            raise pytest.UsageError(
+                "--rtgov-bootstrap-baseline and --rtgov-require-baseline contradict each other"
+            )
         baseline_dir = Path(gates.baseline)
         if not baseline_dir.is_absolute():
             baseline_dir = path.parent / baseline_dir
+        state_dir = Path(config.getoption("rtgov_dir"))
+        if not state_dir.is_absolute():
+            state_dir = Path(config.invocation_params.dir) / state_dir
         keeper = cls(
             gates,
             baseline_dir,
             rootdir=rootdir,
             update=update,
-            require_baseline=bool(config.getoption("rtgov_require_baseline")),
+            require_baseline=require_baseline,
             reason=reason,
+            bootstrap=bootstrap,
+            state_dir=state_dir,
         )
         if ab_ref:
             keeper.ab_ref = ab_ref
@@ -166,28 +201,77 @@ class Gatekeeper:
         log_event("ab.accepted", sha=sha)
         return f"A/B baseline code is now {ACCEPTED_REF} = {sha[:12]} (this run's code)"
 
-    def _seal(self, entry: Any) -> None:
+    def _seal(self, entry: Any, store: BaselineStore | None = None) -> None:
         """Sign the baseline folder as it now is, and log the change for the ledger."""
         if self.signing is None:
             return
-        from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
-        from pytest_rtgov.store.baselines import seal_baseline
+        from pytest_rtgov.store.baselines import refresh_leaf, seal_baseline
 
-        digest = seal_baseline(self.store, self.signing.signer, entry)
-        self.ledger_leaves.append(baseline_refresh_leaf(entry.to_dict(), seal_sha256=digest))
+        store = store or self.store
+        digest = seal_baseline(store, self.signing.signer, entry)
+        local = store is not self.store
+        self.ledger_leaves.append(
+            refresh_leaf(
+                entry,
+                digest,
+                directory=self.store.directory,
+                state_dir=self.state_dir or self.rootdir / ".rtgov",
+                scope="local" if local else "committed",
+            )
+        )
+
+    def _missing(self, required: bool, tests_ok: bool) -> Verdict | None:
+        """A baseline that is not there: an error where the ledger recorded one; in CI a
+        failure unless bootstrapping was asked for; else None (created by this run)."""
+        if self.store.exists() or self.bootstrap:
+            return None
+        from pytest_rtgov.store.baselines import ledger_record_of
+
+        directory = self.store.directory
+        known = ledger_record_of(directory, self.state_dir) if self.state_dir else None
+        if known is not None:
+            assert self.state_dir is not None
+            note = (
+                f"baseline {directory} is missing, but the ledger "
+                f"{self.state_dir / 'ledger' / 'log'} recorded it (leaf {known['index']}, "
+                f"{known.get('at', '?')}, by {known.get('who', '?')}): restore it (e.g. "
+                f"`git checkout -- {directory}`) or pass --rtgov-bootstrap-baseline to "
+                "record a new one from this run"
+            )
+            log_event("baseline.vanished", level=40, baseline=str(directory))
+            return Verdict("error", EXIT_INTEGRITY, notes=[note])
+        if required and tests_ok:
+            note = (
+                f"no baseline in {directory}: with signatures required (CI=true or "
+                "--rtgov-require-signature) a session never creates one from its own run; "
+                "pass --rtgov-bootstrap-baseline to record this run as the baseline (then "
+                "review and commit it)"
+            )
+            return Verdict("no-baseline", EXIT_GATE_BREACHED, notes=[note])
+        return None
 
     def decide(self, record: RunRecord, exitstatus: int) -> Verdict:
-        """Evaluate every gate and decide; writes the baseline when asked or first seen."""
+        """Evaluate every gate and decide; writes the baseline when asked, on a new
+        project, or (locally, in the state directory) on a fingerprint first seen."""
         from pytest_rtgov.core.provenance import baseline_comparability_notes
-        from pytest_rtgov.store.baselines import baseline_seal_notes
+        from pytest_rtgov.store.baselines import baseline_seal_status
 
-        seal_notes, seal_failed = baseline_seal_notes(self.store, self.trust)
-        if seal_failed:
-            log_event("baseline.seal_failed", level=40, notes=seal_notes)
-        if seal_failed:
-            return Verdict("error", EXIT_INTEGRITY, notes=seal_notes)
+        status = baseline_seal_status(self.store, self.trust)
+        if status.stop:
+            log_event("baseline.seal_failed", level=40, notes=status.notes)
+            return Verdict("error", EXIT_INTEGRITY, notes=status.notes)
+        seal_notes = list(status.notes)
+        required = bool(self.trust is not None and self.trust.required)
+        tests_ok = exitstatus == 0
+        missing = self._missing(required, tests_ok)
+        if missing is not None:
+            return missing
+        local = None if required else self.store.local
+        fp = fingerprint(record.environment)
+        if local is not None and local.has_fingerprint(record.environment):
+            seal_notes += baseline_seal_status(local, self.trust, what="local baseline").notes
         try:
-            view = self.store.view(record.environment)
+            view = self.store.view(record.environment, local=local is not None)
         except RecordFormatError as exc:
             return Verdict("error", int(pytest.ExitCode.USAGE_ERROR), notes=[f"baseline: {exc}"])
         results, empty = evaluate_gates(self.gates, record, view)
@@ -200,12 +284,24 @@ class Gatekeeper:
             for name in empty
         ]
         first_on_fingerprint = not self.store.has_fingerprint(record.environment)
+        measured_locally = local is not None and local.has_fingerprint(record.environment)
         breaches = [r for r in results if r.breached]
-        tests_ok = exitstatus == 0
         action = None
+
+        def refuse(what: str, failure: str) -> Verdict:
+            log_event("baseline.reseal_refused", level=40, baseline=what, failure=failure)
+            return Verdict(
+                "error",
+                EXIT_INTEGRITY,
+                results,
+                [*notes, f"{what}: its seal fails ({failure}); {RESEAL_HINT}"],
+            )
+
         if self.update:
             if not tests_ok:
                 notes.append("tests failed: the baseline was not updated")
+            elif status.failure is not None:
+                return refuse(f"baseline {self.store.directory}", status.failure)
             else:
                 entry = self.store.update(
                     record,
@@ -229,25 +325,57 @@ class Gatekeeper:
                         f"`rtgov baseline refresh --drop-stale` drops them): {', '.join(stale)}"
                     )
                 breaches = []
-        elif first_on_fingerprint and tests_ok and not breaches:
+        elif first_on_fingerprint and not measured_locally and tests_ok and not breaches:
             if self.require_baseline:
                 notes.append(
-                    f"no baseline for fingerprint {fingerprint(record.environment)} "
+                    f"no baseline for fingerprint {fp} "
                     "and --rtgov-require-baseline is set"
                 )
                 return Verdict("no-baseline", EXIT_GATE_BREACHED, results, notes)
-            entry = self.store.update(
-                record,
-                who=who_am_i(self.rootdir),
-                reason="first gated run on this fingerprint",
-                only_new=True,
-            )
-            self._seal(entry)
-            action = "created"
-            notes.append(
-                f"no baseline for fingerprint {fingerprint(record.environment)} yet: recorded "
-                f"this run as the baseline in {self.store.directory}"
-            )
+            if status.failure is not None:
+                return refuse(f"baseline {self.store.directory}", status.failure)
+            if not self.store.exists() or self.bootstrap:
+                entry = self.store.update(
+                    record,
+                    who=who_am_i(self.rootdir),
+                    reason="first gated run on this fingerprint"
+                    + (" (--rtgov-bootstrap-baseline)" if self.bootstrap else ""),
+                    only_new=True,
+                )
+                self._seal(entry)
+                action = "created"
+                notes.append(
+                    f"no baseline for fingerprint {fp} yet: recorded "
+                    f"this run as the baseline in {self.store.directory}"
+                )
+            elif required or local is None:
+                notes.append(
+                    f"no measurement baseline for fingerprint {fp} in {self.store.directory}: "
+                    "with signatures required (CI=true or --rtgov-require-signature) a "
+                    "session never records one from its own run; pass "
+                    "--rtgov-bootstrap-baseline to add this run's measurements (then review "
+                    "and commit them)"
+                )
+                return Verdict("no-baseline", EXIT_GATE_BREACHED, results, notes)
+            else:
+                if local.exists():
+                    local_status = baseline_seal_status(local, self.trust, what="local baseline")
+                    if local_status.failure is not None:
+                        return refuse(f"local baseline {local.directory}", local_status.failure)
+                entry = local.update(
+                    record,
+                    who=who_am_i(self.rootdir),
+                    reason="first gated run on this fingerprint (this machine only)",
+                    measurements_only=True,
+                )
+                self._seal(entry, local)
+                action = "created-local"
+                notes.append(
+                    f"no measurement baseline for fingerprint {fp} in {self.store.directory}: "
+                    f"recorded this run's measurements in {local.directory} (this machine "
+                    "only, not committed; --rtgov-update-baseline adds them to the "
+                    "committed baseline)"
+                )
         if view.fingerprint_note and first_on_fingerprint and action is None:
             notes.append(view.fingerprint_note)
         if not tests_ok:

@@ -8,6 +8,11 @@ Layout of a baseline directory (``fixtures/baseline/`` in this repository)::
 
 JSON files are sorted and indented (one value per line) so that a baseline change
 reads well in review.
+
+A machine whose fingerprint the committed baseline lacks keeps its own measurements in
+the state directory (``.rtgov/baseline-local/env-<fingerprint>.json``, sealed by the
+session's key): the committed files change only when someone asks
+(``--rtgov-update-baseline``, ``--rtgov-bootstrap-baseline``, ``rtgov baseline``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,17 @@ from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RecordFormatError
 from pytest_rtgov.store.files import atomic_write, read_json
 
-__all__ = ["BaselineStore", "RefreshEntry", "who_am_i"]
+__all__ = [
+    "BaselineStore",
+    "RefreshEntry",
+    "SealStatus",
+    "baseline_ref",
+    "baseline_seal_notes",
+    "baseline_seal_status",
+    "ledger_record_of",
+    "refresh_leaf",
+    "who_am_i",
+]
 
 SCHEMA = "rtgov.baseline/1"
 
@@ -102,8 +117,18 @@ def _recorded(subject: Subject) -> dict[str, list[float | str]]:
 
 
 class BaselineStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, local_dir: Path | None = None) -> None:
         self.directory = directory
+        # This machine's measurements when the committed baseline lacks its fingerprint.
+        self.local_dir = local_dir
+
+    @property
+    def local(self) -> BaselineStore | None:
+        return BaselineStore(self.local_dir) if self.local_dir is not None else None
+
+    def has_local_fingerprint(self, environment: Mapping[str, str]) -> bool:
+        local = self.local
+        return local is not None and local.has_fingerprint(environment)
 
     @property
     def metrics_path(self) -> Path:
@@ -129,12 +154,20 @@ class BaselineStore:
     def exists(self) -> bool:
         return self.metrics_path.is_file() or any(self.directory.glob("env-*.json"))
 
-    def view(self, environment: Mapping[str, str]) -> BaselineView:
-        """The baseline for a run on ``environment``; measurements only for its fingerprint."""
+    def view(self, environment: Mapping[str, str], *, local: bool = True) -> BaselineView:
+        """The baseline for a run on ``environment``; measurements only for its fingerprint,
+        from the committed files, else (``local``) from this machine's local baseline."""
         fp = fingerprint(environment)
         metrics = (self._read(self.metrics_path) or {}).get("subjects", {})
         env = self._read(self.env_path(fp))
         note = ""
+        if env is None and local and self.local is not None:
+            env = self.local._read(self.local.env_path(fp))
+            if env is not None:
+                note = (
+                    f"measurements compared with this machine's local baseline "
+                    f"{self.local.env_path(fp)} (not committed)"
+                )
         if env is None:
             others = sorted(self.directory.glob("env-*.json"))
             if others:
@@ -163,12 +196,14 @@ class BaselineStore:
         only: Iterable[str] | None = None,
         only_new: bool = False,
         drop_stale: bool = False,
+        measurements_only: bool = False,
     ) -> RefreshEntry:
         """Take this run's values for its passed subjects (or ``only`` those ids).
 
         ``only_new`` adds values the baseline lacks and changes none (the first run on
         a new fingerprint must not quietly move the shared ML metrics). Subjects in
         the baseline but absent from the run stay unless ``drop_stale``.
+        ``measurements_only`` writes no ``metrics.json`` (a machine's local baseline).
         Returns the audit entry, also appended to ``refreshes.jsonl``.
         """
         fp = fingerprint(record.environment)
@@ -182,10 +217,11 @@ class BaselineStore:
             "subjects": {},
         }
         changes: list[dict[str, Any]] = []
-        for doc, extract, kind in (
+        docs: list[tuple[dict[str, Any], Any, str]] = [
             (metrics_doc, _recorded, "metrics"),
             (env_doc, _measurements, "measurements"),
-        ):
+        ]
+        for doc, extract, kind in docs[1:] if measurements_only else docs:
             store = doc["subjects"]
             current_ids = {s.id for s in subjects_of(record)}
             for subject in subjects:
@@ -220,7 +256,9 @@ class BaselineStore:
             fingerprint=fp,
             changes=changes,
         )
-        atomic_write(self.metrics_path, pretty_json(metrics_doc).encode())
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not measurements_only:
+            atomic_write(self.metrics_path, pretty_json(metrics_doc).encode())
         atomic_write(self.env_path(fp), pretty_json(env_doc).encode())
         with open(self.log_path, "ab") as fh:
             fh.write(canonical_json(entry.to_dict()) + b"\n")
@@ -313,33 +351,122 @@ def check_baseline_seal(store: BaselineStore, trust: Any) -> Any:
     )
 
 
-def baseline_seal_notes(store: BaselineStore, trust: Any) -> tuple[list[str], bool]:
-    """Notes on the baseline's signature, and whether gating must stop.
+@dataclass(frozen=True)
+class SealStatus:
+    """The baseline's seal: notes to show, whether gating must stop, and, when the seal
+    fails (an edited, added or removed file, a bad envelope), what failed."""
 
-    Locally a bad or untrusted signature is a loud warning and the baseline is used;
-    where signatures are required (CI) it stops gating (exit 7). Shared by the session's
-    gatekeeper and ``rtgov merge --gate``.
+    notes: list[str]
+    stop: bool
+    failure: str | None = None
+
+
+def baseline_seal_status(store: BaselineStore, trust: Any, *, what: str = "baseline") -> SealStatus:
+    """Check the baseline's seal.
+
+    Locally a bad or untrusted signature is a loud warning and the baseline is used
+    (never re-sealed by a session: see ``plugin/gating.py``); where signatures are
+    required (CI) it stops gating (exit 7).
     """
     if trust is None or not store.exists():
-        return [], False
+        return SealStatus([], False)
     from pytest_rtgov.store.sealed import SealError
 
     try:
         check = check_baseline_seal(store, trust)
     except SealError as exc:
-        message = f"baseline signature: {exc}"
+        message = f"{what} signature: {exc}"
         if trust.required:
-            return [f"{message}; refusing to gate against it"], True
-        return [f"WARNING: {message}; gating against it anyway (a failure in CI)"], False
+            return SealStatus([f"{message}; refusing to gate against it"], True, str(exc))
+        return SealStatus(
+            [
+                f"WARNING: {message}; gating against it anyway (a failure in CI; a session "
+                "never re-seals it)"
+            ],
+            False,
+            str(exc),
+        )
     if not check.trusted:
         who = ", ".join(check.signed_by)
+        source = getattr(trust, "source", "") or f"keyring {trust.keyring_path}"
         if trust.required:
-            return [
-                f"baseline signature: signed by {who}, which the keyring "
-                f"{trust.keyring_path} does not list; refusing to gate against it"
-            ], True
-        return [
-            f"WARNING: baseline signed by {who}, not by a keyring key "
-            f"({trust.keyring_path}); a failure in CI"
-        ], False
-    return [], False
+            return SealStatus(
+                [
+                    f"{what} signature: signed by {who}, which the {source} does not list; "
+                    "refusing to gate against it"
+                ],
+                True,
+            )
+        return SealStatus(
+            [f"WARNING: {what} signed by {who}, not by a key of the {source}; a failure in CI"],
+            False,
+        )
+    return SealStatus([], False)
+
+
+def baseline_seal_notes(store: BaselineStore, trust: Any) -> tuple[list[str], bool]:
+    """Notes on the baseline's signature, and whether gating must stop (shared by the
+    session's gatekeeper and ``rtgov merge --gate``)."""
+    status = baseline_seal_status(store, trust)
+    return status.notes, status.stop
+
+
+def baseline_ref(directory: Path, state_dir: Path) -> str:
+    """How ledger leaves name a baseline directory: relative to the project (the state
+    directory's parent), in POSIX form, e.g. ``fixtures/baseline``."""
+    try:
+        return Path(os.path.relpath(directory.resolve(), state_dir.resolve().parent)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return directory.resolve().as_posix()
+
+
+def refresh_leaf(
+    entry: RefreshEntry,
+    seal_sha256: str,
+    *,
+    directory: Path,
+    state_dir: Path,
+    scope: str = "committed",
+    failed_seal: str | None = None,
+) -> bytes:
+    """The ``baseline_refresh`` ledger leaf: the audit entry, the envelope's digest, which
+    baseline (``baseline``), ``scope`` (``committed``, or ``local``: this machine's
+    measurements in the state directory) and, when the seal it replaces had failed,
+    ``failed_seal`` (what failed)."""
+    from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
+
+    fields: dict[str, Any] = {
+        **entry.to_dict(),
+        "baseline": baseline_ref(directory, state_dir),
+        "scope": scope,
+    }
+    if failed_seal is not None:
+        fields["failed_seal"] = failed_seal
+    return baseline_refresh_leaf(fields, seal_sha256=seal_sha256)
+
+
+def ledger_record_of(directory: Path, state_dir: Path) -> dict[str, Any] | None:
+    """The last ``baseline_refresh`` leaf of the ledger for this baseline (leaves written
+    before they named their baseline count for any), with its ``index``; None when the
+    ledger has none or cannot be read (its append then fails on its own).
+
+    One pass over the log; a session asks only when the baseline is missing.
+    """
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.ledger import scan_frames
+
+    log = state_dir / "ledger" / "log"
+    if not log.is_file():
+        return None
+    ref = baseline_ref(directory, state_dir)
+    needle = b'"kind":"baseline_refresh"'
+    found = None
+    try:
+        for frame in scan_frames(log):
+            if needle in frame.payload:
+                leaf = json.loads(frame.payload)
+                if leaf.get("baseline", ref) == ref:
+                    found = {**leaf, "index": frame.index}
+    except (RtgovError, OSError, ValueError):
+        return None
+    return found
