@@ -136,6 +136,9 @@ def test_show_labels_an_uncovered_or_edited_record(gated, capsys):
         captured = capsys.readouterr()
         json.loads(captured.out)  # still the record, label on stderr only
         assert label in captured.err
+        assert cli(gated.path, "baseline", "diff", ref) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith(f"!! {label}:") and label in captured.err
 
 
 @pytest.mark.parametrize(
