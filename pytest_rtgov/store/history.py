@@ -682,6 +682,7 @@ class HistoryStore:
         write leaves the index rebuilt in memory only: it is derived data."""
         tmp = self.path.with_name(f".{INDEX_FILE}.{os.getpid()}.tmp")
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
             tmp.unlink(missing_ok=True)
             fresh = sqlite3.connect(tmp, isolation_level=None)
             try:
