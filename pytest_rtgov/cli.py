@@ -13,7 +13,8 @@ Exit codes:
     6  ``rtgov merge --gate``: a gate of the merged run breached
     8  ``rtgov compare``: the two sides are not comparable (differences printed)
     9  ``rtgov merge``: the records are not shards of one run (overlap, fingerprints...)
-    10-16  ``rtgov verify`` and ``rtgov verify-proof`` failures (see cli_ledger)
+    10-16  ``rtgov verify`` and ``rtgov verify-proof`` failures (see cli_ledger); 10-12 also
+           from ``compare`` and ``graph`` when the ledger cannot be indexed (see cli_graph)
 """
 
 from __future__ import annotations
