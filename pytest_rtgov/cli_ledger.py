@@ -8,6 +8,10 @@ Exit codes (besides the CLI's 0, 2, 3, 4):
     14  a consistency proof fails, or the trusted checkpoint is not a prefix of the log
     15  a baseline or artifact file does not match its signature
     16  an inclusion proof does not verify
+
+``rtgov verify``: 3 when --dir names no directory, 4 when it names a file.
+``rtgov ledger recover``: 3 no ledger, 7 another writer held the ledger lock past
+RTGOV_LEDGER_TIMEOUT (default 60 s), 10 the ledger cannot be recovered.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pytest_rtgov.errors import RtgovError
 __all__ = ["EXIT_PROOF", "add_parsers", "run"]
 
 EXIT_PROOF = 16
+EXIT_LOCKED = 7  # `ledger recover`: another writer held the ledger lock past the timeout
 PROOF_FORMAT = "rtgov-inclusion-proof/1"
 TRUSTED_CHECKPOINT = Path("rtgov.checkpoint")
 
@@ -294,8 +299,12 @@ def _recover(args: argparse.Namespace) -> int:
         return 3
     from datetime import datetime, timezone
 
+    from pytest_rtgov.store.coverage import move_orphans
     from pytest_rtgov.store.keys import load_signing_key
-    from pytest_rtgov.store.ledger import append_session
+    from pytest_rtgov.store.ledger import LedgerLockTimeout, append_session
+
+    def waiting(message: str) -> None:
+        print(f"rtgov ledger: {message}", file=sys.stderr, flush=True)
 
     try:
         signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
@@ -305,13 +314,22 @@ def _recover(args: argparse.Namespace) -> int:
             signer=signing.signer,
             origin="",
             created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            on_wait=waiting,
         )
-    except RtgovError as exc:
+        moved = move_orphans(args.dir)
+    except LedgerLockTimeout as exc:
+        print(f"rtgov ledger: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except (RtgovError, OSError) as exc:
         print(f"rtgov ledger: {exc}", file=sys.stderr)
         return 10
+    for source, destination in moved:
+        print(f"orphaned (no verdict leaf covers it): moved {source} to {destination}")
     if result is None:
         print("nothing to recover: every complete record is covered by a signed checkpoint")
         return 0
+    if result.invalid is not None:
+        print(f"rtgov ledger: warning: {result.invalid.describe()}", file=sys.stderr)
     if result.set_aside is not None:
         print(f"set aside an interrupted append in {result.set_aside}")
     print(

@@ -119,19 +119,28 @@ def baseline_refresh_leaf(entry: Mapping[str, Any], *, seal_sha256: str) -> byte
 
 
 def recovery_leaf(
-    *, uncovered: tuple[int, int] | None, set_aside: str | None, torn_bytes: int, at: str
+    *,
+    uncovered: tuple[int, int] | None,
+    set_aside: str | None,
+    torn_bytes: int,
+    at: str,
+    invalid: Mapping[str, Any] | None = None,
 ) -> bytes:
     """A writer's acknowledgement of an interrupted append: leaves ``[a, b)`` that no
-    checkpoint signed, and torn bytes it moved to ``set_aside``."""
-    return canonical_json(
-        {
-            "kind": "recovery",
-            "uncovered": list(uncovered) if uncovered else None,
-            "set_aside": set_aside,
-            "torn_bytes": torn_bytes,
-            "at": at,
-        }
-    )
+    checkpoint signed, and torn bytes it moved to ``set_aside``. ``invalid`` (only
+    when there were some): the unsigned frames from the first one that was no valid
+    leaf on, which it moved aside instead of signing (``leaf``, ``offset``, ``bytes``,
+    ``set_aside``, ``reason``)."""
+    leaf: dict[str, Any] = {
+        "kind": "recovery",
+        "uncovered": list(uncovered) if uncovered else None,
+        "set_aside": set_aside,
+        "torn_bytes": torn_bytes,
+        "at": at,
+    }
+    if invalid is not None:
+        leaf["invalid"] = dict(invalid)
+    return canonical_json(leaf)
 
 
 _STR, _INT = (str,), (int,)

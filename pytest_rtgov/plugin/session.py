@@ -789,6 +789,7 @@ class RtgovPlugin:
                 origin=origin,
                 created_at=self.record.ended_at,
                 fsync_each=self.config.getoption("rtgov_ledger_fsync") == "record",
+                lock_timeout=self.config.getoption("rtgov_ledger_timeout"),
             )
         except (RtgovError, OSError) as exc:
             self.ledger_error = str(exc)

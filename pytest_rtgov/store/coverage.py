@@ -8,12 +8,16 @@ ledger append (an orphan). Commands that read run records use only covered ones.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
 from pytest_rtgov.store.ledger import Ledger, LedgerError, scan_frames
 
-__all__ = ["VERDICT_PREFIX", "covered_runs"]
+__all__ = ["ORPHANED_DIR", "VERDICT_PREFIX", "covered_runs", "move_orphans"]
+
+ORPHANED_DIR = "orphaned"  # <state>/orphaned/{runs,artifacts}: set aside by move_orphans
 
 # Canonical JSON sorts keys: a verdict leaf, and only it, starts with "exit_status".
 VERDICT_PREFIX = b'{"exit_status":'
@@ -47,3 +51,31 @@ def covered_runs(state_dir: Path) -> dict[str, str]:
 
 def _ignore(_tail: object) -> None:
     pass
+
+
+def move_orphans(state_dir: Path) -> list[tuple[Path, Path]]:
+    """Move what no verdict leaf covers to ``<state>/orphaned/``: run records
+    (``runs/<id>.json``) and artifact directories (``artifacts/<id>/``).
+
+    They are what a session killed before its ledger append leaves behind (or a
+    forgery); ``rtgov verify`` fails on them where they were. Nothing is deleted.
+    Returns ``(from, to)`` for each move. Run it when no session is writing: a live
+    session's record is an orphan until its ledger append.
+    """
+    covered = covered_runs(state_dir)
+    moves: list[tuple[Path, Path]] = []
+    target = state_dir / ORPHANED_DIR
+    runs = state_dir / "runs"
+    for path in sorted(runs.glob("*.json")) if runs.is_dir() else []:
+        if path.stem not in covered:
+            moves.append((path, target / "runs" / path.name))
+    artifacts = state_dir / "artifacts"
+    for path in sorted(artifacts.iterdir()) if artifacts.is_dir() else []:
+        if path.name not in covered:
+            moves.append((path, target / "artifacts" / path.name))
+    for source, destination in moves:
+        if destination.exists():  # moved before: keep both, never overwrite
+            destination = destination.with_name(f"{destination.name}.{time.time_ns()}")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, destination)
+    return moves

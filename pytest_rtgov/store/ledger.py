@@ -4,9 +4,12 @@ Layout of a ledger directory (format in ``docs/ledger.md``)::
 
     log               MAGIC, then frames:
                       u32 length | u32 crc32(length) | 32-byte leaf hash | payload
-    log.lock          flock'ed by a writer for its whole append batch
+    log.lock          flock'ed by a writer for its whole append batch; holds
+                      "<pid> <UTC time>" of the writer while it is held
     checkpoints/      0000000001.txt, ...: C2SP signed-note checkpoints, one per batch
     torn/             incomplete trailing frames set aside on open, never deleted
+    invalid/          unsigned complete frames that are no valid leaf, set aside on
+                      open (with everything after them), never deleted
 
 The frame checksum is the RFC 9162 leaf hash ``SHA-256(0x00 || payload)`` itself, so
 checking a frame costs nothing beyond hashing the leaf. The length has a CRC of its
@@ -18,31 +21,38 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
+import math
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pytest_rtgov.core import note
 from pytest_rtgov.core.merkle import MerkleAccumulator
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.logs import log_event
 from pytest_rtgov.store.files import atomic_write
 
 __all__ = [
     "MAGIC",
     "AppendResult",
     "Frame",
+    "InvalidTail",
     "Ledger",
     "LedgerAppender",
     "LedgerCorruptError",
     "LedgerError",
+    "LedgerLockTimeout",
     "TornTail",
     "append_session",
     "encode_frame",
+    "lock_timeout",
     "read_checkpoint_body",
     "read_frames",
     "scan_frames",
@@ -56,6 +66,8 @@ FRAME_HEADER_BYTES = _PREFIX  # the bytes of a frame before its payload
 MAX_PAYLOAD = 64 * 1024 * 1024
 _CHUNK = 1 << 20
 _CHECKED_HEADERS = 4096  # bounds scan_frames' cache of checked frame headers
+DEFAULT_LOCK_TIMEOUT = 60.0  # seconds a writer waits for log.lock (RTGOV_LEDGER_TIMEOUT)
+LOCK_TIMEOUT_ENV = "RTGOV_LEDGER_TIMEOUT"
 
 
 class LedgerError(RtgovError):
@@ -74,6 +86,31 @@ class LedgerCorruptError(LedgerError):
         super().__init__(f"{path}: {where}: {reason}")
 
 
+class LedgerLockTimeout(LedgerError):
+    """Another writer held ``log.lock`` for longer than the writer's timeout."""
+
+
+def lock_timeout(option: float | None = None, environ: dict[str, str] | None = None) -> float:
+    """Seconds a writer waits for ``log.lock``: ``option`` (``--rtgov-ledger-timeout``),
+    else ``RTGOV_LEDGER_TIMEOUT``, else 60. 0 gives up at once if the lock is held."""
+    if option is None:
+        raw = (os.environ if environ is None else environ).get(LOCK_TIMEOUT_ENV, "").strip()
+        if not raw:
+            return DEFAULT_LOCK_TIMEOUT
+        try:
+            option = float(raw)
+        except ValueError:
+            option = -1.0
+        if not option >= 0:
+            raise LedgerError(
+                f"{LOCK_TIMEOUT_ENV}={raw!r}: expected a number of seconds >= 0 (default "
+                f"{DEFAULT_LOCK_TIMEOUT:g})"
+            )
+    if not (option >= 0 and not math.isnan(option)):
+        raise LedgerError(f"ledger lock timeout {option!r}: expected seconds >= 0")
+    return float(option)
+
+
 class Frame(NamedTuple):
     # A NamedTuple, not a dataclass: verify creates one per leaf, and this is ~10%
     # of its time at a million leaves (benches/ledger.py).
@@ -86,6 +123,25 @@ class Frame(NamedTuple):
     def end(self) -> int:
         """Byte offset just past this frame: where the next one starts."""
         return self.offset + _PREFIX + len(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidTail:
+    """Complete but unsigned frames set aside because the first of them is no valid
+    leaf: from leaf ``index`` (byte ``offset``) to the end, ``length`` bytes in ``path``."""
+
+    index: int
+    offset: int
+    length: int
+    path: Path
+    reason: str
+
+    def describe(self) -> str:
+        return (
+            f"leaf {self.index} at byte {self.offset} is not a valid leaf ({self.reason}): "
+            f"it and everything after it ({self.length} bytes, never signed) set aside "
+            f"in {self.path}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +314,10 @@ def _ignore_leaf(leaf_hash: bytes) -> None:
     pass
 
 
+def _ignore_torn(tail: TornTail) -> None:
+    pass
+
+
 class Ledger:
     """A ledger directory. Reading needs no lock; appending goes through :meth:`append`."""
 
@@ -295,19 +355,75 @@ class Ledger:
         return read_frames(self.log_path, on_torn=on_torn, start=start)
 
     @contextmanager
-    def append(self) -> Iterator[LedgerAppender]:
-        """Lock, scan and recover the log, and hand out an appender for one batch."""
+    def append(
+        self, *, timeout: float | None = None, on_wait: Callable[[str], None] | None = None
+    ) -> Iterator[LedgerAppender]:
+        """Lock, scan and recover the log, and hand out an appender for one batch.
+
+        A lock another writer holds is waited for up to ``timeout`` seconds (see
+        :func:`lock_timeout`), with one message naming the holder's pid and since when
+        (logged, and passed to ``on_wait``); then :class:`LedgerLockTimeout`."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            self._lock(lock, lock_timeout(timeout), on_wait)
             try:
+                lock.truncate(0)
+                lock.write(f"{os.getpid()} {_utc_now()}\n".encode("ascii"))
+                lock.flush()
                 appender = LedgerAppender(self)
                 try:
                     yield appender
                 finally:
                     appender.close()
             finally:
+                lock.truncate(0)
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _lock(
+        self, lock: Any, timeout: float, on_wait: Callable[[str], None] | None
+    ) -> None:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        holder = self.lock_holder()
+        message = (
+            f"{self.lock_path}: waiting for the ledger lock, held by {holder} "
+            f"(giving up after {timeout:g} s)"
+        )
+        log_event(
+            "ledger.lock_wait", level=logging.WARNING, path=str(self.lock_path), holder=holder
+        )
+        if on_wait is not None:
+            on_wait(message)
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.25)
+        raise LedgerLockTimeout(
+            f"{self.lock_path}: gave up after {timeout:g} s waiting for the ledger lock, held "
+            f"by {self.lock_holder()}: a stopped or hung writer? Resume or end it; "
+            f"--rtgov-ledger-timeout or {LOCK_TIMEOUT_ENV} set how long to wait"
+        )
+
+    def lock_holder(self) -> str:
+        """``pid N since TIME`` as the holder wrote it into ``log.lock``, if it did."""
+        try:
+            fields = self.lock_path.read_text(encoding="ascii", errors="replace").split()
+        except OSError:
+            fields = []
+        if len(fields) == 2 and fields[0].isdigit():
+            return f"pid {fields[0]} since {fields[1]}"
+        return "a process that did not say who it is"
 
 
 class LedgerAppender:
@@ -315,9 +431,9 @@ class LedgerAppender:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self.tree = MerkleAccumulator()
         self.torn: TornTail | None = None
         self.set_aside: Path | None = None
+        self.invalid: InvalidTail | None = None
         path = ledger.log_path
         if not path.exists() or path.stat().st_size == 0:
             with open(path, "wb") as fh:
@@ -328,8 +444,32 @@ class LedgerAppender:
         # The latest checkpoint must still describe this log: a writer refuses to
         # extend a history that no longer matches what it signed.
         latest = ledger.latest_checkpoint()
+        covered = latest[1].size if latest is not None else 0
+        self._scan(latest)
+        if self.tree.size > covered:
+            # Complete leaves that no checkpoint signs: an interrupted session's (or
+            # someone's unauthorised append). Only valid leaves are ever signed: the
+            # first invalid one and all after it are set aside, and the log rescanned.
+            invalid = self._first_invalid(covered)
+            if invalid is not None:
+                self._set_aside_invalid(*invalid)
+                self._scan(latest)
+        # Just past the last complete frame: where a torn tail starts, else the file's end.
+        end = max(len(MAGIC), self.torn.offset if self.torn else path.stat().st_size)
+        # The next checkpoint names the uncovered leaves explicitly.
+        self.uncovered = (covered, self.tree.size) if self.tree.size > covered else None
+        if self.torn is not None:
+            self._set_aside(end)
+        self._fh = open(path, "ab")
+
+    def _scan(self, latest: tuple[Path, note.Checkpoint] | None) -> None:
+        """One pass: the tree, the genesis, the end of the signed prefix, a torn tail."""
+        path = self.ledger.log_path
+        self.tree = MerkleAccumulator()
+        self.torn = None
         self.genesis: bytes | None = None
-        # One pass: only the genesis and the leaf the latest checkpoint ends at come back.
+        self.signed_end = len(MAGIC)  # byte offset just past the latest checkpoint's leaves
+        # Only the genesis and the leaf the latest checkpoint ends at come back.
         signed = latest[1].size if latest is not None else 0
         for frame in scan_frames(
             path, on_torn=self._torn, select=(), indices=(0, signed - 1), tree=self.tree
@@ -337,6 +477,7 @@ class LedgerAppender:
             if frame.index == 0:
                 self.genesis = frame.payload
             if latest is not None and self.tree.size == latest[1].size:
+                self.signed_end = frame.end
                 if self.tree.root() != latest[1].root_hash:
                     raise LedgerCorruptError(
                         path,
@@ -345,7 +486,6 @@ class LedgerAppender:
                         f"the log's first {latest[1].size} leaves do not hash to the root "
                         f"signed in {latest[0].name}: the history was changed",
                     )
-        # Just past the last complete frame: where a torn tail starts, else the file's end.
         end = max(len(MAGIC), self.torn.offset if self.torn else path.stat().st_size)
         if latest is not None and self.tree.size < latest[1].size:
             raise LedgerCorruptError(
@@ -355,13 +495,46 @@ class LedgerAppender:
                 f"{latest[0].name} covers {latest[1].size} leaves but the log has "
                 f"{self.tree.size}: records were removed",
             )
-        covered = latest[1].size if latest is not None else 0
-        # Complete leaves that no checkpoint signs: an interrupted session's (or
-        # someone's unauthorised append). The next checkpoint names them explicitly.
-        self.uncovered = (covered, self.tree.size) if self.tree.size > covered else None
-        if self.torn is not None:
-            self._set_aside(end)
-        self._fh = open(path, "ab")
+
+    def _first_invalid(self, covered: int) -> tuple[int, int, str] | None:
+        """(index, offset, reason) of the first uncovered frame that is no valid leaf."""
+        from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
+
+        start = (self.signed_end, covered) if covered else None
+        for frame in scan_frames(self.ledger.log_path, start=start, on_torn=_ignore_torn):
+            try:
+                leaf = parse_leaf(frame.payload)
+                if (leaf["kind"] == "ledger") != (frame.index == 0):
+                    raise LeafFormatError("only leaf 0 is the ledger genesis, and it is")
+            except LeafFormatError as exc:
+                return frame.index, frame.offset, str(exc)
+        return None
+
+    def _set_aside_invalid(self, index: int, offset: int, reason: str) -> None:
+        """Copy the bytes from an invalid frame to the end (a torn tail included) to
+        ``invalid/``, and cut the log before it. Nothing before it is touched."""
+        path = self.ledger.log_path
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        target = self.ledger.directory / "invalid" / f"{offset:012d}-{len(data)}.bin"
+        atomic_write(target, data)
+        cut = 0 if index == 0 else offset
+        with open(path, "r+b") as fh:
+            fh.truncate(cut)
+            if cut == 0:
+                fh.write(MAGIC)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.invalid = InvalidTail(index, offset, len(data), target, reason)
+        log_event(
+            "ledger.invalid_set_aside",
+            level=logging.WARNING,
+            leaf=index,
+            offset=offset,
+            path=str(target),
+            reason=reason,
+        )
 
     def _torn(self, tail: TornTail) -> None:
         self.torn = tail
@@ -420,6 +593,10 @@ class LedgerAppender:
             fh.close()
 
 
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -451,32 +628,45 @@ def append_session(
     origin: str,
     created_at: str,
     fsync_each: bool = True,
+    lock_timeout: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> AppendResult | None:
     """Append a session's leaves and end with a signed checkpoint, all under the lock.
 
-    Leaves left uncovered by an interrupted session, or a torn tail set aside, are
-    first acknowledged by a ``recovery`` leaf. With no leaves and nothing to recover,
-    nothing is written and None is returned.
+    Leaves left uncovered by an interrupted session, a torn tail set aside, or unsigned
+    frames set aside as invalid, are first acknowledged by a ``recovery`` leaf. With no
+    leaves and nothing to recover, nothing is written and None is returned.
 
     A new ledger starts with its genesis leaf naming ``origin``; an existing one keeps
     the origin it was created with. ``fsync_each`` (the default) fsyncs every record as
     it is written; False fsyncs the batch once, before the checkpoint (group commit: a
     crash of the machine, not of the process, can then lose the whole unsigned batch).
+    ``lock_timeout`` and ``on_wait``: see :meth:`Ledger.append`.
     """
     from pytest_rtgov.core.ledger_records import genesis_leaf, parse_leaf, recovery_leaf
 
-    with ledger.append() as appender:
+    with ledger.append(timeout=lock_timeout, on_wait=on_wait) as appender:
         if appender.genesis is None:
             appender.append(genesis_leaf(origin, created_at=created_at))
         else:
-            origin = str(parse_leaf(appender.genesis).get("origin", origin))
-        if appender.uncovered is not None or appender.set_aside is not None:
+            origin = str(parse_leaf(appender.genesis)["origin"])
+        bad = appender.invalid
+        if appender.uncovered is not None or appender.set_aside is not None or bad is not None:
             appender.append(
                 recovery_leaf(
                     uncovered=appender.uncovered,
                     set_aside=str(appender.set_aside) if appender.set_aside else None,
                     torn_bytes=appender.torn.length if appender.torn else 0,
                     at=created_at,
+                    invalid=None
+                    if bad is None
+                    else {
+                        "leaf": bad.index,
+                        "offset": bad.offset,
+                        "bytes": bad.length,
+                        "set_aside": str(bad.path),
+                        "reason": bad.reason,
+                    },
                 )
             )
         elif not leaves:
@@ -495,6 +685,7 @@ def append_session(
             root=appender.root(),
             checkpoint_path=path,
             set_aside=appender.set_aside,
+            invalid=bad,
         )
 
 
@@ -505,3 +696,4 @@ class AppendResult:
     root: bytes
     checkpoint_path: Path
     set_aside: Path | None
+    invalid: InvalidTail | None = None

@@ -24,6 +24,7 @@ from pathlib import Path
 from pytest_rtgov.core import merkle, note
 from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.store.coverage import ORPHANED_DIR
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import (
     Ledger,
@@ -58,7 +59,6 @@ EXIT_SEAL = 15  # a baseline or artifact does not match its seal, or an artifact
 _CHECKPOINT_NAME = re.compile(r"[0-9]{10}\.txt")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # a run id, worker or artifact
 _ARTIFACT_MARK = b'"artifact:'
-ORPHANED_DIR = "orphaned"  # <state>/orphaned/: what `rtgov ledger recover` set aside
 
 
 class VerifyFailure(RtgovError):
