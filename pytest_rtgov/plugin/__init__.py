@@ -138,14 +138,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: $RTGOV_LEDGER_TIMEOUT, else 60).",
     )
     group.addoption(
-        "--rtgov-ledger-timeout",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="wait at most this long for another writer's ledger lock, then exit 7 "
-        "(default: $RTGOV_LEDGER_TIMEOUT, else 60).",
-    )
-    group.addoption(
         "--rtgov-export",
         action="append",
         default=[],
