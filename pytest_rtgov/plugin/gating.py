@@ -269,7 +269,10 @@ class Gatekeeper:
         local = None if required else self.store.local
         fp = fingerprint(record.environment)
         if local is not None and local.has_fingerprint(record.environment):
-            seal_notes += baseline_seal_status(local, self.trust, what="local baseline").notes
+            # Signed by the local key by design: only a seal that fails is worth a note.
+            local_status = baseline_seal_status(local, self.trust, what="local baseline")
+            if local_status.failure is not None:
+                seal_notes += local_status.notes
         try:
             view = self.store.view(record.environment, local=local is not None)
         except RecordFormatError as exc:
