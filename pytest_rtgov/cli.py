@@ -2,7 +2,8 @@
 
 Exit codes:
     0  success
-    2  bad command-line arguments (argparse, or a refresh in CI without --reason)
+    2  bad command-line arguments (argparse, or a refresh in CI without --reason, or a
+       ``baseline refresh|sign`` of a baseline whose seal fails without --reason)
     3  the requested run record does not exist
     4  a record, baseline or gates file is unreadable or does not match its schema; a run
        record the ledger does not cover (no verdict leaf names it, or it was edited)

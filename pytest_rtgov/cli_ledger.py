@@ -5,6 +5,7 @@ Exit codes (besides the CLI's 0, 2, 3, 4):
     11  a leaf is not canonical JSON of a known kind, or a run record file was edited
     12  the log does not hash to a signed root: a leaf was changed, removed, added or moved
     13  a checkpoint is malformed, its signature fails, or it is untrusted or out of order
+        (or the repository's keyring disagrees with $RTGOV_TRUSTED_KEYS/$RTGOV_KEYRING_SHA256)
     14  a consistency proof fails, or the trusted checkpoint is not a prefix of the log
     15  a baseline or artifact file does not match its signature
     16  an inclusion proof does not verify
