@@ -292,5 +292,9 @@ def test_processes_racing_to_create_the_local_key_all_read_one_whole_key(tmp_pat
             start = time.time() + 0.2
             keys = pool.starmap(_load_local_key, [(str(state), start)] * 12)
             assert len(set(keys)) == 1
-            assert [p.name for p in (state / "keys").iterdir()] == ["local.key"]
+            # the key, and its public half (keys/local.pub); no temporary file left
+            assert sorted(p.name for p in (state / "keys").iterdir()) == [
+                "local.key",
+                "local.pub",
+            ]
             assert oct((state / "keys" / "local.key").stat().st_mode & 0o777) == "0o600"
