@@ -18,7 +18,13 @@ def clean_signing_env(monkeypatch):
     """Inner sessions must not inherit CI=true or a signing key from the outer shell:
     tests that need them set them explicitly. Autouse in tests/plugin and tests/unit
     (not here: the workload's records must list only its own fixtures)."""
-    for name in ("CI", "RTGOV_SIGNING_KEY", "GITHUB_ACTIONS"):
+    for name in (
+        "CI",
+        "RTGOV_SIGNING_KEY",
+        "GITHUB_ACTIONS",
+        "RTGOV_TRUSTED_KEYS",
+        "RTGOV_KEYRING_SHA256",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

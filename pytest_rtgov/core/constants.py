@@ -21,6 +21,7 @@ DEFAULT_MEMORY_MODE = "tracemalloc"
 EXIT_GATE_BREACHED = 6
 
 # Exit status of a session whose evidence cannot be trusted or kept: the ledger does
-# not verify or cannot be appended to, or (in CI) the baseline's signature fails.
-# The run record is written all the same.
+# not verify or cannot be appended to, (in CI) the baseline's signature fails, the
+# session would write a baseline whose seal fails (never re-sealed by a session), or a
+# baseline the ledger recorded is gone. The run record is written all the same.
 EXIT_INTEGRITY = 7
