@@ -14,20 +14,27 @@ memory layout and machine state of one session, round by round.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
+import logging
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.logs import log_event
 
 __all__ = [
     "ACCEPTED_REF",
     "AbCodeError",
     "accept_working_tree",
+    "check_export",
     "export_ref",
     "load_baseline_module",
     "project_packages",
@@ -79,22 +86,16 @@ def accept_working_tree(rootdir: Path) -> str:
 
 
 def export_ref(rootdir: Path, ref: str, dest: Path) -> tuple[str, Path]:
-    """Export ``ref`` of the git repository at ``rootdir`` to ``dest/<sha>``."""
+    """Export ``ref`` of the git repository at ``rootdir`` to ``dest/<sha>``.
+
+    An export already there is used only after :func:`check_export` found it to be
+    the commit's tree, file for file; otherwise (an edited, added or removed file) it
+    is exported again, with a warning naming the file. The A/B gates compare today's
+    code with this copy: a quiet edit to it would turn a regression into a pass.
+    """
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
-            cwd=rootdir,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=rootdir,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        sha = _git(rootdir, "rev-parse", "--verify", f"{ref}^{{commit}}")
+        top = _git(rootdir, "rev-parse", "--show-toplevel")
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         raise AbCodeError(
@@ -102,16 +103,136 @@ def export_ref(rootdir: Path, ref: str, dest: Path) -> tuple[str, Path]:
             f"({detail.strip()})"
         ) from None
     target = dest / sha
-    if (target / ".rtgov-complete").is_file():
-        return sha, target / Path(rootdir).resolve().relative_to(Path(top).resolve())
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", sha], cwd=top, capture_output=True, check=True
-    ).stdout
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(target, filter="data")
-    (target / ".rtgov-complete").write_text(sha + "\n")
-    return sha, target / Path(rootdir).resolve().relative_to(Path(top).resolve())
+    subdir = Path(rootdir).resolve().relative_to(Path(top).resolve())
+    if (target / _COMPLETE).is_file():
+        problem = check_export(Path(top), sha, target)
+        if problem is None:
+            return sha, target / subdir
+        message = (
+            f"the A/B baseline code in {target} does not match commit {sha} ({problem}); "
+            "exported it again"
+        )
+        log_event("ab.export_mismatch", level=logging.WARNING, path=str(target), problem=problem)
+        sys.stderr.write(f"pytest-rtgov: warning: {message}\n")
+    _export(Path(top), sha, target)
+    problem = check_export(Path(top), sha, target)
+    if problem is not None:  # export-subst, export-ignore, a smudge filter (git LFS)...
+        raise AbCodeError(
+            f"A/B gates need the baseline code: `git archive {sha}` does not reproduce the "
+            f"commit's tree ({problem}); .gitattributes (export-subst, export-ignore, "
+            "filters) changes files of the archive"
+        )
+    return sha, target / subdir
+
+
+# Marks a finished export; the only file of an export that is not in the tree.
+_COMPLETE = ".rtgov-complete"
+
+
+def _export(top: Path, sha: str, target: Path) -> None:
+    """``git archive`` of ``sha`` into a fresh folder, then moved to ``target`` whole,
+    so that another session never sees half an export."""
+    try:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", sha], cwd=top, capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or str(exc)
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
+        raise AbCodeError(f"cannot export the A/B baseline code {sha}: {detail.strip()}") from None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix=f".{sha}.", dir=target.parent))
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(fresh, filter="data")
+        (fresh / _COMPLETE).write_text(sha + "\n")
+        stale = None
+        if target.exists() or target.is_symlink():
+            stale = Path(tempfile.mkdtemp(prefix=f".{sha}.stale.", dir=target.parent))
+            target.rename(stale / "export")
+        try:
+            fresh.rename(target)
+        except OSError:
+            if not (target / _COMPLETE).is_file():
+                raise
+            shutil.rmtree(fresh)  # another session exported it meanwhile: checked next
+    except (OSError, tarfile.TarError) as exc:
+        raise AbCodeError(f"cannot export the A/B baseline code {sha} to {target}: {exc}") from None
+    if stale is not None:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _git_blob_id(data: bytes, length: int) -> str:
+    """The object id git gives ``data`` as a blob (``git hash-object``): SHA-1, or
+    SHA-256 in a repository of that object format (ids of 64 hex digits)."""
+    algorithm = hashlib.sha256 if length == 64 else hashlib.sha1
+    return algorithm(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _tree_blobs(top: Path, sha: str) -> dict[str, str]:
+    """Path -> blob id of every file and symlink of commit ``sha`` (``git ls-tree -r``)."""
+    try:
+        listing = subprocess.run(
+            ["git", "ls-tree", "-r", "-z", "--full-tree", sha],
+            cwd=top,
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or str(exc)
+        detail = detail.decode(errors="replace") if isinstance(detail, bytes) else detail
+        raise AbCodeError(f"cannot list the tree of commit {sha}: {detail.strip()}") from None
+    blobs = {}
+    for entry in listing.split(b"\0"):
+        meta, _, path = entry.partition(b"\t")
+        fields = meta.split(b" ")
+        if len(fields) == 3 and fields[1] == b"blob":  # a submodule ("commit") is not archived
+            blobs[os.fsdecode(path)] = fields[2].decode("ascii")
+    return blobs
+
+
+def _export_files(target: Path) -> dict[str, Path]:
+    """Relative POSIX path -> path of every file and symlink under ``target``."""
+    files = {}
+    for folder, dirnames, filenames in os.walk(target):
+        here = Path(folder)
+        links = [name for name in dirnames if (here / name).is_symlink()]
+        dirnames[:] = [name for name in dirnames if name not in links]
+        for name in (*filenames, *links):  # a link to a folder is a file to git
+            path = here / name
+            files[path.relative_to(target).as_posix()] = path
+    files.pop(_COMPLETE, None)
+    return files
+
+
+def check_export(top: Path, sha: str, target: Path) -> str | None:
+    """None when the files under ``target`` are exactly the tree of commit ``sha``;
+    else the first difference: ``"<path> is not in the commit"`` (a ``__pycache__``
+    file too: Python would load it), ``"<path> is missing"`` or ``"<path> differs"``.
+
+    The tree comes from git's object store (``git ls-tree``), never from a file kept
+    beside the export; the files are hashed in git's blob format with hashlib, so the
+    check costs one git process and one read of the export (~5 ms for 1 MB).
+    """
+    expected = _tree_blobs(top, sha)
+    present = _export_files(target)
+    extra = sorted(set(present) - set(expected))
+    if extra:
+        return f"{extra[0]} is not in the commit"
+    missing = sorted(set(expected) - set(present))
+    if missing:
+        return f"{missing[0]} is missing"
+    for relative in sorted(present):
+        path = present[relative]
+        if not path.is_symlink() and not path.is_file():  # a fifo, a device: never read
+            return f"{relative} differs"
+        try:
+            data = os.fsencode(os.readlink(path)) if path.is_symlink() else path.read_bytes()
+        except OSError as exc:
+            return f"{relative} cannot be read ({exc.strerror or exc})"
+        if _git_blob_id(data, len(expected[relative])) != expected[relative]:
+            return f"{relative} differs"
+    return None
 
 
 def project_packages(rootdir: Path) -> set[str]:
@@ -145,6 +266,9 @@ def load_baseline_module(
         name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] in shadow
     }
     sys.path.insert(0, str(baseline_root))
+    # No __pycache__ in the export: it is checked file for file against the commit,
+    # and a cached .pyc is what Python would run instead of the checked source.
+    dont_write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         spec = importlib.util.spec_from_file_location(private_name, baseline_file)
         if spec is None or spec.loader is None:
@@ -153,6 +277,7 @@ def load_baseline_module(
         spec.loader.exec_module(module)
         return module
     finally:
+        sys.dont_write_bytecode = dont_write_bytecode
         sys.path.remove(str(baseline_root))
         for name in list(sys.modules):
             if name.split(".")[0] in shadow:

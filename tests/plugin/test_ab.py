@@ -152,3 +152,66 @@ def test_a_refresh_accepts_the_slower_code_for_accepted_ref_gates(repo):
     assert (repo.path / "mykernel.py").read_text() == slower
     again = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
     assert again.ret == 0, again.stdout.str()
+
+
+# A kernel about twenty times slower than KERNEL: a regression no noise can hide.
+MUCH_SLOWER = KERNEL.replace("total += i * i", "total += sum(i * i for _ in range(20))")
+
+
+def export_dir(repo):
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo.path, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return repo.path / ".rtgov" / "ab" / sha
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        # the exported kernel edited to be as slow as today's
+        (lambda export: (export / "mykernel.py").write_text(MUCH_SLOWER), "mykernel.py"),
+        # a file the commit does not have, that shadows its kernel (a package wins)
+        (
+            lambda export: (
+                (export / "mykernel").mkdir(),
+                (export / "mykernel" / "__init__.py").write_text(MUCH_SLOWER),
+            ),
+            "mykernel/__init__.py",
+        ),
+    ],
+    ids=["edited", "added"],
+)
+def test_a_tampered_export_is_exported_again_and_the_regression_still_breaches(
+    repo, tamper, named, monkeypatch
+):
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # as on a developer's machine
+    first = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert first.ret == 0, first.stdout.str()
+    assert "A/B baseline code" not in first.stderr.str()
+    export = export_dir(repo)
+    assert not list(export.rglob("__pycache__"))  # importing the baseline wrote nothing there
+    committed = (export / "mykernel.py").read_text()
+    (repo.path / "mykernel.py").write_text(MUCH_SLOWER)  # a ~20x regression...
+    tamper(export)  # ...that an edited baseline export would hide
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
+    result.stderr.fnmatch_lines(
+        [f"*warning: the A/B baseline code in {export} does not match commit*{named}*"]
+    )
+    _, gates = results(repo)
+    assert gates["test_ab.py::test_work"]["status"] == "breach"
+    assert (export / "mykernel.py").read_text() == committed
+    assert not (export / "mykernel").exists()
+
+
+def test_a_tampered_export_is_checked_by_the_controller_under_xdist(repo):
+    pytest.importorskip("xdist")
+    assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
+    (repo.path / "mykernel.py").write_text(MUCH_SLOWER)
+    (export_dir(repo) / "mykernel.py").write_text(MUCH_SLOWER)
+    result = repo.runpytest_subprocess("--rtgov-gate", "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
+    # one check, on the controller, before the workers start
+    assert result.stderr.str().count("does not match commit") == 1
+    _, gates = results(repo)
+    assert gates["test_ab.py::test_work"]["status"] == "breach"
