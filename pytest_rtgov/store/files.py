@@ -21,7 +21,16 @@ from typing import Any
 
 from pytest_rtgov.errors import RecordFormatError
 
-__all__ = ["STALE_AFTER_S", "atomic_write", "read_json", "stale_temporaries", "utf8_text"]
+__all__ = [
+    "STALE_AFTER_S",
+    "atomic_write",
+    "decode_json",
+    "read_bytes",
+    "read_json",
+    "read_json_and_bytes",
+    "stale_temporaries",
+    "utf8_text",
+]
 
 # A temporary this old is stale once its writer is gone: atomic_write holds one for
 # the time of one write (milliseconds), so an hour leaves a wide margin.
@@ -38,18 +47,30 @@ def read_json(path: Path) -> Any:
     so is a file that cannot be read (a directory, no permission). A missing file
     raises FileNotFoundError, for callers that treat absence apart.
     """
+    return read_json_and_bytes(path)[1]
+
+
+def read_json_and_bytes(path: Path) -> tuple[bytes, Any]:
+    """The file's bytes and their JSON value, with :func:`read_json`'s errors."""
+    data = read_bytes(path)
+    return data, decode_json(path, data)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes; FileNotFoundError, or a RecordFormatError naming a file that
+    cannot be read (a directory, no permission)."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise RecordFormatError(
             str(path), "file", f"a readable file ({exc.strerror or exc})"
         ) from None
-    return _decode_json(path, data)
 
 
-def _decode_json(path: Path, data: bytes) -> Any:
+def decode_json(path: Path, data: bytes) -> Any:
+    """``data`` (the bytes of ``path``) as JSON, with :func:`read_json`'s errors."""
     try:
         return json.loads(utf8_text(path, data))
     except json.JSONDecodeError as exc:

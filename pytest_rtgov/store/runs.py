@@ -19,7 +19,13 @@ from typing import Any
 
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
-from pytest_rtgov.store.files import atomic_write, read_json
+from pytest_rtgov.store.files import (
+    atomic_write,
+    decode_json,
+    read_bytes,
+    read_json,
+    read_json_and_bytes,
+)
 
 __all__ = [
     "COVERED",
@@ -187,14 +193,24 @@ class RunStore:
                 f"a ledger whose frames check, to tell which run records it covers ({exc})",
             ) from None
 
-    def standing(self, run_id: str, covered: Mapping[str, str], data: Any = None) -> str:
-        """COVERED, EDITED or NOT_IN_LEDGER; ``data``: the decoded file, when read already."""
+    def standing(
+        self, run_id: str, covered: Mapping[str, str], loaded: tuple[bytes, Any] | None = None
+    ) -> str:
+        """COVERED, EDITED or NOT_IN_LEDGER; ``loaded``: the file's bytes and JSON value,
+        when read already.
+
+        The plugin writes the canonical bytes and a newline, so those are hashed as
+        they are; only a file in another layout is decoded and re-encoded (as ``rtgov
+        verify`` does: an edit that keeps the content is no edit).
+        """
         expected = covered.get(run_id)
         if expected is None:
             return NOT_IN_LEDGER
         path = self.path_for(run_id)
-        if data is None:
-            data = read_json(path)
+        raw = loaded[0] if loaded is not None else read_bytes(path)
+        if "sha256:" + hashlib.sha256(raw.removesuffix(b"\n")).hexdigest() == expected:
+            return COVERED
+        data = loaded[1] if loaded is not None else decode_json(path, raw)
         return COVERED if record_file_digest(data, path) == expected else EDITED
 
     def read_checked(
@@ -220,6 +236,6 @@ class RunStore:
         if covered is None:
             covered = self.covered()
         path = self.path_for(run_id)
-        data = read_json(path)
+        raw, data = read_json_and_bytes(path)
         record = RunRecord.from_dict(data, source=str(path))
-        return run_id, record, self.standing(run_id, covered, data)
+        return run_id, record, self.standing(run_id, covered, (raw, data))
