@@ -17,8 +17,11 @@ for Python's own peak:
 
 - ``build``: the ``add_run`` loop over the 2,000,000 observations and the first
   ``column()`` (the flush into numpy); generating the observations is timed apart;
-- ``save``: ``HistoryStore.save`` of that index; ``load``: ``HistoryStore.load(update=
-  False)`` and ``load()`` (the CLI's call, which looks for a ledger to catch up with);
+- ``save``: that index written whole into a new sqlite file (what a rebuild writes),
+  tied to a small real ledger with a signed checkpoint; ``load``: ``HistoryStore.load()``
+  (the CLI's call: content digest, checkpoint signature, ledger size and root checked);
+- ``append``: a session's upkeep: one more run appended to the ledger, then ``load`` from
+  memory (the session's report) or reading the new frames (the next command);
 - queries on a freshly loaded index, first call in the process (warm repeats apart):
   compare two runs (``run_values`` twice and ``compare_values``), ``series``,
   ``first_regression``, ``top_regressions``;
@@ -331,8 +334,44 @@ def _load(state: Path) -> DeltaIndex:
     return HistoryStore(state).load(update=False)
 
 
+def _meta_row(state: Path) -> str:
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(state / "index" / "index.sqlite3")) as conn:
+        return str(conn.execute("SELECT value FROM meta").fetchone()[0])
+
+
 def _dir_kib(path: Path) -> dict[str, float]:
     return {p.name: round(p.stat().st_size / 1024, 1) for p in sorted(path.iterdir())}
+
+
+def _ledger_position(state: Path) -> dict[str, Any]:
+    """A real ledger for the synthetic index to stand at: its genesis and one leaf under
+    a checkpoint signed with the state's local key (the index's check reads this
+    checkpoint; the content of the leaves does not matter to it). The meta position."""
+    from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
+    from pytest_rtgov.core.merkle import MerkleAccumulator
+    from pytest_rtgov.store.history import _fresh_meta
+    from pytest_rtgov.store.keys import load_signing_key
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    ledger = Ledger(state / "ledger")
+    signer = load_signing_key(key_file=None, state_dir=state).signer
+    leaf = baseline_refresh_leaf({"at": "t", "who": "bench", "changes": []}, seal_sha256="x")
+    append_session(ledger, [leaf], signer=signer, origin="bench/graph", created_at="t")
+    tree = MerkleAccumulator()
+    end = 0
+    for frame in ledger.frames():
+        tree.append_leaf_hash(frame.leaf_hash)
+        end = frame.end
+    return {
+        **_fresh_meta(),
+        "leaves": tree.size,
+        "offset": end,
+        "compact": [h.hex() for h in tree.compact_range()],
+        "root": tree.root().hex(),
+    }
 
 
 def child_build(state: Path, runs: int, seed: int, traced: bool, save: bool) -> dict[str, Any]:
@@ -345,11 +384,11 @@ def child_build(state: Path, runs: int, seed: int, traced: bool, save: bool) -> 
     out["columns_kib"] = round(sum(index.column(name).nbytes for name in index._columns) / 1024, 1)
     if save:
         store = HistoryStore(state)
-        meta = {"offset": None, "leaves": 0, "last_leaf_hash": ""}
+        position = _ledger_position(state)
         saves = []
-        for _ in range(3):
+        for _ in range(3):  # the whole index into a new file, as a rebuild writes it
             with Peak(False) as p:
-                store.save(index, meta)
+                store._replace(index, dict(position), None)
             saves.append(p.result)
         out["saves"] = saves
         out["files_kib"] = _dir_kib(store.directory)
@@ -361,7 +400,36 @@ def child_load(state: Path, traced: bool, how: str) -> dict[str, Any]:
 
     store = HistoryStore(state)
     with Peak(traced) as peak:
-        index = store.load(update=False) if how == "load" else store.load()
+        index = store.load()
+    return {**peak.result, "rows": index.rows, "runs": len(index.runs)}
+
+
+def child_append(state: Path, traced: bool, how: str) -> dict[str, Any]:
+    """A session's upkeep of the index at this scale: one more run (the record of
+    ``fixtures/records/run-v1.json``, 6 leaves) appended to the ledger, then the index
+    brought up to date from memory (``memory``, what the session's report does) or by
+    reading the new frames (``ledger``, what the next command does otherwise)."""
+    import dataclasses
+
+    from pytest_rtgov.core.ledger_records import run_leaves
+    from pytest_rtgov.core.records import RunRecord
+    from pytest_rtgov.store.history import Appended, HistoryStore
+    from pytest_rtgov.store.keys import load_signing_key
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "records" / "run-v1.json"
+    record = RunRecord.from_dict(json.loads(fixture.read_text()))
+    record = dataclasses.replace(record, run_id=f"29991231T{time.time_ns() % 10**6:06d}Z-bench")
+    leaves = run_leaves(record)
+    signer = load_signing_key(key_file=None, state_dir=state).signer
+    done = append_session(
+        Ledger(state / "ledger"), leaves, signer=signer, origin="bench/graph", created_at="t"
+    )
+    assert done is not None
+    appended = Appended(record, leaves, done.first_index) if how == "memory" else None
+    with Peak(traced) as peak:
+        index = HistoryStore(state).load(appended=appended)
+    assert index.runs[-1].run_id == record.run_id
     return {**peak.result, "rows": index.rows, "runs": len(index.runs)}
 
 
@@ -519,6 +587,8 @@ def main() -> int:
             result = child_build(args.state, args.runs, args.seed, args.traced, rest == ["save"])
         elif kind == "load":
             result = child_load(args.state, args.traced, rest[0])
+        elif kind == "append":
+            result = child_append(args.state, args.traced, rest[0])
         elif kind == "queries":
             result = child_queries(args.state, args.runs, args.seed, args.traced)
         elif kind == "graph":
@@ -586,14 +656,10 @@ def main() -> int:
         result["save"] = {**summarise(saves), "files_kib": builds[0]["files_kib"]}
 
         print("load")
-        for how in ("load", "load_update"):
-            rows = step(how, ["load", how])
-            traced = run_child(["load", how, *sargs, "--traced"])
-            result[how] = {
-                **summarise(rows),
-                "tracemalloc_peak_kib": traced["tracemalloc_peak_kib"],
-            }
-            result[how]["rows"] = rows[0]["rows"]
+        rows = step("load", ["load", "load"])
+        traced = run_child(["load", "load", *sargs, "--traced"])
+        result["load"] = {**summarise(rows), "tracemalloc_peak_kib": traced["tracemalloc_peak_kib"]}
+        result["load"]["rows"] = rows[0]["rows"]
 
         print("queries")
         rows = step("queries", ["queries"])
@@ -679,7 +745,7 @@ def main() -> int:
             "series": ["graph", "query", "series", subject, "wall_time"],
             "first_regression": ["graph", "query", "first-regression", subject, "wall_time"],
         }
-        meta_before = (state / "index" / "meta.json").read_bytes()
+        meta_before = _meta_row(state)
         result["cli"] = {}
         for name, argv in commands.items():
             rows = [cli(argv, state) for _ in range(args.repeats)]
@@ -698,9 +764,12 @@ def main() -> int:
                 lines = text.splitlines()
                 entry["said"] = {"lines": len(lines), "first": lines[0] if lines else ""}
             result["cli"][name] = entry
-        result["cli"]["index_rewritten_by_cli"] = (
-            state / "index" / "meta.json"
-        ).read_bytes() != meta_before
+        result["cli"]["index_rewritten_by_cli"] = _meta_row(state) != meta_before
+
+        print("a session's upkeep (last: each adds a run to the history)")
+        for how in ("memory", "ledger"):
+            rows = step(f"append ({how})", ["append", how])
+            result[f"append_{how}"] = {**summarise(rows), "rows": rows[-1]["rows"]}
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["loadavg_at_end"] = os.getloadavg()  # 2 shared cores: above ~2, timings inflate
     args.out.parent.mkdir(parents=True, exist_ok=True)

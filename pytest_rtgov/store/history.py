@@ -104,6 +104,7 @@ CREATE TABLE artifacts (id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE baselines (id INTEGER PRIMARY KEY, doc TEXT NOT NULL);
 """
 _EMPTY_CHAIN = "0" * 64
+_LEGACY_FILES = ("meta.json", "runs.jsonl", "tables.json", "lock")  # rtgov.index/1
 _GROUP_OF = {"test": "tests", "fixture": "fixtures", "gate": "gates"}
 
 
@@ -158,10 +159,17 @@ class _Unusable(Exception):
     """The index file cannot be used as it is (the reason is the message)."""
 
 
+def _link(previous: bytes, info: bytes, rows: bytes) -> bytes:
+    """One link of the runs' digest chain, over a run's stored bytes."""
+    link = hashlib.sha256(info)
+    link.update(b"\n")
+    link.update(rows)
+    return hashlib.sha256(previous + link.digest()).digest()
+
+
 def _chain(previous: str, info: bytes, rows: bytes) -> str:
-    """The runs' digest chain: one link per run, over its stored bytes."""
-    link = hashlib.sha256(info + b"\n" + rows).digest()
-    return hashlib.sha256(bytes.fromhex(previous) + link).hexdigest()
+    """The runs' digest chain (hex) after one more run."""
+    return _link(bytes.fromhex(previous), info, rows).hex()
 
 
 def _tables_digest(index: DeltaIndex) -> str:
@@ -289,18 +297,17 @@ class HistoryStore:
         if not self.ledger.exists():
             return DeltaIndex()
         state = self.ledger_state()
-        conn = self._connect()
+        conn, why = self._connect()
         try:
-            why = ""
-            if conn is None:
-                why = "the index file could not be opened"
-            else:
+            if conn is not None:
                 try:
                     index, meta = self._read(conn)
                 except _Unusable as exc:
-                    why = str(exc)
+                    why = why or str(exc)
                 except sqlite3.Error as exc:
                     why = f"the index file is damaged ({exc})"
+                except Exception as exc:  # a derived cache: anything unreadable is rebuilt
+                    why = f"the index does not read ({exc!r})"
                 else:
                     kept = self._follow(conn, index, meta, state, appended)
                     if isinstance(kept, DeltaIndex):
@@ -318,7 +325,7 @@ class HistoryStore:
         if not self.ledger.exists():
             return DeltaIndex()
         state = self.ledger_state()
-        conn = self._connect()
+        conn, _ = self._connect()
         try:
             return self._rebuild(state, conn, "")
         finally:
@@ -505,11 +512,16 @@ class HistoryStore:
 
     # -- the sqlite file --------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect(self) -> tuple[sqlite3.Connection | None, str]:
         """A connection holding the write lock (``BEGIN IMMEDIATE``): one process at a
-        time checks and updates the index. A file that is no database is removed (it
-        is rebuilt); None when no connection can be had at all."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        time checks and updates the index. A file that is no database is removed (it is
+        rebuilt); the connection is None when none can be had at all. The second value
+        says what was wrong with the file, if anything."""
+        why = ""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return None, f"the index folder cannot be created ({exc})"
         for attempt in (1, 2):
             conn = None
             try:
@@ -517,22 +529,28 @@ class HistoryStore:
                 conn.execute("PRAGMA synchronous=OFF")  # derived data: rebuilt, not fsynced
                 conn.execute("BEGIN IMMEDIATE")
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                return conn
+                return conn, why
             except sqlite3.Error as exc:
                 if conn is not None:
                     conn.close()
+                why = f"the index file is not a usable sqlite database ({exc})"
                 if attempt == 2 or "locked" in str(exc):
-                    log_event("index.unusable", level=logging.WARNING, path=str(self.path))
-                    return None
+                    return None, why
                 self._remove()
-        return None
+        return None, why
 
     def _remove(self) -> None:
-        for suffix in ("", "-journal", "-wal", "-shm"):
+        """Remove the index file, its sqlite side files and the files of the format
+        before sqlite (column files, ``meta.json``...)."""
+        names = [f"{INDEX_FILE}{suffix}" for suffix in ("", "-journal", "-wal", "-shm")]
+        names += [*_LEGACY_FILES, *(f"{name}.bin" for name in COLUMNS)]
+        for name in names:
             try:
-                os.unlink(f"{self.path}{suffix}")
+                os.unlink(self.directory / name)
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                log_event("index.not_removed", level=logging.WARNING, path=name, error=str(exc))
 
     def _read(self, conn: sqlite3.Connection) -> tuple[DeltaIndex, dict[str, Any]]:
         """The saved index and its meta, checked against the content digest."""
@@ -560,26 +578,28 @@ class HistoryStore:
 
     def _decode(self, conn: sqlite3.Connection, meta: dict[str, Any]) -> DeltaIndex:
         index = DeltaIndex()
-        chain = _EMPTY_CHAIN
+        chain = bytes.fromhex(_EMPTY_CHAIN)
         blobs: list[bytes] = []
         counts: list[int] = []
         size = ROW_DTYPE.itemsize
+        start = 0
         for pos, info_text, blob in conn.execute("SELECT pos, info, rows FROM runs ORDER BY pos"):
             if pos != len(index.runs) or not isinstance(blob, bytes) or len(blob) % size:
                 raise _Unusable(f"content digest mismatch: run row {pos} is not as saved")
             info_bytes = info_text.encode("utf-8")
-            chain = _chain(chain, info_bytes, blob)
+            chain = _link(chain, info_bytes, blob)
             doc = json.loads(info_bytes)
             leaf = doc.pop("leaf", None)
             run = RunInfo.from_dict(doc)
             index.run_pos[run.run_id] = len(index.runs)
             index.runs.append(run)
-            index.run_start.append(sum(counts))
+            index.run_start.append(start)
             if leaf is not None:
                 index.run_leaf[run.run_id] = int(leaf)
             blobs.append(blob)
             counts.append(len(blob) // size)
-        if chain != meta["runs_chain"] or len(index.runs) != meta["runs"]:
+            start += counts[-1]
+        if chain.hex() != meta["runs_chain"] or len(index.runs) != meta["runs"]:
             raise _Unusable("content digest mismatch in the index's runs")
         keys = conn.execute("SELECT * FROM keys ORDER BY id")
         index.keys = [(str(subject), str(metric)) for _, subject, metric in keys]
@@ -696,11 +716,7 @@ class HistoryStore:
                 fresh.execute("COMMIT")
             finally:
                 fresh.close()
-            for suffix in ("-journal", "-wal", "-shm"):  # a stale journal must not roll
-                try:  # back the new file
-                    os.unlink(f"{self.path}{suffix}")
-                except FileNotFoundError:
-                    pass
+            self._remove()  # a stale journal must not roll back the new file
             os.replace(tmp, self.path)
         except (OSError, sqlite3.Error) as exc:
             tmp.unlink(missing_ok=True)
