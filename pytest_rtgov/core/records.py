@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -25,6 +26,8 @@ __all__ = [
     "Sample",
     "TestEntry",
     "canonical_run",
+    "escape_text",
+    "unescape_text",
 ]
 
 SCHEMA = "rtgov.run/1"
@@ -33,6 +36,37 @@ _TESTS_PLACE = object()  # where RunRecord.canonical_json puts the tests
 _SORTED_ENCODER = PRESORTED_ENCODER
 Outcome = Literal["passed", "failed", "skipped", "error"]
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
+
+
+def escape_text(text: str) -> str:
+    """``text`` as valid Unicode, so that it can be written as UTF-8.
+
+    Python keeps bytes that are not UTF-8 (of a file name, an argument, an environment
+    variable) as lone surrogates, U+DC80 to U+DCFF, and pytest keeps a parametrize id
+    as given when its id escaping is switched off; neither can be encoded. Each lone
+    surrogate (U+D800 to U+DFFF) becomes the six characters ``\\udcXX``: Python's
+    ``backslashreplace``, and the text pytest's default id escaping writes, so an id is
+    recorded the same whether or not pytest escaped it. Any other text is returned as
+    it is, at the cost of one ``isascii`` for ASCII text. :func:`unescape_text`
+    reverses it.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+_ESCAPED_SURROGATE = re.compile(r"\\u(d[89a-f][0-9a-f]{2})")
+
+
+def unescape_text(text: str) -> str:
+    """The text :func:`escape_text` was given: every ``\\udXXX`` (X hexadecimal, the
+    surrogate range D800 to DFFF, lower case) back to its lone surrogate. Exact for
+    any text that did not itself contain such six characters."""
+    return _ESCAPED_SURROGATE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 class _Reader:

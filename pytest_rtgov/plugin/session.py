@@ -26,6 +26,7 @@ from pytest_rtgov.core.records import (
     Sample,
     TestEntry,
     canonical_run,
+    escape_text,
 )
 from pytest_rtgov.core.rounds import RoundsSpec, parse_rounds_marker
 from pytest_rtgov.errors import InvalidMetricError, RtgovError
@@ -418,13 +419,16 @@ class RtgovPlugin:
         finally:
             sample = self._meter.close(region, completed=completed)
             self._fixture_metrics.pop()
+            # Node ids and names are escaped here, before xdist sends them: lone
+            # surrogates cannot cross its wire nor be written (core.records.escape_text).
+            item = self._item
             self._pending_fixtures.append(
                 {
-                    "nodeid": request.node.nodeid,
-                    "name": fixturedef.argname,
+                    "nodeid": escape_text(request.node.nodeid),
+                    "name": escape_text(fixturedef.argname),
                     "scope": fixturedef.scope,
                     "param_index": request.param_index if fixturedef.params else None,
-                    "requested_by": self._item.nodeid if self._item is not None else "",
+                    "requested_by": escape_text(item.nodeid) if item is not None else "",
                     "outcome": "passed" if completed else "error",
                     "sample": sample,
                     "metrics": [m.to_dict() for m in metrics],
@@ -490,7 +494,7 @@ class RtgovPlugin:
                 payload["calibration"] = self._calibration
                 self._calibration_sent = True
             if self._record_markers and item is not None:
-                payload["markers"] = sorted({m.name for m in item.iter_markers()})
+                payload["markers"] = sorted({escape_text(m.name) for m in item.iter_markers()})
             payload["rounds"] = state.spec.rounds
             payload["warmup"] = state.spec.warmup
             payload["samples"], state.samples = state.samples or [], None
@@ -505,6 +509,10 @@ class RtgovPlugin:
 
     def record_metric(self, metric: Metric) -> None:
         """Sink of the ``rtgov`` fixture: attach to the running fixture setup or test."""
+        if not (metric.unit.isascii() and metric.name.isascii()):
+            metric = dataclasses.replace(
+                metric, name=escape_text(metric.name), unit=escape_text(metric.unit)
+            )
         if self._fixture_metrics:
             self._fixture_metrics[-1].append(metric)
         elif self._item_state is not None:
@@ -569,7 +577,7 @@ class RtgovPlugin:
                     self._calibrations[self.worker] = int(self._calibration["median_ns"])
                     self._calibration_kernel = str(self._calibration["kernel"])
                 if self._record_markers and item is not None:
-                    acc.markers = tuple(sorted({m.name for m in item.iter_markers()}))
+                    acc.markers = tuple(sorted({escape_text(m.name) for m in item.iter_markers()}))
                 acc.rounds, acc.warmup = state.spec.rounds, state.spec.warmup
                 if state.samples:
                     if acc.samples is None:
@@ -628,7 +636,7 @@ class RtgovPlugin:
         tests, fixtures = canonical_run(
             tests=(
                 TestEntry(
-                    nodeid=nodeid,
+                    nodeid=escape_text(nodeid),
                     outcome=acc.outcome(),
                     worker=acc.worker,
                     rounds=acc.rounds,
@@ -648,19 +656,22 @@ class RtgovPlugin:
             ended_at=_iso(epoch_ns()),
             mode=self.mode,
             exit_status=int(exitstatus),
-            pytest_args=tuple(self.config.invocation_params.args),
+            pytest_args=tuple(escape_text(a) for a in self.config.invocation_params.args),
             memory_mode=self.memory_mode,
             backend=self.backend,
             workers=tuple(sorted(self._workers)),
-            environment=collect_environment(
-                backend=self.backend,
-                gpu_facts=gpu_facts,
-                rootdir=Path(self.config.rootpath),
-                plugins=plugin_versions(
-                    (dist.project_name, dist.version)
-                    for _, dist in self.config.pluginmanager.list_plugin_distinfo()
-                ),
-            ),
+            environment={
+                escape_text(name): escape_text(value)
+                for name, value in collect_environment(
+                    backend=self.backend,
+                    gpu_facts=gpu_facts,
+                    rootdir=Path(self.config.rootpath),
+                    plugins=plugin_versions(
+                        (dist.project_name, dist.version)
+                        for _, dist in self.config.pluginmanager.list_plugin_distinfo()
+                    ),
+                ).items()
+            },
             tests=tests,
             fixtures=fixtures,
             calibration={"kernel": self._calibration_kernel, "workers": dict(self._calibrations)}

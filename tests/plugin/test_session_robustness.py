@@ -155,3 +155,87 @@ def test_a_full_disk_at_the_end_is_exit_7_naming_the_record_and_keeping_the_last
     assert read_latest(pytester.path) == before
     assert log.read_bytes() == log_bytes
     assert cli(pytester, "verify") == 0
+
+
+# -- text that is not valid Unicode: lone surrogates ------------------------------------
+# Python keeps bytes of a file name, an argument or a variable that are not UTF-8 as lone
+# surrogates (U+DC80-U+DCFF, surrogateescape); pytest keeps a parametrize id as given
+# when its id escaping is switched off. None of them can be written as UTF-8.
+
+UNESCAPED_IDS = """
+[pytest]
+disable_test_id_escaping_and_forfeit_all_rights_to_community_support = true
+"""
+
+SURROGATES = """
+import pytest
+
+@pytest.fixture(params=[1], ids=["\\udcea"])
+def fx(request):
+    return request.param
+
+@pytest.mark.parametrize("x", [1], ids=["\\udce9"])
+def test_x(x, fx, rtgov):
+    rtgov.record("score", 0.5, unit="\\udceb")
+"""
+
+
+# pytest's id escaping, or the record's: the same text
+ESCAPED_ID = "test_s.py::test_x[\\udcea-\\udce9]"
+
+
+def _assert_recorded_escaped(pytester, read_latest, result) -> dict:
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    no_traceback(result)
+    result.stdout.fnmatch_lines(["*1 passed*"])
+    record = read_latest(pytester.path)
+    (test,) = record["tests"]
+    assert test["nodeid"] == ESCAPED_ID
+    assert test["metrics"][0]["unit"] == "\\udceb"
+    (fixture,) = [f for f in record["fixtures"] if f["name"] == "fx"]
+    assert fixture["setups"][0]["requested_by"] == test["nodeid"]
+    log = (pytester.path / ".rtgov" / "ledger" / "log").read_bytes()
+    assert b"test_s.py::test_x[\\\\udcea-\\\\udce9]" in log  # the JSON of the escaped id
+    assert (pytester.path / ".rtgov" / "report.html").is_file()
+    assert cli(pytester, "verify") == 0
+    return record
+
+
+def test_a_test_id_that_is_not_unicode_is_recorded_escaped(pytester, read_latest):
+    pytester.makeini(UNESCAPED_IDS)
+    pytester.makepyfile(test_s=SURROGATES)
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider", "-p", "no:\udcff")
+    record = _assert_recorded_escaped(pytester, read_latest, result)
+    assert "no:\\udcff" in record["pytest_args"]
+
+
+def test_arguments_variables_and_units_that_are_not_unicode_under_xdist(
+    pytester, read_latest, monkeypatch
+):
+    pytest.importorskip("xdist")
+    # xdist itself cannot send a node id or an argument that is not Unicode: pytest's
+    # default escaping keeps the ids plain here; the unit and the variable are not.
+    pytester.makepyfile(test_s=SURROGATES)
+    monkeypatch.setenv("CUPY_CACHE_DIR", "/tmp/\udce9")
+    result = pytester.runpytest_subprocess("--rtgov", "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    no_traceback(result)
+    record = read_latest(pytester.path)
+    (test,) = record["tests"]
+    assert test["worker"].startswith("gw")
+    assert test["nodeid"] == ESCAPED_ID
+    assert test["metrics"][0]["unit"] == "\\udceb"
+    assert record["environment"]["env.CUPY_CACHE_DIR"] == "/tmp/\\udce9"
+    assert (pytester.path / ".rtgov" / "report.html").is_file()
+    assert cli(pytester, "verify") == 0
+
+
+def test_the_escape_is_reversible():
+    from pytest_rtgov.core.records import escape_text, unescape_text
+
+    for original in ("plain", "caf\u00e9", "test_\udce9.py::t[\ud800x\udfff]", "\udc80\udcff"):
+        escaped = escape_text(original)
+        escaped.encode("utf-8")  # always valid Unicode
+        assert unescape_text(escaped) == original
+    assert escape_text("test_\udce9.py") == "test_\\udce9.py"
+    assert escape_text("plain") == "plain"
