@@ -167,6 +167,9 @@ def _verify(args: argparse.Namespace) -> int:
     except VerifyFailure as exc:
         print(f"rtgov verify: FAILED: {exc.where}: {exc.reason}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file verify must read cannot be read
+        print(f"rtgov verify: FAILED: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 4
     for warning in report.warnings:
         print(f"rtgov verify: warning: {warning}", file=sys.stderr)
     signed = ", ".join(trust.describe(name) for name in sorted(report.signed_by)) or "nobody"
