@@ -4,6 +4,8 @@ records and artifacts, every leaf's format, checkpoint numbering, the writer's l
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,13 @@ from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.artifacts import ArtifactStore
 from pytest_rtgov.store.coverage import covered_runs
 from pytest_rtgov.store.keys import Trust
-from pytest_rtgov.store.ledger import Ledger, append_session, encode_frame
+from pytest_rtgov.store.ledger import (
+    Ledger,
+    LedgerLockTimeout,
+    append_session,
+    encode_frame,
+    lock_timeout,
+)
 from pytest_rtgov.store.runs import RunStore
 from pytest_rtgov.store.verify import (
     EXIT_CHECKPOINT,
@@ -300,3 +308,84 @@ def test_a_badly_named_checkpoint_fails(state: Path):
     last = checkpoints(state)[-1]
     shutil.copy(last, last.with_name("3.txt"))
     fails(state, EXIT_CHECKPOINT, "3.txt", "NNNNNNNNNN.txt")
+
+
+# -- 6. a writer that holds the lock ------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pytest_rtgov.store.ledger import Ledger
+with Ledger(Path(sys.argv[1])).append():
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_held_lock_is_waited_for_naming_the_holder_then_given_up(tmp_path: Path):
+    session(tmp_path, [verdict("r1", "sha256:" + "a" * 64)])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path / "ledger")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        messages: list[str] = []
+        with pytest.raises(LedgerLockTimeout, match=rf"gave up after 0.2 s .* pid {holder.pid} "):
+            append_session(
+                Ledger(tmp_path / "ledger"),
+                [verdict("r2", "sha256:" + "b" * 64)],
+                signer=SIGNER,
+                origin="test.example/log",
+                created_at="2026-11-22T00:00:00Z",
+                lock_timeout=0.2,
+                on_wait=messages.append,
+            )
+        assert len(messages) == 1 and f"held by pid {holder.pid} since 20" in messages[0]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert covered_runs(tmp_path) == {"r1": "sha256:" + "a" * 64}  # nothing appended
+
+
+def test_the_lock_timeout_comes_from_the_option_then_the_environment():
+    assert lock_timeout(None, {}) == 60.0
+    assert lock_timeout(None, {"RTGOV_LEDGER_TIMEOUT": "2.5"}) == 2.5
+    assert lock_timeout(0, {"RTGOV_LEDGER_TIMEOUT": "2.5"}) == 0.0
+    with pytest.raises(RtgovError, match="RTGOV_LEDGER_TIMEOUT='soon': expected a number"):
+        lock_timeout(None, {"RTGOV_LEDGER_TIMEOUT": "soon"})
+    with pytest.raises(RtgovError, match="expected seconds >= 0"):
+        lock_timeout(-1.0, {})
+
+
+# -- 2b. writers never sign an invalid frame ------------------------------------------------
+
+
+def test_the_writer_sets_unsigned_invalid_frames_aside_and_records_it(tmp_path: Path):
+    import json
+
+    session(tmp_path, [verdict("r1", "sha256:" + "a" * 64)])
+    log = tmp_path / "ledger" / "log"
+    good = canonical_json({"kind": "quarantine"})
+    cut = log.stat().st_size
+    with open(log, "ab") as fh:
+        fh.write(encode_frame(good))  # leaf 2: valid, uncovered: kept and signed
+        fh.write(encode_frame(b'{"kind":"verdict"}'))  # leaf 3: invalid
+        fh.write(encode_frame(good))  # after it: set aside too
+        fh.write(b"\x00\x00")  # and a torn tail
+    tail = log.read_bytes()[cut + len(encode_frame(good)) :]
+    result = append_session(
+        Ledger(tmp_path / "ledger"),
+        [verdict("r2", "sha256:" + "b" * 64)],
+        signer=SIGNER,
+        origin="test.example/log",
+        created_at="2026-11-22T00:00:00Z",
+    )
+    assert result is not None and result.invalid is not None
+    assert result.invalid.index == 3 and result.invalid.path.read_bytes() == tail
+    assert "leaf 3 at byte" in result.invalid.describe()
+    frames = list(Ledger(tmp_path / "ledger").frames())
+    recovery = json.loads(frames[3].payload)
+    assert recovery["kind"] == "recovery" and recovery["uncovered"] == [2, 3]
+    assert recovery["invalid"]["leaf"] == 3 and recovery["invalid"]["bytes"] == len(tail)
+    assert frames[2].payload == good and len(frames) == 5
+    assert covered_runs(tmp_path) == {"r1": "sha256:" + "a" * 64, "r2": "sha256:" + "b" * 64}
