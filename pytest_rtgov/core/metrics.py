@@ -17,7 +17,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$")
 
 
 def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):  # '$' would allow a last "\n"
         raise InvalidMetricError(
             f"invalid metric name {name!r}: expected a letter or '_' followed by up to 127 "
             "letters, digits or '_.:/-'"
@@ -43,7 +43,13 @@ def value_metric(
             raise InvalidMetricError(
                 f"metric {name!r}: expected a real number, got {type(value).__name__} {value!r}"
             )
-    as_float = float(value)
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int (or Fraction) beyond a float's range, about 1.8e308
+        raise InvalidMetricError(
+            f"metric {name!r}: expected a finite number, got {type(value).__name__} too large "
+            "for a float (beyond +-1.8e308)"
+        ) from None
     if not math.isfinite(as_float):
         raise InvalidMetricError(
             f"metric {name!r}: expected a finite number, got {as_float!r}; "

@@ -79,7 +79,8 @@ def collect_git(rootdir: Path) -> dict[str, str]:
         return {}
     facts = {"git.commit": commit.decode().strip()}
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
-    facts["git.branch"] = branch.decode().strip() if branch else ""
+    # surrogateescape: a branch name need not be UTF-8 (the record escapes what is not)
+    facts["git.branch"] = branch.decode(errors="surrogateescape").strip() if branch else ""
     diff = git("diff", "HEAD", "--binary") or b""
     untracked = (git("ls-files", "--others", "--exclude-standard", "-z") or b"").split(b"\0")
     digest = hashlib.sha256(diff)

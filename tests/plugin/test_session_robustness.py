@@ -239,3 +239,59 @@ def test_the_escape_is_reversible():
         assert unescape_text(escaped) == original
     assert escape_text("test_\udce9.py") == "test_\\udce9.py"
     assert escape_text("plain") == "plain"
+
+
+# -- odd input at the session end: the record is written, the message is clear ----------
+
+
+def test_a_git_branch_name_that_is_not_utf8_is_recorded_escaped(pytester, read_latest):
+    pytester.makepyfile(test_a=PASSING)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], cwd=pytester.path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x", "--allow-empty"], cwd=pytester.path, check=True)
+    subprocess.run([*git, "checkout", "-q", "-b", b"topic-\xe9"], cwd=pytester.path, check=True)
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    no_traceback(result)
+    assert read_latest(pytester.path)["environment"]["git.branch"] == "topic-\\udce9"
+
+
+TOO_LARGE = "metric 'big': expected a finite number, got int too large for a float*"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        # too large for a float: a clear InvalidMetricError, not an OverflowError
+        ("rtgov.record('big', 10**400)", TOO_LARGE),
+        ("rtgov.record('big', -(10**5000))", TOO_LARGE),
+        ("rtgov.record(5, 1.0)", "invalid metric name 5: expected a letter*"),
+        ("rtgov.record(b'loss', 1.0)", "invalid metric name b'loss': expected a letter*"),
+        # a newline is not one of the name's characters ('$' matched before a last one)
+        ("rtgov.record('loss\\n', 1.0)", "invalid metric name 'loss\\n': expected a letter*"),
+    ],
+    ids=["huge-int", "huge-negative-int", "int-name", "bytes-name", "newline-name"],
+)
+def test_odd_metrics_fail_their_test_clearly_and_the_session_is_recorded(
+    pytester, read_latest, call, message
+):
+    pytester.makepyfile(
+        f"""
+        def test_odd(rtgov):
+            rtgov.record("before", 1.0)
+            {call}
+
+        def test_fine(rtgov):
+            rtgov.record("fine", 2.0)
+        """
+    )
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([f"*InvalidMetricError: {message}"])
+    # the failing test shows its own traceback; the session end none
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    record = read_latest(pytester.path)
+    tests = {t["nodeid"].split("::")[1]: t for t in record["tests"]}
+    assert tests["test_odd"]["outcome"] == "failed"
+    assert [m["name"] for m in tests["test_odd"]["metrics"]] == ["before"]
+    assert [m["name"] for m in tests["test_fine"]["metrics"]] == ["fine"]
