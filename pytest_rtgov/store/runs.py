@@ -71,9 +71,12 @@ class UncoveredRecordError(RecordFormatError):
                 f"no verdict leaf names run {run_id} in {ledger}: the file was forged, or "
                 "written by a session that stopped before its ledger append"
             )
-        self.args = (
-            f"{path}: {self.why}; refusing to use it (`rtgov verify` checks every record)",
+        hint = (
+            "`rtgov verify` reports it"
+            if standing == EDITED
+            else "`rtgov ledger recover` moves such records to orphaned/"
         )
+        self.args = (f"{path}: {self.why}; refusing to use it ({hint})",)
 
 
 def record_file_digest(data: Any, path: Path) -> str:
