@@ -148,7 +148,7 @@ def rtgov_cmd(source: Path | None) -> list[str]:
     return [sys.executable, "-c", "import sys; from pytest_rtgov.cli import main; sys.exit(main())"]
 
 
-def first_line(text: str, limit: int = 200) -> str:
+def first_line(text: str, limit: int = 300) -> str:
     """The line of a command's output that says what went wrong (best effort)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
@@ -277,6 +277,7 @@ class Bench:
         self.keys.mkdir()
         self.tracebacks: list[str] = []
         self.note = ""  # why the last harmlessness check said no
+        self.context = "setup"  # the trial under way, for the traceback list
         base = {
             k: v
             for k, v in os.environ.items()
@@ -304,7 +305,10 @@ class Bench:
             cmd, cwd=cwd, env=env or self.env, capture_output=True, text=True, timeout=300
         )
         if "Traceback (most recent call last)" in result.stderr + result.stdout:
-            self.tracebacks.append(f"{what or ' '.join(cmd[-3:])}: {first_line(result.stderr)}")
+            lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
+            self.tracebacks.append(
+                f"{self.context} | {what or ' '.join(cmd[-3:])}: {lines[-1].strip()[:200]}"
+            )
         return result
 
     def session(
@@ -490,9 +494,11 @@ class KindResult:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     missed_examples: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    tracebacks: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"made": self.made, **self.counts, "missed_examples": self.missed_examples,
+                "trials_with_a_traceback": self.tracebacks,
                 "skipped_noop_or_not_applicable": self.skipped}  # fmt: skip
 
 
@@ -940,6 +946,15 @@ def run_trial(bench: Bench, trial: Trial) -> dict[str, Any] | None:
     row: dict[str, Any] = {
         "kind": trial.kind, "change": trial.change, "variant": trial.variant, "what": what,
     }  # fmt: skip
+    bench.context = f"{trial.kind} {trial.change} ({what})"
+    tracebacks = len(bench.tracebacks)
+    row = classify(bench, trial, t, row)
+    if len(bench.tracebacks) > tracebacks:
+        row["traceback"] = True  # a command crashed: its exit status is not a designed one
+    return row
+
+
+def classify(bench: Bench, trial: Trial, t: Path, row: dict[str, Any]) -> dict[str, Any]:
     v = bench.verify(t)
     row["verify_rc"] = v.returncode
     if v.returncode:
@@ -1027,6 +1042,7 @@ def crash_trials(bench: Bench, n_trials: int) -> dict[str, Any]:
             cwd=t, env=bench.env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         point = f"{label}:{name}#{n}"
+        bench.context = f"crash {point}"
         if killed.returncode not in (-9, 137):
             out["not_killed"] += 1
             continue
@@ -1038,9 +1054,13 @@ def crash_trials(bench: Bench, n_trials: int) -> dict[str, Any]:
         nxt = bench.session(t)
         v = bench.verify(t)
         recovered: subprocess.CompletedProcess[str] | None = None
+        recover_said = ""
         if v.returncode:
             # what the docs offer after a crash: review and sign with `ledger recover`
-            bench.proc([*bench.rtgov, "ledger", "recover"], t, what="ledger recover")
+            rec = bench.proc([*bench.rtgov, "ledger", "recover"], t, what="ledger recover")
+            recover_said = f"exit {rec.returncode}: " + " / ".join(
+                ln.strip()[:160] for ln in (rec.stdout + rec.stderr).splitlines() if ln.strip()
+            )
             recovered = bench.verify(t)
             out["verify_ok_after_recover"] += recovered.returncode == 0
         after = verdicts(t / ".rtgov")
@@ -1065,6 +1085,7 @@ def crash_trials(bench: Bench, n_trials: int) -> dict[str, Any]:
                 "next_message": first_line(nxt.stderr + "\n" + nxt.stdout) if not ok else "",
                 "verify_rc": v.returncode,
                 "verify_message": first_line(v.stderr) if v.returncode else "",
+                "recover_said": recover_said[:400],
                 "verify_rc_after_recover": recovered.returncode if recovered else None,
                 "verify_message_after_recover": (
                     first_line(recovered.stderr) if recovered and recovered.returncode else ""
@@ -1078,6 +1099,7 @@ def crash_trials(bench: Bench, n_trials: int) -> dict[str, Any]:
 
 def concurrent_trials(bench: Bench, n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"made": 0, "ok": 0, "interleaved": 0, "lost": 0, "failures": []}
+    bench.context = "concurrent sessions"
     for _ in range(n):
         t = bench.fresh_copy()
         cmd = [sys.executable, "-m", "pytest", *PYTEST_ARGS]
@@ -1120,6 +1142,7 @@ def verify_during_sessions(bench: Bench, n: int) -> dict[str, Any]:
     beside a writer must not report an intact ledger as broken."""
     out: dict[str, Any] = {"sessions": 0, "verifies": 0, "nonzero": 0, "messages": [],
                            "final_verify_rc": []}  # fmt: skip
+    bench.context = "verify during a session"
     for _ in range(n):
         t = bench.fresh_copy()
         proc = subprocess.Popen(
@@ -1195,6 +1218,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             res.made += 1
             res.counts[row["outcome"]] += 1
+            res.tracebacks += bool(row.get("traceback"))
             if row["outcome"] == "missed":
                 res.missed_examples.append({
                     "change": row["change"], "variant": row["variant"], "what": row["what"],
