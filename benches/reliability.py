@@ -1235,6 +1235,7 @@ def main(argv: list[str] | None = None) -> int:
         trusted_env = bench.trusted_keys_env
         package = bench.package.replace(tmp, "<tmp>")
         tracebacks = bench.tracebacks
+        tmp_name = tmp
 
     totals = dict.fromkeys(OUTCOMES, 0)
     by_change: dict[str, dict[str, int]] = {}
@@ -1258,6 +1259,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "seed": args.seed,
         "quick": args.quick,
+        "python": sys.version.split()[0],
         "loadavg_start": [round(x, 2) for x in load_start],
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "wall_s": round(time.perf_counter() - started, 1),
@@ -1272,6 +1274,7 @@ def main(argv: list[str] | None = None) -> int:
             **totals,
             "detected_over_made": f"{detected}/{made}",
             "detected_or_harmless_over_made": f"{detected + totals['harmless_rebuilt']}/{made}",
+            "missed_over_made": f"{totals['missed']}/{made}",
             "missed_kinds": sorted(
                 {r["kind"] + ":" + r["change"] for r in rows if r["outcome"] == "missed"}
             ),
@@ -1284,7 +1287,8 @@ def main(argv: list[str] | None = None) -> int:
         "trials": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    text = json.dumps(result, indent=1, ensure_ascii=False) + "\n"
+    args.out.write_text(text.replace(tmp_name, "<tmp>"))
     print(
         f"tamper: {detected}/{made} detected, {totals['harmless_rebuilt']} harmless, "
         f"{totals['missed']} missed; crash: {crash['made']} made, "
