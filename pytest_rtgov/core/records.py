@@ -26,6 +26,7 @@ __all__ = [
     "Sample",
     "TestEntry",
     "canonical_run",
+    "escape_json",
     "escape_text",
     "unescape_text",
 ]
@@ -57,6 +58,19 @@ def escape_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def escape_json(value: Any) -> Any:
+    """``value`` (builtin JSON data) with :func:`escape_text` applied to every string,
+    keys included: for the small parts of a record made of free text (the verdict's
+    notes may name a path)."""
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, Mapping):
+        return {escape_text(str(k)): escape_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [escape_json(v) for v in value]
+    return value
 
 
 _ESCAPED_SURROGATE = re.compile(r"\\u(d[89a-f][0-9a-f]{2})")

@@ -26,6 +26,7 @@ from pytest_rtgov.core.records import (
     Sample,
     TestEntry,
     canonical_run,
+    escape_json,
     escape_text,
 )
 from pytest_rtgov.core.rounds import RoundsSpec, parse_rounds_marker
@@ -698,7 +699,10 @@ class RtgovPlugin:
                 self.record,
                 exit_status=self.verdict.exit_status,
                 gate_results=tuple(r.to_dict() for r in self.verdict.results),
-                verdict=self.verdict.to_dict(),
+                # Its notes name paths, which need not be UTF-8: escaped as the rest of
+                # the record is. The results need not be: gates.toml is UTF-8, and their
+                # subjects come from the escaped tests and fixtures.
+                verdict=escape_json(self.verdict.to_dict()),
             )
         store = RunStore(self.state_dir)
         try:
@@ -791,7 +795,7 @@ class RtgovPlugin:
         leaves = self._run_leaves = run_leaves(self.record, encoded=self._encoded)
         if self.gatekeeper is not None and self.gatekeeper.ledger_leaves:
             leaves = [*leaves, *self.gatekeeper.ledger_leaves]
-        origin = f"pytest-rtgov.local/{Path(self.config.rootpath).name or 'project'}"
+        origin = f"pytest-rtgov.local/{escape_text(Path(self.config.rootpath).name) or 'project'}"
         try:
             self.ledger_result = append_session(
                 Ledger(self.state_dir / "ledger"),

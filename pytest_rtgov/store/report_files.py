@@ -133,5 +133,6 @@ def write_report(
         ),
         lineage=lineage_facts(index, record.run_id),
     )
-    atomic_write(path, render_report(context).encode("utf-8"))
+    # backslashreplace: a path that is not UTF-8 (lone surrogates) shows as \udcXX
+    atomic_write(path, render_report(context).encode("utf-8", "backslashreplace"))
     return path

@@ -295,3 +295,40 @@ def test_odd_metrics_fail_their_test_clearly_and_the_session_is_recorded(
     assert tests["test_odd"]["outcome"] == "failed"
     assert [m["name"] for m in tests["test_odd"]["metrics"]] == ["before"]
     assert [m["name"] for m in tests["test_fine"]["metrics"]] == ["fine"]
+
+
+GATED = """
+def test_a(rtgov):
+    rtgov.record("score", 1.0, higher_is_better=True)
+"""
+
+SCORE_GATE = """
+[defaults]
+baseline = "baseline"
+
+[[gates]]
+name = "score"
+metric = "score"
+tests = ["test_a.py::*"]
+min = 0.5
+"""
+
+
+@pytest.mark.parametrize("mode", ["--rtgov", "--rtgov-gate"])
+def test_a_project_folder_whose_name_is_not_utf8(pytester, read_latest, monkeypatch, mode):
+    # the checkpoint's origin names the folder; the gate's notes name its baseline path
+    project = pytester.path / "proj-\udce9"
+    project.mkdir()
+    (project / "test_a.py").write_text(GATED)
+    (project / "gates.toml").write_text(SCORE_GATE)
+    monkeypatch.chdir(project)
+    result = pytester.runpytest(mode, "-p", "no:cacheprovider", f"--rootdir={project}")
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    no_traceback(result)
+    record = read_latest(project)
+    assert [t["nodeid"] for t in record["tests"]] == ["test_a.py::test_a"]
+    if mode == "--rtgov-gate":
+        assert any("proj-\\udce9" in note for note in record["verdict"]["notes"])
+    checkpoint = next((project / ".rtgov" / "ledger" / "checkpoints").iterdir())
+    assert checkpoint.read_text().startswith("pytest-rtgov.local/proj-\\udce9\n")
+    assert cli(pytester, "--dir", str(project / ".rtgov"), "verify") == 0
