@@ -361,10 +361,9 @@ class Gatekeeper:
                 )
                 return Verdict("no-baseline", EXIT_GATE_BREACHED, results, notes)
             else:
-                if local.exists():
-                    local_status = baseline_seal_status(local, self.trust, what="local baseline")
-                    if local_status.failure is not None:
-                        return refuse(f"local baseline {local.directory}", local_status.failure)
+                local_status = baseline_seal_status(local, self.trust, what="local baseline")
+                if local_status.failure is not None:
+                    return refuse(f"local baseline {local.directory}", local_status.failure)
                 entry = local.update(
                     record,
                     who=who_am_i(self.rootdir),
