@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,36 @@ class JsonLinesFormatter(logging.Formatter):
         return json.dumps(payload, sort_keys=True, default=str)
 
 
+class _JsonLinesFileHandler(logging.FileHandler):
+    """A FileHandler whose write failures (a full disk) are one line on stderr, once,
+    instead of logging's traceback per event: the log is a copy, never the evidence."""
+
+    _warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._warn(sys.exc_info()[1])
+
+    def close(self) -> None:
+        try:
+            super().close()  # flushes what is buffered
+        except OSError as exc:
+            self._warn(exc)
+
+    def _warn(self, exc: BaseException | None) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        reason = getattr(exc, "strerror", None) or str(exc)
+        sys.stderr.write(
+            f"pytest-rtgov: could not write log events to {self.baseFilename}: {reason}; "
+            "later ones are dropped\n"
+        )
+
+
 def add_json_lines_handler(path: Path, level: int = logging.INFO) -> logging.Handler:
     """Append JSON lines for pytest-rtgov's logger to ``path``; returns the handler."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _JsonLinesFileHandler(path, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(JsonLinesFormatter())
     handler.setLevel(level)
     logger = get_logger()

@@ -332,3 +332,18 @@ def test_a_project_folder_whose_name_is_not_utf8(pytester, read_latest, monkeypa
     checkpoint = next((project / ".rtgov" / "ledger" / "checkpoints").iterdir())
     assert checkpoint.read_text().startswith("pytest-rtgov.local/proj-\\udce9\n")
     assert cli(pytester, "--dir", str(project / ".rtgov"), "verify") == 0
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (ENOSPC on write)")
+def test_a_json_log_on_a_full_disk_is_one_warning_not_a_traceback(pytester, read_latest):
+    pytester.makepyfile(test_a=PASSING)
+    result = pytester.runpytest_subprocess(
+        "--rtgov", "-p", "no:cacheprovider", "--rtgov-log-json=/dev/full"
+    )
+    assert result.ret == 0, result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in result.stderr.str() and "Logging error" not in result.stderr.str()
+    result.stderr.fnmatch_lines(
+        ["pytest-rtgov: could not write log events to /dev/full: No space left on device*"]
+    )
+    assert result.stderr.str().count("could not write log events") == 1
+    assert read_latest(pytester.path)["tests"][0]["outcome"] == "passed"  # the record is kept
