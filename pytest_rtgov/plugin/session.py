@@ -235,7 +235,12 @@ class RtgovPlugin:
         plugin._interactive = wants_progress(config, is_worker=plugin.is_worker)
         log_path = config.getoption("rtgov_log_json")
         if log_path and not plugin.is_worker:
-            plugin._log_handler = add_json_lines_handler(Path(log_path))
+            try:
+                plugin._log_handler = add_json_lines_handler(Path(log_path))
+            except OSError as exc:
+                raise pytest.UsageError(
+                    f"--rtgov-log-json: cannot open {log_path}: {exc.strerror or exc}"
+                ) from None
         if not plugin.is_worker:
             log_event(
                 "session.start",

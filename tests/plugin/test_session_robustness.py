@@ -347,3 +347,13 @@ def test_a_json_log_on_a_full_disk_is_one_warning_not_a_traceback(pytester, read
     )
     assert result.stderr.str().count("could not write log events") == 1
     assert read_latest(pytester.path)["tests"][0]["outcome"] == "passed"  # the record is kept
+
+
+def test_a_json_log_path_that_cannot_be_opened_is_a_usage_error(pytester, tmp_path):
+    pytester.makepyfile(test_a=PASSING)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = pytester.runpytest("--rtgov", f"--rtgov-log-json={blocker}/log.jsonl")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --rtgov-log-json: cannot open {blocker}/log.jsonl: *"])
+    no_traceback(result)
