@@ -59,6 +59,7 @@ EXIT_SEAL = 15  # a baseline or artifact does not match its seal, or an artifact
 _CHECKPOINT_NAME = re.compile(r"[0-9]{10}\.txt")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # a run id, worker or artifact
 _ARTIFACT_MARK = b'"artifact:'
+_TEMP_SUFFIX = ".rtgov-tmp"  # store.files.atomic_write's temporaries
 
 
 class VerifyFailure(RtgovError):
@@ -215,6 +216,12 @@ def _verify_artifacts(
         return
     expected = set(named) | {p.with_name(p.name + ENVELOPE_SUFFIX) for p in named}
     for path in sorted(directory.rglob("*")):
+        if path.name.endswith(_TEMP_SUFFIX) and path.name.startswith("."):
+            report.warnings.append(
+                f"{path}: a temporary file an interrupted write left behind (not an "
+                "artifact); the next write in its directory removes it once stale"
+            )
+            continue
         if path not in expected and not path.is_dir():
             raise VerifyFailure(
                 EXIT_SEAL,

@@ -389,3 +389,10 @@ def test_the_writer_sets_unsigned_invalid_frames_aside_and_records_it(tmp_path: 
     assert recovery["invalid"]["leaf"] == 3 and recovery["invalid"]["bytes"] == len(tail)
     assert frames[2].payload == good and len(frames) == 5
     assert covered_runs(tmp_path) == {"r1": "sha256:" + "a" * 64, "r2": "sha256:" + "b" * 64}
+
+
+def test_a_temporary_left_among_the_artifacts_is_only_a_warning(state: Path):
+    temporary = artifact(state).parent / ".weights.npz.4242.abcdefgh.rtgov-tmp"
+    temporary.write_bytes(b"half")
+    warnings = verify_all(state, trust()).warnings
+    assert len(warnings) == 1 and str(temporary) in warnings[0]
