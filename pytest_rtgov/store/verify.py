@@ -505,7 +505,10 @@ def _check_record(coverage: _Coverage, leaf: dict, index: int) -> int:  # type: 
 
 
 def _claim_artifacts(coverage: _Coverage, leaf: dict, index: int) -> None:  # type: ignore[type-arg]
-    """Collect the ``artifact:NAME`` digests of a test leaf or of a fixture's setups."""
+    """Collect the ``artifact:NAME`` digests of a test leaf or of a fixture's setups.
+
+    A merged run (``rtgov merge``) names its workers ``SHARD_RUN/WORKER``: its artifacts
+    are the shards', which the shards' own leaves claim where the shards ran."""
     if leaf["kind"] == "test":
         places = [leaf]
     elif type(leaf.get("setups", [])) is list:
@@ -526,14 +529,17 @@ def _claim_artifacts(coverage: _Coverage, leaf: dict, index: int) -> None:  # ty
             if (
                 type(value) is not str
                 or not value.startswith("sha256:")
+                or type(worker) is not str
                 or not all(
-                    type(part) is str and _PLAIN_NAME.fullmatch(part)
-                    for part in (run_id, worker, artifact)
+                    _PLAIN_NAME.fullmatch(part)
+                    for part in (run_id, *worker.split("/", 1), artifact)
                 )
             ):
                 raise LeafFormatError(
                     f"metric {name!r}: expected 'sha256:<hex>' and plain run, worker and "
                     "artifact names"
                 )
-            path = coverage.artifacts_dir / run_id / str(worker) / f"{artifact}.npz"
+            if "/" in worker:
+                continue  # merged run: the shard's own leaves claim the file (checked)
+            path = coverage.artifacts_dir / run_id / worker / f"{artifact}.npz"
             coverage.artifacts.setdefault(path, []).append((value[len("sha256:") :], index))

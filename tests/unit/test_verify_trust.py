@@ -111,7 +111,7 @@ def record(run_id: str, artifact: str | None = None) -> RunRecord:
         run_id=run_id,
         started_at="2026-11-22T00:00:00Z",
         ended_at="2026-11-22T00:01:00Z",
-        mode="measure",
+        mode="record",
         pytest_args=("-q",),
         memory_mode="off",
         backend="numpy",
@@ -396,3 +396,21 @@ def test_a_temporary_left_among_the_artifacts_is_only_a_warning(state: Path):
     temporary.write_bytes(b"half")
     warnings = verify_all(state, trust()).warnings
     assert len(warnings) == 1 and str(temporary) in warnings[0]
+
+
+def test_a_merged_runs_artifacts_are_the_shards_and_not_claimed_again(state: Path):
+    import dataclasses
+
+    shard = RunStore(state).read(RUN1)
+    fixture = shard.fixtures[0]
+    setup = dataclasses.replace(fixture.setups[0], worker=f"{RUN1}/main")
+    merged = dataclasses.replace(
+        shard,
+        run_id="20261122T000300Z-dddddd",
+        fixtures=(dataclasses.replace(fixture, setups=(setup,)),),
+    )
+    RunStore(state).write(merged)
+    session(state, run_leaves(merged))
+    assert verify_all(state, trust()).records_checked == 3
+    shutil.rmtree(state / "artifacts" / RUN1)  # the shard's artifact, claimed by its leaves
+    fails(state, EXIT_SEAL, "weights.npz", "missing")
