@@ -810,6 +810,7 @@ class RtgovPlugin:
                 created_at=self.record.ended_at,
                 fsync_each=self.config.getoption("rtgov_ledger_fsync") == "record",
                 lock_timeout=self.config.getoption("rtgov_ledger_timeout"),
+                on_wait=lambda message: sys.stderr.write(f"pytest-rtgov: {message}\n"),
             )
         except (RtgovError, OSError) as exc:
             self.ledger_error = str(exc)

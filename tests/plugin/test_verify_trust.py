@@ -103,7 +103,9 @@ def test_a_writer_holding_the_lock_makes_the_next_session_give_up_with_exit_7(py
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         result = pytester.runpytest("--rtgov", "--rtgov-ledger-timeout", "1")
         assert result.ret == 7
-        result.stderr.fnmatch_lines(["*ledger not appended*log.lock*1*"])
+        result.stderr.fnmatch_lines(
+            ["*waiting for the ledger lock, held by *", "*ledger not appended*log.lock*1*"]
+        )
         assert len(list((pytester.path / ".rtgov" / "runs").glob("*.json"))) == 2
     finally:
         holder.kill()
