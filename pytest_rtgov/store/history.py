@@ -94,6 +94,7 @@ ROW_DTYPE = np.dtype(
     [(name, np.dtype(dtype).newbyteorder("<")) for name, dtype in COLUMNS.items() if name != "run"]
 )
 _TIMEOUT_S = 300.0  # waiting for another process's update of the index
+_CHUNK_BYTES = 8 << 20  # rows decoded into the columns at a time
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (pos INTEGER PRIMARY KEY, info TEXT NOT NULL, rows BLOB NOT NULL);
@@ -218,6 +219,7 @@ def _fresh_meta() -> dict[str, Any]:
         "offset": None,
         "compact": [],
         "root": MerkleAccumulator().root().hex(),
+        "rows": 0,
         "runs": 0,
         "keys": 0,
         "texts": 0,
@@ -579,9 +581,23 @@ class HistoryStore:
     def _decode(self, conn: sqlite3.Connection, meta: dict[str, Any]) -> DeltaIndex:
         index = DeltaIndex()
         chain = bytes.fromhex(_EMPTY_CHAIN)
-        blobs: list[bytes] = []
         counts: list[int] = []
         size = ROW_DTYPE.itemsize
+        # Rows go into the columns a few MiB at a time: no copy of them all in between.
+        total = int(meta["rows"])
+        columns = {name: np.empty(total, COLUMNS[name]) for name in ROW_DTYPE.names or ()}
+        chunk: list[bytes] = []
+        chunk_bytes = 0
+        done = 0
+
+        def flush() -> None:
+            nonlocal chunk, chunk_bytes, done
+            rows = np.frombuffer(b"".join(chunk), dtype=ROW_DTYPE)
+            for name, column in columns.items():
+                column[done : done + len(rows)] = rows[name]
+            done += len(rows)
+            chunk, chunk_bytes = [], 0
+
         start = 0
         for pos, info_text, blob in conn.execute("SELECT pos, info, rows FROM runs ORDER BY pos"):
             if pos != len(index.runs) or not isinstance(blob, bytes) or len(blob) % size:
@@ -596,10 +612,16 @@ class HistoryStore:
             index.run_start.append(start)
             if leaf is not None:
                 index.run_leaf[run.run_id] = int(leaf)
-            blobs.append(blob)
             counts.append(len(blob) // size)
             start += counts[-1]
-        if chain.hex() != meta["runs_chain"] or len(index.runs) != meta["runs"]:
+            if start > total:
+                raise _Unusable("content digest mismatch: more rows than the meta row counts")
+            chunk.append(blob)
+            chunk_bytes += len(blob)
+            if chunk_bytes >= _CHUNK_BYTES:
+                flush()
+        flush()
+        if chain.hex() != meta["runs_chain"] or len(index.runs) != meta["runs"] or done != total:
             raise _Unusable("content digest mismatch in the index's runs")
         keys = conn.execute("SELECT * FROM keys ORDER BY id")
         index.keys = [(str(subject), str(metric)) for _, subject, metric in keys]
@@ -614,8 +636,6 @@ class HistoryStore:
         ]
         if _tables_digest(index) != meta["tables_sha256"]:
             raise _Unusable("content digest mismatch in the index's tables")
-        rows = np.frombuffer(b"".join(blobs), dtype=ROW_DTYPE)
-        columns = {name: rows[name] for name in ROW_DTYPE.names or ()}
         columns["run"] = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
         index.set_columns(columns)
         # Ids must point into the tables even in an index whose digest was forged along
@@ -680,6 +700,7 @@ class HistoryStore:
         )
         meta.update(
             schema=INDEX_SCHEMA,
+            rows=index.rows,
             runs=len(index.runs),
             keys=len(index.keys),
             texts=len(index.texts),
