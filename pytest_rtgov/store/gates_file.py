@@ -93,6 +93,13 @@ def check_paths(config: GatesConfig, rootdir: Path, registered_markers: set[str]
         place = gate.place or f"gates[{index}]"
         for j, pattern in enumerate(gate.tests):
             file_part = pattern.split("::", 1)[0]
+            if _outside(file_part):
+                raise GatesConfigError(
+                    config.source,
+                    f"{place}.tests[{j}]",
+                    f"a node-id glob relative to the rootdir ({file_part!r} is absolute or "
+                    "climbs out with '..'; node ids do neither)",
+                )
             if not glob.glob(str(rootdir / file_part), recursive=True) and not glob.glob(
                 file_part, recursive=True
             ):
@@ -110,3 +117,18 @@ def check_paths(config: GatesConfig, rootdir: Path, registered_markers: set[str]
                     f"a registered marker ({marker!r} is not registered; "
                     "add it to [tool.pytest.ini_options] markers)",
                 )
+
+
+def _outside(file_part: str) -> bool:
+    """An absolute path, or one whose ``..`` parts climb above where it starts."""
+    if file_part.startswith(("/", "\\")) or (len(file_part) > 1 and file_part[1] == ":"):
+        return True
+    depth = 0
+    for part in file_part.replace("\\", "/").split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False

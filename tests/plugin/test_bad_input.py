@@ -133,3 +133,13 @@ def test_baseline_show_with_a_bad_baseline_file(project, capsys, content):
     assert cli(project.path, "baseline", "show") == 4
     err = capsys.readouterr().err
     assert "baseline/env-0123456789abcdef.json: at " in err and "expected" in err
+
+
+@pytest.mark.parametrize("pattern", ["/**/test_*.py::*", "../../**/test_*.py::*"])
+def test_a_test_glob_outside_the_rootdir(project, pattern):
+    """Node ids are relative to the rootdir: a file part that is absolute or climbs out
+    was globbed over the whole file system (``/**``) before any test ran."""
+    write_gates(project, GATE.replace('"test_suite.py::*"', f'"{pattern}"'))
+    ret, output = gate_session(project)
+    assert ret == 4, output
+    assert "gates[0].tests[0]" in output and "relative to the rootdir" in output
