@@ -239,3 +239,36 @@ def test_an_invalid_ledger_leaf_is_a_clear_error(history, capsys):
         code = cli(history.path, "report", "latest", "-o", str(history.path / "x.html"))
         err = capsys.readouterr().err
         assert code in (0, 4) and "Traceback" not in err, (leaves, err)
+
+
+def _dump(path: Path) -> list[str]:
+    from contextlib import closing
+
+    with closing(sqlite3.connect(path / ".rtgov" / "index" / "index.sqlite3")) as conn:
+        return list(conn.iterdump())
+
+
+def test_a_session_after_an_edit_extends_a_rebuilt_index(history, capsys):
+    """The session's report checks the index too: an edited index is rebuilt before the
+    session adds its run, so what it saves is what a rebuild from the ledger makes."""
+    fresh(history.path, capsys)
+    edit_values(history.path)
+    history.path.joinpath("acc.txt").write_text("0.97")
+    result = history.runpytest("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    kept = _dump(history.path)
+    assert sum('INSERT INTO "runs"' in line for line in kept) == 4
+    assert cli(history.path, "graph", "rebuild") == 0
+    assert _dump(history.path) == kept
+
+
+def test_a_damaged_ledger_frame_is_an_exit_code_not_a_traceback(history, capsys):
+    log = history.path / ".rtgov" / "ledger" / "log"
+    data = bytearray(log.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    log.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert cli(history.path, "graph", "rebuild") == 10
+    err = capsys.readouterr().err
+    assert "ledger damaged" in err and str(log.relative_to(history.path)) in err
+    assert "Traceback" not in err
