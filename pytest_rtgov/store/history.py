@@ -239,6 +239,7 @@ class HistoryStore:
         self.path = self.directory / INDEX_FILE
         self.ledger = Ledger(state_dir / "ledger")
         self._trust = trust
+        self._state = LedgerState(0, b"", "")  # the state the current load follows
 
     # -- the ledger state the index must match ----------------------------------------
 
@@ -317,7 +318,7 @@ class HistoryStore:
                     why = kept
             if why != _NO_INDEX:
                 _warn(f"the delta index {self.path} is rebuilt from the ledger: {why}", why=why)
-            return self._rebuild(state, conn, why)
+            return self._rebuild(state, conn)
         finally:
             if conn is not None:
                 conn.close()
@@ -329,7 +330,7 @@ class HistoryStore:
         state = self.ledger_state()
         conn, _ = self._connect()
         try:
-            return self._rebuild(state, conn, "")
+            return self._rebuild(state, conn)
         finally:
             if conn is not None:
                 conn.close()
@@ -371,7 +372,7 @@ class HistoryStore:
 
     def _add_appended(self, index: DeltaIndex, meta: dict[str, Any], appended: Appended) -> bool:
         leaves = appended.leaves
-        state: LedgerState = self._state
+        state = self._state
         if (
             not leaves
             or not meta.get("offset")
@@ -400,7 +401,7 @@ class HistoryStore:
         )
         return True
 
-    def _rebuild(self, state: LedgerState, conn: sqlite3.Connection | None, why: str) -> DeltaIndex:
+    def _rebuild(self, state: LedgerState, conn: sqlite3.Connection | None) -> DeltaIndex:
         index = DeltaIndex()
         meta = _fresh_meta()
         if not self._consume(index, meta, state):
