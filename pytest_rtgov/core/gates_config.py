@@ -425,8 +425,18 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
     if not isinstance(baseline, str) or not baseline:
         raise GatesConfigError(source, "defaults.baseline", f"a path (got {baseline!r})")
     ab_ref = defaults.get("ab_ref", "HEAD")
-    if not isinstance(ab_ref, str) or not ab_ref.strip():
-        raise GatesConfigError(source, "defaults.ab_ref", f"a git ref (got {ab_ref!r})")
+    if (
+        not isinstance(ab_ref, str)
+        or not ab_ref.strip()
+        or ab_ref.startswith("-")
+        or any(c.isspace() or not c.isprintable() for c in ab_ref)
+    ):
+        raise GatesConfigError(
+            source,
+            "defaults.ab_ref",
+            f"a git ref or revision, without whitespace and not starting with '-' "
+            f"(got {ab_ref!r})",
+        )
     ab_pairs = _int_default(defaults, "ab_pairs", 20, 5, 1000, source)
     confirm = _int_default(defaults, "confirm", 1, 0, 5, source)
     rounds = _int_default(defaults, "rounds", None, 1, 10_000, source)

@@ -156,3 +156,16 @@ def test_a_gate_that_selects_nothing_is_an_error(selectors):
 def test_an_empty_selector_beside_a_real_one_is_fine():
     gate = {"name": "g", "metric": "wall_time", "max": 1, "tests": [], "markers": ["slow"]}
     assert parse_gates({"gates": [gate]}, source="gates.toml").gates[0].markers == ("slow",)
+
+
+@pytest.mark.parametrize("ref", ["--output=/tmp/x", "-h", "main\nHEAD", "a b"])
+def test_ab_ref_cannot_be_a_git_option_or_hold_whitespace(ref):
+    """``ab_ref`` goes to git as an argument: a leading '-' would be read as an option."""
+    with pytest.raises(GatesConfigError) as info:
+        parse_gates({"defaults": {"ab_ref": ref}}, source="gates.toml")
+    assert info.value.place == "defaults.ab_ref" and "a git ref" in info.value.expected
+
+
+@pytest.mark.parametrize("ref", ["HEAD", "accepted", "origin/main", "HEAD~1", "v1.2^{commit}"])
+def test_ab_ref_takes_revisions(ref):
+    assert parse_gates({"defaults": {"ab_ref": ref}}, source="gates.toml").ab_ref == ref
