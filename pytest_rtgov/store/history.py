@@ -258,6 +258,11 @@ class HistoryStore:
             path, body = latest
             if self._verifies(path):
                 return LedgerState(body.size, body.root_hash, f"signed checkpoint {path}")
+        log_event(
+            "index.root_recomputed",
+            level=logging.INFO,
+            why="no checkpoint" if latest is None else f"{latest[0]} does not verify",
+        )
         tree = MerkleAccumulator()
         for _ in scan_frames(self.ledger.log_path, select=(), tree=tree):
             pass
