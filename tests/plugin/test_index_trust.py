@@ -85,6 +85,9 @@ def outputs(path: Path, capsys) -> dict[str, str]:
     series = ("series", "test_suite.py::test_accuracy", "val_accuracy")
     assert cli(path, "graph", "query", *series) == 0
     got["series"] = capsys.readouterr().out
+    graph = path / "graph.json"
+    assert cli(path, "graph", "export", "--format", "json", "-o", str(graph)) == 0
+    got["export"] = graph.read_text(encoding="utf-8")
     assert cli(path, "report", "latest", "-o", str(path / "x.html")) == 0
     capsys.readouterr()
     got["report"] = (path / "x.html").read_text(encoding="utf-8")
