@@ -168,6 +168,11 @@ def verify_all(
         )
     if baseline_dir is not None and baseline_dir.is_dir() and any(baseline_dir.iterdir()):
         _verify_baseline(baseline_dir, trust, report)
+    # This machine's own measurements (docs/gates.md); signed by its local key, so not
+    # checked where only keyring keys count (CI never reads them either).
+    local_baseline = state_dir / "baseline-local"
+    if not trust.required and local_baseline.is_dir() and any(local_baseline.iterdir()):
+        _verify_baseline(local_baseline, trust, report)
     _verify_artifacts(coverage.artifacts_dir, coverage.artifacts, trust, report)
     return report
 

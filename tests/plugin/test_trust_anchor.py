@@ -314,3 +314,6 @@ def test_a_local_baseline_whose_seal_fails_is_not_resealed_either(suite, capsys)
     assert result.ret == EXIT_INTEGRITY
     result.stdout.fnmatch_lines(["*local baseline *: its seal fails (*listed*never re-seals*"])
     assert snapshot(local) == before
+    capsys.readouterr()
+    assert cli(suite, "verify") == EXIT_SEAL
+    assert "baseline-local" in capsys.readouterr().err
