@@ -1,14 +1,15 @@
 """The baseline *code* for same-process A/B timing gates.
 
 ``export_ref`` writes the tree of a git ref into the state directory (``git archive``,
-no worktree registration, cached by commit). ``load_baseline_module`` imports a test
+no worktree registration, cached by commit, and checked file for file against the
+commit's tree before each session uses it). ``load_baseline_module`` imports a test
 module from that tree under a private name, with the project's own top-level
 packages (``kernels`` here) resolved from the tree too, then restores ``sys.modules``
 so the current code is untouched: the baseline test function keeps its baseline
 globals, and calls baseline kernels, while the session goes on with the current ones.
 
 This is asv's ``continuous`` idea done inside one process, the design that measured
-best on this machine (../shared/MEASUREMENTS.md): both versions share the allocator,
+best on this machine (docs/gates.md, docs/benchmarks.md): both versions share the allocator,
 memory layout and machine state of one session, round by round.
 """
 
