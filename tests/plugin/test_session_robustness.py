@@ -50,6 +50,17 @@ def test_a_state_directory_that_is_a_file_is_a_usage_error_before_the_tests(pyte
     no_traceback(result)
 
 
+def test_under_xdist_the_controller_checks_the_state_directory_before_any_worker(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_a=PASSING)
+    (pytester.path / ".rtgov").write_text("not a directory\n")
+    result = pytester.runpytest_subprocess("--rtgov", "-n", "2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-rtgov: state directory * is not usable:*"])
+    assert "created: 2/2 workers" not in result.stdout.str()
+    no_traceback(result)
+
+
 def test_a_runs_folder_that_is_a_file_is_named(pytester):
     pytester.makepyfile(test_a=PASSING)
     (pytester.path / ".rtgov").mkdir()
