@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 # BLAS and OpenMP pinned to one thread while measuring: on 2 shared cores, BLAS
-# threads are the largest single source of timing noise (../shared/MEASUREMENTS.md).
+# threads are the largest single source of timing noise (docs/measurements.md).
 # The pinning is part of the environment fingerprint the baseline is keyed by.
 GATE_ENV := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 

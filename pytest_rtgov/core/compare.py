@@ -13,7 +13,7 @@ to the value, or NaN for digests). A row is *changed* when:
   or more samples on both sides, the ranges do not overlap).
 
 The default threshold, 10%, is the run-to-run noise of kernel timings on a shared
-2-core machine (../shared/MEASUREMENTS.md): session-to-session comparisons are
+2-core machine (docs/measurements.md): session-to-session comparisons are
 noisier than the same-process A/B gates, and this view must not cry wolf.
 
 >>> a = {("t", "wall_time"): (1.0, 0.95, 1.05, 7), ("t", "acc"): (0.9, 0.9, 0.9, 1)}
