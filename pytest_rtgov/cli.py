@@ -98,19 +98,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(fmt: str, level: str) -> None:
+def _setup_logging(fmt: str, level: str) -> tuple[logging.Handler, int]:
+    """A stderr handler for this call; returns it and the logger's previous level, so
+    that :func:`main` leaves the logger as it found it (an embedding process, a test
+    calling ``main`` in-process, must not keep a handler on a stream that closes)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonLinesFormatter() if fmt == "json" else logging.Formatter("rtgov: %(message)s")
     )
     logger = logging.getLogger(LOGGER_NAME)
+    previous = logger.level
     logger.addHandler(handler)
     logger.setLevel(level.upper())
+    return handler, previous
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_format, args.log_level)
+    handler, previous_level = _setup_logging(args.log_format, args.log_level)
     try:
         return _dispatch(args)
     except RtgovError as exc:  # an error no command mapped: a message, never a traceback
@@ -122,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_RECORD
+    finally:
+        logger = logging.getLogger(LOGGER_NAME)
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
