@@ -214,7 +214,7 @@ class Gatekeeper:
             refresh_leaf(
                 entry,
                 digest,
-                directory=self.store.directory,
+                directory=store.directory,
                 state_dir=self.state_dir or self.rootdir / ".rtgov",
                 scope="local" if local else "committed",
             )
@@ -256,7 +256,7 @@ class Gatekeeper:
         from pytest_rtgov.core.provenance import baseline_comparability_notes
         from pytest_rtgov.store.baselines import baseline_seal_status
 
-        status = baseline_seal_status(self.store, self.trust)
+        status = baseline_seal_status(self.store, self.trust, state_dir=self.state_dir)
         if status.stop:
             log_event("baseline.seal_failed", level=40, notes=status.notes)
             return Verdict("error", EXIT_INTEGRITY, notes=status.notes)
@@ -270,7 +270,12 @@ class Gatekeeper:
         fp = fingerprint(record.environment)
         if local is not None and local.has_fingerprint(record.environment):
             # Signed by the local key by design: only a seal that fails is worth a note.
-            local_status = baseline_seal_status(local, self.trust, what="local baseline")
+            local_status = baseline_seal_status(
+                local, self.trust, what="local baseline", state_dir=self.state_dir
+            )
+            if local_status.stop:  # an older local baseline put back
+                log_event("baseline.seal_failed", level=40, notes=local_status.notes)
+                return Verdict("error", EXIT_INTEGRITY, notes=local_status.notes)
             if local_status.failure is not None:
                 seal_notes += local_status.notes
         try:

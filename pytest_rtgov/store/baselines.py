@@ -42,7 +42,9 @@ __all__ = [
     "baseline_seal_notes",
     "baseline_seal_status",
     "ledger_record_of",
+    "ledger_seals_of",
     "refresh_leaf",
+    "seal_rollback",
     "who_am_i",
 ]
 
@@ -361,7 +363,9 @@ class SealStatus:
     failure: str | None = None
 
 
-def baseline_seal_status(store: BaselineStore, trust: Any, *, what: str = "baseline") -> SealStatus:
+def baseline_seal_status(
+    store: BaselineStore, trust: Any, *, what: str = "baseline", state_dir: Path | None = None
+) -> SealStatus:
     """Check the baseline's seal.
 
     Locally a bad or untrusted signature is a loud warning and the baseline is used
@@ -387,6 +391,12 @@ def baseline_seal_status(store: BaselineStore, trust: Any, *, what: str = "basel
             ],
             False,
             str(exc),
+        )
+    rollback = seal_rollback(store.directory, state_dir, check.predicate) if state_dir else None
+    if rollback is not None:
+        # An integrity failure anywhere, as a vanished baseline is: never gated against.
+        return SealStatus(
+            [f"{what} signature: {rollback}; refusing to gate against it"], True, rollback
         )
     if not check.trusted:
         who = ", ".join(check.signed_by)
@@ -447,28 +457,73 @@ def refresh_leaf(
     return baseline_refresh_leaf(fields, seal_sha256=seal_sha256)
 
 
-def ledger_record_of(directory: Path, state_dir: Path) -> dict[str, Any] | None:
-    """The last ``baseline_refresh`` leaf of the ledger for this baseline (leaves written
-    before they named their baseline count for any), with its ``index``; None when the
-    ledger has none or cannot be read (its append then fails on its own).
+def ledger_seals_of(directory: Path, state_dir: Path) -> list[dict[str, Any]]:
+    """Every ``baseline_refresh`` leaf of the ledger for this baseline, oldest first, each
+    with its ``index`` (leaves written before they named their baseline count for any);
+    empty when the ledger has none or cannot be read (its append then fails on its own).
 
-    One pass over the log; a session asks only when the baseline is missing.
+    One pass over the log with a byte filter: the cost of the writer's own rescan.
     """
     from pytest_rtgov.errors import RtgovError
     from pytest_rtgov.store.ledger import scan_frames
 
     log = state_dir / "ledger" / "log"
     if not log.is_file():
-        return None
+        return []
     ref = baseline_ref(directory, state_dir)
     needle = b'"kind":"baseline_refresh"'
-    found = None
+    found = []
     try:
         for frame in scan_frames(log):
             if needle in frame.payload:
                 leaf = json.loads(frame.payload)
-                if leaf.get("baseline", ref) == ref:
-                    found = {**leaf, "index": frame.index}
+                if isinstance(leaf, dict) and leaf.get("baseline", ref) == ref:
+                    found.append({**leaf, "index": frame.index})
     except (RtgovError, OSError, ValueError):
-        return None
+        return []
     return found
+
+
+def ledger_record_of(directory: Path, state_dir: Path) -> dict[str, Any] | None:
+    """The last ``baseline_refresh`` leaf of the ledger for this baseline, with its
+    ``index``; None when the ledger has none (see :func:`ledger_seals_of`)."""
+    seals = ledger_seals_of(directory, state_dir)
+    return seals[-1] if seals else None
+
+
+def seal_rollback(directory: Path, state_dir: Path, predicate: Mapping[str, Any]) -> str | None:
+    """Why the baseline's (verified) seal is a rollback, or None.
+
+    The ledger holds the digest and time of every seal it recorded for this baseline.
+    The current envelope must be the last of them, or newer than it: a baseline sealed
+    elsewhere later (a maintainer's refresh arriving through git) is accepted; one the
+    ledger recorded before its last, or one signed before the last recorded seal, is
+    an older baseline put back, which a valid signature alone cannot reveal (the same
+    rule as TUF's rollback attack: versions never go back).
+    """
+    from pytest_rtgov.store.sealed import BASELINE_ENVELOPE, sha256_file
+
+    seals = ledger_seals_of(directory, state_dir)
+    if not seals:
+        return None
+    envelope = directory / BASELINE_ENVELOPE
+    digest = "sha256:" + sha256_file(envelope)
+    last = seals[-1]
+    log = state_dir / "ledger" / "log"
+    if digest == last.get("seal_sha256"):
+        return None
+    for earlier in seals[:-1]:
+        if digest == earlier.get("seal_sha256"):
+            return (
+                f"{envelope}: this is the seal the ledger {log} recorded at leaf "
+                f"{earlier['index']} ({earlier.get('at', '?')}), replaced at leaf "
+                f"{last['index']} ({last.get('at', '?')}): an older baseline was put back"
+            )
+    signed_at = str(predicate.get("at", ""))
+    if signed_at < str(last.get("at", "")):
+        return (
+            f"{envelope}: signed at {signed_at or 'an unknown time'}, before the seal the "
+            f"ledger {log} last recorded (leaf {last['index']}, {last.get('at', '?')}): "
+            "an older baseline was put back or substituted"
+        )
+    return None

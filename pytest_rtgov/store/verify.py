@@ -20,10 +20,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pytest_rtgov.core import merkle, note
 from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.store.baselines import seal_rollback
 from pytest_rtgov.store.coverage import ORPHANED_DIR
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import (
@@ -167,12 +169,19 @@ def verify_all(
             f"{state_dir / ORPHANED_DIR}, or delete it)",
         )
     if baseline_dir is not None and baseline_dir.is_dir() and any(baseline_dir.iterdir()):
-        _verify_baseline(baseline_dir, trust, report)
+        predicate = _verify_baseline(baseline_dir, trust, report)
+        rollback = seal_rollback(baseline_dir, state_dir, predicate)
+        if rollback is not None:
+            raise VerifyFailure(EXIT_SEAL, str(baseline_dir / BASELINE_ENVELOPE), rollback)
     # This machine's own measurements (docs/gates.md); signed by its local key, so not
     # checked where only keyring keys count (CI never reads them either).
     local_baseline = state_dir / "baseline-local"
     if not trust.required and local_baseline.is_dir() and any(local_baseline.iterdir()):
-        _verify_baseline(local_baseline, trust, report)
+        rollback = seal_rollback(
+            local_baseline, state_dir, _verify_baseline(local_baseline, trust, report)
+        )
+        if rollback is not None:
+            raise VerifyFailure(EXIT_SEAL, str(local_baseline / BASELINE_ENVELOPE), rollback)
     _verify_artifacts(coverage.artifacts_dir, coverage.artifacts, trust, report)
     return report
 
@@ -250,7 +259,8 @@ def _warn_untrusted(
     report.warnings.append(f"{where}: signed by the untrusted local key {who}")
 
 
-def _verify_baseline(directory: Path, trust: Trust, report: VerifyReport) -> None:
+def _verify_baseline(directory: Path, trust: Trust, report: VerifyReport) -> dict[str, Any]:
+    """Check a baseline's seal; returns the signed predicate (who, when, why)."""
     files = [
         p.name
         for p in sorted(directory.iterdir())
@@ -268,6 +278,7 @@ def _verify_baseline(directory: Path, trust: Trust, report: VerifyReport) -> Non
         raise VerifyFailure(EXIT_SEAL, str(exc.path), exc.reason) from exc
     _warn_untrusted(check.trusted, check.signed_by, directory / BASELINE_ENVELOPE, trust, report)
     report.seals_checked += 1
+    return check.predicate
 
 
 def _verify_ledger(

@@ -317,3 +317,52 @@ def test_a_local_baseline_whose_seal_fails_is_not_resealed_either(suite, capsys)
     capsys.readouterr()
     assert cli(suite, "verify") == EXIT_SEAL
     assert "baseline-local" in capsys.readouterr().err
+
+
+# -- a validly sealed but older baseline put back ---------------------------------------------
+
+
+def restore(directory: Path, files: dict[str, bytes]) -> None:
+    for path in directory.iterdir():
+        path.unlink()
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+
+
+def test_an_older_sealed_baseline_put_back_is_a_rollback_for_gate_and_verify(suite, capsys):
+    """Each seal is valid on its own; only the ledger knows which one is current."""
+    assert suite.runpytest("--rtgov-gate").ret == 0
+    baseline = suite.path / "baseline"
+    first = snapshot(baseline)
+    metrics = baseline / "metrics.json"
+    metrics.write_text(metrics.read_text().replace("0.95", "0.97"))
+    assert cli(suite, "baseline", "sign", "--reason", "reviewed: stricter accuracy") == 0
+    capsys.readouterr()
+    assert cli(suite, "verify", "--gates", "gates.toml") == 0
+    restore(baseline, first)
+    capsys.readouterr()
+    assert cli(suite, "verify", "--gates", "gates.toml") == EXIT_SEAL
+    assert "older baseline was put back" in capsys.readouterr().err
+    result = suite.runpytest("--rtgov-gate")
+    assert result.ret == EXIT_INTEGRITY
+    result.stdout.fnmatch_lines(["*older baseline was put back*refusing to gate*"])
+    assert snapshot(baseline) == first  # reported, not repaired
+
+
+def test_a_baseline_sealed_later_elsewhere_is_accepted(suite, capsys, tmp_path):
+    """A maintainer's refresh arriving through git is newer than anything recorded here."""
+    assert suite.runpytest("--rtgov-gate").ret == 0
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(suite.path, elsewhere)
+    metrics = elsewhere / "baseline" / "metrics.json"
+    metrics.write_text(metrics.read_text().replace("0.95", "0.96"))
+    old = Path.cwd()
+    os.chdir(elsewhere)
+    try:
+        assert rtgov_main(["baseline", "sign", "--reason", "reviewed elsewhere"]) == 0
+    finally:
+        os.chdir(old)
+    restore(suite.path / "baseline", snapshot(elsewhere / "baseline"))
+    capsys.readouterr()
+    assert cli(suite, "verify", "--gates", "gates.toml") == 0
+    assert suite.runpytest("--rtgov-gate").ret == 0
