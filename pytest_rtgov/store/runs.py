@@ -149,8 +149,15 @@ class RunStore:
         return sorted(p.stem for p in self.runs_dir.glob("*.json") if _RUN_ID.match(p.stem))
 
     def resolve(self, ref: str) -> str:
-        """A run id from ``latest``, a full id or a unique prefix of one."""
+        """A run id from ``latest`` (the last run the ledger's verdict leaves name, else the
+        ``latest`` pointer), a full id or a unique prefix of one."""
         if ref == "latest":
+            # The ledger decides which run is the latest; the pointer file is derived
+            # (an older pointer put back must not change what "latest" means).
+            if self.ledger_log.is_file():
+                for run_id in reversed(list(self.covered())):
+                    if self.path_for(run_id).is_file():
+                        return run_id
             run_id = self.latest_pointer()
             if run_id is not None and self.path_for(run_id).is_file():
                 return run_id

@@ -117,3 +117,28 @@ def test_unreadable_record_exits_4_naming_it(state, capsys):
     assert str(bogus) in err and "a readable file" in err
     assert main(["--dir", str(state), "runs"]) == EXIT_OK
     assert "20991231T000000Z-ffffff  NOT IN LEDGER" in capsys.readouterr().out
+
+
+def test_latest_is_the_ledgers_last_run_not_an_older_pointer_put_back(tmp_path, capsys):
+    """The pointer is derived: rolled back to an earlier run, ``latest`` still means the
+    run the ledger appended last."""
+    import subprocess
+    import sys
+
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "test_a.py").write_text("def test_one():\n    pass\n")
+    state = project / ".rtgov"
+    runs = []
+    for _ in range(2):
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "--rtgov", "-p", "no:cacheprovider"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
+        runs.append((state / "latest").read_text().strip())
+    first, last = runs  # in ledger order (ids made in one second need not sort so)
+    (state / "latest").write_text(first + "\n")
+    assert main(["--dir", str(state), "show", "latest", "--json"]) == 0
+    assert f'"run_id": "{last}"' in capsys.readouterr().out
