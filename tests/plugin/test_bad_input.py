@@ -4,12 +4,11 @@ the place and what was expected, from ``pytest --rtgov-gate`` and ``rtgov baseli
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from pytest_rtgov.cli import main as rtgov_main
+from tests.plugin._cli import cli
 
 SUITE = """
 def test_fast():
@@ -42,14 +41,6 @@ def gate_session(project):
     result = project.runpytest("--rtgov-gate")
     return result.ret, "\n".join(result.outlines + result.errlines)
 
-
-def cli(cwd: Path, *args: str) -> int:
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        return rtgov_main(list(args))
-    finally:
-        os.chdir(old)
 
 
 def assert_usage_error(project, capsys, *needles: str) -> None:

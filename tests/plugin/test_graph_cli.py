@@ -12,9 +12,9 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from pytest_rtgov.cli import main as rtgov_main
 from pytest_rtgov.cli_graph import EXIT_INCOMPARABLE
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+from tests.plugin._cli import cli
 
 KERNEL = """
 import time
@@ -80,14 +80,6 @@ def runs_in_order(path: Path) -> list[str]:
 
     return [info.run_id for info in HistoryStore(path / ".rtgov").load().runs]
 
-
-def cli(path: Path, *args: str) -> int:
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        return rtgov_main(list(args))
-    finally:
-        os.chdir(old)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ either disagrees. A ledger leaf the index cannot read is a clear error, not a cr
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_rtgov.cli import main as rtgov_main
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
 from pytest_rtgov.logs import LOGGER_NAME
+from tests.plugin._cli import cli
 
 SUITE = """
 from pathlib import Path
@@ -52,14 +51,6 @@ def _own_log_handlers():
     yield
     logger.handlers[:] = handlers
 
-
-def cli(path: Path, *args: str) -> int:
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        return rtgov_main(list(args))
-    finally:
-        os.chdir(old)
 
 
 @pytest.fixture

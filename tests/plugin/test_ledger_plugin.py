@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-from pytest_rtgov.cli import main as rtgov_main
 from pytest_rtgov.core.constants import EXIT_INTEGRITY
 from pytest_rtgov.store.ledger import Ledger
 from pytest_rtgov.store.verify import EXIT_FRAME, EXIT_HISTORY, EXIT_LEAF, EXIT_SEAL
+from tests.plugin._cli import cli
 
 SUITE = """
 import numpy as np
@@ -54,14 +52,6 @@ def suite(pytester):
     pytester.makefile(".toml", gates=GATES)
     return pytester
 
-
-def cli(pytester, *args: str) -> int:
-    old = Path.cwd()
-    os.chdir(pytester.path)
-    try:
-        return rtgov_main(list(args))
-    finally:
-        os.chdir(old)
 
 
 def test_every_session_appends_and_verify_passes(suite, capsys):

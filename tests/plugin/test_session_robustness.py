@@ -11,22 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rtgov.cli import main as rtgov_main
 from pytest_rtgov.core.constants import EXIT_INTEGRITY
+from tests.plugin._cli import cli
 
 PASSING = """
 def test_one():
     pass
 """
 
-
-def cli(pytester: pytest.Pytester, *args: str) -> int:
-    old = Path.cwd()
-    os.chdir(pytester.path)
-    try:
-        return rtgov_main(list(args))
-    finally:
-        os.chdir(old)
 
 
 def no_traceback(result: pytest.RunResult) -> None:

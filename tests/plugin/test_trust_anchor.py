@@ -16,6 +16,7 @@ from pytest_rtgov.cli import main as rtgov_main
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.store.ledger import Ledger
 from pytest_rtgov.store.verify import EXIT_CHECKPOINT, EXIT_SEAL
+from tests.plugin._cli import cli
 from tests.plugin.test_gating import GATES, SUITE
 
 USAGE = pytest.ExitCode.USAGE_ERROR
@@ -29,14 +30,6 @@ def suite(pytester, monkeypatch):
     pytester.makefile(".toml", gates=GATES)
     return pytester
 
-
-def cli(pytester, *args: str) -> int:
-    old = Path.cwd()
-    os.chdir(pytester.path)
-    try:
-        return rtgov_main(list(args))
-    finally:
-        os.chdir(old)
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

@@ -3,28 +3,18 @@ the next session, orphaned run records are reported and moved aside."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-from pytest_rtgov.cli import main as rtgov_main
 from pytest_rtgov.store.ledger import encode_frame
 from pytest_rtgov.store.verify import EXIT_LEAF
+from tests.plugin._cli import cli
 
 SUITE = """
 def test_one(rtgov):
     rtgov.record("val_accuracy", 0.95, higher_is_better=True)
 """
 
-
-def cli(pytester, *args: str) -> int:
-    old = Path.cwd()
-    os.chdir(pytester.path)
-    try:
-        return rtgov_main(list(args))
-    finally:
-        os.chdir(old)
 
 
 def test_recover_sets_an_invalid_frame_aside_and_later_sessions_still_work(pytester, capsys):
