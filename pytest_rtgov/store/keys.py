@@ -116,11 +116,25 @@ def require_signatures(option: bool, environ: Mapping[str, str] | None = None) -
     return option or env.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-def _keyring_lines(path: Path, parse: Callable[[str], T]) -> list[T]:
+def _read_utf8(path: Path, what: str) -> str:
+    """A key or keyring file's text; unreadable or not UTF-8 is a KeyError_ naming the
+    file and, for bad bytes, the line and byte."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
-        raise KeyError_(f"{path}: cannot read keyring ({exc.strerror})") from exc
+        raise KeyError_(f"{path}: cannot read {what} ({exc.strerror})") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise KeyError_(
+            f"{path}: line {line}, byte {exc.start}: expected UTF-8 text ({what} in the "
+            f"signed-note text form), found byte 0x{data[exc.start]:02x}"
+        ) from exc
+
+
+def _keyring_lines(path: Path, parse: Callable[[str], T]) -> list[T]:
+    text = _read_utf8(path, "keyring")
     out = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
@@ -306,10 +320,7 @@ def check_private_mode(path: Path) -> None:
 
 def _read_text(path: Path) -> str:
     check_private_mode(path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KeyError_(f"{path}: cannot read signing key ({exc.strerror})") from exc
+    return _read_utf8(path, "signing key")
 
 
 def _identity(text: str, source: str) -> tuple[str, bytes]:
@@ -370,11 +381,7 @@ def _parse_private(text: str, source: str) -> note.Signer:
 def _read_private(path: Path, *, signing: bool = True) -> note.Signer:
     if signing:
         check_private_mode(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KeyError_(f"{path}: cannot read signing key ({exc.strerror})") from exc
-    return _parse_private(text, str(path))
+    return _parse_private(_read_utf8(path, "signing key"), str(path))
 
 
 def local_key_path(state_dir: Path) -> Path:
@@ -396,7 +403,7 @@ def _record_local_pub(state_dir: Path, verifier: note.Verifier) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:  # O_APPEND: one short write
             fh.write(line + "\n")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         pass  # best effort: verification falls back to the private key
 
 

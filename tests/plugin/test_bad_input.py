@@ -134,3 +134,33 @@ def test_a_test_glob_outside_the_rootdir(project, pattern):
     ret, output = gate_session(project)
     assert ret == 4, output
     assert "gates[0].tests[0]" in output and "relative to the rootdir" in output
+
+
+# -- key and keyring files that are not UTF-8 ---------------------------------------------
+
+
+def test_a_keyring_that_is_not_utf8_is_exit_4_naming_line_and_byte(project, capsys):
+    project.runpytest("--rtgov").assert_outcomes(passed=1)
+    (project.path / "rtgov.keyring").write_bytes(b"# team keys\nbad\xff key\n")
+    result = project.runpytest("--rtgov")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = "\n".join(result.outlines + result.errlines)
+    assert "rtgov.keyring: line 2, byte 15: expected UTF-8 text" in text
+    assert "Traceback" not in text
+    capsys.readouterr()
+    assert cli(project, "verify") == 4
+    err = capsys.readouterr().err
+    assert "rtgov.keyring: line 2, byte 15: expected UTF-8" in err and "Traceback" not in err
+
+
+def test_a_signing_key_that_is_not_utf8_is_exit_4_naming_the_file(project):
+    key = project.path / "ci.key"
+    key.write_bytes(b"PRIVATE+KEY+\xff\n")
+    key.chmod(0o600)
+    result = project.runpytest("--rtgov", f"--rtgov-signing-key={key}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = "\n".join(result.outlines + result.errlines)
+    assert "ci.key: line 1, byte 12: expected UTF-8 text" in text
+    assert "Traceback" not in text
+    runs = project.path / ".rtgov" / "runs"
+    assert not runs.is_dir() or not list(runs.glob("*.json"))  # refused before any test
