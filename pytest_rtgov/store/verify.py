@@ -183,6 +183,19 @@ def verify_all(
         if rollback is not None:
             raise VerifyFailure(EXIT_SEAL, str(local_baseline / BASELINE_ENVELOPE), rollback)
     _verify_artifacts(coverage.artifacts_dir, coverage.artifacts, trust, report)
+    # Temporaries of interrupted atomic writes: reported (the next writer in that folder
+    # removes them), never part of what is verified.
+    from pytest_rtgov.store.files import stale_temporaries
+
+    leftovers = stale_temporaries(state_dir, recursive=True)
+    if baseline_dir is not None and baseline_dir.is_dir():
+        leftovers += stale_temporaries(baseline_dir, recursive=False)
+    report.warnings += [
+        f"{path}: left by an interrupted write (its writer is gone); the next write in "
+        "that folder removes it"
+        for path in leftovers
+        if not path.is_relative_to(coverage.artifacts_dir)  # reported with the artifacts
+    ]
     return report
 
 

@@ -414,3 +414,17 @@ def test_a_merged_runs_artifacts_are_the_shards_and_not_claimed_again(state: Pat
     assert verify_all(state, trust()).records_checked == 3
     shutil.rmtree(state / "artifacts" / RUN1)  # the shard's artifact, claimed by its leaves
     fails(state, EXIT_SEAL, "weights.npz", "missing")
+
+
+def test_temporaries_of_interrupted_writes_are_reported_not_verified(state: Path):
+    """A writer killed between mkstemp and rename leaves ``.NAME.PID.XXXXXXXX.rtgov-tmp``;
+    once its writer is gone and it is an hour old, verify names it (a warning)."""
+    import os
+
+    dead_pid = 2**22 + 12345  # above the default pid_max: no living process has it
+    left = state / "runs" / f".{RUN2}.json.{dead_pid}.abcd1234.rtgov-tmp"
+    left.write_bytes(b"{half a rec")
+    old = left.stat().st_mtime - 7200
+    os.utime(left, (old, old))
+    warnings = verify_all(state, trust()).warnings
+    assert any(str(left) in w and "interrupted write" in w for w in warnings), warnings
