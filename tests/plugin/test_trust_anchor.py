@@ -359,3 +359,24 @@ def test_a_baseline_sealed_later_elsewhere_is_accepted(suite, capsys, tmp_path):
     capsys.readouterr()
     assert cli(suite, "verify", "--gates", "gates.toml") == 0
     assert suite.runpytest("--rtgov-gate").ret == 0
+
+
+def test_in_ci_with_a_kept_ledger_an_older_trusted_seal_put_back_fails(suite, monkeypatch, capsys):
+    """The attack of a repository writer: revert the baseline to an older commit's files,
+    every one validly signed by CI's key. The ledger CI keeps (its cache) knows better."""
+    trusted = ci_key(suite)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RTGOV_TRUSTED_KEYS", trusted)
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "ci.key"))
+    assert suite.runpytest("--rtgov-gate", "--rtgov-bootstrap-baseline").ret == 0
+    baseline = suite.path / "baseline"
+    first = snapshot(baseline)
+    metrics = baseline / "metrics.json"
+    metrics.write_text(metrics.read_text().replace("0.95", "0.97"))
+    assert cli(suite, "baseline", "sign", "--reason", "reviewed: stricter accuracy") == 0
+    restore(baseline, first)
+    result = suite.runpytest("--rtgov-gate")
+    assert result.ret == EXIT_INTEGRITY
+    result.stdout.fnmatch_lines(["*older baseline was put back*"])
+    capsys.readouterr()
+    assert cli(suite, "verify", "--require-signature", "--gates", "gates.toml") == EXIT_SEAL
