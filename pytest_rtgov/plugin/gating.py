@@ -261,6 +261,15 @@ class Gatekeeper:
             log_event("baseline.seal_failed", level=40, notes=status.notes)
             return Verdict("error", EXIT_INTEGRITY, notes=status.notes)
         seal_notes = list(status.notes)
+        if status.unrecorded is not None and self.signing is not None and self.state_dir:
+            # A valid seal made elsewhere (a refresh that came through git): record it,
+            # so that putting back the seal before it is a rollback here too.
+            from pytest_rtgov.store.baselines import adoption_leaf
+
+            self.ledger_leaves.append(
+                adoption_leaf(self.store, self.state_dir, status.unrecorded)
+            )
+            log_event("baseline.seal_recorded", baseline=str(self.store.directory))
         required = bool(self.trust is not None and self.trust.required)
         tests_ok = exitstatus == 0
         missing = self._missing(required, tests_ok)

@@ -38,12 +38,14 @@ __all__ = [
     "BaselineStore",
     "RefreshEntry",
     "SealStatus",
+    "adoption_leaf",
     "baseline_ref",
     "baseline_seal_notes",
     "baseline_seal_status",
     "ledger_record_of",
     "ledger_seals_of",
     "refresh_leaf",
+    "seal_history",
     "seal_rollback",
     "who_am_i",
 ]
@@ -361,6 +363,8 @@ class SealStatus:
     notes: list[str]
     stop: bool
     failure: str | None = None
+    # A valid seal the ledger has not recorded (made elsewhere): its signed predicate.
+    unrecorded: dict[str, Any] | None = None
 
 
 def baseline_seal_status(
@@ -392,12 +396,15 @@ def baseline_seal_status(
             False,
             str(exc),
         )
-    rollback = seal_rollback(store.directory, state_dir, check.predicate) if state_dir else None
+    rollback, recorded = (
+        seal_history(store.directory, state_dir, check.predicate) if state_dir else (None, True)
+    )
     if rollback is not None:
         # An integrity failure anywhere, as a vanished baseline is: never gated against.
         return SealStatus(
             [f"{what} signature: {rollback}; refusing to gate against it"], True, rollback
         )
+    unrecorded = None if recorded else dict(check.predicate)
     if not check.trusted:
         who = ", ".join(check.signed_by)
         source = getattr(trust, "source", "") or f"keyring {trust.keyring_path}"
@@ -412,8 +419,9 @@ def baseline_seal_status(
         return SealStatus(
             [f"WARNING: {what} signed by {who}, not by a key of the {source}; a failure in CI"],
             False,
+            unrecorded=unrecorded,
         )
-    return SealStatus([], False)
+    return SealStatus([], False, unrecorded=unrecorded)
 
 
 def baseline_seal_notes(store: BaselineStore, trust: Any) -> tuple[list[str], bool]:
@@ -491,39 +499,65 @@ def ledger_record_of(directory: Path, state_dir: Path) -> dict[str, Any] | None:
     return seals[-1] if seals else None
 
 
-def seal_rollback(directory: Path, state_dir: Path, predicate: Mapping[str, Any]) -> str | None:
-    """Why the baseline's (verified) seal is a rollback, or None.
+def seal_history(
+    directory: Path, state_dir: Path, predicate: Mapping[str, Any]
+) -> tuple[str | None, bool]:
+    """The baseline's (verified) seal against the seals the ledger recorded for it:
+    why it is a rollback (or None), and whether it is the last one recorded.
 
     The ledger holds the digest and time of every seal it recorded for this baseline.
     The current envelope must be the last of them, or newer than it: a baseline sealed
-    elsewhere later (a maintainer's refresh arriving through git) is accepted; one the
-    ledger recorded before its last, or one signed before the last recorded seal, is
-    an older baseline put back, which a valid signature alone cannot reveal (the same
-    rule as TUF's rollback attack: versions never go back).
+    elsewhere later (a maintainer's refresh arriving through git) is accepted, and a
+    gated session records it (:meth:`~pytest_rtgov.plugin.gating.Gatekeeper.decide`),
+    so that putting back the one before it is caught too. One the ledger recorded
+    before its last, or one signed before the last recorded seal, is an older baseline
+    put back, which a valid signature alone cannot reveal (TUF's rollback attack:
+    versions never go back).
     """
     from pytest_rtgov.store.sealed import BASELINE_ENVELOPE, sha256_file
 
     seals = ledger_seals_of(directory, state_dir)
-    if not seals:
-        return None
     envelope = directory / BASELINE_ENVELOPE
     digest = "sha256:" + sha256_file(envelope)
+    if not seals:
+        return None, False
     last = seals[-1]
     log = state_dir / "ledger" / "log"
     if digest == last.get("seal_sha256"):
-        return None
+        return None, True
     for earlier in seals[:-1]:
         if digest == earlier.get("seal_sha256"):
             return (
                 f"{envelope}: this is the seal the ledger {log} recorded at leaf "
                 f"{earlier['index']} ({earlier.get('at', '?')}), replaced at leaf "
                 f"{last['index']} ({last.get('at', '?')}): an older baseline was put back"
-            )
+            ), False
     signed_at = str(predicate.get("at", ""))
     if signed_at < str(last.get("at", "")):
         return (
             f"{envelope}: signed at {signed_at or 'an unknown time'}, before the seal the "
             f"ledger {log} last recorded (leaf {last['index']}, {last.get('at', '?')}): "
             "an older baseline was put back or substituted"
-        )
-    return None
+        ), False
+    return None, False
+
+
+def seal_rollback(directory: Path, state_dir: Path, predicate: Mapping[str, Any]) -> str | None:
+    """Why the baseline's (verified) seal is a rollback, or None (:func:`seal_history`)."""
+    return seal_history(directory, state_dir, predicate)[0]
+
+
+def adoption_leaf(store: BaselineStore, state_dir: Path, predicate: Mapping[str, Any]) -> bytes:
+    """A ``baseline_refresh`` leaf recording a seal made elsewhere, as it is: the ledger
+    then knows it, and a later rollback to the seal before it is caught."""
+    from pytest_rtgov.store.sealed import BASELINE_ENVELOPE, sha256_file
+
+    entry = RefreshEntry(
+        at=str(predicate.get("at", "")),
+        who=str(predicate.get("who", "")),
+        reason=f"recorded a seal made elsewhere: {predicate.get('reason', '')}",
+        run_id=str(predicate.get("run_id", "")),
+        fingerprint="",
+    )
+    digest = "sha256:" + sha256_file(store.directory / BASELINE_ENVELOPE)
+    return refresh_leaf(entry, digest, directory=store.directory, state_dir=state_dir)

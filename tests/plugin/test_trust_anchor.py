@@ -380,3 +380,35 @@ def test_in_ci_with_a_kept_ledger_an_older_trusted_seal_put_back_fails(suite, mo
     result.stdout.fnmatch_lines(["*older baseline was put back*"])
     capsys.readouterr()
     assert cli(suite, "verify", "--require-signature", "--gates", "gates.toml") == EXIT_SEAL
+
+
+def test_a_seal_made_elsewhere_is_recorded_so_the_one_before_it_cannot_come_back(
+    suite, capsys, tmp_path
+):
+    """Two refreshes made on a maintainer's machine arrive through git; this ledger saw
+    neither being made. The gated session records the newest, and the one before it,
+    put back, is a rollback although it is newer than anything this ledger had seen."""
+    assert suite.runpytest("--rtgov-gate").ret == 0
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(suite.path, elsewhere)
+    metrics = elsewhere / "baseline" / "metrics.json"
+    sealed = []
+    for accuracy in ("0.955", "0.96"):
+        metrics.write_text(metrics.read_text().replace("0.95", accuracy, 1))
+        old = Path.cwd()
+        os.chdir(elsewhere)
+        try:
+            assert rtgov_main(["baseline", "sign", "--reason", f"reviewed: {accuracy}"]) == 0
+        finally:
+            os.chdir(old)
+        sealed.append(snapshot(elsewhere / "baseline"))
+        metrics.write_text(metrics.read_text().replace(accuracy, "0.95", 1))
+    baseline = suite.path / "baseline"
+    restore(baseline, sealed[1])
+    assert suite.runpytest("--rtgov-gate").ret == 0
+    assert refresh_leaves(suite.path)[-1]["reason"].startswith("recorded a seal made elsewhere")
+    restore(baseline, sealed[0])
+    result = suite.runpytest("--rtgov-gate")
+    assert result.ret == EXIT_INTEGRITY
+    result.stdout.fnmatch_lines(["*older baseline was put back or substituted*"])
+    capsys.readouterr()
