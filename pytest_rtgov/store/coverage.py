@@ -15,7 +15,13 @@ from pathlib import Path
 from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
 from pytest_rtgov.store.ledger import Ledger, LedgerError, scan_frames
 
-__all__ = ["ORPHANED_DIR", "VERDICT_PREFIX", "covered_runs", "move_orphans"]
+__all__ = [
+    "ORPHANED_DIR",
+    "VERDICT_PREFIX",
+    "covered_runs",
+    "move_orphans",
+    "runs_with_leaves",
+]
 
 ORPHANED_DIR = "orphaned"  # <state>/orphaned/{runs,artifacts}: set aside by move_orphans
 
@@ -49,6 +55,29 @@ def covered_runs(state_dir: Path) -> dict[str, str]:
     return covered
 
 
+def runs_with_leaves(state_dir: Path) -> set[str]:
+    """Run ids of the ledger's ``run`` leaves (a session's first leaf), verdict or not.
+
+    One pass; only leaves containing ``"kind":"run"`` are decoded. A frame that does
+    not check raises :class:`~pytest_rtgov.store.ledger.LedgerError`.
+    """
+    import json
+
+    ledger = Ledger(state_dir / "ledger")
+    named: set[str] = set()
+    if not ledger.exists():
+        return named
+    for frame in scan_frames(ledger.log_path, on_torn=_ignore):
+        if b'"kind":"run"' in frame.payload:
+            try:
+                leaf = json.loads(frame.payload)
+            except ValueError:
+                continue  # verify names it; this only decides what stays in place
+            if isinstance(leaf, dict) and leaf.get("kind") == "run":
+                named.add(str(leaf.get("run_id")))
+    return named
+
+
 def _ignore(_tail: object) -> None:
     pass
 
@@ -70,8 +99,11 @@ def move_orphans(state_dir: Path) -> list[tuple[Path, Path]]:
         if path.stem not in covered:
             moves.append((path, target / "runs" / path.name))
     artifacts = state_dir / "artifacts"
+    # A session killed during its append leaves leaves without a verdict: once recovered
+    # they are signed, and the artifact digests they name must stay checkable.
+    named = runs_with_leaves(state_dir) if artifacts.is_dir() else set()
     for path in sorted(artifacts.iterdir()) if artifacts.is_dir() else []:
-        if path.name not in covered:
+        if path.name not in covered and path.name not in named:
             moves.append((path, target / "artifacts" / path.name))
     for source, destination in moves:
         if destination.exists():  # moved before: keep both, never overwrite

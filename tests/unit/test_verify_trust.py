@@ -428,3 +428,21 @@ def test_temporaries_of_interrupted_writes_are_reported_not_verified(state: Path
     os.utime(left, (old, old))
     warnings = verify_all(state, trust()).warnings
     assert any(str(left) in w and "interrupted write" in w for w in warnings), warnings
+
+
+def test_recover_keeps_the_artifacts_of_a_session_killed_during_its_append(state: Path):
+    """Killed after its artifact and test leaves, before its verdict leaf: recovery signs
+    the leaves, so the artifacts they name stay; only the record (no verdict) moves."""
+    from pytest_rtgov.store.coverage import move_orphans
+
+    run_id = "20261122T000200Z-cccccc"
+    store = ArtifactStore(
+        state / "artifacts" / run_id / "main", SIGNER, trust(), run_id=run_id, worker="main"
+    )
+    _, digest = store.save("weights", {"w": np.arange(3.0)})
+    rec = record(run_id, ("weights", digest))
+    RunStore(state).write(rec)
+    session(state, list(run_leaves(rec))[:-1])  # as `rtgov ledger recover` signs them
+    moved = {source for source, _ in move_orphans(state)}
+    assert moved == {state / "runs" / f"{run_id}.json"}
+    verify_all(state, trust())  # the artifact its leaves name is still there and sealed
