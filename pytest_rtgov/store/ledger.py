@@ -513,20 +513,10 @@ class LedgerAppender:
     def _set_aside_invalid(self, index: int, offset: int, reason: str) -> None:
         """Copy the bytes from an invalid frame to the end (a torn tail included) to
         ``invalid/``, and cut the log before it. Nothing before it is touched."""
-        path = self.ledger.log_path
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-        target = self.ledger.directory / "invalid" / f"{offset:012d}-{len(data)}.bin"
-        atomic_write(target, data)
-        cut = 0 if index == 0 else offset
-        with open(path, "r+b") as fh:
-            fh.truncate(cut)
-            if cut == 0:
-                fh.write(MAGIC)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.invalid = InvalidTail(index, offset, len(data), target, reason)
+        target, length = self._move_tail(
+            offset, 0 if index == 0 else offset, self.ledger.directory / "invalid"
+        )
+        self.invalid = InvalidTail(index, offset, length, target, reason)
         log_event(
             "ledger.invalid_set_aside",
             level=logging.WARNING,
@@ -543,20 +533,27 @@ class LedgerAppender:
         """Move an interrupted append's bytes to ``torn/`` and cut the log after the last
         complete frame. Nothing complete is touched; the torn bytes are kept."""
         assert self.torn is not None
-        path = self.ledger.log_path
-        with open(path, "rb") as fh:
-            fh.seek(self.torn.offset)
-            data = fh.read()
         if self.torn.offset == 0:  # a torn MAGIC: the file never held a frame
             end = 0
-        self.set_aside = self.ledger.torn_dir / f"{self.torn.offset:012d}-{len(data)}.bin"
-        atomic_write(self.set_aside, data)
+        self.set_aside, _ = self._move_tail(self.torn.offset, end, self.ledger.torn_dir)
+
+    def _move_tail(self, offset: int, cut: int, directory: Path) -> tuple[Path, int]:
+        """Copy the log's bytes from ``offset`` to its end to ``directory/OFFSET-LEN.bin``
+        (atomically), then cut the log at ``cut`` (0: back to the bare magic) and fsync.
+        Returns the file written and how many bytes it holds."""
+        path = self.ledger.log_path
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        target = directory / f"{offset:012d}-{len(data)}.bin"
+        atomic_write(target, data)
         with open(path, "r+b") as fh:
-            fh.truncate(end)
-            if end == 0:
+            fh.truncate(cut)
+            if cut == 0:
                 fh.write(MAGIC)
             fh.flush()
             os.fsync(fh.fileno())
+        return target, len(data)
 
     @property
     def size(self) -> int:
