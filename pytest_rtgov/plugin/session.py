@@ -811,6 +811,7 @@ class RtgovPlugin:
                 fsync_each=self.config.getoption("rtgov_ledger_fsync") == "record",
                 lock_timeout=self.config.getoption("rtgov_ledger_timeout"),
                 on_wait=lambda message: sys.stderr.write(f"pytest-rtgov: {message}\n"),
+                sign_uncovered=not self.trust.required,
             )
         except (RtgovError, OSError) as exc:
             self.ledger_error = str(exc)
@@ -851,6 +852,11 @@ class RtgovPlugin:
         )
         if result.set_aside is not None:
             line += f"; an interrupted append was set aside in {result.set_aside}"
+        if result.invalid is not None:
+            line += (
+                f"\nrtgov: WARNING: leaves from {result.invalid.index} on were not signed but "
+                f"set aside in {result.invalid.path}: {result.invalid.reason}"
+            )
         if self.report_path is not None:
             line += f"\nrtgov: report {self.report_path}"
         return line

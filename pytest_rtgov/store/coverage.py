@@ -30,7 +30,8 @@ VERDICT_PREFIX = b'{"exit_status":'
 
 
 def covered_runs(state_dir: Path) -> dict[str, str]:
-    """``{run_id: "sha256:<hex>"}`` from every verdict leaf of ``state_dir``'s ledger.
+    """``{run_id: "sha256:<hex>"}`` from every verdict leaf of ``state_dir``'s ledger
+    that its latest checkpoint covers.
 
     Streams the log, checking every frame (CRC, leaf hash) as ``rtgov verify`` does;
     signatures and checkpoints are not checked here (that is ``rtgov verify``'s job).
@@ -43,7 +44,13 @@ def covered_runs(state_dir: Path) -> dict[str, str]:
     covered: dict[str, str] = {}
     if not ledger.exists():
         return covered
+    # Only what a checkpoint signs vouches for a record: a verdict leaf appended after
+    # the last checkpoint (an interrupted session's, or a forger's) does not.
+    latest = ledger.latest_checkpoint()
+    signed = latest[1].size if latest is not None else 0
     for frame in scan_frames(ledger.log_path, on_torn=_ignore, select=VERDICT_PREFIX):
+        if frame.index >= signed:
+            continue  # every frame is still checked (CRC, leaf hash) by the scan
         where = f"{ledger.log_path}: leaf {frame.index} at byte {frame.offset}"
         try:
             leaf = parse_leaf(frame.payload)

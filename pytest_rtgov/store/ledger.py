@@ -356,7 +356,11 @@ class Ledger:
 
     @contextmanager
     def append(
-        self, *, timeout: float | None = None, on_wait: Callable[[str], None] | None = None
+        self,
+        *,
+        timeout: float | None = None,
+        on_wait: Callable[[str], None] | None = None,
+        sign_uncovered: bool = True,
     ) -> Iterator[LedgerAppender]:
         """Lock, scan and recover the log, and hand out an appender for one batch.
 
@@ -370,7 +374,7 @@ class Ledger:
                 lock.truncate(0)
                 lock.write(f"{os.getpid()} {_utc_now()}\n".encode("ascii"))
                 lock.flush()
-                appender = LedgerAppender(self)
+                appender = LedgerAppender(self, sign_uncovered=sign_uncovered)
                 try:
                     yield appender
                 finally:
@@ -429,7 +433,10 @@ class Ledger:
 class LedgerAppender:
     """Appends frames under the lock; keeps the streaming Merkle root up to date."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, sign_uncovered: bool = True) -> None:
+        """``sign_uncovered=False`` (where signatures are required): complete leaves no
+        checkpoint signs are set aside in ``unsigned/`` instead of being signed by this
+        writer's key; only ``rtgov ledger recover``, after review, signs such leaves."""
         self.ledger = ledger
         self.torn: TornTail | None = None
         self.set_aside: Path | None = None
@@ -453,6 +460,9 @@ class LedgerAppender:
             invalid = self._first_invalid(covered)
             if invalid is not None:
                 self._set_aside_invalid(*invalid)
+                self._scan(latest)
+            if not sign_uncovered and self.tree.size > covered:
+                self._set_aside_unsigned(covered)
                 self._scan(latest)
         # Just past the last complete frame: where a torn tail starts, else the file's end.
         end = max(len(MAGIC), self.torn.offset if self.torn else path.stat().st_size)
@@ -524,6 +534,28 @@ class LedgerAppender:
             offset=offset,
             path=str(target),
             reason=reason,
+        )
+
+    def _set_aside_unsigned(self, covered: int) -> None:
+        """Where signatures are required, a writer signs only its own leaves: leaves
+        after the last checkpoint (an interrupted session's, or someone's append) are
+        moved to ``unsigned/`` for review, never signed unseen by a trusted key."""
+        offset = self.signed_end
+        count = self.tree.size - covered
+        target, length = self._move_tail(offset, offset, self.ledger.directory / "unsigned")
+        reason = (
+            f"{count} leaves after the last signed checkpoint: signatures are required here, "
+            "so this writer does not sign leaves it did not write; review them, then "
+            "`rtgov ledger recover` can sign them"
+        )
+        self.invalid = InvalidTail(covered, offset, length, target, reason)
+        log_event(
+            "ledger.unsigned_set_aside",
+            level=logging.WARNING,
+            leaf=covered,
+            offset=offset,
+            path=str(target),
+            leaves=count,
         )
 
     def _torn(self, tail: TornTail) -> None:
@@ -627,6 +659,7 @@ def append_session(
     fsync_each: bool = True,
     lock_timeout: float | None = None,
     on_wait: Callable[[str], None] | None = None,
+    sign_uncovered: bool = True,
 ) -> AppendResult | None:
     """Append a session's leaves and end with a signed checkpoint, all under the lock.
 
@@ -638,11 +671,15 @@ def append_session(
     the origin it was created with. ``fsync_each`` (the default) fsyncs every record as
     it is written; False fsyncs the batch once, before the checkpoint (group commit: a
     crash of the machine, not of the process, can then lose the whole unsigned batch).
-    ``lock_timeout`` and ``on_wait``: see :meth:`Ledger.append`.
+    ``lock_timeout`` and ``on_wait``: see :meth:`Ledger.append`. ``sign_uncovered=False``
+    (signatures required): leaves no checkpoint covers are set aside, not signed
+    (:class:`LedgerAppender`).
     """
     from pytest_rtgov.core.ledger_records import genesis_leaf, parse_leaf, recovery_leaf
 
-    with ledger.append(timeout=lock_timeout, on_wait=on_wait) as appender:
+    with ledger.append(
+        timeout=lock_timeout, on_wait=on_wait, sign_uncovered=sign_uncovered
+    ) as appender:
         if appender.genesis is None:
             appender.append(genesis_leaf(origin, created_at=created_at))
         else:

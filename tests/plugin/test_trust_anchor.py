@@ -412,3 +412,38 @@ def test_a_seal_made_elsewhere_is_recorded_so_the_one_before_it_cannot_come_back
     assert result.ret == EXIT_INTEGRITY
     result.stdout.fnmatch_lines(["*older baseline was put back or substituted*"])
     capsys.readouterr()
+
+
+def test_in_ci_leaves_appended_without_a_checkpoint_are_never_signed(suite, monkeypatch, capsys):
+    """A state-directory writer forges a run and appends its verdict leaf, with no key to
+    sign a checkpoint. CI's session must not sign it for them, and no command may use it."""
+    from pytest_rtgov.core.canonical import canonical_json
+    from pytest_rtgov.store.ledger import encode_frame
+
+    trusted = ci_key(suite)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RTGOV_TRUSTED_KEYS", trusted)
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "ci.key"))
+    assert suite.runpytest("--rtgov-gate", "--rtgov-bootstrap-baseline").ret == 0
+    state = suite.path / ".rtgov"
+    (real,) = (state / "runs").glob("*.json")
+    record = json.loads(real.read_text())
+    forged_id = "20261130T050000Z-f0f0f0"
+    record["run_id"] = forged_id
+    data = canonical_json(record)
+    (state / "runs" / f"{forged_id}.json").write_bytes(data + b"\n")
+    leaf = {
+        "kind": "verdict",
+        "run_id": forged_id,
+        "exit_status": 0,
+        "verdict": "passed",
+        "record_sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+    }
+    with open(state / "ledger" / "log", "ab") as fh:
+        fh.write(encode_frame(canonical_json(leaf)))
+    result = suite.runpytest("--rtgov-gate")
+    result.stdout.fnmatch_lines(["*leaves from * on were not signed but set aside in*unsigned*"])
+    capsys.readouterr()
+    assert cli(suite, "baseline", "refresh", "--from", forged_id, "--reason", "x") == 4
+    assert "no verdict leaf" in capsys.readouterr().err
+    assert cli(suite, "verify", "--require-signature") == 11  # an orphaned record
