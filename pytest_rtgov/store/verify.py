@@ -168,6 +168,17 @@ def verify_all(
             "that crashed before its ledger append (`rtgov ledger recover` moves it to "
             f"{state_dir / ORPHANED_DIR}, or delete it)",
         )
+    if baseline_dir is not None and not (baseline_dir.is_dir() and any(baseline_dir.iterdir())):
+        from pytest_rtgov.store.baselines import ledger_record_of
+
+        known = ledger_record_of(baseline_dir, state_dir)
+        if known is not None:
+            raise VerifyFailure(
+                EXIT_SEAL,
+                str(baseline_dir),
+                f"missing, but the ledger recorded it (leaf {known['index']}, "
+                f"{known.get('at', '?')}, by {known.get('who', '?')}): a baseline may not vanish",
+            )
     if baseline_dir is not None and baseline_dir.is_dir() and any(baseline_dir.iterdir()):
         predicate = _verify_baseline(baseline_dir, trust, report)
         rollback = seal_rollback(baseline_dir, state_dir, predicate)

@@ -145,6 +145,9 @@ def test_a_baseline_the_ledger_recorded_may_not_vanish(suite, capsys):
     assert result.ret == EXIT_INTEGRITY
     result.stdout.fnmatch_lines(["*baseline * is missing, but the ledger * recorded it*"])
     assert not (suite.path / "baseline").exists()
+    capsys.readouterr()
+    assert cli(suite, "verify", "--gates", "gates.toml") == EXIT_SEAL
+    assert "missing, but the ledger recorded it" in capsys.readouterr().err
     assert suite.runpytest("--rtgov-gate", "--rtgov-bootstrap-baseline").ret == 0
     assert (suite.path / "baseline" / "metrics.json").is_file()
 
