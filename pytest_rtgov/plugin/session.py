@@ -864,6 +864,7 @@ class RtgovPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker or self.record is None:
             return
+        from pytest_rtgov.core.constants import EXIT_INTEGRITY
         from pytest_rtgov.report.terminal import render_summary, render_verdict
 
         verbosity = self.config.get_verbosity()
@@ -890,6 +891,9 @@ class RtgovPlugin:
                     width=writer.fullwidth,
                     show_all=self.config.getoption("rtgov_show") == "all" or verbosity > 0,
                     compact=verbosity < -1,
+                    overridden=(EXIT_INTEGRITY, "the ledger was not appended (above)")
+                    if self.ledger_error is not None
+                    else None,
                 )
             )
 

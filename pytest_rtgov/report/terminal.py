@@ -235,8 +235,12 @@ def render_verdict(
     width: int = 100,
     show_all: bool = False,
     compact: bool = False,
+    overridden: tuple[int, str] | None = None,
 ) -> str:
     """The gate verdict: breaches first with their evidence, notes, a one-line status.
+
+    ``overridden``: the session's exit status and why, when something after the verdict
+    (the ledger append) changed it; the status line then shows that one.
 
     One block per result rather than a table: gate evidence has long node ids and
     reasons that a table would truncate on an 80-column CI log.
@@ -276,7 +280,10 @@ def render_verdict(
         f"{unconfirmed} unconfirmed, {new} new) "
         f"exit status {verdict.exit_status}"  # type: ignore[attr-defined]
     )
-    style = "bold green" if status == "passed" else "bold red"
+    failed_after = overridden is not None and overridden[0] != verdict.exit_status  # type: ignore[attr-defined]
+    if overridden is not None and failed_after:
+        line = line.rsplit(" exit status ", 1)[0] + f" exit status {overridden[0]}: {overridden[1]}"
+    style = "bold green" if status == "passed" and not failed_after else "bold red"
     console.print(
         f"[{style}]{escape(line)}[/]" if markup else line, highlight=False, soft_wrap=True
     )

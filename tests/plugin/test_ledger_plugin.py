@@ -230,6 +230,20 @@ def test_a_corrupt_ledger_fails_the_session_but_keeps_the_run_record(suite):
     assert log.read_bytes() == bytes(raw)  # not repaired
 
 
+def test_a_gated_summary_states_the_exit_status_the_ledger_failure_set(suite):
+    """The verdict passed, the ledger append failed: the last line a CI log reader sees
+    must say 7, as the process exits, not the verdict's 0."""
+    assert suite.runpytest("--rtgov-gate").ret == 0
+    log = suite.path / ".rtgov" / "ledger" / "log"
+    raw = bytearray(log.read_bytes())
+    raw[20] ^= 0x40
+    log.write_bytes(bytes(raw))
+    result = suite.runpytest("--rtgov-gate")
+    assert result.ret == EXIT_INTEGRITY
+    result.stdout.fnmatch_lines(["rtgov gate: PASSED (*) exit status 7: the ledger was not*"])
+    assert "exit status 0" not in result.stdout.str()
+
+
 def test_a_ledger_rewritten_and_resigned_is_caught_by_the_committed_checkpoint(suite, capsys):
     suite.runpytest("--rtgov").assert_outcomes(passed=3)
     ledger_dir = suite.path / ".rtgov" / "ledger"
