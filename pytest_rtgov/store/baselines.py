@@ -285,7 +285,17 @@ class BaselineStore:
         if not self.log_path.is_file():
             return []
         entries = []
-        for number, line in enumerate(self.log_path.read_text(encoding="utf-8").splitlines(), 1):
+        data = self.log_path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise RecordFormatError(
+                str(self.log_path),
+                f"line {line}, byte {exc.start}",
+                f"UTF-8 text (found byte 0x{data[exc.start]:02x})",
+            ) from exc
+        for number, line in enumerate(text.splitlines(), 1):
             try:
                 entries.append(json.loads(line))
             except json.JSONDecodeError as exc:

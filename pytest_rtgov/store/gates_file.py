@@ -77,6 +77,20 @@ def baseline_directory(config: GatesConfig, project: Iterable[Path]) -> Path:
             f"a directory inside the project ({where}); {config.baseline!r} resolves to "
             f"{resolved}, outside it",
         )
+    if any(resolved == root.resolve() for root in roots):
+        raise GatesConfigError(
+            config.source,
+            "defaults.baseline",
+            f"a directory of its own inside the project; {config.baseline!r} is the project "
+            f"folder {resolved} itself, and sealing it would sign every file there",
+        )
+    if any(resolved == (root / ".rtgov").resolve() for root in roots):
+        raise GatesConfigError(
+            config.source,
+            "defaults.baseline",
+            f"a directory of its own; {config.baseline!r} is the default state directory "
+            f"{resolved} itself, which holds runs, keys and the ledger",
+        )
     return directory
 
 

@@ -108,6 +108,32 @@ def test_baseline_outside_the_project(project, capsys, kind):
     assert list(outside.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (".", "the project folder"),
+        ("./", "the project folder"),
+        (".rtgov", "the default state directory"),
+    ],
+)
+def test_baseline_that_is_the_project_or_the_state_dir(project, capsys, value, expected):
+    """``baseline = "."`` sealed Makefile, README and the keyring as baseline files."""
+    write_gates(project, f'[defaults]\nbaseline = "{value}"\n' + GATE)
+    assert_usage_error(project, capsys, "defaults.baseline", expected)
+    assert not (project.path / "metrics.json").exists()
+
+
+def test_baseline_history_that_is_not_utf8_is_exit_4(project, capsys):
+    write_gates(project, '[defaults]\nbaseline = "baseline"\n' + GATE)
+    assert project.runpytest("--rtgov-gate").ret == 0
+    with open(project.path / "baseline" / "refreshes.jsonl", "ab") as fh:
+        fh.write(b"\xff\n")
+    capsys.readouterr()
+    assert cli(project.path, "baseline", "show") == 4
+    err = capsys.readouterr().err
+    assert "refreshes.jsonl: at line 2, byte" in err and "Traceback" not in err
+
+
 def test_baseline_inside_the_project_is_fine(project):
     (project.path / "perf").mkdir()
     write_gates(project, '[defaults]\nbaseline = "perf/../perf/baseline"\n' + GATE)
