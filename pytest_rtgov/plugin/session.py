@@ -206,6 +206,12 @@ class RtgovPlugin:
             )
         except RtgovError as exc:
             raise pytest.UsageError(str(exc)) from exc
+        from pytest_rtgov.store.ledger import LedgerError, lock_timeout
+
+        try:  # checked before the tests, used after them
+            lock_timeout(config.getoption("rtgov_ledger_timeout"))
+        except LedgerError as exc:
+            raise pytest.UsageError(str(exc)) from None
         if plugin.mode == "gate" and not plugin.is_worker:
             from pytest_rtgov.plugin.gating import Gatekeeper
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import math
 import os
 import struct
 import time
@@ -90,6 +89,9 @@ class LedgerLockTimeout(LedgerError):
     """Another writer held ``log.lock`` for longer than the writer's timeout."""
 
 
+MAX_LOCK_TIMEOUT = 86400.0  # a day: a wait without end is a hang, not a timeout
+
+
 def lock_timeout(option: float | None = None, environ: dict[str, str] | None = None) -> float:
     """Seconds a writer waits for ``log.lock``: ``option`` (``--rtgov-ledger-timeout``),
     else ``RTGOV_LEDGER_TIMEOUT``, else 60. 0 gives up at once if the lock is held."""
@@ -101,13 +103,15 @@ def lock_timeout(option: float | None = None, environ: dict[str, str] | None = N
             option = float(raw)
         except ValueError:
             option = -1.0
-        if not option >= 0:
+        if not 0 <= option <= MAX_LOCK_TIMEOUT:
             raise LedgerError(
-                f"{LOCK_TIMEOUT_ENV}={raw!r}: expected a number of seconds >= 0 (default "
-                f"{DEFAULT_LOCK_TIMEOUT:g})"
+                f"{LOCK_TIMEOUT_ENV}={raw!r}: expected a number of seconds from 0 to "
+                f"{MAX_LOCK_TIMEOUT:g} (default {DEFAULT_LOCK_TIMEOUT:g})"
             )
-    if not (option >= 0 and not math.isnan(option)):
-        raise LedgerError(f"ledger lock timeout {option!r}: expected seconds >= 0")
+    if not 0 <= option <= MAX_LOCK_TIMEOUT:  # NaN fails both comparisons
+        raise LedgerError(
+            f"--rtgov-ledger-timeout {option!r}: expected seconds from 0 to {MAX_LOCK_TIMEOUT:g}"
+        )
     return float(option)
 
 

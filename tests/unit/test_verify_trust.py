@@ -353,7 +353,7 @@ def test_the_lock_timeout_comes_from_the_option_then_the_environment():
     assert lock_timeout(0, {"RTGOV_LEDGER_TIMEOUT": "2.5"}) == 0.0
     with pytest.raises(RtgovError, match="RTGOV_LEDGER_TIMEOUT='soon': expected a number"):
         lock_timeout(None, {"RTGOV_LEDGER_TIMEOUT": "soon"})
-    with pytest.raises(RtgovError, match="expected seconds >= 0"):
+    with pytest.raises(RtgovError, match="expected seconds from 0"):
         lock_timeout(-1.0, {})
 
 
@@ -475,3 +475,12 @@ def test_where_signatures_are_required_a_writer_sets_unsigned_leaves_aside(tmp_p
     assert "signatures are required" in result.invalid.reason
     assert set(covered_runs(tmp_path)) == {"r1", "r2"}  # the forged one was never signed
     assert encode_frame(forged) not in (tmp_path / "ledger" / "log").read_bytes()
+
+
+@pytest.mark.parametrize("raw", ["inf", "1e400", "nan", "-1", "86401", "soon"])
+def test_a_lock_timeout_without_end_is_refused(raw: str):
+    with pytest.raises(RtgovError, match="expected a number of seconds from 0 to 86400"):
+        lock_timeout(environ={"RTGOV_LEDGER_TIMEOUT": raw})
+    if raw not in ("soon",):
+        with pytest.raises(RtgovError, match="expected seconds from 0 to 86400"):
+            lock_timeout(float(raw))
