@@ -918,6 +918,16 @@ def _check_state_dir(state_dir: Path) -> None:
             f"pytest-rtgov: state directory {state_dir} is not usable: it is a file, "
             "not a directory (choose another with --rtgov-dir DIR)"
         )
+    from pytest_rtgov.store.files import symlinks_inside
+
+    links = symlinks_inside(state_dir) if state_dir.is_dir() else []
+    if links:
+        raise pytest.UsageError(
+            f"pytest-rtgov: state directory {state_dir} is not usable: {links[0]} is a "
+            f"symbolic link (to {os.readlink(links[0])}); rtgov writes only plain files and "
+            "folders there, and a link would carry its writes elsewhere: replace it"
+            + (f" ({len(links) - 1} more)" if len(links) > 1 else "")
+        )
     for directory in (state_dir / "runs", state_dir / "ledger"):
         try:
             directory.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ __all__ = [
     "read_json",
     "read_json_and_bytes",
     "stale_temporaries",
+    "symlinks_inside",
     "utf8_text",
 ]
 
@@ -187,3 +188,16 @@ def _sweep_once(directory: Path) -> None:
         from pytest_rtgov.logs import log_event
 
         log_event("store.stale_temporary_removed", path=str(path))
+
+
+def symlinks_inside(directory: Path) -> list[Path]:
+    """Symbolic links anywhere below ``directory`` (the directory itself may be one),
+    sorted. Everything rtgov keeps there is a plain file or folder it made: a link
+    would carry its writes (the ledger, the index, a private key) out of the project."""
+    found = []
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            if path.is_symlink():
+                found.append(path)
+    return sorted(found)

@@ -360,3 +360,36 @@ def test_a_json_log_path_that_cannot_be_opened_is_a_usage_error(pytester, tmp_pa
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --rtgov-log-json: cannot open {blocker}/log.jsonl: *"])
     no_traceback(result)
+
+
+@pytest.mark.parametrize("inside", ["index/index.sqlite3", "ledger/log", "keys"])
+def test_a_symlink_inside_the_state_dir_is_refused_before_writing_through_it(
+    pytester: pytest.Pytester, inside: str
+):
+    """A link in ``.rtgov/`` carried the index's, the ledger's or a private key's writes
+    to a file outside the project."""
+    pytester.makepyfile(test_a="def test_one():\n    pass\n")
+    assert pytester.runpytest("--rtgov").ret == 0
+    outside = pytester.path.parent / f"outside-{inside.replace('/', '-')}"
+    link = pytester.path / ".rtgov" / inside
+    if inside == "keys":
+        outside.mkdir()
+        for path in link.iterdir():
+            path.rename(outside / path.name)
+        link.rmdir()
+    else:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        outside.write_bytes(link.read_bytes() if link.exists() else b"outside")
+        link.unlink(missing_ok=True)
+    before = _contents(outside)
+    link.symlink_to(outside)
+    result = pytester.runpytest("--rtgov")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{inside}* is a symbolic link*"])
+    assert _contents(outside) == before
+
+
+def _contents(path: Path) -> object:
+    if path.is_dir():
+        return sorted((p.name, p.read_bytes()) for p in path.iterdir())
+    return path.read_bytes()
