@@ -134,8 +134,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from pytest_rtgov.store.files import symlinks_inside
     from pytest_rtgov.store.runs import RunStore
 
+    links = symlinks_inside(args.dir) if args.command != "keys" and args.dir.is_dir() else []
+    if links:  # the ledger, the index or a key would be read from or written to elsewhere
+        print(
+            f"rtgov: {links[0]} is a symbolic link inside the state directory {args.dir}: "
+            "rtgov keeps only plain files and folders there; replace it",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_RECORD
     store = RunStore(args.dir)
     if args.command == "export":
         from pytest_rtgov import cli_export

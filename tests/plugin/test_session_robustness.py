@@ -393,3 +393,20 @@ def _contents(path: Path) -> object:
     if path.is_dir():
         return sorted((p.name, p.read_bytes()) for p in path.iterdir())
     return path.read_bytes()
+
+
+def test_rtgov_refuses_a_state_dir_with_a_symlink_inside(pytester: pytest.Pytester, capsys):
+    from tests.plugin._cli import cli
+
+    pytester.makepyfile(test_a="def test_one():\n    pass\n")
+    assert pytester.runpytest("--rtgov").ret == 0
+    outside = pytester.path.parent / "outside.sqlite3"
+    outside.write_bytes(b"")
+    index = pytester.path / ".rtgov" / "index" / "index.sqlite3"
+    index.unlink(missing_ok=True)
+    index.parent.mkdir(exist_ok=True)
+    index.symlink_to(outside)
+    capsys.readouterr()
+    assert cli(pytester, "report", "latest", "-o", "r.html") == 4
+    assert "is a symbolic link inside the state directory" in capsys.readouterr().err
+    assert outside.read_bytes() == b""
