@@ -43,6 +43,17 @@ _KEYRING = "keys whose checkpoint signatures the index may match (default: rtgov
 _MEASURED_UNITS = {"wall_time": "s", "cpu_time": "s", "gpu_time": "s"}
 
 
+def _percentage(text: str) -> float:
+    """A finite percentage from 0 to 10,000 for ``--threshold-pct`` (argparse: exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 10_000:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 to 10000, not {text!r}")
+    return value
+
+
 def add_parsers(sub: Any) -> None:
     compare = sub.add_parser("compare", help="compare two runs, or a run and the baseline")
     compare.add_argument("a", help="run id, unique prefix, latest, or baseline")
@@ -51,7 +62,7 @@ def add_parsers(sub: Any) -> None:
     compare.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     compare.add_argument(
         "--threshold-pct",
-        type=float,
+        type=_percentage,
         default=10.0,
         help="smallest change of a measured median that counts (default 10)",
     )
@@ -80,7 +91,10 @@ def add_parsers(sub: Any) -> None:
     first.add_argument("subject", nargs="?", help="default: every breach of the latest run")
     first.add_argument("metric", nargs="?")
     first.add_argument(
-        "--threshold-pct", type=float, default=None, help="bad = this much above the first run"
+        "--threshold-pct",
+        type=_percentage,
+        default=None,
+        help="bad = this much above the first run",
     )
     lineage = qsub.add_parser("lineage", help="versions of an artifact, or of the baseline")
     lineage.add_argument("what", choices=("artifact", "baseline"))

@@ -88,9 +88,22 @@ class _Checkpoint:
     body: note.Checkpoint
 
 
+_MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint is a few hundred bytes
+
+
 def _open_checkpoint(path: Path, trust: Trust, report: VerifyReport) -> note.Checkpoint:
     try:
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise VerifyFailure(EXIT_CHECKPOINT, str(path), "not a regular file")
+        with open(path, "rb") as fh:
+            data = fh.read(_MAX_CHECKPOINT_BYTES + 1)
+        if len(data) > _MAX_CHECKPOINT_BYTES:
+            raise VerifyFailure(
+                EXIT_CHECKPOINT,
+                str(path),
+                f"larger than {_MAX_CHECKPOINT_BYTES} bytes: not a signed checkpoint",
+            )
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise VerifyFailure(EXIT_CHECKPOINT, str(path), f"unreadable ({exc})") from exc
     try:

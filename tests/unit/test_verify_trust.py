@@ -484,3 +484,22 @@ def test_a_lock_timeout_without_end_is_refused(raw: str):
     if raw not in ("soon",):
         with pytest.raises(RtgovError, match="expected seconds from 0 to 86400"):
             lock_timeout(float(raw))
+
+
+def test_since_that_is_not_a_checkpoint_file_fails_fast(state: Path, tmp_path: Path):
+    """``--since /dev/zero`` read without bound until the process was killed."""
+    with pytest.raises(VerifyFailure, match="not a regular file") as info:
+        verify_all(state, trust(), since=Path("/dev/zero"))
+    assert info.value.exit_code == 13
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"x" * 70_000)
+    with pytest.raises(VerifyFailure, match="larger than 65536 bytes"):
+        verify_all(state, trust(), since=big)
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "1e400", "lots"])
+def test_compare_refuses_a_threshold_that_is_no_percentage(value: str, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "a", "b", "--threshold-pct", value])
+    assert info.value.code == 2
+    assert "expected a percentage from 0 to 10000" in capsys.readouterr().err
