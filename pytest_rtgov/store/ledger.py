@@ -527,39 +527,32 @@ class LedgerAppender:
     def _set_aside_invalid(self, index: int, offset: int, reason: str) -> None:
         """Copy the bytes from an invalid frame to the end (a torn tail included) to
         ``invalid/``, and cut the log before it. Nothing before it is touched."""
-        target, length = self._move_tail(
-            offset, 0 if index == 0 else offset, self.ledger.directory / "invalid"
-        )
-        self.invalid = InvalidTail(index, offset, length, target, reason)
-        log_event(
-            "ledger.invalid_set_aside",
-            level=logging.WARNING,
-            leaf=index,
-            offset=offset,
-            path=str(target),
-            reason=reason,
-        )
+        self._set_aside_leaves(index, offset, "invalid", reason, "ledger.invalid_set_aside")
 
     def _set_aside_unsigned(self, covered: int) -> None:
         """Where signatures are required, a writer signs only its own leaves: leaves
         after the last checkpoint (an interrupted session's, or someone's append) are
         moved to ``unsigned/`` for review, never signed unseen by a trusted key."""
-        offset = self.signed_end
         count = self.tree.size - covered
-        target, length = self._move_tail(offset, offset, self.ledger.directory / "unsigned")
         reason = (
             f"{count} leaves after the last signed checkpoint: signatures are required here, "
             "so this writer does not sign leaves it did not write; review them, then "
             "`rtgov ledger recover` can sign them"
         )
-        self.invalid = InvalidTail(covered, offset, length, target, reason)
+        self._set_aside_leaves(
+            covered, self.signed_end, "unsigned", reason, "ledger.unsigned_set_aside"
+        )
+
+    def _set_aside_leaves(
+        self, index: int, offset: int, folder: str, reason: str, event: str
+    ) -> None:
+        """Move leaf ``index`` (at byte ``offset``) and all after it to ``folder/``, never
+        to be signed by this writer, and say so (:attr:`invalid`, a log event)."""
+        cut = 0 if index == 0 else offset  # leaf 0 goes too: back to the bare magic
+        target, length = self._move_tail(offset, cut, self.ledger.directory / folder)
+        self.invalid = InvalidTail(index, offset, length, target, reason)
         log_event(
-            "ledger.unsigned_set_aside",
-            level=logging.WARNING,
-            leaf=covered,
-            offset=offset,
-            path=str(target),
-            leaves=count,
+            event, level=logging.WARNING, leaf=index, offset=offset, path=str(target), reason=reason
         )
 
     def _torn(self, tail: TornTail) -> None:

@@ -48,6 +48,16 @@ def ci_key(suite, name: str = "ci.example/gates", out: str = "ci.key") -> str:
     return next(ln for ln in lines if ln.startswith(name + "+"))
 
 
+def in_ci_with_a_bootstrapped_baseline(suite, monkeypatch) -> None:
+    """CI as docs/ci.md sets it up: CI=true, CI's key pinned from outside the repository,
+    and a first baseline bootstrapped explicitly."""
+    trusted = ci_key(suite)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RTGOV_TRUSTED_KEYS", trusted)
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "ci.key"))
+    assert suite.runpytest("--rtgov-gate", "--rtgov-bootstrap-baseline").ret == 0
+
+
 def moved_to_another_machine(suite, capsys) -> None:
     """The committed baseline as another machine left it: no env file for this one."""
     (env,) = (suite.path / "baseline").glob("env-*.json")
@@ -367,11 +377,7 @@ def test_a_baseline_sealed_later_elsewhere_is_accepted(suite, capsys, tmp_path):
 def test_in_ci_with_a_kept_ledger_an_older_trusted_seal_put_back_fails(suite, monkeypatch, capsys):
     """The attack of a repository writer: revert the baseline to an older commit's files,
     every one validly signed by CI's key. The ledger CI keeps (its cache) knows better."""
-    trusted = ci_key(suite)
-    monkeypatch.setenv("CI", "true")
-    monkeypatch.setenv("RTGOV_TRUSTED_KEYS", trusted)
-    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "ci.key"))
-    assert suite.runpytest("--rtgov-gate", "--rtgov-bootstrap-baseline").ret == 0
+    in_ci_with_a_bootstrapped_baseline(suite, monkeypatch)
     baseline = suite.path / "baseline"
     first = snapshot(baseline)
     metrics = baseline / "metrics.json"
@@ -423,11 +429,7 @@ def test_in_ci_leaves_appended_without_a_checkpoint_are_never_signed(suite, monk
     from pytest_rtgov.core.canonical import canonical_json
     from pytest_rtgov.store.ledger import encode_frame
 
-    trusted = ci_key(suite)
-    monkeypatch.setenv("CI", "true")
-    monkeypatch.setenv("RTGOV_TRUSTED_KEYS", trusted)
-    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(suite.path / "ci.key"))
-    assert suite.runpytest("--rtgov-gate", "--rtgov-bootstrap-baseline").ret == 0
+    in_ci_with_a_bootstrapped_baseline(suite, monkeypatch)
     state = suite.path / ".rtgov"
     (real,) = (state / "runs").glob("*.json")
     record = json.loads(real.read_text())

@@ -3,6 +3,7 @@ the next session, orphaned run records are reported and moved aside."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -82,7 +83,9 @@ with open(sys.argv[1], "a+b") as fh:
 """
 
 
-def test_a_writer_holding_the_lock_makes_the_next_session_give_up_with_exit_7(pytester):
+@contextlib.contextmanager
+def lock_held_by_another_process(pytester):
+    """A first session's state, and a process that holds its ledger lock until the end."""
     pytester.makepyfile(test_suite=SUITE)
     pytester.runpytest("--rtgov").assert_outcomes(passed=1)
     lock = pytester.path / ".rtgov" / "ledger" / "log.lock"
@@ -91,31 +94,26 @@ def test_a_writer_holding_the_lock_makes_the_next_session_give_up_with_exit_7(py
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_writer_holding_the_lock_makes_the_next_session_give_up_with_exit_7(pytester):
+    with lock_held_by_another_process(pytester):
         result = pytester.runpytest("--rtgov", "--rtgov-ledger-timeout", "1")
         assert result.ret == 7
         result.stderr.fnmatch_lines(
             ["*waiting for the ledger lock, held by *", "*ledger not appended*log.lock*1*"]
         )
         assert len(list((pytester.path / ".rtgov" / "runs").glob("*.json"))) == 2
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_recover_gives_up_on_a_held_lock_with_a_message(pytester, capsys, monkeypatch):
-    pytester.makepyfile(test_suite=SUITE)
-    pytester.runpytest("--rtgov").assert_outcomes(passed=1)
-    lock = pytester.path / ".rtgov" / "ledger" / "log.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+    with lock_held_by_another_process(pytester):
         monkeypatch.setenv("RTGOV_LEDGER_TIMEOUT", "1")
         capsys.readouterr()
         assert cli(pytester, "ledger", "recover") == 7
         err = capsys.readouterr().err
         assert "waiting for" in err and "gave up" in err
-    finally:
-        holder.kill()
-        holder.wait()
