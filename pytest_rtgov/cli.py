@@ -167,8 +167,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pytest_rtgov import cli_graph, cli_ledger
 
         try:
-            if args.command == "report":
-                store.read_covered(args.run)  # refused before cli_graph renders it
             if args.command in ("compare", "graph", "report"):
                 return cli_graph.run(args)
             return cli_ledger.run(args)

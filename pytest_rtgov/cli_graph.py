@@ -335,7 +335,7 @@ def _report(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.report_files import write_report
     from pytest_rtgov.store.runs import RunStore
 
-    record = RunStore(args.dir).read(args.run)
+    record = RunStore(args.dir).read_covered(args.run)  # an uncovered record is refused
     trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=require_signatures(False))
     out = write_report(
         args.out or args.dir / "report.html", record, state_dir=args.dir, trust=trust

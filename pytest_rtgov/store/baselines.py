@@ -17,6 +17,7 @@ session's key): the committed files change only when someone asks
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import os
@@ -129,10 +130,6 @@ class BaselineStore:
     @property
     def local(self) -> BaselineStore | None:
         return BaselineStore(self.local_dir) if self.local_dir is not None else None
-
-    def has_local_fingerprint(self, environment: Mapping[str, str]) -> bool:
-        local = self.local
-        return local is not None and local.has_fingerprint(environment)
 
     @property
     def metrics_path(self) -> Path:
@@ -480,26 +477,38 @@ def ledger_seals_of(directory: Path, state_dir: Path) -> list[dict[str, Any]]:
     with its ``index`` (leaves written before they named their baseline count for any);
     empty when the ledger has none or cannot be read (its append then fails on its own).
 
-    One pass over the log with a byte filter: the cost of the writer's own rescan.
+    One pass over the log with a byte filter (the cost of the writer's own rescan),
+    shared by every baseline asked about while the log is unchanged: a gated session
+    asks for the committed and the local baseline, ``rtgov verify`` too.
     """
+    log = state_dir / "ledger" / "log"
+    try:
+        stat = log.stat()
+    except OSError:
+        return []
+    ref = baseline_ref(directory, state_dir)
+    leaves = _seal_leaves(str(log.resolve()), stat.st_size, stat.st_mtime_ns)
+    return [leaf for leaf in leaves if leaf.get("baseline", ref) == ref]
+
+
+@functools.lru_cache(maxsize=4)
+def _seal_leaves(log: str, _size: int, _mtime_ns: int) -> tuple[dict[str, Any], ...]:
+    """The ``baseline_refresh`` leaves of ``log`` as it is at that size and time (the
+    cache key), each with its ``index``; empty when the log cannot be read."""
     from pytest_rtgov.errors import RtgovError
     from pytest_rtgov.store.ledger import scan_frames
 
-    log = state_dir / "ledger" / "log"
-    if not log.is_file():
-        return []
-    ref = baseline_ref(directory, state_dir)
     needle = b'"kind":"baseline_refresh"'
     found = []
     try:
-        for frame in scan_frames(log):
+        for frame in scan_frames(Path(log)):
             if needle in frame.payload:
                 leaf = json.loads(frame.payload)
-                if isinstance(leaf, dict) and leaf.get("baseline", ref) == ref:
+                if isinstance(leaf, dict):
                     found.append({**leaf, "index": frame.index})
     except (RtgovError, OSError, ValueError):
-        return []
-    return found
+        return ()
+    return tuple(found)
 
 
 def ledger_record_of(directory: Path, state_dir: Path) -> dict[str, Any] | None:

@@ -68,8 +68,6 @@ def runs_with_leaves(state_dir: Path) -> set[str]:
     One pass; only leaves containing ``"kind":"run"`` are decoded. A frame that does
     not check raises :class:`~pytest_rtgov.store.ledger.LedgerError`.
     """
-    import json
-
     ledger = Ledger(state_dir / "ledger")
     named: set[str] = set()
     if not ledger.exists():
@@ -77,11 +75,11 @@ def runs_with_leaves(state_dir: Path) -> set[str]:
     for frame in scan_frames(ledger.log_path, on_torn=_ignore):
         if b'"kind":"run"' in frame.payload:
             try:
-                leaf = json.loads(frame.payload)
-            except ValueError:
+                leaf = parse_leaf(frame.payload)
+            except LeafFormatError:
                 continue  # verify names it; this only decides what stays in place
-            if isinstance(leaf, dict) and leaf.get("kind") == "run":
-                named.add(str(leaf.get("run_id")))
+            if leaf["kind"] == "run":
+                named.add(str(leaf["run_id"]))
     return named
 
 

@@ -148,14 +148,17 @@ class RunStore:
             return []
         return sorted(p.stem for p in self.runs_dir.glob("*.json") if _RUN_ID.match(p.stem))
 
-    def resolve(self, ref: str) -> str:
+    def resolve(self, ref: str, covered: Mapping[str, str] | None = None) -> str:
         """A run id from ``latest`` (the last run the ledger's verdict leaves name, else the
-        ``latest`` pointer), a full id or a unique prefix of one."""
+        ``latest`` pointer), a full id or a unique prefix of one. ``covered``: from
+        :meth:`covered`, when the caller has read it already."""
         if ref == "latest":
             # The ledger decides which run is the latest; the pointer file is derived
             # (an older pointer put back must not change what "latest" means).
             if self.ledger_log.is_file():
-                for run_id in reversed(list(self.covered())):
+                if covered is None:
+                    covered = self.covered()
+                for run_id in reversed(list(covered)):
                     if self.path_for(run_id).is_file():
                         return run_id
             run_id = self.latest_pointer()
@@ -242,9 +245,9 @@ class RunStore:
     def _read_checked(
         self, ref: str, covered: Mapping[str, str] | None
     ) -> tuple[str, RunRecord, str]:
-        run_id = self.resolve(ref)
         if covered is None:
             covered = self.covered()
+        run_id = self.resolve(ref, covered)
         path = self.path_for(run_id)
         raw, data = read_json_and_bytes(path)
         record = RunRecord.from_dict(data, source=str(path))

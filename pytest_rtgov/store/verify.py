@@ -162,7 +162,7 @@ def verify_all(
     )
     if ledger.exists():
         _verify_ledger(ledger, trust, since, coverage, report)
-    elif ledger.checkpoint_paths() or _any_checkpoint(ledger):
+    elif _any_checkpoint(ledger):
         newest = sorted(ledger.checkpoint_dir.glob("*.txt"))[-1]
         raise VerifyFailure(
             EXIT_ROOT,
@@ -524,8 +524,8 @@ def _check_numbering(ledger: Ledger) -> None:
 
 def _check_record(coverage: _Coverage, leaf: dict, index: int) -> int:  # type: ignore[type-arg]
     """1 when the run record file of a verdict leaf exists and matches it."""
-    from pytest_rtgov.core.canonical import canonical_json
-    from pytest_rtgov.store.files import read_json
+    from pytest_rtgov.store.files import decode_json
+    from pytest_rtgov.store.runs import record_file_digest
 
     run_id = leaf["run_id"]
     if not _PLAIN_NAME.fullmatch(run_id):
@@ -545,7 +545,7 @@ def _check_record(coverage: _Coverage, leaf: dict, index: int) -> int:  # type: 
     digest = "sha256:" + hashlib.sha256(data.removesuffix(b"\n")).hexdigest()
     if digest != leaf["record_sha256"]:
         try:
-            digest = "sha256:" + hashlib.sha256(canonical_json(read_json(path))).hexdigest()
+            digest = record_file_digest(decode_json(path, data), path)
         except (RtgovError, ValueError) as exc:
             raise VerifyFailure(EXIT_LEAF, str(path), f"unreadable run record ({exc})") from exc
     if digest != leaf["record_sha256"]:
