@@ -18,7 +18,7 @@ for Python's own peak:
 - ``build``: the ``add_run`` loop over the 2,000,000 observations and the first
   ``column()`` (the flush into numpy); generating the observations is timed apart;
 - ``save``: that index written whole into a new sqlite file (what a rebuild writes),
-  tied to a small real ledger with a signed checkpoint; ``load``: ``HistoryStore.load()``
+  tied to a small real ledger with a signed checkpoint; ``load``: ``DeltaIndexStore.load()``
   (the CLI's call: content digest, checkpoint signature, ledger size and root checked);
 - ``append``: a session's upkeep: one more run appended to the ledger, then ``load`` from
   memory (the session's report) or reading the new frames (the next command);
@@ -55,8 +55,8 @@ from typing import Any
 import numpy as np
 from _procfs import reset_peak, status_kib
 
+from pytest_rtgov.core.delta_index import BaselineEvent, DeltaIndex, Observation, RunInfo
 from pytest_rtgov.core.fingerprint import fingerprint
-from pytest_rtgov.core.history import BaselineEvent, DeltaIndex, Observation, RunInfo
 
 SEED = 20261122
 SUBJECTS = 50
@@ -329,9 +329,9 @@ class Peak:
 
 
 def _load(state: Path) -> DeltaIndex:
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.delta_index import DeltaIndexStore
 
-    return HistoryStore(state).load(update=False)
+    return DeltaIndexStore(state).load(update=False)
 
 
 def _meta_row(state: Path) -> str:
@@ -352,7 +352,7 @@ def _ledger_position(state: Path) -> dict[str, Any]:
     checkpoint; the content of the leaves does not matter to it). The meta position."""
     from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
     from pytest_rtgov.core.merkle import MerkleAccumulator
-    from pytest_rtgov.store.history import _fresh_meta
+    from pytest_rtgov.store.delta_index import _fresh_meta
     from pytest_rtgov.store.keys import load_signing_key
     from pytest_rtgov.store.ledger import Ledger, append_session
 
@@ -375,7 +375,7 @@ def _ledger_position(state: Path) -> dict[str, Any]:
 
 
 def child_build(state: Path, runs: int, seed: int, traced: bool, save: bool) -> dict[str, Any]:
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.delta_index import DeltaIndexStore
 
     history = History(runs, seed)
     with Peak(traced) as peak:
@@ -383,7 +383,7 @@ def child_build(state: Path, runs: int, seed: int, traced: bool, save: bool) -> 
     out = {**peak.result, **parts, "rows": index.rows, "runs": len(index.runs)}
     out["columns_kib"] = round(sum(index.column(name).nbytes for name in index._columns) / 1024, 1)
     if save:
-        store = HistoryStore(state)
+        store = DeltaIndexStore(state)
         position = _ledger_position(state)
         saves = []
         for _ in range(3):  # the whole index into a new file, as a rebuild writes it
@@ -396,9 +396,9 @@ def child_build(state: Path, runs: int, seed: int, traced: bool, save: bool) -> 
 
 
 def child_load(state: Path, traced: bool, how: str) -> dict[str, Any]:
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.delta_index import DeltaIndexStore
 
-    store = HistoryStore(state)
+    store = DeltaIndexStore(state)
     with Peak(traced) as peak:
         index = store.load()
     return {**peak.result, "rows": index.rows, "runs": len(index.runs)}
@@ -413,7 +413,7 @@ def child_append(state: Path, traced: bool, how: str) -> dict[str, Any]:
 
     from pytest_rtgov.core.ledger_records import run_leaves
     from pytest_rtgov.core.records import RunRecord
-    from pytest_rtgov.store.history import Appended, HistoryStore
+    from pytest_rtgov.store.delta_index import Appended, DeltaIndexStore
     from pytest_rtgov.store.keys import load_signing_key
     from pytest_rtgov.store.ledger import Ledger, append_session
 
@@ -428,7 +428,7 @@ def child_append(state: Path, traced: bool, how: str) -> dict[str, Any]:
     assert done is not None
     appended = Appended(record, leaves, done.first_index) if how == "memory" else None
     with Peak(traced) as peak:
-        index = HistoryStore(state).load(appended=appended)
+        index = DeltaIndexStore(state).load(appended=appended)
     assert index.runs[-1].run_id == record.run_id
     return {**peak.result, "rows": index.rows, "runs": len(index.runs)}
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_rtgov.core.history import DeltaIndex, observations_of, run_info
+from pytest_rtgov.core.delta_index import DeltaIndex, observations_of, run_info
 from pytest_rtgov.core.records import Metric, RunRecord, Sample, TestEntry
 from pytest_rtgov.report.html import render_report, report_context
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pytest_rtgov.core import note
-from pytest_rtgov.core.history import DeltaIndex, observations_of, run_info
+from pytest_rtgov.core.delta_index import DeltaIndex, observations_of, run_info
 from pytest_rtgov.core.ledger_records import run_leaves
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.report.html import render_report, report_context, rows_html

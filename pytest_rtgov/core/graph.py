@@ -1,7 +1,7 @@
 """The experiment graph: runs, the code and machines they ran on, baselines and their
 lineage, artifacts, subjects, and (for chosen runs) observations with delta edges.
 
-Built from a :class:`~pytest_rtgov.core.history.DeltaIndex`, itself rebuilt from the
+Built from a :class:`~pytest_rtgov.core.delta_index.DeltaIndex`, itself rebuilt from the
 ledger, so the graph can be thrown away and rebuilt at any time. Nodes and edges are
 added in sorted order, so two builds of the same history are identical, GraphML
 included.
@@ -33,7 +33,7 @@ from typing import Any
 
 import networkx as nx
 
-from pytest_rtgov.core.history import VERDICTS, DeltaIndex
+from pytest_rtgov.core.delta_index import VERDICTS, DeltaIndex
 
 __all__ = ["EDGE_KINDS", "NODE_KINDS", "build_graph"]
 

@@ -782,7 +782,7 @@ class RtgovPlugin:
         appended = None
         result = self.ledger_result
         if result is not None and self._run_leaves is not None:
-            from pytest_rtgov.store.history import Appended
+            from pytest_rtgov.store.delta_index import Appended
 
             if result.size - result.first_index == len(self._run_leaves):  # nothing else
                 appended = Appended(self.record, self._run_leaves, result.first_index)

@@ -4,7 +4,7 @@ Pure: a :class:`~pytest_rtgov.core.records.RunRecord` in, bytes out; nothing her
 touches the disk or the environment (:mod:`pytest_rtgov.report.ci` and the CLI write).
 
 Every format exports the same rows, :func:`metrics_of`: one per observation of
-:func:`pytest_rtgov.core.history.observations_of` (a subject x metric: the median of a
+:func:`pytest_rtgov.core.delta_index.observations_of` (a subject x metric: the median of a
 measurement, or a recorded value or digest) and per gate that judged it, each with the
 gate's threshold and verdict. A metric two gates judge (a budget and a regression
 rule on ``wall_time``) gives two rows with the same value. Gate results with no
@@ -27,9 +27,9 @@ from typing import Any, Final
 
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.constants import EXPORT_FORMATS
+from pytest_rtgov.core.delta_index import observations_of
 from pytest_rtgov.core.gates import CALIBRATED_SUFFIX, subject_id
 from pytest_rtgov.core.gates_config import BUILTIN_METRICS, format_quantity
-from pytest_rtgov.core.history import observations_of
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RtgovError
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from pytest_rtgov.core.history import MEASURED, DeltaIndex, Observation, observations_of
+from pytest_rtgov.core.delta_index import MEASURED, DeltaIndex, Observation, observations_of
 from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
 

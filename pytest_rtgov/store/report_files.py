@@ -15,7 +15,7 @@ from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import Ledger, read_checkpoint_body
 
 if TYPE_CHECKING:
-    from pytest_rtgov.store.history import Appended
+    from pytest_rtgov.store.delta_index import Appended
 
 __all__ = ["ledger_facts", "lineage_facts", "write_report"]
 
@@ -108,17 +108,17 @@ def write_report(
     """Render the report of ``record`` (history from the index, facts from the ledger).
 
     ``appended``: the session's leaves, when this process has just appended them; the
-    index then takes the record from memory (see :meth:`HistoryStore.load`).
+    index then takes the record from memory (see :meth:`DeltaIndexStore.load`).
     """
-    from pytest_rtgov.core.history import observations_of
+    from pytest_rtgov.core.delta_index import observations_of
     from pytest_rtgov.report.html import render_report, report_context
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.delta_index import DeltaIndexStore
 
     observations = observations_of(record)  # once, for the index and the report
     if appended is not None:
         appended = dataclasses.replace(appended, observations=observations)
     try:
-        index = HistoryStore(state_dir, trust=trust).load(appended=appended)
+        index = DeltaIndexStore(state_dir, trust=trust).load(appended=appended)
     except RtgovError:
         index = None
     context = report_context(

@@ -12,7 +12,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from pytest_rtgov.cli_graph import EXIT_INCOMPARABLE
+from pytest_rtgov.cli.graph import EXIT_INCOMPARABLE
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
 from tests.plugin._cli import cli
 
@@ -76,9 +76,9 @@ def git(path: Path, *args: str) -> str:
 def runs_in_order(path: Path) -> list[str]:
     """Run ids in the order the sessions ran (the ledger's), not by name: two runs in
     one second sort by their random suffix."""
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.delta_index import DeltaIndexStore
 
-    return [info.run_id for info in HistoryStore(path / ".rtgov").load().runs]
+    return [info.run_id for info in DeltaIndexStore(path / ".rtgov").load().runs]
 
 
 
@@ -170,16 +170,16 @@ def test_a_changed_dataset_is_flagged_by_compare_and_by_the_gate(repo, capsys):
 def test_the_index_a_session_extends_from_memory_equals_a_rebuild(repo, monkeypatch):
     """After a session appends, the report's index takes the record from memory, not
     from the ledger: the result must be the very index a rebuild reads from the log."""
-    from pytest_rtgov.store.history import HistoryStore
+    from pytest_rtgov.store.delta_index import DeltaIndexStore
 
     fast = []
-    add_appended = HistoryStore._add_appended
+    add_appended = DeltaIndexStore._add_appended
 
     def spy(self, index, meta, appended):
         fast.append(add_appended(self, index, meta, appended))
         return fast[-1]
 
-    monkeypatch.setattr(HistoryStore, "_add_appended", spy)
+    monkeypatch.setattr(DeltaIndexStore, "_add_appended", spy)
     index_dir = repo.path / ".rtgov" / "index"
     for _ in range(4):
         assert repo.runpytest("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
@@ -190,5 +190,5 @@ def test_the_index_a_session_extends_from_memory_equals_a_rebuild(repo, monkeypa
             return list(conn.iterdump())
 
     kept = content()
-    HistoryStore(repo.path / ".rtgov").rebuild()
+    DeltaIndexStore(repo.path / ".rtgov").rebuild()
     assert content() == kept

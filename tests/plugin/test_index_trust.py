@@ -103,7 +103,7 @@ def edit_values(path: Path) -> None:
     directory = path / ".rtgov" / "index"
     database = directory / "index.sqlite3"
     if database.exists():
-        from pytest_rtgov.store.history import ROW_DTYPE
+        from pytest_rtgov.store.delta_index import ROW_DTYPE
 
         with sqlite3.connect(database) as conn:
             for pos, blob in conn.execute("SELECT pos, rows FROM runs").fetchall():

@@ -419,7 +419,7 @@ def test_unwritable_step_summary(record, tmp_path):
 
 
 def _cli(state: Path, *argv: str) -> int:
-    from pytest_rtgov import cli_export
+    from pytest_rtgov.cli import export as cli_export
 
     parser = argparse.ArgumentParser(prog="rtgov")
     sub = parser.add_subparsers(dest="command", required=True)

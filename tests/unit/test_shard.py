@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_rtgov import cli_merge
+from pytest_rtgov.cli import merge as cli_merge
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
 from pytest_rtgov.core.records import (
     FixtureEntry,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 from pytest_rtgov.core.canonical import canonical_json
-from pytest_rtgov.core.history import (
+from pytest_rtgov.core.delta_index import (
     COLUMNS,
     VERDICTS,
     BaselineEvent,
@@ -80,7 +80,7 @@ __all__ = [
     "INDEX_SCHEMA",
     "ROW_DTYPE",
     "Appended",
-    "HistoryStore",
+    "DeltaIndexStore",
     "IndexLeafError",
     "LedgerRootMismatchError",
     "LedgerState",
@@ -229,7 +229,7 @@ def _fresh_meta() -> dict[str, Any]:
     }
 
 
-class HistoryStore:
+class DeltaIndexStore:
     """The index of ``state_dir``'s ledger. ``trust`` decides which checkpoint
     signatures count (default: this machine's local key)."""
 

@@ -119,7 +119,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_rtgov.store.history import IndexLeafError, LedgerRootMismatchError
+    from pytest_rtgov.store.delta_index import IndexLeafError, LedgerRootMismatchError
     from pytest_rtgov.store.ledger import LedgerCorruptError
 
     try:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace) -> Any:
     from pytest_rtgov.errors import RtgovError
     from pytest_rtgov.logs import log_event
-    from pytest_rtgov.store.history import HistoryStore, NoKeys
+    from pytest_rtgov.store.delta_index import DeltaIndexStore, NoKeys
     from pytest_rtgov.store.keys import load_trust, require_signatures
 
     try:
@@ -148,8 +148,8 @@ def _store(args: argparse.Namespace) -> Any:
     except RtgovError as exc:
         # Keys only let the index take a checkpoint's root instead of hashing the log.
         log_event("index.no_keys", level=logging.INFO, error=str(exc))
-        return HistoryStore(args.dir, trust=NoKeys())
-    return HistoryStore(args.dir, trust=trust)
+        return DeltaIndexStore(args.dir, trust=NoKeys())
+    return DeltaIndexStore(args.dir, trust=trust)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -184,7 +184,7 @@ def _run_id(args: argparse.Namespace, ref: str, index: Any) -> str:
 
 def _baseline_side(args: argparse.Namespace, fingerprint: str) -> tuple[dict, dict, str]:
     """Values and provenance of the baseline for ``fingerprint`` (or any, flagged)."""
-    from pytest_rtgov.core.history import _quartiles
+    from pytest_rtgov.core.delta_index import _quartiles
     from pytest_rtgov.core.provenance import inputs_of_baseline
     from pytest_rtgov.store.files import read_json
     from pytest_rtgov.store.gates_file import load_gates

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 from pytest_rtgov.core import note
 from pytest_rtgov.core.compare import compare_values
-from pytest_rtgov.core.graph import EDGE_KINDS, NODE_KINDS, build_graph
-from pytest_rtgov.core.history import (
+from pytest_rtgov.core.delta_index import (
     BaselineEvent,
     DeltaIndex,
     Observation,
@@ -26,10 +25,11 @@ from pytest_rtgov.core.history import (
     observations_of,
     run_info,
 )
+from pytest_rtgov.core.graph import EDGE_KINDS, NODE_KINDS, build_graph
 from pytest_rtgov.core.ledger_records import baseline_refresh_leaf, run_leaves
 from pytest_rtgov.core.provenance import comparability, provenance
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.store.history import HistoryStore
+from pytest_rtgov.store.delta_index import DeltaIndexStore
 from pytest_rtgov.store.ledger import Ledger, append_session
 
 RECORD = RunRecord.from_dict(
@@ -239,7 +239,7 @@ def _append(state: Path, record: RunRecord) -> None:
 def test_the_index_follows_the_ledger_incrementally_and_rebuilds_when_it_changes(tmp_path):
     state = tmp_path / "state"
     _append(state, RECORD)
-    store = HistoryStore(state)
+    store = DeltaIndexStore(state)
     assert [r.run_id for r in store.load().runs] == [RECORD.run_id]
     second = dataclasses.replace(RECORD, run_id="20261122T999999Z-second")
     _append(state, second)
@@ -265,13 +265,13 @@ def test_the_index_follows_the_ledger_incrementally_and_rebuilds_when_it_changes
     index = store.load()
     assert [r.run_id for r in index.runs] == [RECORD.run_id, second.run_id]
     assert [b.run_id for b in index.baselines] == [second.run_id]
-    reloaded = HistoryStore(state).load(update=False)
+    reloaded = DeltaIndexStore(state).load(update=False)
     assert reloaded.rows == index.rows
     assert repr(reloaded.run_values(second.run_id)) == repr(index.run_values(second.run_id))
     # A ledger replaced underneath the index: the index rebuilds from it.
     (state / "ledger").rename(tmp_path / "old-ledger")
     _append(state, second)
-    assert [r.run_id for r in HistoryStore(state).load().runs] == [second.run_id]
+    assert [r.run_id for r in DeltaIndexStore(state).load().runs] == [second.run_id]
 
 
 def test_runs_without_gates_do_not_break_a_streak():
@@ -315,7 +315,7 @@ def test_the_incremental_index_equals_a_rebuild(steps, signed):
     import shutil
     import tempfile
 
-    from pytest_rtgov.store.history import Appended, NoKeys
+    from pytest_rtgov.store.delta_index import Appended, NoKeys
 
     trust = _trust_signer() if signed else NoKeys()
     with tempfile.TemporaryDirectory() as tmp:
@@ -332,16 +332,16 @@ def test_the_incremental_index_equals_a_rebuild(steps, signed):
                 ledger, leaves, signer=SIGNER, origin="t/o", created_at="x", fsync_each=False
             )
             assert result is not None
-            store = HistoryStore(state, trust=trust)
+            store = DeltaIndexStore(state, trust=trust)
             if upkeep == "load":
                 store.load()
             elif upkeep == "mem" and kind == "run":
                 store.load(appended=Appended(record, leaves, result.first_index))
-        incremental = HistoryStore(state, trust=trust).load()
+        incremental = DeltaIndexStore(state, trust=trust).load()
         kept = _dump(state)
         copy = Path(tmp) / "copy"
         shutil.copytree(state / "ledger", copy / "ledger")
-        rebuilt = HistoryStore(copy, trust=trust).rebuild()
+        rebuilt = DeltaIndexStore(copy, trust=trust).rebuild()
         assert _dump(copy) == kept
         assert [r.run_id for r in rebuilt.runs] == [r.run_id for r in incremental.runs]
         assert rebuilt.rows == incremental.rows
@@ -355,10 +355,10 @@ def test_an_index_with_no_ledger_vouches_for_nothing(tmp_path):
     against) and not overwritten either."""
     state = tmp_path / "state"
     _append(state, RECORD)
-    assert len(HistoryStore(state).load().runs) == 1
+    assert len(DeltaIndexStore(state).load().runs) == 1
     saved = (state / "index" / "index.sqlite3").read_bytes()
     (state / "ledger").rename(tmp_path / "elsewhere")
-    assert HistoryStore(state).load().runs == []
+    assert DeltaIndexStore(state).load().runs == []
     assert (state / "index" / "index.sqlite3").read_bytes() == saved
 
 
@@ -370,11 +370,11 @@ def test_a_forged_digest_cannot_make_a_query_index_out_of_range(tmp_path):
 
     import numpy as np
 
-    from pytest_rtgov.store import history as store_history
+    from pytest_rtgov.store import delta_index as store_history
 
     state = tmp_path / "state"
     _append(state, RECORD)
-    expected = HistoryStore(state).load()
+    expected = DeltaIndexStore(state).load()
     path = state / "index" / "index.sqlite3"
     with closing(sqlite3.connect(path)) as conn:
         blob = conn.execute("SELECT rows FROM runs WHERE pos = 0").fetchone()[0]
@@ -389,5 +389,5 @@ def test_a_forged_digest_cannot_make_a_query_index_out_of_range(tmp_path):
         conn.execute("UPDATE runs SET rows = ? WHERE pos = 0", (rows.tobytes(),))
         conn.execute("UPDATE meta SET value = ?", (json.dumps(meta),))
         conn.commit()
-    got = HistoryStore(state).load()
+    got = DeltaIndexStore(state).load()
     assert repr(got.run_values(RECORD.run_id)) == repr(expected.run_values(RECORD.run_id))

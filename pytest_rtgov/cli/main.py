@@ -89,7 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     sign.add_argument("--reason", default=None, help="why (required when CI=true)")
     sign.add_argument("--signing-key", type=Path, default=None)
     sign.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
-    from pytest_rtgov import cli_export, cli_graph, cli_ledger, cli_merge
+    from pytest_rtgov.cli import export as cli_export
+    from pytest_rtgov.cli import graph as cli_graph
+    from pytest_rtgov.cli import ledger as cli_ledger
+    from pytest_rtgov.cli import merge as cli_merge
 
     cli_ledger.add_parsers(sub)
     cli_graph.add_parsers(sub)
@@ -147,11 +150,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_BAD_RECORD
     store = RunStore(args.dir)
     if args.command == "export":
-        from pytest_rtgov import cli_export
+        from pytest_rtgov.cli import export as cli_export
 
         return cli_export.run(args)
     if args.command == "merge":
-        from pytest_rtgov import cli_merge
+        from pytest_rtgov.cli import merge as cli_merge
 
         return cli_merge.run(args, on_written=lambda record, _path: _append_run(args, record))
     if args.command in (
@@ -164,7 +167,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         "graph",
         "report",
     ):
-        from pytest_rtgov import cli_graph, cli_ledger
+        from pytest_rtgov.cli import graph as cli_graph
+        from pytest_rtgov.cli import ledger as cli_ledger
 
         try:
             if args.command in ("compare", "graph", "report"):
