@@ -331,8 +331,8 @@ def _render_compare(
 
 
 def _report(args: argparse.Namespace) -> int:
+    from pytest_rtgov.publish.report_files import write_report
     from pytest_rtgov.store.keys import load_trust, require_signatures
-    from pytest_rtgov.store.report_files import write_report
     from pytest_rtgov.store.runs import RunStore
 
     record = RunStore(args.dir).read_covered(args.run)  # an uncovered record is refused

@@ -770,7 +770,7 @@ class RtgovPlugin:
 
     def _write_report(self) -> None:
         """The HTML gate report; a failure to write it is reported, never fatal."""
-        from pytest_rtgov.store.report_files import write_report
+        from pytest_rtgov.publish.report_files import write_report
 
         assert self.record is not None
         option = self.config.getoption("rtgov_report")
