@@ -1,0 +1,25 @@
+"""The JSON export: canonical JSON of the run id, its verdict and the flat rows. Pure."""
+
+from __future__ import annotations
+
+from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.report.export.common import EXPORT_SCHEMA, _verdict, metrics_of
+
+__all__ = ["to_json"]
+
+
+def to_json(record: RunRecord) -> bytes:
+    """Canonical JSON: the run id, its verdict and the flat list of rows."""
+    rows = [row.to_dict() for row in metrics_of(record)]
+    doc = {
+        "schema": EXPORT_SCHEMA,
+        "run_id": record.run_id,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "backend": record.backend,
+        "exit_status": record.exit_status,
+        "verdict": _verdict(record),
+        "metrics": rows,
+    }
+    return canonical_json(doc) + b"\n"

@@ -1,0 +1,126 @@
+"""The JUnit XML export: a testcase per test and gated fixture, breaches as failures. Pure."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_rtgov.core.gates import subject_id
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.report.export.common import (
+    _BREACHED,
+    ExportedMetric,
+    _verdict,
+    describe_result,
+    metrics_of,
+)
+
+__all__ = ["to_junit"]
+
+
+def _junit_names(nodeid: str) -> tuple[str, str]:
+    """pytest's own mangling: ``a/b.py::C::t[x]`` -> ``("a.b.C", "t[x]")``."""
+    parts = nodeid.split("::")
+    path = parts[0].replace("/", ".")
+    parts[0] = path[: -len(".py")] if path.endswith(".py") else path
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    return ".".join(parts[:-1]), parts[-1]
+
+
+def to_junit(record: RunRecord) -> bytes:
+    """JUnit XML: a testcase per test (and per gated fixture), time = median wall time.
+
+    Failed tests and gate breaches are ``<failure>`` elements (the breach's rule and
+    values in the text); every metric's value, threshold and verdict are testcase
+    properties named ``rtgov.<metric>``, ``rtgov.<metric>[<gate>].threshold`` and
+    ``rtgov.<metric>[<gate>].verdict``.
+    """
+    rows: dict[str, list[ExportedMetric]] = {}
+    for row in metrics_of(record):
+        rows.setdefault(row.subject, []).append(row)
+    breaches: dict[str, list[Mapping[str, Any]]] = {}
+    for result in record.gate_results:
+        if result.get("status") in _BREACHED:
+            breaches.setdefault(str(result["subject"]), []).append(result)
+    verdict = _verdict(record)
+
+    cases: list[tuple[str, str, str, str]] = []  # subject, classname, name, outcome
+    for test in record.tests:
+        cases.append((test.nodeid, *_junit_names(test.nodeid), test.outcome))
+    fixtures = {subject_id(f): f for f in record.fixtures}
+    for subject in sorted({str(g["subject"]) for g in record.gate_results} & set(fixtures)):
+        fixture = fixtures[subject]
+        classname = _junit_names(fixture.nodeid)[0] if fixture.nodeid else "rtgov.session"
+        failed = any(s.outcome != "passed" for s in fixture.setups)
+        cases.append(
+            (subject, classname, f"fixture:{fixture.name}", "error" if failed else "passed")
+        )
+
+    suite = ET.Element("testsuite", name="pytest-rtgov", timestamp=record.started_at)
+    properties = ET.SubElement(suite, "properties")
+    for name, value in (
+        ("rtgov.run_id", record.run_id),
+        ("rtgov.verdict", str(verdict["status"])),
+        ("rtgov.exit_status", str(verdict["exit_status"])),
+        ("rtgov.backend", record.backend),
+        ("rtgov.mode", record.mode),
+        ("rtgov.git.commit", record.environment.get("git.commit", "")),
+    ):
+        if value:
+            ET.SubElement(properties, "property", name=name, value=value)
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    total = 0.0
+    for subject, classname, name, outcome in cases:
+        wall = next(
+            (r.value for r in rows.get(subject, ()) if r.metric == "wall_time" and r.value),
+            0.0,
+        )
+        total += wall or 0.0
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        case.set("time", f"{wall or 0.0:.6f}")
+        props = ET.SubElement(case, "properties")
+        named: set[str] = set()
+        for row in rows.get(subject, ()):
+            if row.metric not in named:
+                named.add(row.metric)
+                shown = row.text if row.text is not None else row.value
+                if shown is not None:
+                    ET.SubElement(props, "property", name=f"rtgov.{row.metric}", value=f"{shown}")
+            if row.gate:
+                prefix = f"rtgov.{row.metric}[{row.gate}]"
+                if row.threshold is not None:
+                    ET.SubElement(
+                        props, "property", name=f"{prefix}.threshold", value=f"{row.threshold!r}"
+                    )
+                ET.SubElement(props, "property", name=f"{prefix}.verdict", value=row.verdict)
+        if not len(props):
+            case.remove(props)
+        counts["tests"] += 1
+        texts = [describe_result(b) for b in breaches.get(subject, ())]
+        if outcome == "skipped":
+            counts["skipped"] += 1
+            ET.SubElement(case, "skipped", message="skipped")
+        elif outcome == "error":
+            counts["errors"] += 1
+            ET.SubElement(case, "error", message="setup or teardown failed")
+        elif outcome == "failed" or texts:
+            counts["failures"] += 1
+            message = "test failed" if outcome == "failed" else texts[0]
+            if outcome != "failed" and len(texts) > 1:
+                message = f"{len(texts)} rtgov gates breached"
+            failure = ET.SubElement(
+                case, "failure", message=message, type="failed" if outcome == "failed" else "rtgov"
+            )
+            failure.text = "\n".join(texts) or None
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    suite.set("time", f"{total:.6f}")
+    root = ET.Element("testsuites", name="pytest-rtgov")
+    for key, value in suite.attrib.items():
+        if key in counts or key == "time":
+            root.set(key, value)
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"

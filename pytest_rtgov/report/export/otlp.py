@@ -1,0 +1,113 @@
+"""The OTLP export: an OTLP/JSON ``ExportMetricsServiceRequest`` of the rows. Pure."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pytest_rtgov.core.gates_config import BUILTIN_METRICS
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.report.export.common import _BREACHED, _time_ns, _verdict, metrics_of
+
+__all__ = ["to_otlp"]
+
+_OTLP_UNITS: Final = {"s": "s", "bytes": "By", "calibration units": "1"}
+
+
+def to_otlp(record: RunRecord) -> bytes:
+    """An OTLP/JSON ``ExportMetricsServiceRequest`` (the protobuf JSON mapping).
+
+    Gauges ``rtgov.wall_time`` (unit ``s``), ``rtgov.cpu_time``, ``rtgov.gpu_time``,
+    ``rtgov.peak_memory`` (``By``), ``rtgov.gpu_memory``, ``rtgov.metric`` (recorded
+    numbers, with ``metric`` and ``unit`` attributes), ``rtgov.digest`` (1, with a
+    ``digest`` attribute), ``rtgov.run.exit_status`` and ``rtgov.run.gate_breaches``.
+    Data points carry ``subject``, ``metric``, ``backend`` and, when judged, ``gate``,
+    ``verdict`` and ``threshold``, at ``timeUnixNano`` = the run's end.
+    """
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+    def attribute(key: str, value: str | float | int) -> common_pb2.KeyValue:
+        if isinstance(value, str):
+            return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
+        if isinstance(value, int):
+            return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(int_value=value))
+        return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(double_value=value))
+
+    start = _time_ns(record.started_at, record, "started_at")
+    end = _time_ns(record.ended_at, record, "ended_at")
+    verdict = _verdict(record)
+    request = ExportMetricsServiceRequest()
+    resource_metrics = request.resource_metrics.add()
+    resource = [
+        attribute("service.name", "pytest-rtgov"),
+        attribute("rtgov.run_id", record.run_id),
+        attribute("rtgov.mode", record.mode),
+        attribute("rtgov.backend", record.backend),
+        attribute("rtgov.verdict", str(verdict["status"])),
+    ]
+    for env_key, key in (
+        ("git.commit", "vcs.ref.head.revision"),
+        ("git.branch", "vcs.ref.head.name"),
+    ):
+        if record.environment.get(env_key):
+            resource.append(attribute(key, record.environment[env_key]))
+    if record.environment.get("pytest_rtgov"):
+        resource.append(attribute("service.version", record.environment["pytest_rtgov"]))
+    resource_metrics.resource.attributes.extend(resource)
+    scope = resource_metrics.scope_metrics.add()
+    scope.scope.name = "pytest-rtgov"
+    scope.scope.version = record.environment.get("pytest_rtgov", "")
+    metrics: dict[str, metrics_pb2.Metric] = {}
+
+    def gauge(name: str, unit: str, description: str) -> Any:
+        if name not in metrics:
+            metric = metrics[name] = scope.metrics.add()
+            metric.name, metric.unit, metric.description = name, unit, description
+        return metrics[name].gauge
+
+    for row in metrics_of(record):
+        attributes = [
+            attribute("subject", row.subject),
+            attribute("metric", row.metric),
+            attribute("backend", row.backend),
+        ]
+        if row.gate:
+            attributes += [attribute("gate", row.gate), attribute("verdict", row.verdict)]
+            if row.rule:
+                attributes.append(attribute("rule", row.rule))
+            if row.threshold is not None:
+                attributes.append(attribute("threshold", row.threshold))
+        if row.text is not None:
+            point = gauge("rtgov.digest", "1", "Recorded digest (in the digest attribute)")
+            point = point.data_points.add(as_int=1)
+            attributes.append(attribute("digest", row.text))
+        elif row.value is not None:
+            if row.metric in BUILTIN_METRICS:
+                unit = _OTLP_UNITS[row.unit]
+                point = gauge(f"rtgov.{row.metric}", unit, f"Median {row.metric}")
+            else:
+                point = gauge("rtgov.metric", "", "Recorded metric (unit in the unit attribute)")
+                attributes.append(attribute("unit", row.unit))
+            point = point.data_points.add(as_double=row.value)
+        else:
+            continue  # a missing metric: its verdict is in the run's breach count
+        point.attributes.extend(attributes)
+        point.start_time_unix_nano, point.time_unix_nano = start, end
+    run = [attribute("rtgov.run_id", record.run_id)]
+    for name, value, description in (
+        ("rtgov.run.exit_status", record.exit_status, "pytest exit status of the run"),
+        (
+            "rtgov.run.gate_breaches",
+            sum(1 for g in record.gate_results if g.get("status") in _BREACHED),
+            "Gates breached in the run",
+        ),
+    ):
+        point = gauge(name, "1", description).data_points.add(as_int=value)
+        point.attributes.extend(run)
+        point.start_time_unix_nano, point.time_unix_nano = start, end
+    text = json_format.MessageToJson(request, use_integers_for_enums=True, sort_keys=True)
+    return text.encode("utf-8") + b"\n"

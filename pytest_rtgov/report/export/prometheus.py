@@ -1,0 +1,113 @@
+"""The Prometheus export: text exposition format 0.0.4 of the rows. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Final
+
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.report.export.common import _BREACHED, VERDICT_STATES, _verdict, metrics_of
+
+__all__ = ["to_prometheus"]
+
+_PROMETHEUS_BUILTIN: Final = {
+    "wall_time": "rtgov_wall_time_seconds",
+    "cpu_time": "rtgov_cpu_time_seconds",
+    "gpu_time": "rtgov_gpu_time_seconds",
+    "peak_memory": "rtgov_peak_memory_bytes",
+    "gpu_memory": "rtgov_gpu_memory_bytes",
+}
+
+
+def to_prometheus(record: RunRecord) -> bytes:
+    """Prometheus text exposition (format 0.0.4), written by ``prometheus_client``.
+
+    Values: ``rtgov_wall_time_seconds``, ``rtgov_cpu_time_seconds``,
+    ``rtgov_gpu_time_seconds``, ``rtgov_peak_memory_bytes``, ``rtgov_gpu_memory_bytes``
+    and ``rtgov_metric_value`` (recorded numbers, calibrated times), labelled
+    ``subject``, ``metric``, ``backend``, ``run_id``; digests as
+    ``rtgov_digest_info{digest=...} 1``. Judgements, with a ``gate`` label:
+    ``rtgov_gate_threshold`` and ``rtgov_gate_verdict`` (one sample per state of
+    ``verdict``, 1 for the current one). The run: ``rtgov_run_exit_status``,
+    ``rtgov_run_gate_breaches``, ``rtgov_run_info``.
+    """
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+
+    run, backend = record.run_id, record.backend
+    series = ["subject", "metric", "backend", "run_id"]
+    families: dict[str, GaugeMetricFamily] = {}
+
+    def family(name: str, doc: str, labels: Sequence[str]) -> GaugeMetricFamily:
+        if name not in families:
+            families[name] = GaugeMetricFamily(name, doc, labels=list(labels))
+        return families[name]
+
+    seen: set[tuple[str, str]] = set()
+    for row in metrics_of(record):
+        key = [row.subject, row.metric, backend, run]
+        if (row.subject, row.metric) not in seen:
+            seen.add((row.subject, row.metric))
+            if row.text is not None:
+                family(
+                    "rtgov_digest_info", "Recorded digest of a subject", [*series, "digest"]
+                ).add_metric([*key, row.text], 1)
+            elif row.value is not None:
+                name = _PROMETHEUS_BUILTIN.get(row.metric, "rtgov_metric_value")
+                doc = (
+                    f"Median {row.metric} of a test or fixture"
+                    if name != "rtgov_metric_value"
+                    else "Recorded metric of a test or fixture (unit in the unit label)"
+                )
+                labels = series if name != "rtgov_metric_value" else [*series, "unit"]
+                values = key if name != "rtgov_metric_value" else [*key, row.unit]
+                family(name, doc, labels).add_metric(values, row.value)
+        if not row.gate:
+            continue
+        gated = [row.subject, row.metric, row.gate, backend, run]
+        gate_labels = ["subject", "metric", "gate", "backend", "run_id"]
+        if row.threshold is not None:
+            family(
+                "rtgov_gate_threshold",
+                "Value the gate compares the metric against, in the metric's unit",
+                gate_labels,
+            ).add_metric(gated, row.threshold)
+        verdicts = family(
+            "rtgov_gate_verdict",
+            "Gate verdict: 1 for the current state of the verdict label, else 0",
+            [*gate_labels, "verdict"],
+        )
+        for state in VERDICT_STATES:
+            verdicts.add_metric([*gated, state], 1.0 if state == row.verdict else 0.0)
+
+    verdict = _verdict(record)
+    run_labels = ["run_id", "backend"]
+    family("rtgov_run_exit_status", "pytest exit status of the run", run_labels).add_metric(
+        [run, backend], record.exit_status
+    )
+    family("rtgov_run_gate_breaches", "Gates breached in the run", run_labels).add_metric(
+        [run, backend], sum(1 for g in record.gate_results if g.get("status") in _BREACHED)
+    )
+    family(
+        "rtgov_run_info",
+        "The run: mode, verdict, commit",
+        [*run_labels, "mode", "verdict", "commit"],
+    ).add_metric(
+        [
+            run,
+            backend,
+            record.mode,
+            str(verdict["status"]),
+            record.environment.get("git.commit", ""),
+        ],
+        1,
+    )
+
+    class _RunCollector(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            yield from (families[name] for name in sorted(families))
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_RunCollector())
+    return bytes(generate_latest(registry))
