@@ -1,4 +1,9 @@
-"""Validation of user metrics and digests (pure: values in, records out)."""
+"""The metric vocabulary: the catalogue of built-in metrics, and validation of user
+metrics and digests (pure: values in, records out).
+
+Every name, unit, direction and machine dependence of a built-in metric is read from
+:data:`BUILTIN_METRICS`; no other module keeps its own list.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,78 @@ import hashlib
 import math
 import numbers
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from pytest_rtgov.core.records import Metric
 from pytest_rtgov.errors import InvalidMetricError
 
-__all__ = ["digest_metric", "value_metric"]
+__all__ = [
+    "BUILTIN_METRICS",
+    "CALIBRATED_SUFFIX",
+    "CALIBRATED_UNIT",
+    "BuiltinMetric",
+    "digest_metric",
+    "metric_unit",
+    "value_metric",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinMetric:
+    """A metric rtgov measures itself, read from each sample's ``field``.
+
+    ``unit`` is the unit gates, baselines and exports use (``"s"`` or ``"bytes"``);
+    ``scale`` converts the sample field (nanoseconds, bytes) into it. Every built-in
+    metric is lower-is-better. Machine-dependent metrics are compared only between
+    runs with the same fingerprint (or calibrated); recorded metrics never are.
+    """
+
+    name: str
+    unit: str
+    field: str
+    scale: float
+    machine_dependent: bool = True
+    higher_is_better: bool = False
+
+    @property
+    def is_time(self) -> bool:
+        return self.unit == "s"
+
+
+BUILTIN_METRICS: Mapping[str, BuiltinMetric] = MappingProxyType(
+    {
+        m.name: m
+        for m in (
+            BuiltinMetric("wall_time", "s", "wall_ns", 1e-9),
+            BuiltinMetric("cpu_time", "s", "cpu_ns", 1e-9),
+            BuiltinMetric("peak_memory", "bytes", "peak_memory_bytes", 1.0),
+            BuiltinMetric("gpu_time", "s", "gpu_time_ns", 1e-9),
+            BuiltinMetric("gpu_memory", "bytes", "gpu_memory_bytes", 1.0),
+        )
+    }
+)
+"""Built-in metrics by name, in the order tables and exports show them."""
+
+CALIBRATED_SUFFIX = "@calibrated"
+"""``wall_time@calibrated``: a time divided by the calibration kernel's time."""
+CALIBRATED_UNIT = "calibration units"
+
+
+def metric_unit(name: str, recorded: str = "") -> str:
+    """The unit of a metric: a built-in's, calibration units, or what was recorded.
+
+    >>> metric_unit("peak_memory"), metric_unit("wall_time@calibrated"), metric_unit("loss")
+    ('bytes', 'calibration units', '')
+    """
+    if name in BUILTIN_METRICS:
+        return BUILTIN_METRICS[name].unit
+    if name.endswith(CALIBRATED_SUFFIX) and name[: -len(CALIBRATED_SUFFIX)] in BUILTIN_METRICS:
+        return CALIBRATED_UNIT
+    return recorded
+
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$")
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_rtgov.core.metrics import digest_metric, value_metric
+from pytest_rtgov.core.metrics import BUILTIN_METRICS, digest_metric, metric_unit, value_metric
+from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.rounds import RoundsSpec, parse_rounds_marker
 from pytest_rtgov.errors import InvalidMetricError, InvalidOptionError
 
@@ -83,3 +84,27 @@ def test_rounds_marker_defaults_and_values():
 def test_rounds_marker_rejects(args, kwargs, match):
     with pytest.raises(InvalidOptionError, match=match):
         parse_rounds_marker(args, kwargs)
+
+
+def test_the_catalogue_names_every_builtin_metric_once():
+    assert list(BUILTIN_METRICS) == [
+        "wall_time",
+        "cpu_time",
+        "peak_memory",
+        "gpu_time",
+        "gpu_memory",
+    ]
+    for name, info in BUILTIN_METRICS.items():
+        assert info.name == name
+        assert info.field in Sample._fields  # read from each sample
+        assert info.unit == ("s" if name.endswith("_time") else "bytes")
+        assert info.higher_is_better is False and info.machine_dependent is True
+    with pytest.raises(TypeError):
+        BUILTIN_METRICS["loss"] = BUILTIN_METRICS["wall_time"]  # type: ignore[index]
+
+
+def test_units_of_builtin_calibrated_and_recorded_metrics():
+    assert metric_unit("wall_time") == "s"
+    assert metric_unit("cpu_time@calibrated") == "calibration units"
+    assert metric_unit("val_loss", "nats") == "nats"
+    assert metric_unit("val_loss@calibrated") == ""

@@ -1,0 +1,98 @@
+"""One set of formatters: durations, sizes, integers, digests, metric values, node ids."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_rtgov.core.format import (
+    common_prefix,
+    format_bytes,
+    format_digest,
+    format_ns,
+    format_number,
+    format_quantity,
+    format_value,
+    shorten_ids,
+)
+
+
+@pytest.mark.parametrize("seed", [20261122, 20261122.0, 2**52, -7, 0])
+def test_integers_and_integral_floats_print_exactly(seed):
+    assert format_number(seed) == str(int(seed))
+    assert format_value("seed", seed) == str(int(seed))
+
+
+def test_fractions_keep_six_significant_digits():
+    assert format_number(0.123456789) == "0.123457"
+    assert format_value("val_accuracy", 0.93) == "0.93"
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "shown"),
+    [
+        ("wall_time", 0.25, "250 ms"),
+        ("wall_time", 1.5e-3, "1.5 ms"),
+        ("cpu_time", 2.0, "2 s"),
+        ("gpu_time", 3e-9, "3 ns"),
+        ("peak_memory", 3 * 2**20, "3 MiB"),
+        ("gpu_memory", 100, "100 B"),
+        ("wall_time@calibrated", 1.23456, "1.23x"),
+        ("loss", None, "-"),
+    ],
+)
+def test_metric_values_in_units(metric, value, shown):
+    assert format_value(metric, value) == shown
+
+
+def test_quantities_for_gate_rules():
+    assert format_quantity("wall_time", 0.1) == "100 ms"
+    assert format_quantity("peak_memory", 512 * 2**20) == "512 MiB"
+    assert format_quantity("seed", 20261122) == "20261122"
+    assert format_quantity("wall_time", 0) == "0"
+
+
+def test_table_columns():
+    assert format_ns(1_500_000) == "1.50 ms"
+    assert format_ns(None) == format_bytes(None) == "-"
+    assert format_bytes(3 * 2**20) == "3.0 MiB"
+
+
+def test_digests_keep_the_algorithm_and_a_prefix():
+    digest = "sha256:" + "0123456789abcdef" * 4
+    assert format_digest(digest) == "sha256:0123456789ab…"
+    assert format_value("output_digest", digest) == "sha256:0123456789ab…"
+    assert format_digest("a plain note: kept") == "a plain note: kept"
+
+
+@pytest.mark.parametrize(
+    ("ids", "prefix"),
+    [
+        (
+            [
+                "tests/workload/test_validation.py::test_accuracy",
+                "tests/workload/test_validation.py::test_loss[2]",
+            ],
+            "tests/workload/test_validation.py::",
+        ),
+        (["tests/a.py::t", "tests/b.py::t"], "tests/"),
+        (["tests/test_v.py::t", "tests/test_v2.py::t"], "tests/"),
+        (["t.py::test[a/b]", "t.py::test[a/c]"], "t.py::"),
+        (["t.py::C::test_a", "t.py::C::test_b"], "t.py::C::"),
+        (["only.py::one"], ""),
+        (["a.py::t", "b.py::t"], ""),
+    ],
+)
+def test_common_prefix_ends_at_a_module_or_directory(ids, prefix):
+    assert common_prefix(ids) == prefix
+
+
+node = st.text(alphabet="ab/:._[]1", min_size=1, max_size=30)
+
+
+@given(st.lists(node, min_size=1, max_size=6))
+def test_shortening_only_drops_a_shared_prefix(ids):
+    prefix, short = shorten_ids(ids)
+    assert [prefix + s for s in short] == ids
+    assert all(short)  # nothing shortened to nothing
