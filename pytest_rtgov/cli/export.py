@@ -1,4 +1,5 @@
-"""``rtgov export``: a run record as JSON, Prometheus text, OTLP/JSON, JUnit XML or Markdown.
+"""``rtgov export`` (a run record as JSON, Prometheus text, OTLP/JSON, JUnit XML or Markdown)
+and ``rtgov report`` (the HTML gate report of a run).
 
 Exit codes (besides 0):
     2  the output file cannot be written
@@ -16,7 +17,7 @@ from typing import Any
 
 from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 
-__all__ = ["add_parsers", "run"]
+__all__ = ["add_parsers", "add_report_parser", "report", "run"]
 
 _EXIT_OK = 0
 _EXIT_USAGE = 2
@@ -78,3 +79,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"rtgov: cannot write {args.output}: {exc}", file=sys.stderr)
         return _EXIT_USAGE
     return _EXIT_OK
+
+
+def add_report_parser(sub: Any) -> None:
+    """Add ``report`` to the ``rtgov`` subcommands."""
+    report = sub.add_parser("report", help="write the self-contained HTML gate report of a run")
+    report.add_argument("run", nargs="?", default="latest")
+    report.add_argument("-o", "--out", type=Path, default=None, help="default: DIR/report.html")
+    report.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+
+
+def report(args: argparse.Namespace) -> int:
+    """``rtgov report``: write the HTML report of a covered run."""
+    from pytest_rtgov.cli.delta import guarded
+
+    return guarded(_report, args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pytest_rtgov.publish.report_files import write_report
+    from pytest_rtgov.store.keys import load_trust, require_signatures
+    from pytest_rtgov.store.runs import RunStore
+
+    record = RunStore(args.dir).read_covered(args.run)  # an uncovered record is refused
+    trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=require_signatures(False))
+    out = write_report(
+        args.out or args.dir / "report.html", record, state_dir=args.dir, trust=trust
+    )
+    print(f"report of run {record.run_id} written to {out}")
+    return 0

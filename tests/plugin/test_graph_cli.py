@@ -12,7 +12,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from pytest_rtgov.cli.graph import EXIT_INCOMPARABLE
+from pytest_rtgov.cli.delta import EXIT_INCOMPARABLE
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
 from tests.plugin._cli import cli
 

@@ -1,0 +1,235 @@
+"""``rtgov baseline show|diff|refresh|sign``: read, compare, refresh and sign the baseline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_rtgov.cli.signing import log_leaves, signing_key
+from pytest_rtgov.errors import RecordFormatError
+
+if TYPE_CHECKING:
+    from pytest_rtgov.store.runs import RunStore
+
+__all__ = ["add_parsers", "run"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_BAD_RECORD = 4
+EXIT_REFUSED = 5
+EXIT_INTEGRITY = 7
+
+
+def add_parsers(sub: Any) -> None:
+    baseline = sub.add_parser("baseline", help="show, diff or refresh the gates' baseline")
+    baseline.add_argument(
+        "--gates", type=Path, default=Path("gates.toml"), help="gates file (default: gates.toml)"
+    )
+    bsub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    bsub.add_parser("show", help="fingerprints, subjects and the refresh history")
+    diff = bsub.add_parser("diff", help="every gate of a run against the baseline")
+    diff.add_argument("run", nargs="?", default="latest")
+    refresh = bsub.add_parser("refresh", help="take a run's values as the new baseline")
+    refresh.add_argument("--from", dest="run", default="latest", help="run (default: latest)")
+    refresh.add_argument("--reason", default=None, help="why (required when CI=true)")
+    refresh.add_argument(
+        "--drop-stale", action="store_true", help="drop subjects the run did not collect"
+    )
+    refresh.add_argument(
+        "--signing-key",
+        type=Path,
+        default=None,
+        help="key that signs the new baseline (default: $RTGOV_SIGNING_KEY, else the local key)",
+    )
+    refresh.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    sign = bsub.add_parser("sign", help="sign the baseline as it is, after review (audited)")
+    sign.add_argument("--reason", default=None, help="why (required when CI=true)")
+    sign.add_argument("--signing-key", type=Path, default=None)
+
+
+def run(args: argparse.Namespace, runs: RunStore) -> int:
+    import os
+
+    from pytest_rtgov.core.gates import evaluate_gates
+    from pytest_rtgov.store.baselines import BaselineStore, who_am_i
+    from pytest_rtgov.store.gates_file import baseline_directory, load_gates
+
+    gates = load_gates(args.gates)
+    directory = baseline_directory(gates, [Path.cwd()])
+    baseline = BaselineStore(directory)
+    if args.baseline_command == "show":
+        print(f"baseline: {directory}")
+        for path in sorted(directory.glob("env-*.json")):
+            doc = _baseline_doc(path, "environment")
+            env = ", ".join(f"{k}={v}" for k, v in sorted(doc["environment"].items()) if v)
+            print(f"  {path.name}: {len(doc['subjects'])} subjects measured on {env}")
+        if baseline.metrics_path.is_file():
+            doc = _baseline_doc(baseline.metrics_path)
+            count = sum(len(v) for v in doc["subjects"].values())
+            print(f"  metrics.json: {count} metrics of {len(doc['subjects'])} subjects")
+        history = baseline.history()
+        print(f"refreshes ({len(history)}):")
+        for entry in history:
+            print(
+                f"  {entry['at']}  {entry['who']}  run {entry['run_id']}  "
+                f"{len(entry['changes'])} changes  reason: {entry['reason']}"
+            )
+            for change in entry["changes"][:20]:
+                if change.get("dropped"):
+                    print(f"      dropped {change['subject']}")
+                else:
+                    print(
+                        f"      {change['subject']} {change['metric']}: "
+                        f"{change['old']} -> {change['new']}"
+                    )
+        return EXIT_OK
+    if args.baseline_command == "sign":
+        return _sign_baseline(args, baseline)
+    if args.baseline_command == "diff":
+        from pytest_rtgov.cli.runs import standing_warning
+        from pytest_rtgov.report.terminal import render_results
+
+        record, standing = runs.read_checked(args.run)
+        warning = standing_warning(runs, record.run_id, standing)
+        if warning:
+            print(f"!! {warning}")
+
+        results, empty = evaluate_gates(gates, record, baseline.view(record.environment))
+        sys.stdout.write(render_results(results, empty, markup=sys.stdout.isatty()))
+        return EXIT_OK
+    # refresh: only from a record the ledger covers, as it is there
+    record = runs.read_covered(args.run)
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci and not args.reason:
+        print("rtgov: baseline refresh with CI=true needs --reason TEXT", file=sys.stderr)
+        return EXIT_USAGE
+    if record.exit_status != 0:
+        print(
+            f"rtgov: run {record.run_id} ended with exit status {record.exit_status}: "
+            "refusing to take it as the baseline",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    failed = _seal_failure(args, baseline, "refresh")
+    if isinstance(failed, int):
+        return failed
+    signing = signing_key(args)
+    if isinstance(signing, int):
+        return signing
+    stale = baseline.stale(record)
+    entry = baseline.update(
+        record,
+        who=who_am_i(),
+        reason=args.reason or "rtgov baseline refresh",
+        drop_stale=args.drop_stale,
+    )
+    print(
+        f"baseline {directory} refreshed from run {record.run_id}: {len(entry.changes)} changes, "
+        f"by {entry.who}: {entry.reason}"
+    )
+    if stale and not args.drop_stale:
+        print(f"stale subjects kept (not in this run; --drop-stale drops them): {', '.join(stale)}")
+    return _seal_and_log(args, baseline, entry, signing, failed_seal=failed)
+
+
+def _seal_failure(args: argparse.Namespace, baseline: Any, action: str) -> str | int | None:
+    """What fails in the baseline's current seal (None: it verifies, or there is none
+    yet), or an exit code: re-sealing a failed seal needs --reason, and the ledger
+    records what failed."""
+    from pytest_rtgov.store.baselines import baseline_seal_status
+    from pytest_rtgov.store.keys import KeyError_, load_trust
+
+    try:
+        trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=False)
+    except KeyError_ as exc:
+        print(f"rtgov: {exc}", file=sys.stderr)
+        return EXIT_BAD_RECORD
+    failure = baseline_seal_status(baseline, trust).failure
+    if failure is not None and not args.reason:
+        print(
+            f"rtgov: baseline {action} needs --reason TEXT: the baseline's seal fails "
+            f"({failure}); the reason and what failed go to the ledger",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return failure
+
+
+def _baseline_doc(path: Path, *tables: str) -> dict[str, Any]:
+    """A baseline file for ``baseline show``: ``subjects`` (and ``tables``) mappings of
+    tables, else a RecordFormatError naming the file and the key."""
+    from pytest_rtgov.store.files import read_json
+
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise RecordFormatError(str(path), "$", "an object")
+    for key in ("subjects", *tables):
+        if not isinstance(doc.get(key), dict):
+            raise RecordFormatError(str(path), f"$.{key}", "an object")
+    if not all(isinstance(v, dict) for v in doc["subjects"].values()):
+        raise RecordFormatError(str(path), "$.subjects", "an object of objects")
+    return doc
+
+
+def _sign_baseline(args: argparse.Namespace, baseline: Any) -> int:
+    import os
+
+    from pytest_rtgov.store.baselines import RefreshEntry, who_am_i
+
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci and not args.reason:
+        print("rtgov: baseline sign with CI=true needs --reason TEXT", file=sys.stderr)
+        return EXIT_USAGE
+    if not baseline.exists():
+        print(f"rtgov: no baseline in {baseline.directory} to sign", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    failed = _seal_failure(args, baseline, "sign")
+    if isinstance(failed, int):
+        return failed
+    signing = signing_key(args)
+    if isinstance(signing, int):
+        return signing
+    from datetime import datetime, timezone
+
+    entry = RefreshEntry(
+        at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        who=who_am_i(),
+        reason=args.reason or "rtgov baseline sign",
+        run_id="",
+        fingerprint="",
+        changes=[],
+    )
+    return _seal_and_log(args, baseline, entry, signing, failed_seal=failed)
+
+
+def _seal_and_log(
+    args: argparse.Namespace,
+    baseline: Any,
+    entry: Any,
+    signing: Any,
+    *,
+    failed_seal: str | None = None,
+) -> int:
+    """Sign the baseline folder and append the change to the ledger with a checkpoint."""
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.baselines import refresh_leaf, seal_baseline
+
+    try:
+        digest = seal_baseline(baseline, signing.signer, entry)
+    except (RtgovError, OSError) as exc:
+        print(f"rtgov: baseline written but not signed: {exc}", file=sys.stderr)
+        return EXIT_INTEGRITY
+    leaf = refresh_leaf(
+        entry, digest, directory=baseline.directory, state_dir=args.dir, failed_seal=failed_seal
+    )
+    result = log_leaves(args, [leaf], signing, entry.at, "the signed baseline")
+    if isinstance(result, int):
+        return result
+    print(
+        f"signed by {signing.verifier.name}; ledger leaf {result.size - 1}, "
+        f"checkpoint {result.checkpoint_path}"
+    )
+    return EXIT_OK
