@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
-from pytest_rtgov.core.gates import GateResult
 from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.shard import ShardMergeError, merge_records
+from pytest_rtgov.core.verdict import GateResult
 from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 
 __all__ = [

@@ -39,12 +39,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_rtgov.core.gates_config import BUILTIN_METRICS, Gate, GatesConfig
+from pytest_rtgov.core.gates_config import Gate, GatesConfig
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import FixtureEntry, RunRecord, Sample, TestEntry
+from pytest_rtgov.core.stats import PairedEffect, counts, measured, paired_effect
+from pytest_rtgov.core.verdict import GateResult
 
 __all__ = [
     "BaselineView",
-    "GateResult",
     "Subject",
     "evaluate_gates",
     "gate_threshold",
@@ -54,13 +56,7 @@ __all__ = [
     "wilcoxon_worse_p",
 ]
 
-_SAMPLE_FIELD = {
-    "wall_time": ("wall_ns", 1e-9),
-    "cpu_time": ("cpu_ns", 1e-9),
-    "peak_memory": ("peak_memory_bytes", 1.0),
-    "gpu_time": ("gpu_time_ns", 1e-9),
-    "gpu_memory": ("gpu_memory_bytes", 1.0),
-}
+_SAMPLE_FIELD = {m.name: (m.field, m.scale) for m in BUILTIN_METRICS.values()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +80,7 @@ class Subject:
         for sample, worker in zip(self.samples, self.workers, strict=False):
             ns = getattr(sample, field_name)
             unit = self.calibration.get(worker)
-            if sample.warmup or not sample.completed or sample.variant != "current":
+            if not counts(sample):
                 continue
             if ns is not None and unit:
                 out.append(ns / unit)
@@ -94,15 +90,7 @@ class Subject:
         self, metric: str, variant: str = "current", block: int | None = None
     ) -> list[float]:
         field_name, scale = _SAMPLE_FIELD[metric]
-        measured = [
-            s
-            for s in self.samples
-            if not s.warmup
-            and s.completed
-            and s.variant == variant
-            and (block is None or s.block == block)
-        ]
-        values = [getattr(s, field_name) for s in measured]
+        values = [getattr(s, field_name) for s in measured(self.samples, variant, block)]
         return [v * scale for v in values if v is not None]
 
     def pairs(self, metric: str, block: int = 0) -> list[tuple[float, float]]:
@@ -185,49 +173,6 @@ class BaselineView:
     fingerprint_note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class GateResult:
-    gate: str
-    subject: str
-    metric: str
-    status: str  # pass | breach | unconfirmed | new | missing | not-run
-    rule: str
-    current: float | str | None = None
-    baseline: float | str | None = None
-    delta: float | None = None
-    relative: float | None = None
-    p_value: float | None = None
-    reason: str = ""
-    # The number the current value is compared against (see ``gate_threshold``);
-    # None for exact and A/B gates. Records written before it existed lack the key.
-    threshold: float | None = None
-
-    @property
-    def breached(self) -> bool:
-        return self.status in ("breach", "missing")
-
-    def to_dict(self) -> dict[str, Any]:
-        def clean(x: Any) -> Any:
-            return None if isinstance(x, float) and not math.isfinite(x) else x
-
-        return {
-            "gate": self.gate,
-            "subject": self.subject,
-            "metric": self.metric,
-            "status": self.status,
-            "rule": self.rule,
-            "current": clean(self.current),
-            "baseline": clean(self.baseline),
-            "delta": clean(self.delta),
-            "relative": clean(self.relative)
-            if self.relative is None or math.isfinite(self.relative)
-            else ("inf" if self.relative > 0 else "-inf"),
-            "p_value": self.p_value,
-            "reason": self.reason,
-            "threshold": clean(self.threshold),
-        }
-
-
 def mann_whitney_worse_p(current: Sequence[float], baseline: Sequence[float]) -> float:
     """One-sided p-value that ``current`` tends to be larger than ``baseline``.
 
@@ -286,14 +231,14 @@ def _ab_block(
     gate: Gate, pairs: list[tuple[float, float]], config: GatesConfig, alpha: float
 ) -> dict[str, Any]:
     """Effect and significance of one A/B block; ``breach`` says whether both exceed."""
-    ratios = sorted(c / b for c, b in pairs if b > 0)
-    ratio = statistics.median(ratios) if ratios else 1.0
-    current = statistics.median(c for c, _ in pairs)
-    reference = statistics.median(b for _, b in pairs)
+    effect = paired_effect(pairs) or PairedEffect(1.0, math.nan, math.nan)  # callers pass pairs
     out: dict[str, Any] = dict(
-        current=current, baseline=reference, delta=current - reference, relative=ratio - 1
+        current=effect.current,
+        baseline=effect.baseline,
+        delta=effect.delta,
+        relative=effect.relative,
     )
-    exceeded = _exceeds(gate, ratio * reference - reference, ratio - 1)
+    exceeded = _exceeds(gate, effect.worse, effect.relative)
     if not exceeded:
         return {**out, "breach": False, "reason": ""}
     if len(pairs) < config.min_samples:

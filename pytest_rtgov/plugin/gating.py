@@ -26,9 +26,10 @@ import pytest
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.fingerprint import fingerprint
-from pytest_rtgov.core.gates import GateResult, evaluate_gates
+from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.verdict import GateResult
 from pytest_rtgov.errors import RecordFormatError
 from pytest_rtgov.logs import log_event
 from pytest_rtgov.store.baselines import BaselineStore, who_am_i
