@@ -43,10 +43,12 @@ from typing import Any
 
 from _procfs import reset_peak, status_kib
 
-from pytest_rtgov.core import note
 from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.checkpoints import Checkpoint, format_checkpoint
+from pytest_rtgov.core.keys import Signer
 from pytest_rtgov.core.ledger_records import genesis_leaf, run_leaves
 from pytest_rtgov.core.merkle import MerkleAccumulator
+from pytest_rtgov.core.notes import sign_note
 from pytest_rtgov.core.records import FixtureEntry, FixtureSetup, RunRecord, Sample, TestEntry
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import MAGIC, Ledger, append_session, encode_frame
@@ -158,11 +160,11 @@ def generated_leaves(n: int, start: int = 1):
         yield leaf.replace(node_mark, b"%012d" % i)
 
 
-def signer() -> note.Signer:
+def signer() -> Signer:
     # A fixed key, so every process of one bench run agrees on the trust.
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    return note.Signer(SIGNER_NAME, Ed25519PrivateKey.from_private_bytes(b"\x07" * 32))
+    return Signer(SIGNER_NAME, Ed25519PrivateKey.from_private_bytes(b"\x07" * 32))
 
 
 def trust() -> Trust:
@@ -183,9 +185,9 @@ def build_ledger(state: Path, n: int, *, checkpoint_every: int | None = None) ->
     def checkpoint() -> None:
         nonlocal checkpoints
         checkpoints += 1
-        body = note.format_checkpoint(note.Checkpoint(ORIGIN, tree.size, tree.root()))
+        body = format_checkpoint(Checkpoint(ORIGIN, tree.size, tree.root()))
         path = directory / "checkpoints" / f"{checkpoints:010d}.txt"
-        path.write_text(note.sign_note(body, [key]), encoding="utf-8")
+        path.write_text(sign_note(body, [key]), encoding="utf-8")
 
     with open(directory / "log", "wb", buffering=1 << 22) as fh:
         fh.write(MAGIC)
@@ -399,11 +401,11 @@ def bench_session(tmp: Path, existing: int, records: int) -> dict[str, object]:
 
 def bench_sign() -> float:
     key = signer()
-    body = note.format_checkpoint(note.Checkpoint(ORIGIN, 123456, b"\x01" * 32))
+    body = format_checkpoint(Checkpoint(ORIGIN, 123456, b"\x01" * 32))
     number = 200
     start = time.perf_counter()
     for _ in range(number):
-        note.sign_note(body, [key])
+        sign_note(body, [key])
     return (time.perf_counter() - start) / number * 1e6
 
 

@@ -24,9 +24,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_rtgov.core import note
+from pytest_rtgov.core.checkpoints import Checkpoint, format_checkpoint
 from pytest_rtgov.core.delta_index import DeltaIndex, observations_of, run_info
+from pytest_rtgov.core.keys import generate_signer
 from pytest_rtgov.core.ledger_records import run_leaves
+from pytest_rtgov.core.notes import open_note, sign_note
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.report.html import render_report, report_context, rows_html
 from pytest_rtgov.store.ledger import encode_frame
@@ -82,15 +84,15 @@ def main() -> int:
         "report render (rows included)": lambda: render_report(context),
     }
     per_test = {name: round(best(fn, args.repeats) / n * 1e6, 2) for name, fn in parts.items()}
-    signer = note.generate_signer("bench.example/parts")
-    body = note.format_checkpoint(note.Checkpoint("bench.example/log", 123456, b"\1" * 32))
-    signed = note.sign_note(body, [signer])
+    signer = generate_signer("bench.example/parts")
+    body = format_checkpoint(Checkpoint("bench.example/log", 123456, b"\1" * 32))
+    signed = sign_note(body, [signer])
     verifiers = [signer.verifier()]
     calls = 500
     signature_us = {
-        "sign_note": round(best(lambda: [note.sign_note(body, [signer]) for _ in range(calls)],
+        "sign_note": round(best(lambda: [sign_note(body, [signer]) for _ in range(calls)],
                                 args.repeats) / calls * 1e6, 1),
-        "open_note (verify)": round(best(lambda: [note.open_note(signed, verifiers)
+        "open_note (verify)": round(best(lambda: [open_note(signed, verifiers)
                                                   for _ in range(calls)],
                                          args.repeats) / calls * 1e6, 1),
     }  # fmt: skip

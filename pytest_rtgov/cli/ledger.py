@@ -24,8 +24,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.core import merkle, note
+from pytest_rtgov.core import merkle
 from pytest_rtgov.core.canonical import pretty_json
+from pytest_rtgov.core.checkpoints import parse_checkpoint
+from pytest_rtgov.core.keys import format_verifier_key
+from pytest_rtgov.core.notes import open_note
 from pytest_rtgov.errors import RtgovError
 
 __all__ = ["EXIT_PROOF", "add_parsers", "run"]
@@ -133,14 +136,14 @@ def _keys(args: argparse.Namespace) -> int:
         signer = generate_key(args.name, out, args.keyring)
         print(f"private key: {out} (mode 0600; keep it secret, e.g. as a CI secret)")
         print(f"public key added to {args.keyring}: commit that file")
-        print(note.format_verifier_key(signer.verifier()))
+        print(format_verifier_key(signer.verifier()))
         return 0
     ring = read_keyring(args.keyring) if args.keyring.exists() else []
     print(f"keyring {args.keyring}: {len(ring)} key(s)")
     for verifier in ring:
-        print(f"  {note.format_verifier_key(verifier)}")
+        print(f"  {format_verifier_key(verifier)}")
     for verifier in local_verifiers(args.dir):
-        print(f"local key (untrusted): {note.format_verifier_key(verifier)}")
+        print(f"local key (untrusted): {format_verifier_key(verifier)}")
     return 0
 
 
@@ -270,8 +273,8 @@ def _verify_proof(args: argparse.Namespace) -> int:
         return fail(EXIT_PROOF, f"not a readable proof ({exc})")
     trust = _trust(args)
     try:
-        opened = note.open_note(checkpoint_text, trust.verifiers())
-        checkpoint = note.parse_checkpoint(opened.text)
+        opened = open_note(checkpoint_text, trust.verifiers())
+        checkpoint = parse_checkpoint(opened.text)
     except RtgovError as exc:
         return fail(EXIT_CHECKPOINT, f"checkpoint: {exc}")
     if trust.required and not any(trust.is_trusted(v) for v in opened.verified_by):

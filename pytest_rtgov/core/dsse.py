@@ -10,8 +10,8 @@ with ``LEN`` the ASCII decimal of the UTF-8 *byte* length. The JSON envelope is:
     {"payload": base64(body), "payloadType": type,
      "signatures": [{"keyid": "<name>+<key id hex>", "sig": base64(signature)}]}
 
-This module knows the envelope and the encoding; keys come from :mod:`.note`
-(:class:`~pytest_rtgov.core.note.Signer`, :class:`~pytest_rtgov.core.note.Verifier`), and a
+This module knows the envelope and the encoding; keys come from :mod:`.keys`
+(:class:`~pytest_rtgov.core.keys.Signer`, :class:`~pytest_rtgov.core.keys.Verifier`), and a
 ``keyid`` is a verifier key string without its key material. :func:`verify_envelope` returns
 the payload bytes exactly as decoded and verified, so nothing is re-serialized in between.
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pytest_rtgov.core.canonical import canonical_json
-from pytest_rtgov.core.note import Signer, Verifier
+from pytest_rtgov.core.keys import Signer, Verifier
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [

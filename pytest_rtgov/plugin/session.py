@@ -280,7 +280,7 @@ class RtgovPlugin:
         """Check the signing key and the keyring before any test runs; refuse an
         untrusted key where signatures are required (``--rtgov-require-signature`` or
         ``CI=true``). The keys themselves (and cryptography) are loaded when first
-        used, after the tests in a recording session (see ``core.note``)."""
+        used, after the tests in a recording session (see ``core.keys``)."""
         from pytest_rtgov.store.keys import plan_keys, require_signatures
 
         rootdir = Path(config.rootpath)

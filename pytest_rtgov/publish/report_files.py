@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_rtgov.core import note
+from pytest_rtgov.core.notes import open_note
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.files import atomic_write
@@ -53,7 +53,7 @@ def ledger_facts(
         facts["tree size"] = body.size
         facts["root (base64)"] = base64.b64encode(body.root_hash).decode()
         try:
-            opened = note.open_note(path.read_text(encoding="utf-8"), trust.verifiers())
+            opened = open_note(path.read_text(encoding="utf-8"), trust.verifiers())
             names = [v.name for v in opened.verified_by]
             trusted = any(trust.is_trusted(v) for v in opened.verified_by)
             facts["signature"] = f"valid, by {', '.join(names)}" + (

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.core import note
+from pytest_rtgov.core.keys import Signer
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.sealed import (
@@ -37,7 +37,7 @@ class ArtifactError(RtgovError):
 
 class ArtifactStore:
     def __init__(
-        self, directory: Path, signer: note.Signer, trust: Trust, *, run_id: str, worker: str
+        self, directory: Path, signer: Signer, trust: Trust, *, run_id: str, worker: str
     ) -> None:
         self.directory = directory
         self.signer = signer

@@ -60,7 +60,7 @@ from pytest_rtgov.store.ledger import (
 )
 
 if TYPE_CHECKING:
-    from pytest_rtgov.core.note import Verifier
+    from pytest_rtgov.core.keys import Verifier
 
 
 class Verifiers(Protocol):
@@ -269,7 +269,7 @@ class DeltaIndexStore:
         return LedgerState(tree.size, tree.root(), f"{self.ledger.log_path} (recomputed)")
 
     def _verifies(self, path: Path) -> bool:
-        from pytest_rtgov.core import note
+        from pytest_rtgov.core.notes import open_note
 
         if self._trust is None:
             from pytest_rtgov.store.keys import load_trust
@@ -279,7 +279,7 @@ class DeltaIndexStore:
             except RtgovError:
                 return False
         try:
-            note.open_note(path.read_bytes(), self._trust.verifiers())
+            open_note(path.read_bytes(), self._trust.verifiers())
         except (RtgovError, OSError):
             return False
         return True

@@ -28,7 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from pytest_rtgov.core import note
+from pytest_rtgov.core.keys import (
+    Signer,
+    Verifier,
+    format_signer_key,
+    format_verifier_key,
+    generate_signer,
+    key_identity,
+    parse_signer_key,
+    parse_verifier_key,
+    verifier_key_fields,
+)
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [
@@ -71,12 +81,12 @@ class TrustAnchorError(KeyError_):
 
 @dataclass(frozen=True)
 class SigningKey:
-    signer: note.Signer
+    signer: Signer
     source: str  # "file PATH", "$RTGOV_SIGNING_KEY", "local PATH"
     local: bool
 
     @property
-    def verifier(self) -> note.Verifier:
+    def verifier(self) -> Verifier:
         return self.signer.verifier()
 
 
@@ -84,17 +94,17 @@ class SigningKey:
 class Trust:
     """Who may sign: the committed keyring, plus this machine's local key (untrusted)."""
 
-    keyring: tuple[note.Verifier, ...]
-    local: tuple[note.Verifier, ...]
+    keyring: tuple[Verifier, ...]
+    local: tuple[Verifier, ...]
     keyring_path: Path | None
     required: bool
     # Where the trusted keys come from, for messages: "keyring PATH", or the CI variables.
     source: str = ""
 
-    def verifiers(self) -> list[note.Verifier]:
+    def verifiers(self) -> list[Verifier]:
         return [*self.keyring, *self.local]
 
-    def is_trusted(self, who: note.Verifier | str) -> bool:
+    def is_trusted(self, who: Verifier | str) -> bool:
         """A keyring key: the same key (name and public key), or, given a name that a
         signature check already resolved, a keyring key of that name."""
         if isinstance(who, str):
@@ -149,17 +159,17 @@ def _keyring_lines(path: Path, parse: Callable[[str], T]) -> list[T]:
     return out
 
 
-def read_keyring(path: Path) -> list[note.Verifier]:
+def read_keyring(path: Path) -> list[Verifier]:
     """Verifier keys from a keyring file; a bad line names the file and line."""
-    return _keyring_lines(path, note.parse_verifier_key)
+    return _keyring_lines(path, parse_verifier_key)
 
 
 def _with_text(line: str) -> tuple[tuple[str, bytes, bytes], str]:
-    return note.verifier_key_fields(line), line
+    return verifier_key_fields(line), line
 
 
 def _key_label(text: str) -> str:
-    name, kid, _ = note.verifier_key_fields(text)
+    name, kid, _ = verifier_key_fields(text)
     return f"{name}+{kid.hex()}"
 
 
@@ -289,7 +299,7 @@ def plan_keys(
         identity = _identity(_read_text(path), str(path)) if path.exists() else None
         source = f"local {path}"
     lines, trusted_from = trusted_key_lines(keyring, env)
-    ids = frozenset(note.key_identity(line) for line in lines)
+    ids = frozenset(key_identity(line) for line in lines)
     if required and (identity is None or identity not in ids):
         name = identity[0] if identity else f"{LOCAL_PREFIX}-{local_host()}"
         raise KeyError_(
@@ -329,16 +339,16 @@ def _identity(text: str, source: str) -> tuple[str, bytes]:
     if not text.startswith("PRIVATE+KEY+"):
         raise KeyError_(f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64'")
     try:
-        return note.key_identity(text)
+        return key_identity(text)
     except RtgovError as exc:
         raise KeyError_(
             f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64' ({exc})"
         ) from exc
 
 
-def add_to_keyring(path: Path, verifier: note.Verifier, *, comment: str = "") -> bool:
+def add_to_keyring(path: Path, verifier: Verifier, *, comment: str = "") -> bool:
     """Append a verifier key unless it is already there; True when added."""
-    line = note.format_verifier_key(verifier)
+    line = format_verifier_key(verifier)
     if path.exists() and any(v == verifier for v in read_keyring(path)):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,36 +359,36 @@ def add_to_keyring(path: Path, verifier: note.Verifier, *, comment: str = "") ->
     return True
 
 
-def _write_private(path: Path, signer: note.Signer) -> None:
+def _write_private(path: Path, signer: Signer) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(note.format_signer_key(signer) + "\n")
+        fh.write(format_signer_key(signer) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def generate_key(name: str, private_path: Path, keyring: Path | None) -> note.Signer:
+def generate_key(name: str, private_path: Path, keyring: Path | None) -> Signer:
     """A new Ed25519 key: private file mode 0600 (never overwritten), public to the keyring."""
     if private_path.exists():
         raise KeyError_(f"{private_path}: already exists; refusing to overwrite a private key")
-    signer = note.generate_signer(name)
+    signer = generate_signer(name)
     _write_private(private_path, signer)
     if keyring is not None:
         add_to_keyring(keyring, signer.verifier(), comment=f"{name}, added by rtgov keys generate")
     return signer
 
 
-def _parse_private(text: str, source: str) -> note.Signer:
+def _parse_private(text: str, source: str) -> Signer:
     try:
-        return note.parse_signer_key(text.strip())
+        return parse_signer_key(text.strip())
     except RtgovError as exc:
         raise KeyError_(
             f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64' ({exc})"
         ) from exc
 
 
-def _read_private(path: Path, *, signing: bool = True) -> note.Signer:
+def _read_private(path: Path, *, signing: bool = True) -> Signer:
     if signing:
         check_private_mode(path)
     return _parse_private(_read_utf8(path, "signing key"), str(path))
@@ -392,11 +402,11 @@ def local_pub_path(state_dir: Path) -> Path:
     return state_dir / "keys" / "local.pub"
 
 
-def _record_local_pub(state_dir: Path, verifier: note.Verifier) -> None:
+def _record_local_pub(state_dir: Path, verifier: Verifier) -> None:
     """Keep the local key's public half in ``keys/local.pub``, one line per local key
     this state directory has had: checkpoints signed by a deleted local key still verify."""
     path = local_pub_path(state_dir)
-    line = note.format_verifier_key(verifier)
+    line = format_verifier_key(verifier)
     try:
         if path.exists() and line in path.read_text(encoding="utf-8").splitlines():
             return
@@ -407,13 +417,13 @@ def _record_local_pub(state_dir: Path, verifier: note.Verifier) -> None:
         pass  # best effort: verification falls back to the private key
 
 
-def local_verifiers(state_dir: Path) -> list[note.Verifier]:
+def local_verifiers(state_dir: Path) -> list[Verifier]:
     """This state directory's local keys, from ``keys/local.pub``; a state directory
     made before the public half was kept has its ``.pub`` derived and written now."""
     pub = local_pub_path(state_dir)
-    found: list[note.Verifier] = []
+    found: list[Verifier] = []
     if pub.exists():
-        for verifier in _keyring_lines(pub, note.parse_verifier_key):
+        for verifier in _keyring_lines(pub, parse_verifier_key):
             if verifier not in found:
                 found.append(verifier)
         return found
@@ -450,13 +460,13 @@ def load_signing_key(
         return SigningKey(_read_private(Path(value)), f"file {value} (${ENV_SIGNING_KEY})", False)
     path = local_key_path(state_dir)
     if not path.exists():
-        _create_local_key(path, note.generate_signer(f"{LOCAL_PREFIX}-{local_host()}"))
+        _create_local_key(path, generate_signer(f"{LOCAL_PREFIX}-{local_host()}"))
     signing = SigningKey(_read_private(path), f"local {path}", local=True)
     _record_local_pub(state_dir, signing.verifier)
     return signing
 
 
-def _create_local_key(path: Path, signer: note.Signer) -> None:
+def _create_local_key(path: Path, signer: Signer) -> None:
     """Publish a new local key whole, unless one exists: written to a temporary file
     (mode 0600), then hard-linked into place, which fails if another process (an xdist
     worker signing an artifact) published one first. Nobody reads a half-written key."""
@@ -464,7 +474,7 @@ def _create_local_key(path: Path, signer: note.Signer) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(note.format_signer_key(signer) + "\n")
+            fh.write(format_signer_key(signer) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         try:
@@ -485,7 +495,7 @@ def load_trust(
     """The trusted keys (:func:`trusted_key_lines`: the keyring, or what CI supplies) plus,
     unless signatures are required, this state directory's local keys (untrusted)."""
     lines, source = trusted_key_lines(keyring, environ)
-    ring = tuple(note.parse_verifier_key(line) for line in lines)
+    ring = tuple(parse_verifier_key(line) for line in lines)
     local = () if required else tuple(local_verifiers(state_dir))
     return Trust(
         keyring=ring, local=local, keyring_path=keyring, required=required, source=source

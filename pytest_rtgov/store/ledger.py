@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pytest_rtgov.core import note
+from pytest_rtgov.core.checkpoints import Checkpoint, format_checkpoint, parse_checkpoint
+from pytest_rtgov.core.keys import Signer
 from pytest_rtgov.core.merkle import MerkleAccumulator
+from pytest_rtgov.core.notes import sign_note
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.logs import log_event
 from pytest_rtgov.store.files import atomic_write
@@ -341,7 +343,7 @@ class Ledger:
             return []
         return sorted(p for p in self.checkpoint_dir.glob("*.txt") if p.stem.isdigit())
 
-    def latest_checkpoint(self) -> tuple[Path, note.Checkpoint] | None:
+    def latest_checkpoint(self) -> tuple[Path, Checkpoint] | None:
         """The newest checkpoint file and its body (signatures are not checked here)."""
         paths = self.checkpoint_paths()
         if not paths:
@@ -476,7 +478,7 @@ class LedgerAppender:
             self._set_aside(end)
         self._fh = open(path, "ab")
 
-    def _scan(self, latest: tuple[Path, note.Checkpoint] | None) -> None:
+    def _scan(self, latest: tuple[Path, Checkpoint] | None) -> None:
         """One pass: the tree, the genesis, the end of the signed prefix, a torn tail."""
         path = self.ledger.log_path
         self.tree = MerkleAccumulator()
@@ -631,7 +633,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint_body(path: Path) -> note.Checkpoint:
+def read_checkpoint_body(path: Path) -> Checkpoint:
     """The checkpoint inside a signed note file (the text before the blank line)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -641,16 +643,16 @@ def read_checkpoint_body(path: Path) -> note.Checkpoint:
     if not sep:
         raise LedgerError(f"{path}: expected a signed note (checkpoint, blank line, signatures)")
     try:
-        return note.parse_checkpoint(body + "\n")
+        return parse_checkpoint(body + "\n")
     except RtgovError as exc:
         raise LedgerError(f"{path}: {exc}") from exc
 
 
 def append_session(
     ledger: Ledger,
-    leaves: Sequence[bytes],
+    leaves: Sequence[bytes] | Callable[[], Sequence[bytes]],
     *,
-    signer: note.Signer,
+    signer: Signer,
     origin: str,
     created_at: str,
     fsync_each: bool = True,
@@ -671,12 +673,19 @@ def append_session(
     ``lock_timeout`` and ``on_wait``: see :meth:`Ledger.append`. ``sign_uncovered=False``
     (signatures required): leaves no checkpoint covers are set aside, not signed
     (:class:`LedgerAppender`).
+
+    ``leaves`` may be a function: it is called under the lock, once the log was scanned
+    and recovered and before anything is appended, so that a caller learns the ledger
+    can take its leaves before it commits to them (a session writes its run record
+    there); what it raises propagates with nothing appended.
     """
     from pytest_rtgov.core.ledger_records import genesis_leaf, parse_leaf, recovery_leaf
 
     with ledger.append(
         timeout=lock_timeout, on_wait=on_wait, sign_uncovered=sign_uncovered
     ) as appender:
+        if callable(leaves):
+            leaves = leaves()
         if appender.genesis is None:
             appender.append(genesis_leaf(origin, created_at=created_at))
         else:
@@ -707,8 +716,8 @@ def append_session(
             appender.append(leaf, sync=fsync_each)
         if not fsync_each:
             appender.sync()  # group commit: durable before the checkpoint signs them
-        checkpoint = note.Checkpoint(origin=origin, size=appender.size, root_hash=appender.root())
-        text = note.sign_note(note.format_checkpoint(checkpoint), [signer])
+        checkpoint = Checkpoint(origin=origin, size=appender.size, root_hash=appender.root())
+        text = sign_note(format_checkpoint(checkpoint), [signer])
         path = appender.write_checkpoint(text)
         return AppendResult(
             first_index=first,

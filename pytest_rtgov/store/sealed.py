@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.core import dsse, note
+from pytest_rtgov.core import dsse
 from pytest_rtgov.core.canonical import pretty_json
+from pytest_rtgov.core.keys import Signer
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.files import atomic_write
 from pytest_rtgov.store.keys import Trust
@@ -70,7 +71,7 @@ def seal(
     directory: Path,
     names: Iterable[str],
     envelope_path: Path,
-    signers: Sequence[note.Signer],
+    signers: Sequence[Signer],
     *,
     predicate_type: str,
     predicate: Mapping[str, Any],

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.core import merkle, note
+from pytest_rtgov.core import merkle
+from pytest_rtgov.core.checkpoints import Checkpoint, parse_checkpoint
 from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
+from pytest_rtgov.core.notes import open_note
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.baselines import seal_rollback
 from pytest_rtgov.store.coverage import ORPHANED_DIR
@@ -85,13 +87,13 @@ class VerifyReport:
 @dataclass(frozen=True)
 class _Checkpoint:
     path: Path
-    body: note.Checkpoint
+    body: Checkpoint
 
 
 _MAX_CHECKPOINT_BYTES = 64 * 1024  # a checkpoint is a few hundred bytes
 
 
-def _open_checkpoint(path: Path, trust: Trust, report: VerifyReport) -> note.Checkpoint:
+def _open_checkpoint(path: Path, trust: Trust, report: VerifyReport) -> Checkpoint:
     try:
         if not path.is_file():
             raise VerifyFailure(EXIT_CHECKPOINT, str(path), "not a regular file")
@@ -107,8 +109,8 @@ def _open_checkpoint(path: Path, trust: Trust, report: VerifyReport) -> note.Che
     except (OSError, UnicodeDecodeError) as exc:
         raise VerifyFailure(EXIT_CHECKPOINT, str(path), f"unreadable ({exc})") from exc
     try:
-        opened = note.open_note(text, trust.verifiers())
-        body = note.parse_checkpoint(opened.text)
+        opened = open_note(text, trust.verifiers())
+        body = parse_checkpoint(opened.text)
     except RtgovError as exc:
         raise VerifyFailure(EXIT_CHECKPOINT, str(path), str(exc)) from exc
     names = {v.name for v in opened.verified_by}

@@ -179,8 +179,9 @@ def test_an_index_that_stops_short_of_the_ledger_catches_up(history, capsys):
 def _append_leaf(path: Path, payload: bytes) -> None:
     """Append one frame and sign a checkpoint over the log, as a writer would, without
     the writer's own checks on what it appends."""
-    from pytest_rtgov.core import note
+    from pytest_rtgov.core.checkpoints import Checkpoint, format_checkpoint
     from pytest_rtgov.core.merkle import MerkleAccumulator
+    from pytest_rtgov.core.notes import sign_note
     from pytest_rtgov.store.keys import load_signing_key
     from pytest_rtgov.store.ledger import Ledger, encode_frame
 
@@ -191,9 +192,9 @@ def _append_leaf(path: Path, payload: bytes) -> None:
     for frame in ledger.frames():
         tree.append_leaf_hash(frame.leaf_hash)
     _, latest = ledger.latest_checkpoint()
-    checkpoint = note.Checkpoint(origin=latest.origin, size=tree.size, root_hash=tree.root())
+    checkpoint = Checkpoint(origin=latest.origin, size=tree.size, root_hash=tree.root())
     signer = load_signing_key(key_file=None, state_dir=path / ".rtgov").signer
-    text = note.sign_note(note.format_checkpoint(checkpoint), [signer])
+    text = sign_note(format_checkpoint(checkpoint), [signer])
     sequence = len(ledger.checkpoint_paths()) + 1
     (ledger.checkpoint_dir / f"{sequence:010d}.txt").write_text(text, encoding="utf-8")
 

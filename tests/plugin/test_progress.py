@@ -58,11 +58,11 @@ def test_no_bar_without_a_terminal(pytester):
 
 
 def test_no_bar_in_ci_even_on_a_terminal(pytester):
-    from pytest_rtgov.core import note
+    from pytest_rtgov.core.keys import format_signer_key, generate_signer
     from pytest_rtgov.store.keys import add_to_keyring
 
-    signer = note.generate_signer("ci.example/progress")  # CI requires a keyring key
+    signer = generate_signer("ci.example/progress")  # CI requires a keyring key
     add_to_keyring(pytester.path / "rtgov.keyring", signer.verifier())
-    env = {"CI": "true", "RTGOV_SIGNING_KEY": note.format_signer_key(signer)}
+    env = {"CI": "true", "RTGOV_SIGNING_KEY": format_signer_key(signer)}
     out = run(pytester, tty=True, extra_env=env)
     assert "training the model" not in out and "1 passed" in out

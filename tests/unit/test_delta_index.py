@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_rtgov.core import note
 from pytest_rtgov.core.compare import compare_values
 from pytest_rtgov.core.delta_index import (
     BaselineEvent,
@@ -26,6 +25,7 @@ from pytest_rtgov.core.delta_index import (
     run_info,
 )
 from pytest_rtgov.core.graph import EDGE_KINDS, NODE_KINDS, build_graph
+from pytest_rtgov.core.keys import generate_signer
 from pytest_rtgov.core.ledger_records import baseline_refresh_leaf, run_leaves
 from pytest_rtgov.core.provenance import comparability, provenance
 from pytest_rtgov.core.records import RunRecord
@@ -227,7 +227,7 @@ def test_run_info_reads_the_verdict_and_fingerprint():
     assert got.status == (RECORD.verdict or {}).get("status", "recorded")
 
 
-SIGNER = note.generate_signer("test.example/history")
+SIGNER = generate_signer("test.example/history")
 
 
 def _append(state: Path, record: RunRecord) -> None:

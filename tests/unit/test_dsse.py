@@ -30,7 +30,7 @@ from pytest_rtgov.core.dsse import (
     statement,
     verify_envelope,
 )
-from pytest_rtgov.core.note import generate_signer, parse_signer_key
+from pytest_rtgov.core.keys import generate_signer, parse_signer_key
 from pytest_rtgov.errors import RtgovError
 
 SIGNING = json.loads(

@@ -10,8 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_rtgov.core import merkle, note
+from pytest_rtgov.core import merkle
 from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.checkpoints import parse_checkpoint
+from pytest_rtgov.core.keys import Signer, format_verifier_key, generate_signer
+from pytest_rtgov.core.notes import open_note, sign_note
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import (
     MAGIC,
@@ -31,10 +34,10 @@ from pytest_rtgov.store.verify import (
     verify_all,
 )
 
-SIGNER = note.generate_signer("test.example/ledger")
+SIGNER = generate_signer("test.example/ledger")
 
 
-def trust_for(*signers: note.Signer, required: bool = False) -> Trust:
+def trust_for(*signers: Signer, required: bool = False) -> Trust:
     return Trust(
         keyring=tuple(s.verifier() for s in signers),
         local=(),
@@ -47,7 +50,7 @@ def leaf(i: int, session: int = 0) -> bytes:
     return canonical_json({"kind": "test", "run_id": f"run{session}", "nodeid": f"t::{i}"})
 
 
-def build(state: Path, sessions: int = 3, per: int = 4, signer: note.Signer = SIGNER) -> Ledger:
+def build(state: Path, sessions: int = 3, per: int = 4, signer: Signer = SIGNER) -> Ledger:
     ledger = Ledger(state / "ledger")
     for s in range(sessions):
         append_session(
@@ -103,8 +106,8 @@ def test_frame_layout_is_length_crc_leaf_hash_payload():
 def test_checkpoints_are_signed_c2sp_notes_of_the_log(state: Path):
     ledger = Ledger(state / "ledger")
     text = ledger.checkpoint_paths()[-1].read_text()
-    opened = note.open_note(text, [SIGNER.verifier()])
-    checkpoint = note.parse_checkpoint(opened.text)
+    opened = open_note(text, [SIGNER.verifier()])
+    checkpoint = parse_checkpoint(opened.text)
     assert checkpoint.origin == "test.example/log"
     assert checkpoint.size == 13
     assert text.splitlines()[2] == opened.text.splitlines()[2]  # base64 root line
@@ -165,8 +168,8 @@ def test_swapped_checkpoints_are_detected(state: Path):
 def test_a_forged_signature_is_detected(state: Path):
     path = Ledger(state / "ledger").checkpoint_paths()[-1]
     body, _, _ = path.read_text().partition("\n\n")
-    forger = note.generate_signer(SIGNER.name)  # same name, another key
-    path.write_text(note.sign_note(body + "\n", [forger]))
+    forger = generate_signer(SIGNER.name)  # same name, another key
+    path.write_text(sign_note(body + "\n", [forger]))
     assert failure(state).exit_code == EXIT_CHECKPOINT
 
 
@@ -204,7 +207,7 @@ def test_a_trusted_checkpoint_of_the_real_history_is_a_prefix(state: Path, tmp_p
 
 
 def test_required_signatures_refuse_keys_outside_the_keyring(state: Path):
-    other = note.generate_signer("someone.else/key")
+    other = generate_signer("someone.else/key")
     with pytest.raises(VerifyFailure) as info:
         verify_all(state, trust_for(other, required=True))
     assert info.value.exit_code == EXIT_CHECKPOINT
@@ -276,7 +279,7 @@ def _load_local_key(state_dir: str, start: float) -> str:
 
     time.sleep(max(0.0, start - time.time()))  # all processes race for the first key
     key = load_signing_key(key_file=None, state_dir=Path(state_dir), environ={})
-    return note.format_verifier_key(key.verifier)
+    return format_verifier_key(key.verifier)
 
 
 def test_processes_racing_to_create_the_local_key_all_read_one_whole_key(tmp_path):

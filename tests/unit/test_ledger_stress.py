@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rtgov.core import note
+from pytest_rtgov.core.keys import format_signer_key, generate_signer
 from pytest_rtgov.core.ledger_records import parse_leaf
 from pytest_rtgov.store.keys import Trust
 from pytest_rtgov.store.ledger import Ledger, append_session
@@ -25,12 +25,12 @@ pytestmark = pytest.mark.slow
 WRITER = r"""
 import json, sys
 from pathlib import Path
-from pytest_rtgov.core import note
+from pytest_rtgov.core.keys import parse_signer_key
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.store.ledger import Ledger, append_session
 
 state, name, key_text, sessions, per = sys.argv[1:6]
-signer = note.parse_signer_key(key_text)
+signer = parse_signer_key(key_text)
 ledger = Ledger(Path(state) / "ledger")
 print("ready", flush=True)
 for s in range(int(sessions)):
@@ -52,7 +52,7 @@ for s in range(int(sessions)):
     print("session", name, s, flush=True)
 """
 
-SIGNER = note.generate_signer("crash.test/writer")
+SIGNER = generate_signer("crash.test/writer")
 
 
 def trust() -> Trust:
@@ -67,7 +67,7 @@ def run_writer(state: Path, name: str, sessions: int, per: int) -> subprocess.Po
             WRITER,
             str(state),
             name,
-            note.format_signer_key(SIGNER),
+            format_signer_key(SIGNER),
             str(sessions),
             str(per),
         ],

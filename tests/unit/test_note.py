@@ -13,23 +13,23 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_rtgov.core.note import (
-    Checkpoint,
+from pytest_rtgov.core.checkpoints import Checkpoint, format_checkpoint, parse_checkpoint
+from pytest_rtgov.core.keys import (
     NoteError,
     NoteFormatError,
-    NoteVerificationError,
     Signer,
-    UnverifiedSignature,
     Verifier,
-    format_checkpoint,
     format_signer_key,
     format_verifier_key,
     generate_signer,
     key_id,
-    open_note,
-    parse_checkpoint,
     parse_signer_key,
     parse_verifier_key,
+)
+from pytest_rtgov.core.notes import (
+    NoteVerificationError,
+    UnverifiedSignature,
+    open_note,
     sign_note,
 )
 from pytest_rtgov.errors import RtgovError
@@ -332,7 +332,7 @@ def test_checkpoint_refuses_bad_fields() -> None:
 
 
 def test_verifier_key_fields_name_the_key_without_cryptography() -> None:
-    from pytest_rtgov.core.note import verifier_key_fields
+    from pytest_rtgov.core.keys import verifier_key_fields
 
     signer = generate_signer("example.org/fields")
     text = format_verifier_key(signer.verifier())

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from pytest_rtgov.cli import main
-from pytest_rtgov.core import note
 from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.keys import format_verifier_key, generate_signer
 from pytest_rtgov.core.ledger_records import run_leaves
 from pytest_rtgov.core.records import (
     FixtureEntry,
@@ -44,7 +44,7 @@ from pytest_rtgov.store.verify import (
     verify_all,
 )
 
-SIGNER = note.generate_signer("test.example/trust")
+SIGNER = generate_signer("test.example/trust")
 
 
 def verdict(run_id: str, digest: str) -> bytes:
@@ -177,7 +177,7 @@ def test_an_empty_state_directory_is_only_a_warning(tmp_path: Path):
 def cli_verify(state: Path, tmp_path: Path, monkeypatch) -> int:
     monkeypatch.delenv("CI", raising=False)
     keyring = tmp_path / "keyring"
-    keyring.write_text(note.format_verifier_key(SIGNER.verifier()) + "\n")
+    keyring.write_text(format_verifier_key(SIGNER.verifier()) + "\n")
     gates = tmp_path / "no-gates.toml"
     return main(["--dir", str(state), "verify", "--keyring", str(keyring), "--gates", str(gates)])
 
