@@ -35,12 +35,14 @@ gate: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 	$(PY) -m pytest -q --doctest-modules pytest_rtgov -p no:cacheprovider
 	$(PY) -m pytest -m slow tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) benches/overhead.py --out benches/results/overhead.json
