@@ -1,7 +1,9 @@
-"""The session verdict: load gates and baseline, evaluate, decide the exit status.
+"""The session's gatekeeper: load gates and baseline, evaluate, decide, then write.
 
-Everything is decided here, in ``pytest_sessionfinish`` on the controller, before
-the terminal summary prints a line of it.
+In ``pytest_sessionfinish`` on the controller, :meth:`Gatekeeper.decide` evaluates the
+gates and asks :func:`pytest_rtgov.core.verdict.decide` for the verdict (nothing is
+written); :meth:`Gatekeeper.write_baseline` then writes the baseline the verdict names.
+Both happen before the record is written and the terminal summary prints a line of it.
 
 What a session may write (docs/gates.md, "Who writes the baseline"):
 
@@ -18,24 +20,22 @@ What a session may write (docs/gates.md, "Who writes the baseline"):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.fingerprint import fingerprint
 from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.core.verdict import GateResult
+from pytest_rtgov.core.verdict import GateResult, Verdict, decide
 from pytest_rtgov.errors import RecordFormatError
 from pytest_rtgov.logs import log_event
-from pytest_rtgov.store.baselines import BaselineStore, who_am_i
+from pytest_rtgov.store.baselines import BaselineStore
 from pytest_rtgov.store.gates_file import check_paths, load_gates
 
-__all__ = ["LOCAL_BASELINE", "Gatekeeper", "Verdict"]
+__all__ = ["LOCAL_BASELINE", "Gatekeeper"]
 
 LOCAL_BASELINE = "baseline-local"  # under the state directory: this machine's measurements
 RESEAL_HINT = (
@@ -43,30 +43,6 @@ RESEAL_HINT = (
     "them with `rtgov baseline sign --reason TEXT` (or `rtgov baseline refresh --reason "
     "TEXT`), which records what failed in the ledger"
 )
-
-
-@dataclass
-class Verdict:
-    status: str  # passed | breached | failed-tests | no-baseline | error
-    exit_status: int
-    results: list[GateResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    baseline_action: str | None = None
-
-    @property
-    def breaches(self) -> list[GateResult]:
-        return [r for r in self.results if r.breached]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "exit_status": self.exit_status,
-            "breaches": len(self.breaches),
-            "unconfirmed": sum(1 for r in self.results if r.status == "unconfirmed"),
-            "gates_evaluated": len(self.results),
-            "notes": list(self.notes),
-            "baseline_action": self.baseline_action,
-        }
 
 
 class Gatekeeper:
@@ -98,6 +74,8 @@ class Gatekeeper:
         self.signing: Any = None
         self.trust: Any = None
         self.ledger_leaves: list[bytes] = []
+        # What write_baseline will write, decided by decide: (state, store) or None.
+        self._plan: tuple[str, BaselineStore] | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -190,37 +168,6 @@ class Gatekeeper:
             ),
         }
 
-    def _accept_code(self) -> str:
-        """A refresh accepts the timing of today's code: A/B gates with ``ab_ref =
-        "accepted"`` compare against it from now on."""
-        from pytest_rtgov.store.ab_code import ACCEPTED_REF, AbCodeError, accept_working_tree
-
-        try:
-            sha = accept_working_tree(self.rootdir)
-        except AbCodeError as exc:
-            return f"A/B baseline code not recorded: {exc}"
-        log_event("ab.accepted", sha=sha)
-        return f"A/B baseline code is now {ACCEPTED_REF} = {sha[:12]} (this run's code)"
-
-    def _seal(self, entry: Any, store: BaselineStore | None = None) -> None:
-        """Sign the baseline folder as it now is, and log the change for the ledger."""
-        if self.signing is None:
-            return
-        from pytest_rtgov.store.baselines import refresh_leaf, seal_baseline
-
-        store = store or self.store
-        digest = seal_baseline(store, self.signing.signer, entry)
-        local = store is not self.store
-        self.ledger_leaves.append(
-            refresh_leaf(
-                entry,
-                digest,
-                directory=store.directory,
-                state_dir=self.state_dir or self.rootdir / ".rtgov",
-                scope="local" if local else "committed",
-            )
-        )
-
     def _missing(self, required: bool, tests_ok: bool) -> Verdict | None:
         """A baseline that is not there: an error where the ledger recorded one; in CI a
         failure unless bootstrapping was asked for; else None (created by this run)."""
@@ -240,7 +187,7 @@ class Gatekeeper:
                 "record a new one from this run"
             )
             log_event("baseline.vanished", level=40, baseline=str(directory))
-            return Verdict("error", EXIT_INTEGRITY, notes=[note])
+            return decide((), tests_exit_status=0, baseline="untrusted", notes=[note])
         if required and tests_ok:
             note = (
                 f"no baseline in {directory}: with signatures required (CI=true or "
@@ -248,19 +195,25 @@ class Gatekeeper:
                 "pass --rtgov-bootstrap-baseline to record this run as the baseline (then "
                 "review and commit it)"
             )
-            return Verdict("no-baseline", EXIT_GATE_BREACHED, notes=[note])
+            return decide((), tests_exit_status=0, baseline="absent", notes=[note])
         return None
 
+    @staticmethod
+    def _untrusted(notes: list[str]) -> Verdict:
+        log_event("baseline.seal_failed", level=40, notes=notes)
+        return decide((), tests_exit_status=0, baseline="untrusted", notes=notes)
+
     def decide(self, record: RunRecord, exitstatus: int) -> Verdict:
-        """Evaluate every gate and decide; writes the baseline when asked, on a new
-        project, or (locally, in the state directory) on a fingerprint first seen."""
+        """Evaluate every gate and decide (:func:`pytest_rtgov.core.verdict.decide`);
+        nothing is written. What the baseline step will do is part of the decision;
+        :meth:`write_baseline` does it, after."""
         from pytest_rtgov.core.provenance import baseline_comparability_notes
         from pytest_rtgov.store.baselines import baseline_seal_status
 
+        self._plan = None
         status = baseline_seal_status(self.store, self.trust, state_dir=self.state_dir)
         if status.stop:
-            log_event("baseline.seal_failed", level=40, notes=status.notes)
-            return Verdict("error", EXIT_INTEGRITY, notes=status.notes)
+            return self._untrusted(status.notes)
         seal_notes = list(status.notes)
         if status.unrecorded is not None and self.signing is not None and self.state_dir:
             # A valid seal made elsewhere (a refresh that came through git): record it,
@@ -277,137 +230,107 @@ class Gatekeeper:
         if missing is not None:
             return missing
         local = None if required else self.store.local
-        fp = fingerprint(record.environment)
         if local is not None and local.has_fingerprint(record.environment):
             # Signed by the local key by design: only a seal that fails is worth a note.
             local_status = baseline_seal_status(
                 local, self.trust, what="local baseline", state_dir=self.state_dir
             )
             if local_status.stop:  # an older local baseline put back
-                log_event("baseline.seal_failed", level=40, notes=local_status.notes)
-                return Verdict("error", EXIT_INTEGRITY, notes=local_status.notes)
+                return self._untrusted(local_status.notes)
             if local_status.failure is not None:
                 seal_notes += local_status.notes
         try:
             view = self.store.view(record.environment, local=local is not None)
         except RecordFormatError as exc:
-            return Verdict("error", int(pytest.ExitCode.USAGE_ERROR), notes=[f"baseline: {exc}"])
+            notes = [f"baseline: {exc}"]
+            return decide((), tests_exit_status=exitstatus, baseline="unreadable", notes=notes)
         results, empty = evaluate_gates(self.gates, record, view)
         incomparable = baseline_comparability_notes(record, view.metrics)
         if incomparable:
             log_event("gate.incomparable", reasons=incomparable)
-        seal_notes += incomparable
-        notes = seal_notes + [
+        notes = seal_notes + incomparable
+        notes += [
             f"gate {name!r} selected no test or fixture in this session ({self.gates.source})"
             for name in empty
         ]
+        state = self._baseline_state(record, results, notes, tests_ok, status.failure, local)
+        if view.fingerprint_note and state == "present":
+            if not self.store.has_fingerprint(record.environment):
+                notes.append(view.fingerprint_note)
+        verdict = decide(results, tests_exit_status=exitstatus, baseline=state, notes=notes)
+        log_event(
+            "gate.verdict",
+            status=verdict.status,
+            exit_status=verdict.exit_status,
+            breaches=len(verdict.breaches) if state != "update" else 0,
+            gates=len(results),
+            baseline_action=verdict.baseline_action,
+        )
+        return verdict
+
+    def _baseline_state(
+        self,
+        record: RunRecord,
+        results: list[GateResult],
+        notes: list[str],
+        tests_ok: bool,
+        seal_failure: str | None,
+        local: BaselineStore | None,
+    ) -> str:
+        """What the baseline step will do (a state of ``core.verdict.BASELINE_STATES``);
+        remembers the write it plans for :meth:`write_baseline`; adds its notes."""
+        from pytest_rtgov.store.baselines import baseline_seal_status
+
+        fp = fingerprint(record.environment)
         first_on_fingerprint = not self.store.has_fingerprint(record.environment)
         measured_locally = local is not None and local.has_fingerprint(record.environment)
-        breaches = [r for r in results if r.breached]
-        action = None
 
-        def refuse(what: str, failure: str) -> Verdict:
+        def refuse(what: str, failure: str) -> str:
             log_event("baseline.reseal_refused", level=40, baseline=what, failure=failure)
-            return Verdict(
-                "error",
-                EXIT_INTEGRITY,
-                results,
-                [*notes, f"{what}: its seal fails ({failure}); {RESEAL_HINT}"],
-            )
+            notes.append(f"{what}: its seal fails ({failure}); {RESEAL_HINT}")
+            return "untrusted"
 
         if self.update:
             if not tests_ok:
                 notes.append("tests failed: the baseline was not updated")
-            elif status.failure is not None:
-                return refuse(f"baseline {self.store.directory}", status.failure)
-            else:
-                entry = self.store.update(
-                    record,
-                    who=who_am_i(self.rootdir),
-                    reason=self.reason or "pytest --rtgov-update-baseline",
-                )
-                self._seal(entry)
-                action = "updated"
-                if self.gates.ab_gates:
-                    notes.append(self._accept_code())
-                notes.append(
-                    f"baseline updated in {self.store.directory} ({len(entry.changes)} changes, "
-                    f"by {entry.who}: {entry.reason})"
-                )
-                if breaches:
-                    notes.append(f"{len(breaches)} breach(es) accepted into the new baseline")
-                stale = self.store.stale(record)
-                if stale:
-                    notes.append(
-                        f"stale baseline subjects kept (not in this run; "
-                        f"`rtgov baseline refresh --drop-stale` drops them): {', '.join(stale)}"
-                    )
-                breaches = []
-        elif first_on_fingerprint and not measured_locally and tests_ok and not breaches:
-            if self.require_baseline:
-                notes.append(
-                    f"no baseline for fingerprint {fp} "
-                    "and --rtgov-require-baseline is set"
-                )
-                return Verdict("no-baseline", EXIT_GATE_BREACHED, results, notes)
-            if status.failure is not None:
-                return refuse(f"baseline {self.store.directory}", status.failure)
-            if not self.store.exists() or self.bootstrap:
-                entry = self.store.update(
-                    record,
-                    who=who_am_i(self.rootdir),
-                    reason="first gated run on this fingerprint"
-                    + (" (--rtgov-bootstrap-baseline)" if self.bootstrap else ""),
-                    only_new=True,
-                )
-                self._seal(entry)
-                action = "created"
-                notes.append(
-                    f"no baseline for fingerprint {fp} yet: recorded "
-                    f"this run as the baseline in {self.store.directory}"
-                )
-            elif required or local is None:
-                notes.append(
-                    f"no measurement baseline for fingerprint {fp} in {self.store.directory}: "
-                    "with signatures required (CI=true or --rtgov-require-signature) a "
-                    "session never records one from its own run; pass "
-                    "--rtgov-bootstrap-baseline to add this run's measurements (then review "
-                    "and commit them)"
-                )
-                return Verdict("no-baseline", EXIT_GATE_BREACHED, results, notes)
-            else:
-                local_status = baseline_seal_status(local, self.trust, what="local baseline")
-                if local_status.failure is not None:
-                    return refuse(f"local baseline {local.directory}", local_status.failure)
-                entry = local.update(
-                    record,
-                    who=who_am_i(self.rootdir),
-                    reason="first gated run on this fingerprint (this machine only)",
-                    measurements_only=True,
-                )
-                self._seal(entry, local)
-                action = "created-local"
-                notes.append(
-                    f"no measurement baseline for fingerprint {fp} in {self.store.directory}: "
-                    f"recorded this run's measurements in {local.directory} (this machine "
-                    "only, not committed; --rtgov-update-baseline adds them to the "
-                    "committed baseline)"
-                )
-        if view.fingerprint_note and first_on_fingerprint and action is None:
-            notes.append(view.fingerprint_note)
-        if not tests_ok:
-            status, code = "failed-tests", exitstatus
-        elif breaches:
-            status, code = "breached", EXIT_GATE_BREACHED
-        else:
-            status, code = "passed", exitstatus
-        verdict = Verdict(status, int(code), results, notes, action)
-        log_event(
-            "gate.verdict",
-            status=status,
-            exit_status=int(code),
-            breaches=len(breaches),
-            gates=len(results),
-            baseline_action=action,
-        )
-        return verdict
+                return "present"
+            if seal_failure is not None:
+                return refuse(f"baseline {self.store.directory}", seal_failure)
+            self._plan = ("update", self.store)
+            return "update"
+        if not first_on_fingerprint or measured_locally or not tests_ok:
+            return "present"
+        if any(r.breached for r in results):
+            return "present"
+        if self.require_baseline:
+            notes.append(f"no baseline for fingerprint {fp} and --rtgov-require-baseline is set")
+            return "absent"
+        if seal_failure is not None:
+            return refuse(f"baseline {self.store.directory}", seal_failure)
+        if not self.store.exists() or self.bootstrap:
+            self._plan = ("create", self.store)
+            return "create"
+        if (self.trust is not None and self.trust.required) or local is None:
+            notes.append(
+                f"no measurement baseline for fingerprint {fp} in {self.store.directory}: "
+                "with signatures required (CI=true or --rtgov-require-signature) a "
+                "session never records one from its own run; pass "
+                "--rtgov-bootstrap-baseline to add this run's measurements (then review "
+                "and commit them)"
+            )
+            return "absent"
+        local_status = baseline_seal_status(local, self.trust, what="local baseline")
+        if local_status.failure is not None:
+            return refuse(f"local baseline {local.directory}", local_status.failure)
+        self._plan = ("create-local", local)
+        return "create-local"
+
+    def write_baseline(self, verdict: Verdict, record: RunRecord) -> Verdict:
+        """The step after the decision: write (and seal) the baseline the verdict's
+        ``baseline_action`` names (:mod:`pytest_rtgov.plugin.baseline_write`)."""
+        from pytest_rtgov.plugin.baseline_write import write_baseline
+
+        plan, self._plan = self._plan, None
+        if plan is None or verdict.baseline_action is None:
+            return verdict
+        return write_baseline(self, plan, verdict, record)
