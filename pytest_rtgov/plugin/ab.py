@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.rounds import RoundsSpec
+from pytest_rtgov.core.stats import measured, paired_effect
 from pytest_rtgov.measure.region import Meter
 
 __all__ = ["run_ab"]
@@ -70,17 +72,15 @@ def run_ab(
 
 
 def _ab_exceeds(samples: list[dict[str, Any]], block: int, settings: dict[str, Any]) -> bool:
-    """Does this block's median paired wall-time change exceed the smallest threshold?"""
-    measured = [s for s in samples if s["block"] == block and not s["warmup"] and s["completed"]]
-    cur = [s["wall_ns"] for s in measured if s["variant"] == "current"]
-    base = [s["wall_ns"] for s in measured if s["variant"] == "baseline"]
-    pairs = [(c, b) for c, b in zip(cur, base, strict=False) if b > 0]
-    if not pairs:
+    """Does this block's A/B effect (``core.stats.paired_effect``, as the gate computes
+    it) exceed the smallest threshold?"""
+    chosen = [Sample(**s) for s in samples if s["block"] == block]
+    current = [s.wall_ns for s in measured(chosen, "current")]
+    baseline = [s.wall_ns for s in measured(chosen, "baseline")]
+    effect = paired_effect(list(zip(current, baseline, strict=False)))
+    if effect is None:
         return False
-    ratios = sorted(c / b for c, b in pairs)
-    ratio = ratios[len(ratios) // 2]
-    diffs = sorted(c - b for c, b in pairs)
     pct, absolute = settings.get("min_pct"), settings.get("min_abs")
-    return (pct is not None and (ratio - 1) * 100 > pct) or (
-        absolute is not None and diffs[len(diffs) // 2] * 1e-9 > absolute
+    return (pct is not None and effect.relative * 100 > pct) or (
+        absolute is not None and effect.worse * 1e-9 > absolute
     )

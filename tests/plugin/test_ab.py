@@ -218,3 +218,43 @@ def test_a_tampered_export_is_checked_by_the_controller_under_xdist(repo):
     assert result.stderr.str().count("does not match commit") == 1
     _, gates = results(repo)
     assert gates["test_ab.py::test_work"]["status"] == "breach"
+
+
+def _table_row(out: str, title: str, needle: str) -> list[str]:
+    """The cells of the first row containing ``needle`` in the table titled ``title``."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(title))
+    for line in lines[start + 1 :]:
+        if needle in line:
+            return [cell.strip() for cell in line.split("│")[1:-1]]
+    raise AssertionError(f"no row with {needle!r} under {title!r} in:\n{out}")
+
+
+def test_terminal_medians_of_an_ab_test_are_the_reports(repo):
+    # The committed (baseline) code sleeps 20 ms, today's does not: a median that mixed
+    # both variants would land between them, far from today's.
+    (repo.path / "test_ab.py").write_text(TEST.replace("work(20000)", "work(200)"))
+    (repo.path / "mykernel.py").write_text(
+        KERNEL.replace("    return total", "    time.sleep(0.02)\n    return total")
+    )
+    git(repo.path, "commit", "-q", "-am", "slow baseline")
+    (repo.path / "mykernel.py").write_text(KERNEL)
+    repo.makefile(".toml", gates=GATES.replace("ab_pairs = 15", "ab_pairs = 6"))
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    record, gates = results(repo)
+    assert gates["test_ab.py::test_work"]["relative"] < -0.5  # today's code is faster
+
+    from pytest_rtgov.core.delta_index import observations_of
+    from pytest_rtgov.core.format import format_ns
+    from pytest_rtgov.core.records import RunRecord
+
+    run = RunRecord.from_dict(record)
+    report = {(o.subject, o.metric): o.value for o in observations_of(run)}
+    wall = report[("test_ab.py::test_work", "wall_time")]
+    cpu = report[("test_ab.py::test_work", "cpu_time")]
+    row = _table_row(result.stdout.str(), "slowest tests", "test_work")
+    assert row[2:4] == [format_ns(wall * 1e9), format_ns(cpu * 1e9)], row
+    assert wall < 0.01  # the baseline's 20 ms sleeps are not in it
+    html = (repo.path / ".rtgov" / "report.html").read_text()
+    assert f"{wall * 1e3:.4g}" in html  # the report's wall time column, in ms

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from pytest_rtgov.core.metrics import BUILTIN_METRICS, digest_metric, metric_unit, value_metric
 from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.rounds import RoundsSpec, parse_rounds_marker
+from pytest_rtgov.core.stats import counted, paired_effect, summarize
 from pytest_rtgov.errors import InvalidMetricError, InvalidOptionError
+from pytest_rtgov.plugin.ab import _ab_exceeds
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -108,3 +110,48 @@ def test_units_of_builtin_calibrated_and_recorded_metrics():
     assert metric_unit("cpu_time@calibrated") == "calibration units"
     assert metric_unit("val_loss", "nats") == "nats"
     assert metric_unit("val_loss@calibrated") == ""
+
+
+def test_only_completed_current_non_warmup_samples_count():
+    samples = [
+        Sample(5, 5),
+        Sample(100, 100, variant="baseline"),
+        Sample(200, 200, warmup=True),
+        Sample(300, 300, completed=False),
+        Sample(7, 3),
+    ]
+    assert counted(samples) == [samples[0], samples[4]]
+    summary = summarize(samples)
+    assert summary is not None
+    assert (summary.n, summary.wall_median_ns, summary.cpu_median_ns) == (2, 6, 4)
+    assert summarize([Sample(9, 9, completed=False)]) is None  # nothing counts: no row
+
+
+def test_paired_effect_is_the_median_paired_ratio():
+    effect = paired_effect([(1.0, 1.0), (1.08, 1.0), (1.12, 1.0), (1.3, 1.0)])
+    assert effect is not None
+    assert effect.ratio == pytest.approx(1.10)
+    assert effect.relative == pytest.approx(0.10)
+    assert effect.worse == pytest.approx(0.10)
+    assert paired_effect([]) is None
+
+
+def _ab_samples(pairs):
+    out = []
+    for current, baseline in pairs:
+        for variant, ns in (("current", current), ("baseline", baseline)):
+            out.append(
+                Sample(ns, ns, variant=variant)._asdict() | {"block": 0, "evidence": None}
+            )
+    return out
+
+
+def test_the_ab_loop_re_measures_on_the_gates_effect():
+    # Ratios 1.0, 1.08, 1.12, 1.3: the median paired ratio is 1.10, as the gate computes it
+    # (an upper median, 1.12, would call for re-measurement at a 11 % threshold).
+    samples = _ab_samples([(1000, 1000), (1080, 1000), (1120, 1000), (1300, 1000)])
+    assert not _ab_exceeds(samples, 0, {"min_pct": 11})
+    assert _ab_exceeds(samples, 0, {"min_pct": 9})
+    assert _ab_exceeds(samples, 0, {"min_abs": 90e-9})
+    assert not _ab_exceeds(samples, 0, {"min_abs": 110e-9})
+    assert not _ab_exceeds(samples, 1, {"min_pct": 0})  # no pairs in that block
