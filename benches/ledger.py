@@ -351,7 +351,7 @@ class _NoFsync:
 
 def bench_append(tmp: Path, records: int, samples: int, *, fsync: bool = True) -> float:
     """Microseconds per ``LedgerAppender.append`` of one test leaf."""
-    import pytest_rtgov.store.ledger as ledger_module
+    import pytest_rtgov.store.ledger.writer as ledger_module
 
     payload = test_leaf(0, samples)
     ledger = Ledger(tmp / f"append-{samples}-{time.monotonic_ns()}")

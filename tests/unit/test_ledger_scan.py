@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pytest_rtgov.store.ledger as ledger_module
+import pytest_rtgov.store.ledger.frames as ledger_module
 from pytest_rtgov.core import merkle
 from pytest_rtgov.store.ledger import (
     MAGIC,
