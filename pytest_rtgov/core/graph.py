@@ -71,7 +71,7 @@ def build_graph(index: DeltaIndex, *, observations_for: Iterable[str] = ()) -> n
         edges.append((u, v, kind, _clean({"kind": kind, **attrs})))
 
     # Baseline versions in ledger order; a run compares against the latest one before it.
-    baseline_ids = []
+    baseline_ids: list[tuple[int, str]] = []
     for event in index.baselines:
         b = node(
             f"baseline:{event.sequence}",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import TYPE_CHECKING, Final
 
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import ReadError, RtgovError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -61,7 +61,7 @@ class NoteError(RtgovError):
     """Root of the signed-note, key and checkpoint errors."""
 
 
-class NoteFormatError(NoteError, ValueError):
+class NoteFormatError(NoteError, ReadError, ValueError):
     """A note, key or checkpoint is malformed: it could not be verified or read at all."""
 
 
@@ -281,8 +281,9 @@ def key_identity(text: str) -> tuple[str, bytes]:
         raise NoteFormatError(
             f"expected a key '<name>+<key id>+<key>', got {len(parts)} '+'-separated fields"
         )
-    kid, _ = _parse_key_fields(*parts, "verifier")
-    return parts[0], kid
+    name, id_hex, key_b64 = parts
+    kid, _ = _parse_key_fields(name, id_hex, key_b64, "verifier")
+    return name, kid
 
 
 def verifier_key_fields(text: str) -> tuple[str, bytes, bytes]:
@@ -298,8 +299,9 @@ def verifier_key_fields(text: str) -> tuple[str, bytes, bytes]:
             f"expected a verifier key '<name>+<key id>+<key>', got {len(parts)} '+'-separated "
             "fields"
         )
-    kid, raw = _parse_key_fields(*parts, "verifier")
-    return parts[0], kid, raw
+    name, id_hex, key_b64 = parts
+    kid, raw = _parse_key_fields(name, id_hex, key_b64, "verifier")
+    return name, kid, raw
 
 
 def parse_signer_key(text: str) -> Signer:

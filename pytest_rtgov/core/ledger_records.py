@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_rtgov.core.canonical import PRESORTED_ENCODER, canonical_json
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import ReadError
 
 __all__ = [
     "LEAF_FIELDS",
@@ -50,7 +50,7 @@ LEAF_KINDS = (
 )
 
 
-class LeafFormatError(RtgovError):
+class LeafFormatError(ReadError):
     """A leaf is not a canonical JSON object with a known ``kind``."""
 
 
@@ -174,14 +174,15 @@ def _codec() -> tuple[Any, Any]:
     def py_encode(value: Any) -> str:
         return canonical_json(value).decode("utf-8")
 
-    make_scanner, make_encoder = scanner.c_make_scanner, encoder.c_make_encoder
-    if make_scanner is None or make_encoder is None or encoder.c_encode_basestring is None:
+    # The C accelerators are not in typeshed: looked up by name.
+    make_scanner = getattr(scanner, "c_make_scanner", None)
+    make_encoder = getattr(encoder, "c_make_encoder", None)
+    encode_string = getattr(encoder, "c_encode_basestring", None)
+    if make_scanner is None or make_encoder is None or encode_string is None:
         return py_scan, py_encode
     # markers, default, encoder, indent, key_separator, item_separator, sort_keys,
     # skipkeys, allow_nan: no circular check (decoded JSON has no cycles)
-    c_encode = make_encoder(
-        None, None, encoder.c_encode_basestring, None, ":", ",", True, False, False
-    )
+    c_encode = make_encoder(None, None, encode_string, None, ":", ",", True, False, False)
 
     def encode(value: Any) -> str:
         return "".join(c_encode(value, 0))
@@ -221,4 +222,5 @@ def parse_leaf(payload: bytes) -> dict[str, Any]:
             raise LeafFormatError(f"a {value['kind']} leaf needs {name!r} ({names})")
     if fields is LEAF_FIELDS["verdict"] and not _DIGEST.fullmatch(value["record_sha256"]):
         raise LeafFormatError("a verdict leaf needs 'record_sha256' as sha256:<64 hex digits>")
-    return value
+    leaf: dict[str, Any] = value  # a dict: ``fields`` is None for anything else
+    return leaf

@@ -124,8 +124,8 @@ def open_note(note: str | bytes, verifiers: Iterable[Verifier]) -> VerifiedNote:
     if not block.endswith("\n"):
         raise NoteFormatError("expected signature lines ending with a newline")
     known: dict[tuple[str, bytes], Verifier] = {}
-    for verifier in verifiers:
-        known[(verifier.name, verifier.key_id)] = verifier
+    for supplied in verifiers:
+        known[(supplied.name, supplied.key_id)] = supplied
     message = text.encode("utf-8")
     verified: list[Verifier] = []
     unverified: list[UnverifiedSignature] = []

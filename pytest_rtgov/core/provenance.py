@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pytest_rtgov.core.fingerprint import FINGERPRINT_KEYS, fingerprint
-from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.records import FixtureSetup, RunRecord, TestEntry
 
 __all__ = [
     "baseline_comparability_notes",
@@ -54,7 +54,9 @@ def provenance(record: RunRecord) -> dict[str, Any]:
     env = dict(record.environment)
     seeds: dict[str, float | str] = {}
     datasets: dict[str, str] = {}
-    for entry in [*record.tests, *(s for f in record.fixtures for s in f.setups)]:
+    entries: list[TestEntry | FixtureSetup] = [*record.tests]
+    entries.extend(s for f in record.fixtures for s in f.setups)
+    for entry in entries:
         for metric in entry.metrics:
             if is_seed(metric.name, metric.unit) and not isinstance(metric.value, str):
                 seeds.setdefault(metric.name, metric.value)
