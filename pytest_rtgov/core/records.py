@@ -1,20 +1,25 @@
 """Run records: what one pytest session measured, as frozen values.
 
 Every record class has ``to_dict()`` returning builtin types only (records cross
-xdist's wire and are written as JSON) and a ``from_dict()`` that validates, names
-the place of the first problem, and never mutates its input.
+xdist's wire and are written as JSON). The classes' field annotations are the
+schema of a record file: ``RunRecord.from_dict()`` validates decoded JSON against
+them with msgspec (``core/schema.py``), names the place of the first problem, and
+never mutates its input. The format is described in docs/run-record.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
 
 from pytest_rtgov.core.canonical import PRESORTED_ENCODER, canonical_json
+from pytest_rtgov.core.schema import convert, one_of, require_keys
 from pytest_rtgov.errors import RecordFormatError
 
 __all__ = [
@@ -83,106 +88,45 @@ def unescape_text(text: str) -> str:
     return _ESCAPED_SURROGATE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
-class _Reader:
-    """Typed access to a decoded JSON object that reports the JSON path on error."""
-
-    __slots__ = ("data", "place", "source")
-
-    def __init__(self, data: Any, source: str, place: str) -> None:
-        if not isinstance(data, Mapping):
-            raise RecordFormatError(source, place, f"an object (got {type(data).__name__})")
-        self.data, self.source, self.place = data, source, place
-
-    def _fail(self, key: str, expected: str) -> RecordFormatError:
-        got = self.data.get(key, "<missing>")
-        return RecordFormatError(self.source, f"{self.place}.{key}", f"{expected} (got {got!r})")
-
-    def str(self, key: str) -> str:
-        value = self.data.get(key)
-        if not isinstance(value, str):
-            raise self._fail(key, "a string")
-        return value
-
-    def int(self, key: str, *, optional: bool = False, minimum: int = 0) -> Any:
-        value = self.data.get(key)
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self._fail(key, f"an integer >= {minimum}" + (" or null" if optional else ""))
-        return value
-
-    def bool(self, key: str, *, optional: bool = False) -> Any:
-        value = self.data.get(key)
-        if value is None and optional:
-            return None
-        if not isinstance(value, bool):
-            raise self._fail(key, "true or false" + (" or null" if optional else ""))
-        return value
-
-    def optional_str(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is not None and not isinstance(value, str):
-            raise self._fail(key, "a string or null")
-        return value
-
-    def choice(self, key: str, choices: Iterable[str]) -> str:
-        value = self.data.get(key)
-        if value not in tuple(choices):
-            raise self._fail(key, f"one of {', '.join(repr(c) for c in choices)}")
-        return str(value)
-
-    def list(self, key: str) -> list[Any]:
-        value = self.data.get(key)
-        if not isinstance(value, list):
-            raise self._fail(key, "a list")
-        return value
-
-    def str_list(self, key: str) -> list[str]:
-        value = self.list(key)
-        if not all(isinstance(v, str) for v in value):
-            raise self._fail(key, "a list of strings")
-        return value
-
-    def str_map(self, key: str) -> dict[str, str]:
-        value = self.data.get(key)
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise self._fail(key, "an object of strings")
-        return dict(value)
-
-    def child(self, key: str) -> _Reader:
-        return _Reader(self.data.get(key), self.source, f"{self.place}.{key}")
-
-    def items(self, key: str) -> list[_Reader]:
-        return [
-            _Reader(item, self.source, f"{self.place}.{key}[{i}]")
-            for i, item in enumerate(self.list(key))
-        ]
+# The schema of a record file, as field annotations: msgspec checks them when a
+# record is read (RunRecord.from_dict), never when the plugin builds one.
+Count = Annotated[int, msgspec.Meta(ge=0)]
+_FLOAT_MAX = sys.float_info.max
+FiniteFloat = Annotated[
+    float, msgspec.Meta(ge=-_FLOAT_MAX, le=_FLOAT_MAX, description="a finite number")
+]
+MetricValue = Annotated[
+    FiniteFloat | str, msgspec.Meta(description="a finite number or a digest string")
+]
+OutcomeText = Annotated[str, one_of(*OUTCOMES)]
 
 
-class Sample(NamedTuple):
+class Sample(msgspec.Struct, frozen=True, gc=False):
     """One measured region: a test call round or a fixture setup.
 
     ``peak_memory_bytes`` is the peak above the level at the region's start, in the
     session's memory mode (None when memory capture is off or unavailable).
     ``completed`` is False when the region raised: the partial measurement is kept.
 
-    A NamedTuple rather than a frozen dataclass: equally immutable, and built once
-    per test round on the hot path, where a frozen dataclass's ``__init__`` (one
-    ``object.__setattr__`` per field) costs five times as much.
+    A frozen msgspec Struct: built once per test round on the hot path, where it
+    costs a third of a NamedTuple (a frozen dataclass's ``__init__``, one
+    ``object.__setattr__`` per field, costs five times a NamedTuple), and untracked
+    by the garbage collector (``gc=False``: it holds no containers).
     """
 
-    wall_ns: int
-    cpu_ns: int
-    peak_memory_bytes: int | None = None
-    gpu_time_ns: int | None = None
-    gpu_memory_bytes: int | None = None
+    wall_ns: Count
+    cpu_ns: Count
+    peak_memory_bytes: Count | None = None
+    gpu_time_ns: Count | None = None
+    gpu_memory_bytes: Count | None = None
     warmup: bool = False
     completed: bool = True
     evidence: str | None = None
-    variant: str = "current"
-    block: int = 0
+    variant: Annotated[str, one_of("current", "baseline")] = "current"
+    block: Count = 0
+    # Keys a record file must hold, though Python callers may leave them out
+    # (core.schema.require_keys); msgspec takes other fields with defaults as optional.
+    required_keys: ClassVar[tuple[str, ...]] = ("warmup", "completed")
 
     def to_dict(self) -> dict[str, Any]:
         # Keys in sorted order, as in every to_dict() a test's JSON is made of: see
@@ -200,24 +144,6 @@ class Sample(NamedTuple):
             "warmup": self.warmup,
         }
 
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<sample>", place: str = "$") -> Sample:
-        r = _Reader(data, source, place)
-        return cls(
-            wall_ns=r.int("wall_ns"),
-            cpu_ns=r.int("cpu_ns"),
-            peak_memory_bytes=r.int("peak_memory_bytes", optional=True),
-            gpu_time_ns=r.int("gpu_time_ns", optional=True),
-            gpu_memory_bytes=r.int("gpu_memory_bytes", optional=True),
-            warmup=r.bool("warmup"),
-            completed=r.bool("completed"),
-            evidence=r.optional_str("evidence"),
-            variant=r.choice("variant", ("current", "baseline"))
-            if "variant" in r.data
-            else "current",
-            block=r.int("block") if "block" in r.data else 0,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Metric:
@@ -227,9 +153,10 @@ class Metric:
     """
 
     name: str
-    value: float | str
+    value: MetricValue
     unit: str = ""
     higher_is_better: bool | None = None
+    required_keys: ClassVar[tuple[str, ...]] = ("unit",)
 
     @property
     def is_digest(self) -> bool:
@@ -242,21 +169,6 @@ class Metric:
             "unit": self.unit,
             "value": self.value,
         }
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<metric>", place: str = "$") -> Metric:
-        r = _Reader(data, source, place)
-        value = r.data.get("value")
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise r._fail("value", "a finite number or a digest string")
-        if isinstance(value, (int, float)) and not math.isfinite(value):
-            raise r._fail("value", "a finite number")
-        return cls(
-            name=r.str("name"),
-            value=float(value) if isinstance(value, int) else value,
-            unit=r.str("unit"),
-            higher_is_better=r.bool("higher_is_better", optional=True),
-        )
 
 
 def _sorted_metrics(metrics: Iterable[Metric]) -> tuple[Metric, ...]:
@@ -271,13 +183,14 @@ class TestEntry:
     __test__ = False  # not a pytest test class
 
     nodeid: str
-    outcome: str
+    outcome: OutcomeText
     worker: str
-    rounds: int = 1
-    warmup: int = 0
+    rounds: Annotated[int, msgspec.Meta(ge=1)] = 1
+    warmup: Count = 0
     samples: tuple[Sample, ...] = ()
     metrics: tuple[Metric, ...] = ()
     markers: tuple[str, ...] = ()
+    required_keys: ClassVar[tuple[str, ...]] = ("rounds", "warmup", "samples", "metrics")
 
     def to_dict(self) -> dict[str, Any]:
         return {  # keys sorted (see Sample.to_dict)
@@ -291,24 +204,6 @@ class TestEntry:
             "worker": self.worker,
         }
 
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<test>", place: str = "$") -> TestEntry:
-        r = _Reader(data, source, place)
-        return cls(
-            nodeid=r.str("nodeid"),
-            outcome=r.choice("outcome", OUTCOMES),
-            worker=r.str("worker"),
-            rounds=r.int("rounds", minimum=1),
-            warmup=r.int("warmup"),
-            samples=tuple(
-                Sample.from_dict(s.data, source=source, place=s.place) for s in r.items("samples")
-            ),
-            metrics=tuple(
-                Metric.from_dict(m.data, source=source, place=m.place) for m in r.items("metrics")
-            ),
-            markers=tuple(r.str_list("markers")) if "markers" in r.data else (),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class FixtureSetup:
@@ -316,9 +211,10 @@ class FixtureSetup:
 
     worker: str
     requested_by: str
-    outcome: str
+    outcome: Annotated[str, one_of("passed", "error")]
     sample: Sample
     metrics: tuple[Metric, ...] = ()
+    required_keys: ClassVar[tuple[str, ...]] = ("metrics",)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -328,19 +224,6 @@ class FixtureSetup:
             "sample": self.sample.to_dict(),
             "metrics": [m.to_dict() for m in self.metrics],
         }
-
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<setup>", place: str = "$") -> FixtureSetup:
-        r = _Reader(data, source, place)
-        return cls(
-            worker=r.str("worker"),
-            requested_by=r.str("requested_by"),
-            outcome=r.choice("outcome", ("passed", "error")),
-            sample=Sample.from_dict(r.data.get("sample"), source=source, place=f"{place}.sample"),
-            metrics=tuple(
-                Metric.from_dict(m.data, source=source, place=m.place) for m in r.items("metrics")
-            ),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,9 +236,10 @@ class FixtureEntry:
 
     nodeid: str
     name: str
-    scope: str
-    param_index: int | None = None
+    scope: Annotated[str, one_of("session", "package", "module", "class", "function")]
+    param_index: Count | None = None
     setups: tuple[FixtureSetup, ...] = field(default=())
+    required_keys: ClassVar[tuple[str, ...]] = ("setups",)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -370,20 +254,6 @@ class FixtureEntry:
             "setups": [s.to_dict() for s in self.setups],
         }
 
-    @classmethod
-    def from_dict(cls, data: Any, *, source: str = "<fixture>", place: str = "$") -> FixtureEntry:
-        r = _Reader(data, source, place)
-        return cls(
-            nodeid=r.str("nodeid"),
-            name=r.str("name"),
-            scope=r.choice("scope", ("session", "package", "module", "class", "function")),
-            param_index=r.int("param_index", optional=True),
-            setups=tuple(
-                FixtureSetup.from_dict(s.data, source=source, place=s.place)
-                for s in r.items("setups")
-            ),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
@@ -392,7 +262,7 @@ class RunRecord:
     run_id: str
     started_at: str
     ended_at: str
-    mode: str
+    mode: Annotated[str, one_of("record", "gate")]
     pytest_args: tuple[str, ...]
     memory_mode: str
     backend: str
@@ -400,12 +270,13 @@ class RunRecord:
     environment: Mapping[str, str]
     tests: tuple[TestEntry, ...]
     fixtures: tuple[FixtureEntry, ...]
-    exit_status: int = 0
+    exit_status: Count = 0
     gate_results: tuple[Mapping[str, Any], ...] = ()
     verdict: Mapping[str, Any] = field(default_factory=dict)
     # {"kernel": description, "workers": {worker: median ns}} when calibrated
     calibration: Mapping[str, Any] = field(default_factory=dict)
-    schema: str = SCHEMA
+    schema: Annotated[str, one_of(SCHEMA)] = SCHEMA
+    required_keys: ClassVar[tuple[str, ...]] = ("schema", "exit_status")
 
     def to_dict(self) -> dict[str, Any]:
         data = self._to_dict_without_tests()
@@ -462,40 +333,11 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<run record>") -> RunRecord:
-        r = _Reader(data, source, "$")
-        schema = r.str("schema")
-        if schema != SCHEMA:
-            raise RecordFormatError(source, "$.schema", f"{SCHEMA!r} (got {schema!r})")
-        args = r.list("pytest_args")
-        if not all(isinstance(a, str) for a in args):
-            raise RecordFormatError(source, "$.pytest_args", "a list of strings")
-        workers = r.list("workers")
-        if not all(isinstance(w, str) for w in workers):
-            raise RecordFormatError(source, "$.workers", "a list of strings")
-        return cls(
-            run_id=r.str("run_id"),
-            started_at=r.str("started_at"),
-            ended_at=r.str("ended_at"),
-            mode=r.choice("mode", ("record", "gate")),
-            exit_status=r.int("exit_status"),
-            pytest_args=tuple(args),
-            memory_mode=r.str("memory_mode"),
-            backend=r.str("backend"),
-            workers=tuple(workers),
-            environment=r.str_map("environment"),
-            tests=tuple(
-                TestEntry.from_dict(t.data, source=source, place=t.place) for t in r.items("tests")
-            ),
-            fixtures=tuple(
-                FixtureEntry.from_dict(f.data, source=source, place=f.place)
-                for f in r.items("fixtures")
-            ),
-            gate_results=tuple(
-                dict(g.data) for g in (r.items("gate_results") if "gate_results" in r.data else [])
-            ),
-            verdict=dict(r.child("verdict").data) if "verdict" in r.data else {},
-            calibration=dict(r.child("calibration").data) if "calibration" in r.data else {},
-        )
+        """Validate decoded JSON against the record schema (the annotations above);
+        a RecordFormatError names ``source``, the JSON path and what was expected."""
+        record = convert(data, cls, source=source, error=RecordFormatError)
+        require_keys(data, cls, source=source, error=RecordFormatError)
+        return record
 
 
 def _canonical_test(test: TestEntry) -> TestEntry:

@@ -193,3 +193,73 @@ def test_canonical_json_refuses_nan():
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})
     assert canonical_json({"b": [1, 2.5], "a": "é"}) == '{"a":"é","b":[1,2.5]}'.encode()
+
+
+def _run_v1():
+    return json.loads((FIXTURES / "records" / "run-v1.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "place", "expected"),
+    [
+        # keys a file must hold though the classes give Python callers a default
+        (lambda d: d.pop("schema"), "$.schema", "'rtgov.run/1' (got '<missing>')"),
+        (lambda d: d.pop("exit_status"), "$.exit_status", "an integer >= 0 (got '<missing>')"),
+        (lambda d: d["tests"][0].pop("samples"), "$.tests[0].samples", "a list"),
+        (lambda d: d["tests"][0].pop("rounds"), "$.tests[0].rounds", "an integer >= 1"),
+        (
+            lambda d: d["tests"][0]["samples"][1].pop("warmup"),
+            "$.tests[0].samples[1].warmup",
+            "true or false (got '<missing>')",
+        ),
+        (
+            lambda d: d["fixtures"][0]["setups"][0]["metrics"][0].pop("unit"),
+            "$.fixtures[0].setups[0].metrics[0].unit",
+            "a string",
+        ),
+        (lambda d: d["fixtures"][0].pop("setups"), "$.fixtures[0].setups", "a list"),
+        # a choice is exact: no trailing newline
+        (lambda d: d["tests"][0].update(outcome="passed\n"), "$.tests[0].outcome", "one of"),
+        (
+            lambda d: d["tests"][1]["metrics"][0].update(value=float("nan")),
+            "$.tests[1].metrics[0].value",
+            "a finite number",
+        ),
+        (lambda d: d["environment"].update(cpu_count=2), "$.environment", "an object of strings"),
+        (lambda d: d["tests"].append(3), "$.tests[2]", "an object (got 3)"),
+        (lambda d: d.update(verdict=[]), "$.verdict", "an object"),
+        (
+            lambda d: d["tests"][0]["samples"][0].update(peak_memory_bytes="1"),
+            "$.tests[0].samples[0].peak_memory_bytes",
+            "an integer >= 0 or null (got '1')",
+        ),
+    ],
+)
+def test_record_schema_places(mutate, place, expected):
+    data = _run_v1()
+    assert len(data["tests"]) == 2
+    mutate(data)
+    with pytest.raises(RecordFormatError) as info:
+        RunRecord.from_dict(data, source="run.json")
+    assert info.value.place == place
+    assert expected in info.value.expected
+
+
+def test_optional_keys_may_be_absent_and_unknown_keys_are_ignored():
+    data = _run_v1()
+    sample = data["tests"][0]["samples"][0]
+    for key in ("variant", "block", "evidence", "gpu_time_ns"):
+        sample.pop(key)
+    data["tests"][0].pop("markers", None)
+    data["tests"][1]["metrics"][0].pop("higher_is_better")
+    data.pop("verdict")
+    data["future_key"] = 1
+    record = RunRecord.from_dict(data)
+    assert record.tests[0].samples[0].variant == "current" and record.verdict == {}
+
+
+def test_integer_metric_values_read_as_floats():
+    data = _run_v1()
+    data["tests"][1]["metrics"][0]["value"] = 3
+    value = RunRecord.from_dict(data).tests[1].metrics[0].value
+    assert value == 3.0 and isinstance(value, float)
