@@ -141,7 +141,7 @@ def collect_environment(
 
 def _cupy_dist() -> str:
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name", "")
+        name = dist.name or ""  # None for a distribution without metadata
         if name.lower().startswith("cupy"):
             return f"{name} {dist.version}"
     return "absent"

@@ -33,7 +33,7 @@ def detect_cupy(environ: dict[str, str] | None = None) -> ModuleType | None:
             raise InvalidOptionError("RTGOV_BACKEND=cupy was requested but cupy is not installed")
         return None
     try:
-        import cupy  # type: ignore[import-not-found]
+        import cupy
 
         if cupy.cuda.runtime.getDeviceCount() > 0:
             return cupy
@@ -53,7 +53,7 @@ class GpuProbe:
         self._events: list[Any] = []
         self._peaks = _StackedPeak()
 
-        class _PoolPeakHook(cupy.cuda.MemoryHook):  # type: ignore[misc, name-defined]
+        class _PoolPeakHook(cupy.cuda.MemoryHook):
             name = "rtgov_pool_peak"
 
             def __init__(self) -> None:
