@@ -30,17 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.shard import ShardMergeError, merge_records
-from pytest_rtgov.core.verdict import GateResult
+from pytest_rtgov.core.verdict import Verdict, decide
 from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 
 __all__ = [
     "EXIT_NOT_MERGEABLE",
     "MergeOutcome",
-    "MergedVerdict",
     "add_parsers",
     "gate_record",
     "merge_runs",
@@ -56,29 +54,6 @@ _EXIT_BAD_RECORD = 4
 # append here); a non-zero return replaces the exit status, as a failed ledger append
 # (7) replaces a breach (6) in a pytest session.
 OnWritten = Callable[[RunRecord, Path], int | None]
-
-
-@dataclass(frozen=True)
-class MergedVerdict:
-    """The verdict on a merged run, shaped like the plugin's (``rtgov show`` and the
-    terminal renderer read both alike)."""
-
-    status: str  # passed | breached | failed-tests | no-baseline | error
-    exit_status: int
-    results: tuple[GateResult, ...] = ()
-    notes: tuple[str, ...] = ()
-    baseline_action: str | None = None  # always None: merging never writes the baseline
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "exit_status": self.exit_status,
-            "breaches": sum(1 for r in self.results if r.breached),
-            "unconfirmed": sum(1 for r in self.results if r.status == "unconfirmed"),
-            "gates_evaluated": len(self.results),
-            "notes": list(self.notes),
-            "baseline_action": self.baseline_action,
-        }
 
 
 def add_parsers(sub: Any) -> None:
@@ -159,7 +134,7 @@ class MergeOutcome:
     path: Path
     exit_status: int
     shard_run_ids: tuple[str, ...]
-    verdict: MergedVerdict | None = None
+    verdict: Verdict | None = None
 
 
 def merge_runs(
@@ -226,7 +201,7 @@ def _merge(
             record,
             mode="gate",
             exit_status=verdict.exit_status,
-            gate_results=tuple(r.to_dict() for r in verdict.results),
+            gate_results=verdict.gate_results(),
             verdict=verdict.to_dict(),
         )
     path = store.write(record)
@@ -274,9 +249,9 @@ def gate_record(
     *,
     trust: Any,
     require_baseline: bool,
-) -> MergedVerdict:
-    """Evaluate every gate on ``record`` and decide, as ``Gatekeeper.decide`` does for a
-    session, without writing the baseline (a missing one is a note, not created)."""
+) -> Verdict:
+    """Evaluate every gate on ``record`` and decide (:func:`pytest_rtgov.core.verdict.decide`,
+    as a session does), without writing the baseline (a missing one is a note, not created)."""
     from pytest_rtgov.core.fingerprint import fingerprint
     from pytest_rtgov.core.gates import evaluate_gates
     from pytest_rtgov.core.provenance import baseline_comparability_notes
@@ -285,35 +260,30 @@ def gate_record(
     store = BaselineStore(baseline_dir)
     notes, seal_failed = baseline_seal_notes(store, trust)
     if seal_failed:
-        return MergedVerdict("error", EXIT_INTEGRITY, notes=tuple(notes))
+        return decide((), tests_exit_status=0, baseline="untrusted", notes=notes)
     view = store.view(record.environment)
     results, empty = evaluate_gates(gates, record, view)
     notes += baseline_comparability_notes(record, view.metrics)
     notes += [
         f"gate {name!r} selected no test or fixture in this run ({gates.source})" for name in empty
     ]
-    breaches = [r for r in results if r.breached]
     tests_ok = record.exit_status == 0
+    state = "present"
     if not store.has_fingerprint(record.environment):
-        if require_baseline and tests_ok and not breaches:
+        if require_baseline and tests_ok and not any(r.breached for r in results):
             notes.append(
                 f"no baseline for fingerprint {fingerprint(record.environment)} "
                 "and --require-baseline is set"
             )
-            return MergedVerdict("no-baseline", EXIT_GATE_BREACHED, tuple(results), tuple(notes))
-        if view.fingerprint_note:
-            notes.append(view.fingerprint_note)
-        notes.append(
-            "rtgov merge does not create baselines: "
-            f"`rtgov baseline refresh --from {record.run_id}` takes this run as one"
-        )
-    if not tests_ok:
-        status, code = "failed-tests", record.exit_status
-    elif breaches:
-        status, code = "breached", EXIT_GATE_BREACHED
-    else:
-        status, code = "passed", 0
-    return MergedVerdict(status, code, tuple(results), tuple(notes))
+            state = "absent"
+        else:
+            if view.fingerprint_note:
+                notes.append(view.fingerprint_note)
+            notes.append(
+                "rtgov merge does not create baselines: "
+                f"`rtgov baseline refresh --from {record.run_id}` takes this run as one"
+            )
+    return decide(results, tests_exit_status=record.exit_status, baseline=state, notes=notes)
 
 
 def render_merge(outcome: MergeOutcome, *, markup: bool, width: int = 100) -> str:

@@ -258,7 +258,7 @@ class Verdict:
         """The verdict when the ledger cannot be appended to: ``error``, exit 7
         (``EXIT_INTEGRITY``), whatever the gates said; the reason becomes a note."""
         return replace(
-            self, status="error", exit_status=EXIT_INTEGRITY, notes=(*self.notes, reason)
+            self, status="error", exit_status=int(EXIT_INTEGRITY), notes=(*self.notes, reason)
         )
 
 
@@ -292,13 +292,13 @@ def decide(
     typed = tuple(results)
     kept = tuple(notes)
     if baseline == "untrusted":
-        return Verdict("error", EXIT_INTEGRITY, typed, kept)
+        return Verdict("error", int(EXIT_INTEGRITY), typed, kept)
     if baseline == "unreadable":
         return Verdict("error", EXIT_USAGE, typed, kept)
     if tests_exit_status != 0:
         return Verdict("failed-tests", int(tests_exit_status), typed, kept)
     if baseline != "update" and any(r.breached for r in typed):
-        return Verdict("breached", EXIT_GATE_BREACHED, typed, kept)
+        return Verdict("breached", int(EXIT_GATE_BREACHED), typed, kept)
     if baseline == "absent":
-        return Verdict("no-baseline", EXIT_GATE_BREACHED, typed, kept)
+        return Verdict("no-baseline", int(EXIT_GATE_BREACHED), typed, kept)
     return Verdict("passed", 0, typed, kept, _ACTIONS.get(baseline))

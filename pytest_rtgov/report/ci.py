@@ -1,7 +1,7 @@
 """GitHub Actions: the step summary and one ``::error`` annotation per breached gate.
 
 An edge: it reads the environment it is handed and appends to the step summary file.
-The text comes from :mod:`pytest_rtgov.report.export` (Markdown) and from
+The text comes from :mod:`pytest_rtgov.report.export.markdown` and from
 :func:`annotations`, which is pure.
 
 Workflow commands are escaped as the Actions toolkit does (``@actions/core``,
@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from pytest_rtgov.core.gates import subject_id
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.report.export import ExportError, describe_result, to_markdown
 
 __all__ = [
@@ -82,13 +83,12 @@ def location_of(
 def annotations(record: RunRecord, locations: Mapping[str, tuple[str, int | None]]) -> list[str]:
     """``::error`` per breached (or missing) gate and ``::warning`` per unconfirmed one."""
     lines = []
-    for result in record.gate_results:
-        status = result.get("status")
-        if status not in ("breach", "missing", "unconfirmed"):
+    for result in Verdict.of_record(record).results:
+        if not result.breached and result.status != "unconfirmed":
             continue
-        where = location_of(record, str(result["subject"]), locations)
+        where = location_of(record, result.subject, locations)
         path, line = where if where else (None, None)
-        if status == "unconfirmed":
+        if result.status == "unconfirmed":
             kind, title = "warning", "rtgov gate breach not confirmed"
         else:
             kind, title = "error", "rtgov gate breached"

@@ -19,34 +19,23 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from pytest_rtgov.core.delta_index import MEASURED, DeltaIndex, Observation, observations_of
+from pytest_rtgov.core.format import format_value
 from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.verdict import BREACHING, Verdict
 
 __all__ = ["render_report", "report_context"]
 
-_FIRST = ("breach", "missing", "unconfirmed")
+_FIRST = (*BREACHING, "unconfirmed")
 _SERIES_LIMIT = 60  # runs per trend chart
 _CHART_W, _CHART_H, _PAD = 360, 120, 6
 
 
 def _fmt(metric: str, value: Any) -> str:
+    """``core.format.format_value``, with an empty cell for a missing value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if isinstance(value, str):
-        return value if len(value) <= 24 else value[:21] + "…"
-    if metric in ("wall_time", "cpu_time", "gpu_time") or metric.endswith("@calibrated"):
-        if metric.endswith("@calibrated"):
-            return f"{value:.3g}x"
-        for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-            if abs(value) >= scale:
-                return f"{value / scale:.3g} {unit}"
-        return f"{value * 1e9:.3g} ns"
-    if metric in ("peak_memory", "gpu_memory"):
-        for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-            if abs(value) >= scale:
-                return f"{value / scale:.3g} {unit}"
-        return f"{value:.0f} B"
-    return f"{value:.6g}"
+    return format_value(metric, value)
 
 
 def _column(metric: str, value: Any) -> str:
@@ -115,9 +104,8 @@ def report_context(
     lineage: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plain data for the template: verdict, gates, subjects, charts, provenance."""
-    verdict = dict(record.verdict or {})
-    status = str(verdict.get("status") or ("passed" if record.exit_status == 0 else "failed"))
-    gates = [dict(g) for g in record.gate_results]
+    verdict = Verdict.of_record(record)
+    gates = [r.to_dict() for r in verdict.results]
     for g in gates:
         g["current_s"] = _fmt(g["metric"], g.get("current"))
         g["baseline_s"] = _fmt(g["metric"], g.get("baseline"))
@@ -196,12 +184,12 @@ def report_context(
             for s, v in top
         ]
     prov = provenance(record)
-    notes = list(verdict.get("notes", []))
+    notes = list(verdict.notes)
     return {
         "run_id": record.run_id,
         "mode": record.mode,
-        "status": status,
-        "exit_status": record.exit_status,
+        "status": verdict.status,
+        "exit_status": verdict.exit_status,
         "started_at": record.started_at,
         "ended_at": record.ended_at,
         "verdict": verdict,

@@ -19,7 +19,6 @@ from pytest_rtgov.core.constants import EXPORT_FORMATS
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.report.export.common import (
     EXPORT_SCHEMA,
-    VERDICT_STATES,
     ExportedMetric,
     ExportError,
     describe_result,
@@ -34,7 +33,6 @@ from pytest_rtgov.report.export.prometheus import to_prometheus
 __all__ = [
     "EXPORT_SCHEMA",
     "FORMATS",
-    "VERDICT_STATES",
     "ExportError",
     "ExportedMetric",
     "describe_result",

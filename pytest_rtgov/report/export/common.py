@@ -19,14 +19,15 @@ from datetime import datetime
 from typing import Any, Final
 
 from pytest_rtgov.core.delta_index import observations_of
+from pytest_rtgov.core.format import format_value
 from pytest_rtgov.core.gates import CALIBRATED_SUFFIX, subject_id
-from pytest_rtgov.core.gates_config import BUILTIN_METRICS, format_quantity
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.verdict import GateResult, Verdict
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [
     "EXPORT_SCHEMA",
-    "VERDICT_STATES",
     "ExportError",
     "ExportedMetric",
     "describe_result",
@@ -34,8 +35,6 @@ __all__ = [
 ]
 
 EXPORT_SCHEMA: Final = "rtgov.export/1"
-VERDICT_STATES: Final = ("pass", "breach", "missing", "unconfirmed", "new", "not-run")
-_BREACHED: Final = ("breach", "missing")
 
 
 class ExportError(RtgovError):
@@ -87,17 +86,19 @@ def _units(record: RunRecord) -> dict[tuple[str, str], str]:
 
 def _unit(metric: str, units: Mapping[tuple[str, str], str], subject: str) -> str:
     if metric in BUILTIN_METRICS:
-        return BUILTIN_METRICS[metric][0]
+        return BUILTIN_METRICS[metric].unit
     if metric.endswith(CALIBRATED_SUFFIX):
         return "calibration units"
     return units.get((subject, metric), "")
 
 
-def metrics_of(record: RunRecord) -> list[ExportedMetric]:
-    """Every exported row of a run, sorted by (subject, metric, gate)."""
-    results: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for result in record.gate_results:
-        results.setdefault((str(result["subject"]), str(result["metric"])), []).append(result)
+def metrics_of(record: RunRecord, verdict: Verdict | None = None) -> list[ExportedMetric]:
+    """Every exported row of a run, sorted by (subject, metric, gate); ``verdict`` is
+    the record's (:meth:`Verdict.of_record`), read once by the caller."""
+    verdict = verdict or Verdict.of_record(record)
+    results: dict[tuple[str, str], list[GateResult]] = {}
+    for result in verdict.results:
+        results.setdefault((result.subject, result.metric), []).append(result)
     units = _units(record)
     rows: list[ExportedMetric] = []
 
@@ -114,14 +115,14 @@ def metrics_of(record: RunRecord) -> list[ExportedMetric]:
         if not judged:
             rows.append(ExportedMetric(**common))  # type: ignore[arg-type]
         for result in judged:
-            baseline = result.get("baseline")
+            baseline = result.baseline
             rows.append(
                 ExportedMetric(
                     **common,  # type: ignore[arg-type]
-                    gate=str(result.get("gate", "")),
-                    threshold=_number(result.get("threshold")),  # absent in old records
-                    verdict=str(result.get("status", "")),
-                    rule=str(result.get("rule", "")),
+                    gate=result.gate,
+                    threshold=_number(result.threshold),  # None in old records
+                    verdict=result.status,
+                    rule=result.rule,
                     baseline=baseline if isinstance(baseline, str) else _number(baseline),
                 )
             )
@@ -132,18 +133,11 @@ def metrics_of(record: RunRecord) -> list[ExportedMetric]:
         value = None if obs.text is not None else _number(obs.value)
         add(obs.subject, obs.metric, value, obs.text)
     for subject, metric in sorted(set(results) - observed):
-        current = results[(subject, metric)][0].get("current")
+        current = results[(subject, metric)][0].current
         text = current if isinstance(current, str) else None
         add(subject, metric, _number(current), text)
     rows.sort(key=lambda r: (r.subject, r.metric, r.gate))
     return rows
-
-
-def _verdict(record: RunRecord) -> dict[str, Any]:
-    verdict = dict(record.verdict)
-    verdict.setdefault("status", "recorded")
-    verdict.setdefault("exit_status", record.exit_status)
-    return verdict
 
 
 def _time_ns(stamp: str, record: RunRecord, key: str) -> int:
@@ -159,24 +153,14 @@ def _time_ns(stamp: str, record: RunRecord, key: str) -> int:
 
 
 
-def _format(metric: str, value: float | str | None) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value[:19] + "..." if value.startswith("sha256:") and len(value) > 22 else value
-    if metric in BUILTIN_METRICS:  # seconds, bytes; not calibration units
-        return format_quantity(metric, value)
-    return f"{value:.6g}"
-
-
-def describe_result(result: Mapping[str, Any]) -> str:
+def describe_result(result: GateResult) -> str:
     """One line on a gate result: gate, status, subject, values, threshold, rule, reason."""
-    metric = str(result.get("metric", ""))
+    metric = result.metric
     return (
-        f"gate {result.get('gate')!r} {result.get('status')}: {result.get('subject')} {metric}: "
-        f"current {_format(metric, result.get('current'))}, "
-        f"baseline {_format(metric, result.get('baseline'))}, "
-        f"threshold {_format(metric, _number(result.get('threshold')))}; "
-        f"rule: {result.get('rule') or '-'}"
-        + (f"; {result['reason']}" if result.get("reason") else "")
+        f"gate {result.gate!r} {result.status}: {result.subject} {metric}: "
+        f"current {format_value(metric, result.current)}, "
+        f"baseline {format_value(metric, result.baseline)}, "
+        f"threshold {format_value(metric, _number(result.threshold))}; "
+        f"rule: {result.rule or '-'}"
+        + (f"; {result.reason}" if result.reason else "")
     )

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.report.export.common import EXPORT_SCHEMA, _verdict, metrics_of
+from pytest_rtgov.core.verdict import Verdict
+from pytest_rtgov.report.export.common import EXPORT_SCHEMA, metrics_of
 
 __all__ = ["to_json"]
 
 
 def to_json(record: RunRecord) -> bytes:
     """Canonical JSON: the run id, its verdict and the flat list of rows."""
-    rows = [row.to_dict() for row in metrics_of(record)]
+    verdict = Verdict.of_record(record)
+    rows = [row.to_dict() for row in metrics_of(record, verdict)]
     doc = {
         "schema": EXPORT_SCHEMA,
         "run_id": record.run_id,
         "started_at": record.started_at,
         "ended_at": record.ended_at,
         "backend": record.backend,
-        "exit_status": record.exit_status,
-        "verdict": _verdict(record),
+        "exit_status": verdict.exit_status,
+        "verdict": verdict.to_dict(),
         "metrics": rows,
     }
     return canonical_json(doc) + b"\n"

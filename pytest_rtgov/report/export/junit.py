@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
-from typing import Any
 
 from pytest_rtgov.core.gates import subject_id
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.report.export.common import (
-    _BREACHED,
-    ExportedMetric,
-    _verdict,
-    describe_result,
-    metrics_of,
-)
+from pytest_rtgov.core.verdict import GateResult, Verdict
+from pytest_rtgov.report.export.common import ExportedMetric, describe_result, metrics_of
 
 __all__ = ["to_junit"]
 
@@ -37,20 +30,19 @@ def to_junit(record: RunRecord) -> bytes:
     properties named ``rtgov.<metric>``, ``rtgov.<metric>[<gate>].threshold`` and
     ``rtgov.<metric>[<gate>].verdict``.
     """
+    verdict = Verdict.of_record(record)
     rows: dict[str, list[ExportedMetric]] = {}
-    for row in metrics_of(record):
+    for row in metrics_of(record, verdict):
         rows.setdefault(row.subject, []).append(row)
-    breaches: dict[str, list[Mapping[str, Any]]] = {}
-    for result in record.gate_results:
-        if result.get("status") in _BREACHED:
-            breaches.setdefault(str(result["subject"]), []).append(result)
-    verdict = _verdict(record)
+    breaches: dict[str, list[GateResult]] = {}
+    for result in verdict.breaches:
+        breaches.setdefault(result.subject, []).append(result)
 
     cases: list[tuple[str, str, str, str]] = []  # subject, classname, name, outcome
     for test in record.tests:
         cases.append((test.nodeid, *_junit_names(test.nodeid), test.outcome))
     fixtures = {subject_id(f): f for f in record.fixtures}
-    for subject in sorted({str(g["subject"]) for g in record.gate_results} & set(fixtures)):
+    for subject in sorted({r.subject for r in verdict.results} & set(fixtures)):
         fixture = fixtures[subject]
         classname = _junit_names(fixture.nodeid)[0] if fixture.nodeid else "rtgov.session"
         failed = any(s.outcome != "passed" for s in fixture.setups)
@@ -62,8 +54,8 @@ def to_junit(record: RunRecord) -> bytes:
     properties = ET.SubElement(suite, "properties")
     for name, value in (
         ("rtgov.run_id", record.run_id),
-        ("rtgov.verdict", str(verdict["status"])),
-        ("rtgov.exit_status", str(verdict["exit_status"])),
+        ("rtgov.verdict", verdict.status),
+        ("rtgov.exit_status", str(verdict.exit_status)),
         ("rtgov.backend", record.backend),
         ("rtgov.mode", record.mode),
         ("rtgov.git.commit", record.environment.get("git.commit", "")),

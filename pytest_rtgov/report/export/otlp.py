@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pytest_rtgov.core.gates_config import BUILTIN_METRICS
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.report.export.common import _BREACHED, _time_ns, _verdict, metrics_of
+from pytest_rtgov.core.verdict import Verdict
+from pytest_rtgov.report.export.common import _time_ns, metrics_of
 
 __all__ = ["to_otlp"]
 
@@ -39,7 +40,7 @@ def to_otlp(record: RunRecord) -> bytes:
 
     start = _time_ns(record.started_at, record, "started_at")
     end = _time_ns(record.ended_at, record, "ended_at")
-    verdict = _verdict(record)
+    verdict = Verdict.of_record(record)
     request = ExportMetricsServiceRequest()
     resource_metrics = request.resource_metrics.add()
     resource = [
@@ -47,7 +48,7 @@ def to_otlp(record: RunRecord) -> bytes:
         attribute("rtgov.run_id", record.run_id),
         attribute("rtgov.mode", record.mode),
         attribute("rtgov.backend", record.backend),
-        attribute("rtgov.verdict", str(verdict["status"])),
+        attribute("rtgov.verdict", verdict.status),
     ]
     for env_key, key in (
         ("git.commit", "vcs.ref.head.revision"),
@@ -69,7 +70,7 @@ def to_otlp(record: RunRecord) -> bytes:
             metric.name, metric.unit, metric.description = name, unit, description
         return metrics[name].gauge
 
-    for row in metrics_of(record):
+    for row in metrics_of(record, verdict):
         attributes = [
             attribute("subject", row.subject),
             attribute("metric", row.metric),
@@ -99,10 +100,10 @@ def to_otlp(record: RunRecord) -> bytes:
         point.start_time_unix_nano, point.time_unix_nano = start, end
     run = [attribute("rtgov.run_id", record.run_id)]
     for name, value, description in (
-        ("rtgov.run.exit_status", record.exit_status, "pytest exit status of the run"),
+        ("rtgov.run.exit_status", verdict.exit_status, "pytest exit status of the run"),
         (
             "rtgov.run.gate_breaches",
-            sum(1 for g in record.gate_results if g.get("status") in _BREACHED),
+            len(verdict.breaches),
             "Gates breached in the run",
         ),
     ):

@@ -6,7 +6,8 @@ from collections.abc import Iterator, Sequence
 from typing import Final
 
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.report.export.common import _BREACHED, VERDICT_STATES, _verdict, metrics_of
+from pytest_rtgov.core.verdict import GATE_STATUSES, Verdict
+from pytest_rtgov.report.export.common import metrics_of
 
 __all__ = ["to_prometheus"]
 
@@ -44,8 +45,9 @@ def to_prometheus(record: RunRecord) -> bytes:
             families[name] = GaugeMetricFamily(name, doc, labels=list(labels))
         return families[name]
 
+    verdict = Verdict.of_record(record)
     seen: set[tuple[str, str]] = set()
-    for row in metrics_of(record):
+    for row in metrics_of(record, verdict):
         key = [row.subject, row.metric, backend, run]
         if (row.subject, row.metric) not in seen:
             seen.add((row.subject, row.metric))
@@ -78,16 +80,15 @@ def to_prometheus(record: RunRecord) -> bytes:
             "Gate verdict: 1 for the current state of the verdict label, else 0",
             [*gate_labels, "verdict"],
         )
-        for state in VERDICT_STATES:
+        for state in GATE_STATUSES:
             verdicts.add_metric([*gated, state], 1.0 if state == row.verdict else 0.0)
 
-    verdict = _verdict(record)
     run_labels = ["run_id", "backend"]
     family("rtgov_run_exit_status", "pytest exit status of the run", run_labels).add_metric(
-        [run, backend], record.exit_status
+        [run, backend], verdict.exit_status
     )
     family("rtgov_run_gate_breaches", "Gates breached in the run", run_labels).add_metric(
-        [run, backend], sum(1 for g in record.gate_results if g.get("status") in _BREACHED)
+        [run, backend], len(verdict.breaches)
     )
     family(
         "rtgov_run_info",
@@ -98,7 +99,7 @@ def to_prometheus(record: RunRecord) -> bytes:
             run,
             backend,
             record.mode,
-            str(verdict["status"]),
+            verdict.status,
             record.environment.get("git.commit", ""),
         ],
         1,
