@@ -72,6 +72,7 @@ class LedgerCorruptError(LedgerError):
         where = f"frame {index} at byte {offset}" if index is not None else f"byte {offset}"
         super().__init__(f"{path}: {where}: {reason}")
 
+
 class Frame(NamedTuple):
     # A NamedTuple, not a dataclass: verify creates one per leaf, and this is ~10%
     # of its time at a million leaves (benches/ledger.py).
