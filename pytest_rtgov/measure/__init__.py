@@ -1,1 +1,3 @@
-"""Measurement edges: the clock, memory probes and GPU events."""
+"""Measurement edges, to the machine: the clock, measured regions, memory probes, GPU
+events, the calibration kernel, and the facts of the environment and git checkout.
+"""
