@@ -24,9 +24,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pytest_rtgov.core.gates import _SAMPLE_FIELD, subjects_of
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.stats import counted
+from pytest_rtgov.core.subjects import subjects_of
+from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, UNGATED
 
 __all__ = [
     "COLUMNS",
@@ -40,10 +43,10 @@ __all__ = [
     "run_info",
 ]
 
-MEASURED = tuple(_SAMPLE_FIELD)
-VERDICTS = ("", "pass", "breach", "missing", "unconfirmed", "new", "not-run")
+MEASURED = tuple(BUILTIN_METRICS)
+VERDICTS = ("", *GATE_STATUSES)
 _VERDICT_CODE = {name: code for code, name in enumerate(VERDICTS)}
-BREACH_CODES = (_VERDICT_CODE["breach"], _VERDICT_CODE["missing"])
+BREACH_CODES = tuple(_VERDICT_CODE[status] for status in BREACHING)
 _TYPECODES = {
     "run": "i",
     "key": "i",
@@ -153,15 +156,12 @@ def observations_of(record: RunRecord) -> list[Observation]:
     for result in record.gate_results:
         key = (str(result["subject"]), str(result["metric"]))
         # A breach outranks a pass when two gates look at the same metric.
-        if key not in gates or result["status"] in ("breach", "missing"):
+        if key not in gates or result["status"] in BREACHING:
             gates[key] = result
     rows: dict[tuple[str, str], Observation] = {}
-    fields = [(metric, *_SAMPLE_FIELD[metric]) for metric in MEASURED]
+    fields = [(m.name, m.field, m.scale) for m in BUILTIN_METRICS.values()]
     for subject in subjects_of(record):
-        # What Subject.measurement(metric) selects, filtered once for every metric.
-        measured = [
-            s for s in subject.samples if not s.warmup and s.completed and s.variant == "current"
-        ]
+        measured = counted(subject.samples)  # filtered once for every metric
         if measured:
             for metric, field_name, scale in fields:
                 values = [v * scale for s in measured if (v := getattr(s, field_name)) is not None]
@@ -216,7 +216,7 @@ def run_info(record: RunRecord) -> RunInfo:
         diff_sha256=prov["git"]["diff_sha256"],
         fingerprint=prov["fingerprint"],
         backend=record.backend,
-        status=str(verdict.get("status", "recorded")),
+        status=str(verdict.get("status", UNGATED)),
         exit_status=record.exit_status,
         provenance=prov,
     )

@@ -1,7 +1,9 @@
 """Gate evaluation: a pure function of (gates, current run, baseline) -> results.
 
-Nothing here prints or touches the disk. The plugin evaluates every gate first,
-sets the exit status, and only then displays.
+Nothing here prints or touches the disk. The results go to
+:func:`pytest_rtgov.core.verdict.decide`, which decides the exit status; what is
+gated comes from :mod:`pytest_rtgov.core.subjects`, the rule arithmetic from
+:mod:`pytest_rtgov.core.gate_rules`.
 
 Rules, per selected subject (a test, or a fixture) and metric:
 
@@ -22,209 +24,44 @@ Rules, per selected subject (a test, or a fixture) and metric:
 A gate on a recorded metric concerns the selected subjects that record it, now or
 in the baseline: a glob over a test module need not name each test.
 
-Statuses: ``pass``, ``breach``, ``new`` (no baseline value yet: passes, the
-baseline records it on update), ``missing`` (the subject ran and passed but no
-longer records a metric its baseline has, or has no samples of a measurement: a
-breach, a gate should not go silently blind), and
-``not-run`` (the subject was skipped or failed: pytest already reports it).
+Statuses (:data:`pytest_rtgov.core.verdict.GATE_STATUSES`): ``pass``, ``breach``,
+``new`` (no baseline value yet: passes, the baseline records it on update),
+``missing`` (the subject ran and passed but no longer records a metric its baseline
+has, or has no samples of a measurement: a breach, a gate should not go silently
+blind), ``unconfirmed`` (A/B: breached, then passed re-measurement) and ``not-run``
+(the subject was skipped or failed: pytest already reports it).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
+from pytest_rtgov.core.gate_rules import (
+    budget_reasons,
+    gate_threshold,
+    mann_whitney_worse_p,
+    regression_reasons,
+    relative_change,
+    wilcoxon_worse_p,
+    worse_by,
+)
 from pytest_rtgov.core.gates_config import Gate, GatesConfig
-from pytest_rtgov.core.metrics import BUILTIN_METRICS
-from pytest_rtgov.core.records import FixtureEntry, RunRecord, Sample, TestEntry
-from pytest_rtgov.core.stats import PairedEffect, counts, measured, paired_effect
+from pytest_rtgov.core.metrics import BUILTIN_METRICS, CALIBRATED_SUFFIX
+from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.stats import PairedEffect, paired_effect
+from pytest_rtgov.core.subjects import BaselineView, Subject, selects, subjects_of
 from pytest_rtgov.core.verdict import GateResult
 
-__all__ = [
-    "BaselineView",
-    "Subject",
-    "evaluate_gates",
-    "gate_threshold",
-    "mann_whitney_worse_p",
-    "subject_id",
-    "subjects_of",
-    "wilcoxon_worse_p",
-]
-
-_SAMPLE_FIELD = {m.name: (m.field, m.scale) for m in BUILTIN_METRICS.values()}
+__all__ = ["evaluate_gates"]
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """A test or a fixture of a run, with what gates can read from it."""
-
-    id: str
-    kind: str  # "test" or "fixture"
-    name: str  # node id for tests, fixture name for fixtures
-    markers: tuple[str, ...]
-    ran: bool
-    samples: tuple[Sample, ...]
-    metrics: tuple[tuple[str, float | str, bool | None], ...]
-    workers: tuple[str, ...] = ()  # the worker of each sample
-    calibration: Mapping[str, int] = field(default_factory=dict)  # worker -> ns
-
-    def calibrated(self, metric: str) -> list[float]:
-        """Measured time divided by the calibration time of the process that ran it."""
-        field_name, _ = _SAMPLE_FIELD[metric]
-        out = []
-        for sample, worker in zip(self.samples, self.workers, strict=False):
-            ns = getattr(sample, field_name)
-            unit = self.calibration.get(worker)
-            if not counts(sample):
-                continue
-            if ns is not None and unit:
-                out.append(ns / unit)
-        return out
-
-    def measurement(
-        self, metric: str, variant: str = "current", block: int | None = None
-    ) -> list[float]:
-        field_name, scale = _SAMPLE_FIELD[metric]
-        values = [getattr(s, field_name) for s in measured(self.samples, variant, block)]
-        return [v * scale for v in values if v is not None]
-
-    def pairs(self, metric: str, block: int = 0) -> list[tuple[float, float]]:
-        """(current, baseline) pairs of one A/B block, in the order they were measured."""
-        current = self.measurement(metric, "current", block)
-        baseline = self.measurement(metric, "baseline", block)
-        return list(zip(current, baseline, strict=False))
-
-    def blocks(self) -> int:
-        return 1 + max((s.block for s in self.samples), default=0)
-
-    def recorded(self, metric: str) -> list[tuple[float | str, bool | None]]:
-        return [(value, hib) for name, value, hib in self.metrics if name == metric]
-
-
-def subject_id(entry: TestEntry | FixtureEntry) -> str:
-    """Tests by node id; fixtures as ``fixture:<scope node id>::<name>``."""
-    if isinstance(entry, TestEntry):
-        return entry.nodeid
-    return f"fixture:{entry.nodeid}::{entry.name}" if entry.nodeid else f"fixture:{entry.name}"
-
-
-CALIBRATED_SUFFIX = "@calibrated"
-
-
-def subjects_of(record: RunRecord) -> list[Subject]:
-    calibration = dict(record.calibration.get("workers", {}))
-    subjects = [
-        Subject(
-            id=subject_id(t),
-            kind="test",
-            name=t.nodeid,
-            markers=t.markers,
-            ran=t.outcome == "passed",
-            samples=t.samples,
-            metrics=tuple((m.name, m.value, m.higher_is_better) for m in t.metrics),
-            workers=(t.worker,) * len(t.samples),
-            calibration=calibration,
-        )
-        for t in record.tests
-    ]
-    for f in record.fixtures:
-        subjects.append(
-            Subject(
-                id=subject_id(f),
-                kind="fixture",
-                name=f.name,
-                markers=(),
-                ran=all(s.outcome == "passed" for s in f.setups),
-                samples=tuple(s.sample for s in f.setups),
-                metrics=tuple(
-                    (m.name, m.value, m.higher_is_better) for s in f.setups for m in s.metrics
-                ),
-                workers=tuple(s.worker for s in f.setups),
-                calibration=calibration,
-            )
-        )
-    return subjects
-
-
-def selects(gate: Gate, subject: Subject) -> bool:
-    if subject.kind == "test":
-        if any(fnmatch.fnmatchcase(subject.name, pattern) for pattern in gate.tests):
-            return True
-        return any(marker in gate.markers for marker in subject.markers)
-    return any(fnmatch.fnmatchcase(subject.name, pattern) for pattern in gate.fixtures)
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineView:
-    """What the baseline holds for this run's fingerprint.
-
-    ``measurements[subject][metric]`` are samples (seconds or bytes) from the
-    fingerprint's baseline file; ``metrics[subject][metric]`` are recorded values
-    (numbers or digests) shared across fingerprints.
-    """
-
-    measurements: Mapping[str, Mapping[str, Sequence[float]]]
-    metrics: Mapping[str, Mapping[str, Sequence[float | str]]]
-    fingerprint_note: str = ""
-
-
-def mann_whitney_worse_p(current: Sequence[float], baseline: Sequence[float]) -> float:
-    """One-sided p-value that ``current`` tends to be larger than ``baseline``.
-
-    scipy's Mann-Whitney U (exact for small samples without ties, normal
-    approximation with tie correction otherwise). Identical samples give p >= 0.5.
-    """
-    from scipy.stats import mannwhitneyu
-
-    if len(set(current) | set(baseline)) == 1:
-        return 1.0
-    return float(mannwhitneyu(current, baseline, alternative="greater").pvalue)
-
-
-def _worse(current: float, baseline: float, higher_is_better: bool) -> float:
-    """How much worse current is than baseline, in metric units (negative: better)."""
-    return baseline - current if higher_is_better else current - baseline
-
-
-def _relative(worse: float, baseline: float) -> float:
-    if baseline == 0:
-        return math.inf if worse > 0 else 0.0
-    return worse / abs(baseline)
-
-
-def _exceeds(gate: Gate, worse: float, relative: float) -> list[str]:
-    reasons = []
-    if gate.max_regression_pct is not None and relative * 100 > gate.max_regression_pct:
-        shown = "inf" if math.isinf(relative) else f"{relative * 100:.1f}%"
-        reasons.append(f"{shown} worse > {gate.max_regression_pct:g}%")
-    if gate.max_regression is not None and worse > gate.max_regression:
-        reasons.append(f"{worse:g} worse > {gate.max_regression:g}")
-    return reasons
-
-
-def _budget(minimum: float | None, maximum: float | None, value: float) -> list[str]:
-    reasons = []
-    if minimum is not None and value < minimum:
-        reasons.append(f"{value:g} < min {minimum:g}")
-    if maximum is not None and value > maximum:
-        reasons.append(f"{value:g} > max {maximum:g}")
-    return reasons
-
-
-def wilcoxon_worse_p(pairs: Sequence[tuple[float, float]]) -> float:
-    """One-sided p-value that current exceeds baseline, paired: Wilcoxon signed-rank
-    test on log(current / baseline) (scipy; exact for small samples)."""
-    from scipy.stats import wilcoxon
-
-    logs = [math.log(c / b) for c, b in pairs if c > 0 and b > 0]
-    if not logs or all(x == 0 for x in logs):
-        return 1.0
-    return float(wilcoxon(logs, alternative="greater", zero_method="zsplit").pvalue)
+def _identity(gate: Gate, subject: Subject, rule: str, metric: str = "") -> dict[str, Any]:
+    """The fields that name a result: gate, subject, metric, rule."""
+    return {"rule": rule, "gate": gate.name, "subject": subject.id, "metric": metric or gate.metric}
 
 
 def _ab_block(
@@ -238,7 +75,7 @@ def _ab_block(
         delta=effect.delta,
         relative=effect.relative,
     )
-    exceeded = _exceeds(gate, effect.worse, effect.relative)
+    exceeded = regression_reasons(gate, effect.worse, effect.relative)
     if not exceeded:
         return {**out, "breach": False, "reason": ""}
     if len(pairs) < config.min_samples:
@@ -261,7 +98,7 @@ def _evaluate_ab(gate: Gate, subject: Subject, config: GatesConfig, alpha: float
     (``confirm`` in ``[defaults]``): all must breach, else the result is
     ``unconfirmed``: reported, recorded, not failing the session.
     """
-    base = dict(rule=gate.rules() + ", A/B", gate=gate.name, subject=subject.id, metric=gate.metric)
+    base = _identity(gate, subject, gate.rules() + ", A/B")
     pairs = subject.pairs(gate.metric)
     if not pairs:
         return GateResult(
@@ -296,20 +133,16 @@ def _evaluate_measurement(
 ) -> GateResult:
     if gate.calibrated:
         values = subject.calibrated(gate.metric)
-        base = dict(
-            rule=gate.rules() + " (calibration units)",
-            gate=gate.name,
-            subject=subject.id,
-            metric=gate.metric + CALIBRATED_SUFFIX,
-        )
+        rule = gate.rules() + " (calibration units)"
+        base = _identity(gate, subject, rule, gate.metric + CALIBRATED_SUFFIX)
     else:
         values = subject.measurement(gate.metric)
-        base = dict(rule=gate.rules(), gate=gate.name, subject=subject.id, metric=gate.metric)
+        base = _identity(gate, subject, gate.rules())
     if not values:
         why = "no calibration for its worker" if gate.calibrated else "memory off, or no GPU?"
         return GateResult(status="missing", reason=f"no {gate.metric} samples ({why})", **base)
     current = statistics.median(values)
-    reasons = _budget(gate.minimum, gate.maximum, current)
+    reasons = budget_reasons(gate.minimum, gate.maximum, current)
     result: dict[str, Any] = {"current": current}
     if gate.has_regression_rule:
         if gate.calibrated:  # calibrated values are shared by every machine
@@ -327,10 +160,10 @@ def _evaluate_measurement(
                 return GateResult(status="new", reason=note, **result, **base)
         else:
             reference = statistics.median(history)
-            worse = _worse(current, reference, higher_is_better=False)
-            relative = _relative(worse, reference)
+            worse = worse_by(current, reference, higher_is_better=False)
+            relative = relative_change(worse, reference)
             result.update(baseline=reference, delta=worse, relative=relative)
-            exceeded = _exceeds(gate, worse, relative)
+            exceeded = regression_reasons(gate, worse, relative)
             if exceeded and min(len(values), len(history)) >= config.min_samples:
                 p = mann_whitney_worse_p(values, history)
                 result["p_value"] = p
@@ -348,7 +181,7 @@ def _evaluate_measurement(
 
 def _evaluate_recorded(gate: Gate, subject: Subject, baseline: BaselineView) -> GateResult:
     recorded = subject.recorded(gate.metric)
-    base = dict(rule=gate.rules(), gate=gate.name, subject=subject.id, metric=gate.metric)
+    base = _identity(gate, subject, gate.rules())
     history = list(baseline.metrics.get(subject.id, {}).get(gate.metric, ()))
     if not recorded:
         return GateResult(
@@ -385,9 +218,10 @@ def _evaluate_recorded(gate: Gate, subject: Subject, baseline: BaselineView) -> 
             "higher_is_better=True or False",
             **base,
         )
-    values = [float(v) for v, _ in numbers]  # type: ignore[arg-type]
+    values = [float(v) for v, _ in numbers]
     # Every recorded value must pass the budgets; report the worst one.
-    reasons = _budget(gate.minimum, None, min(values)) + _budget(None, gate.maximum, max(values))
+    reasons = budget_reasons(gate.minimum, None, min(values))
+    reasons += budget_reasons(None, gate.maximum, max(values))
     if direction is None:
         current = min(values) if gate.minimum is not None else max(values)
     else:
@@ -400,10 +234,10 @@ def _evaluate_recorded(gate: Gate, subject: Subject, baseline: BaselineView) -> 
                 return GateResult(status="new", reason="no baseline value yet", **result, **base)
         else:
             reference = statistics.median(numeric_history)
-            worse = _worse(current, reference, higher_is_better=bool(direction))
-            relative = _relative(worse, reference)
+            worse = worse_by(current, reference, higher_is_better=bool(direction))
+            relative = relative_change(worse, reference)
             result.update(baseline=reference, delta=worse, relative=relative)
-            reasons += _exceeds(gate, worse, relative)
+            reasons += regression_reasons(gate, worse, relative)
     if reasons:
         result["reason"] = "; ".join(reasons)
         return GateResult(status="breach", **result, **base)
@@ -433,55 +267,6 @@ def _significance_tests(
             if min(len(subject.measurement(gate.metric)), len(history)) >= config.min_samples:
                 count += 1
     return count
-
-
-def gate_threshold(
-    gate: Gate,
-    current: float | str | None,
-    reference: float | str | None,
-    higher_is_better: bool | None,
-) -> float | None:
-    """The one number a gate compares the current value against, in metric units.
-
-    Budgets give ``min`` and ``max``; a regression rule against a numeric baseline
-    ``b`` gives ``b + |b| * pct / 100`` and ``b + max_regression`` (minus, for a
-    metric where higher is better). The tightest bound on each side wins; where a
-    gate bounds both sides, the side the current value breaches, else the one it is
-    closest to. None for exact and A/B gates (A/B compares a paired ratio, not the
-    value), and where no rule gives a number (a regression rule with no baseline yet).
-
-    >>> gate_threshold(Gate(name="t", metric="wall_time", max_regression_pct=5), 1.0, 2.0, False)
-    2.1
-    """
-    if gate.exact or gate.ab:
-        return None
-    lower: list[float] = [gate.minimum] if gate.minimum is not None else []
-    upper: list[float] = [gate.maximum] if gate.maximum is not None else []
-    numeric_reference = (
-        isinstance(reference, (int, float))
-        and not isinstance(reference, bool)
-        and math.isfinite(reference)
-    )
-    if numeric_reference and higher_is_better is not None:
-        base = float(reference)  # type: ignore[arg-type]
-        allowed = []
-        if gate.max_regression_pct is not None:
-            allowed.append(abs(base) * gate.max_regression_pct / 100)
-        if gate.max_regression is not None:
-            allowed.append(gate.max_regression)
-        if higher_is_better:
-            lower += [base - a for a in allowed]
-        else:
-            upper += [base + a for a in allowed]
-    low = max(lower) if lower else None
-    high = min(upper) if upper else None
-    if low is None or high is None:
-        return high if low is None else low
-    if not isinstance(current, (int, float)) or isinstance(current, bool):
-        return high
-    if current < low or current > high:
-        return low if current < low else high
-    return low if current - low < high - current else high
 
 
 def _with_threshold(result: GateResult, gate: Gate, subject: Subject) -> GateResult:

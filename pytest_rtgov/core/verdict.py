@@ -123,8 +123,9 @@ class GateResult:
         """The record's form: non-finite numbers as null, an infinite ``relative`` as
         ``"inf"`` or ``"-inf"`` (canonical JSON has no infinities)."""
         relative: float | str | None = self.relative
-        if relative is not None and not math.isfinite(relative):
-            relative = None if math.isnan(relative) else ("inf" if relative > 0 else "-inf")
+        if self.relative is not None and not math.isfinite(self.relative):
+            infinite = "inf" if self.relative > 0 else "-inf"
+            relative = None if math.isnan(self.relative) else infinite
         return {
             "gate": self.gate,
             "subject": self.subject,

@@ -13,15 +13,13 @@ Workflow commands are escaped as the Actions toolkit does (``@actions/core``,
 'a.py%3A%3Atest%2C x'
 """
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_rtgov.core.gates import subject_id
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.report.export import ExportError, describe_result, to_markdown
 

@@ -113,7 +113,7 @@ def report_context(
         g["relative_s"] = _pct(g.get("relative"))
     first = [g for g in gates if g["status"] in _FIRST]
     first.sort(key=lambda g: (_FIRST.index(g["status"]), g["subject"], g["metric"]))
-    evidence = {}
+    evidence: dict[str, str] = {}
     for t in record.tests:
         for s in t.samples:
             if s.evidence:

@@ -29,9 +29,9 @@ from typing import Any
 
 from pytest_rtgov.core.canonical import canonical_json, pretty_json
 from pytest_rtgov.core.fingerprint import describe_difference, fingerprint, fingerprint_fields
-from pytest_rtgov.core.gates import CALIBRATED_SUFFIX, BaselineView, Subject, subjects_of
-from pytest_rtgov.core.gates_config import BUILTIN_METRICS
+from pytest_rtgov.core.metrics import BUILTIN_METRICS, CALIBRATED_SUFFIX
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.subjects import BaselineView, Subject, subjects_of
 from pytest_rtgov.errors import RecordFormatError
 from pytest_rtgov.store.files import atomic_write, read_json
 

@@ -7,7 +7,6 @@ The record under test is the committed fixture record judged by real gates
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import json
@@ -18,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_rtgov.core.gates import BaselineView, evaluate_gates, gate_threshold
+from pytest_rtgov.core.gate_rules import gate_threshold
+from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import Gate, GatesConfig
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.subjects import BaselineView
 from pytest_rtgov.report.ci import annotations, escape_data, escape_property, github_actions
 from pytest_rtgov.report.export import FORMATS, ExportError, export, metrics_of
 from pytest_rtgov.store.runs import RunStore
@@ -419,14 +420,9 @@ def test_unwritable_step_summary(record, tmp_path):
 
 
 def _cli(state: Path, *argv: str) -> int:
-    from pytest_rtgov.cli import export as cli_export
+    from pytest_rtgov.cli import main
 
-    parser = argparse.ArgumentParser(prog="rtgov")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_export.add_parsers(sub)
-    args = parser.parse_args(list(argv))
-    args.dir = state
-    return cli_export.run(args)
+    return main(["--dir", str(state), *argv])
 
 
 def _write_covered(state: Path, record: RunRecord) -> None:

@@ -7,7 +7,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_rtgov.core.gates import BaselineView, evaluate_gates, mann_whitney_worse_p
+from pytest_rtgov.core.gate_rules import mann_whitney_worse_p
+from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import parse_gates
 from pytest_rtgov.core.records import (
     FixtureEntry,
@@ -17,6 +18,7 @@ from pytest_rtgov.core.records import (
     Sample,
     TestEntry,
 )
+from pytest_rtgov.core.subjects import BaselineView
 
 T = "t.py::test_k"
 

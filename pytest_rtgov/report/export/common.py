@@ -20,9 +20,9 @@ from typing import Any, Final
 
 from pytest_rtgov.core.delta_index import observations_of
 from pytest_rtgov.core.format import format_value
-from pytest_rtgov.core.gates import CALIBRATED_SUFFIX, subject_id
-from pytest_rtgov.core.metrics import BUILTIN_METRICS
+from pytest_rtgov.core.metrics import BUILTIN_METRICS, CALIBRATED_SUFFIX
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import GateResult, Verdict
 from pytest_rtgov.errors import RtgovError
 
@@ -63,7 +63,7 @@ class ExportedMetric:
     baseline: float | str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def _number(x: Any) -> float | None:

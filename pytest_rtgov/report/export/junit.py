@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from pytest_rtgov.core.gates import subject_id
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import GateResult, Verdict
 from pytest_rtgov.report.export.common import ExportedMetric, describe_result, metrics_of
 
@@ -106,8 +106,8 @@ def to_junit(record: RunRecord) -> bytes:
                 case, "failure", message=message, type="failed" if outcome == "failed" else "rtgov"
             )
             failure.text = "\n".join(texts) or None
-    for key, value in counts.items():
-        suite.set(key, str(value))
+    for key, count in counts.items():
+        suite.set(key, str(count))
     suite.set("time", f"{total:.6f}")
     root = ET.Element("testsuites", name="pytest-rtgov")
     for key, value in suite.attrib.items():
