@@ -169,3 +169,36 @@ def test_ab_ref_cannot_be_a_git_option_or_hold_whitespace(ref):
 @pytest.mark.parametrize("ref", ["HEAD", "accepted", "origin/main", "HEAD~1", "v1.2^{commit}"])
 def test_ab_ref_takes_revisions(ref):
     assert parse_gates({"defaults": {"ab_ref": ref}}, source="gates.toml").ab_ref == ref
+
+
+def test_an_unknown_key_suggests_the_nearest_known_one():
+    with pytest.raises(GatesConfigError) as info:
+        parse_gates(_with_gate(mx=1, max=1), source="gates.toml")
+    assert info.value.place == "gates[0].mx"
+    assert "(unknown key 'mx'; did you mean 'max'?)" in info.value.expected
+    with pytest.raises(GatesConfigError) as info:
+        parse_gates({"defaults": {"zzz": 1}}, source="gates.toml")
+    assert "(unknown key 'zzz')" in info.value.expected  # nothing near: no guess
+
+
+@pytest.mark.parametrize(
+    ("data", "place", "expected"),
+    [
+        (
+            {"gates": [{"metric": "x", "tests": ["t"], "max": 1}]},
+            "gates[0].name",
+            "a non-empty string (got '<missing>')",
+        ),
+        ({"defaults": 3}, "defaults", "a table ([defaults]) (got 3)"),
+        ({"gates": [3]}, "gates[0]", "a table ([[gates]]) (got 3)"),
+        ({"defaults": {"min_samples": 2.0}}, "defaults.min_samples", "an integer from 2 to 10000"),
+        ({"defaults": {"ab_ref": "main\n"}}, "defaults.ab_ref", "a git ref"),
+        (_with_gate(max_regression=-1), "gates[0].max_regression", "a number >= 0 (got -1)"),
+        (_with_gate(max_regression_pct=float("inf")), "gates[0].max_regression_pct", "finite"),
+    ],
+)
+def test_shape_errors_name_the_place_and_what_was_there(data, place, expected):
+    with pytest.raises(GatesConfigError) as info:
+        parse_gates(data, source="gates.toml")
+    assert info.value.place == place
+    assert expected in info.value.expected
