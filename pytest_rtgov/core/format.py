@@ -143,14 +143,14 @@ def format_value(metric: str, value: object) -> str:
 def common_prefix(ids: Sequence[str]) -> str:
     """The directory or module prefix every id shares, ending at a ``/`` or ``::``.
 
-    Nothing when fewer than two ids, or when dropping it would leave an id empty.
+    Nothing when there are no ids, or when dropping it would leave an id empty.
 
     >>> common_prefix(["tests/w/test_v.py::test_a", "tests/w/test_v.py::test_b[1]"])
     'tests/w/test_v.py::'
-    >>> common_prefix(["tests/a.py::t", "tests/b.py::t"])
-    'tests/'
+    >>> common_prefix(["tests/a.py::t", "tests/b.py::t"]), common_prefix(["t/a.py::t"])
+    ('tests/', 't/a.py::')
     """
-    if len(ids) < 2:
+    if not ids:
         return ""
     low, high = min(ids), max(ids)  # the sorted extremes share what all share
     size = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), len(low))
@@ -169,10 +169,13 @@ def common_prefix(ids: Sequence[str]) -> str:
 
 
 def shorten_ids(ids: Sequence[str]) -> tuple[str, list[str]]:
-    """(the common prefix, each id without it): nothing else is dropped.
+    """(the common prefix of the node ids, each id without it): nothing else is dropped.
 
-    >>> shorten_ids(["t/x.py::a", "t/x.py::b"])
-    ('t/x.py::', ['a', 'b'])
+    Only ids with a ``::`` are node ids; others (a session fixture's name) are kept
+    whole and do not stop the node ids from sharing a prefix.
+
+    >>> shorten_ids(["t/x.py::a", "t/x.py::b", "tmp_path_factory [main]"])
+    ('t/x.py::', ['a', 'b', 'tmp_path_factory [main]'])
     """
-    prefix = common_prefix(ids)
-    return prefix, [i[len(prefix) :] for i in ids]
+    prefix = common_prefix([i for i in ids if "::" in i])
+    return prefix, [i[len(prefix) :] if "::" in i else i for i in ids]

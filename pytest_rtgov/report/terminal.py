@@ -9,16 +9,17 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from pytest_rtgov.core.format import format_bytes, format_ns, format_value, shorten_ids
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.core.stats import summarize
+from pytest_rtgov.core.stats import SampleSummary, summarize
+from pytest_rtgov.core.verdict import BREACHING, Verdict
 
 __all__ = [
-    "format_bytes",
-    "format_ns",
     "render_results",
     "render_run",
     "render_summary",
@@ -26,39 +27,32 @@ __all__ = [
 ]
 
 TOP = 5
+_SUBJECT_MIN = 16  # below this a subject column folds more than it shows
 
 
-def format_ns(ns: float | None) -> str:
-    """Nanoseconds in the largest fitting unit.
+def _subject_table(
+    title: str, subjects: list[str], columns: tuple[str, ...], *, left: int = 1
+) -> tuple[Group, Table, list[str]]:
+    """A heading and a table whose first column lists ``subjects`` without the prefix
+    their node ids share; the other columns never wrap, the first ``left`` are left-aligned.
 
-    >>> format_ns(1_500_000)
-    '1.50 ms'
+    The prefix (a directory, a module) is shown once, in the heading. The rest of each
+    node id is never cut: the subject column takes the room the other columns leave
+    (short headers keep that room large: about 36 of 80 columns for the timing tables),
+    and a longer id folds onto a second line rather than ending in an ellipsis.
     """
-    if ns is None:
-        return "-"
-    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
-        if ns >= scale:
-            return f"{ns / scale:.2f} {unit}"
-    return f"{ns:.0f} ns"
+    prefix, short = shorten_ids(subjects)
+    heading = Text(f"{title} in {prefix}" if prefix else title, overflow="fold")
+    table = Table(expand=False)
+    table.add_column(columns[0], overflow="fold", min_width=_SUBJECT_MIN)
+    for index, col in enumerate(columns[1:], start=1):
+        table.add_column(col, justify="left" if index < left else "right", no_wrap=True)
+    return Group(heading, table), table, short
 
 
-def format_bytes(n: float | None) -> str:
-    """Bytes in binary units.
-
-    >>> format_bytes(3 * 1024 * 1024)
-    '3.0 MiB'
-    """
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
-def _rows(record: RunRecord) -> list[tuple[str, str, object]]:
-    """(kind, subject, summary) for every test and fixture setup with samples."""
-    rows: list[tuple[str, str, object]] = []
+def _rows(record: RunRecord) -> list[tuple[str, str, SampleSummary]]:
+    """(kind, subject, summary) for every test and fixture setup with samples that count."""
+    rows: list[tuple[str, str, SampleSummary]] = []
     for test in record.tests:
         summary = summarize(test.samples)
         if summary is not None:
@@ -72,40 +66,41 @@ def _rows(record: RunRecord) -> list[tuple[str, str, object]]:
     return rows
 
 
-def _tables(record: RunRecord, limit: int) -> list[Table]:
+def _tables(record: RunRecord, limit: int) -> list[Group]:
     rows = _rows(record)
-    tables: list[Table] = []
-    for kind, title in (("test", "slowest tests"), ("fixture", "slowest fixture setups")):
-        chosen = sorted(
-            (r for r in rows if r[0] == kind),
-            key=lambda r: -r[2].wall_median_ns,  # type: ignore[attr-defined]
-        )[:limit]
+    tables: list[Group] = []
+    for kind, title in (
+        ("test", "slowest tests (medians)"),
+        ("fixture", "slowest fixture setups (medians)"),
+    ):
+        chosen = sorted((r for r in rows if r[0] == kind), key=lambda r: -r[2].wall_median_ns)
+        chosen = chosen[:limit]
         if not chosen:
             continue
-        table = Table(title=title, title_justify="left", expand=False)
-        for col in ("subject", "n", "wall (median)", "cpu (median)", "peak mem"):
-            table.add_column(col, justify="left" if col == "subject" else "right")
-        for _, subject, s in chosen:
+        shown, table, names = _subject_table(
+            title,
+            [subject for _, subject, _ in chosen],
+            (kind, "n", "wall", "cpu", "peak mem"),
+        )
+        for name, (_, _, s) in zip(names, chosen, strict=True):
             table.add_row(
-                escape(subject),
-                str(s.n),  # type: ignore[attr-defined]
-                format_ns(s.wall_median_ns),  # type: ignore[attr-defined]
-                format_ns(s.cpu_median_ns),  # type: ignore[attr-defined]
-                format_bytes(s.peak_memory_max),  # type: ignore[attr-defined]
+                escape(name),
+                str(s.n),
+                format_ns(s.wall_median_ns),
+                format_ns(s.cpu_median_ns),
+                format_bytes(s.peak_memory_max),
             )
-        tables.append(table)
-    with_memory = [r for r in rows if r[2].peak_memory_max is not None]  # type: ignore[attr-defined]
+        tables.append(shown)
+    with_memory = [r for r in rows if r[2].peak_memory_max is not None]
     if with_memory:
-        table = Table(title=f"largest peak memory ({record.memory_mode})", title_justify="left")
-        table.add_column("subject")
-        table.add_column("peak mem", justify="right")
-        for kind, subject, s in sorted(
-            with_memory,
-            key=lambda r: -r[2].peak_memory_max,  # type: ignore[attr-defined]
-        )[:limit]:
-            label = subject if kind == "test" else f"{subject} (setup)"
-            table.add_row(escape(label), format_bytes(s.peak_memory_max))  # type: ignore[attr-defined]
-        tables.append(table)
+        chosen = sorted(with_memory, key=lambda r: -(r[2].peak_memory_max or 0))[:limit]
+        labels = [s if kind == "test" else f"{s} (setup)" for kind, s, _ in chosen]
+        shown, table, names = _subject_table(
+            f"largest peak memory ({record.memory_mode})", labels, ("subject", "peak mem")
+        )
+        for name, (_, _, s) in zip(names, chosen, strict=True):
+            table.add_row(escape(name), format_bytes(s.peak_memory_max))
+        tables.append(shown)
     metrics = [(t.nodeid, m) for t in record.tests for m in t.metrics]
     metrics += [
         (f"{fx.name} [{s.worker}]", m)
@@ -113,14 +108,18 @@ def _tables(record: RunRecord, limit: int) -> list[Table]:
         for s in fx.setups
         for m in s.metrics
     ]
+    metrics = metrics[: limit * 4]
     if metrics:
-        table = Table(title="recorded metrics", title_justify="left")
-        for col in ("subject", "metric", "value"):
-            table.add_column(col, justify="right" if col == "value" else "left")
-        for subject, m in metrics[: limit * 4]:
-            value = m.value if isinstance(m.value, str) else f"{m.value:.6g}"
-            table.add_row(escape(subject), escape(m.name), escape(f"{value} {m.unit}".strip()))
-        tables.append(table)
+        shown, table, names = _subject_table(
+            "recorded metrics",
+            [subject for subject, _ in metrics],
+            ("subject", "metric", "value"),
+            left=2,  # values are numbers and short digests
+        )
+        for name, (_, m) in zip(names, metrics, strict=True):
+            value = f"{format_value(m.name, m.value)} {m.unit}".strip()
+            table.add_row(escape(name), escape(m.name), escape(value))
+        tables.append(shown)
     return tables
 
 
@@ -190,18 +189,6 @@ _STATUS_STYLE = {
 }
 
 
-def _value(metric: str, value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, str):
-        return value[:19] + "…" if len(value) > 20 else value
-    if metric in ("wall_time", "cpu_time", "gpu_time"):
-        return format_ns(float(value) * 1e9)  # type: ignore[arg-type]
-    if metric in ("peak_memory", "gpu_memory"):
-        return format_bytes(float(value))  # type: ignore[arg-type]
-    return f"{value:.6g}"
-
-
 def _print_result(console: Console, r: object, markup: bool) -> None:
     label = r.status.upper()  # type: ignore[attr-defined]
     if markup:
@@ -216,10 +203,11 @@ def _print_result(console: Console, r: object, markup: bool) -> None:
         change = "+inf" if rel == float("inf") else f"{rel * 100:+.1f}% worse"
         if r.delta is not None:  # type: ignore[attr-defined]
             sign = "+" if r.delta >= 0 else "-"  # type: ignore[attr-defined]
-            change += f", {sign}{_value(r.metric, abs(r.delta))}"  # type: ignore[attr-defined]
+            change += f", {sign}{format_value(r.metric, abs(r.delta))}"  # type: ignore[attr-defined]
     else:
         change = ""
-    evidence = f"baseline {_value(r.metric, r.baseline)} -> current {_value(r.metric, r.current)}"  # type: ignore[attr-defined]
+    before, after = format_value(r.metric, r.baseline), format_value(r.metric, r.current)  # type: ignore[attr-defined]
+    evidence = f"baseline {before} -> current {after}"
     if change:
         evidence += f" ({change})"
     evidence += f"; rule: {r.rule}"  # type: ignore[attr-defined]
@@ -229,7 +217,7 @@ def _print_result(console: Console, r: object, markup: bool) -> None:
 
 
 def render_verdict(
-    verdict: object,
+    verdict: Verdict,
     *,
     markup: bool,
     width: int = 100,
@@ -246,8 +234,8 @@ def render_verdict(
     reasons that a table would truncate on an 80-column CI log.
     """
     console, buffer = _console(markup, width)
-    results = list(verdict.results)  # type: ignore[attr-defined]
-    failing = ("breach", "missing")
+    results = list(verdict.results)
+    failing = BREACHING
     sections = [
         ("rtgov gate breaches", [r for r in results if r.status in failing]),
         (
@@ -268,19 +256,19 @@ def render_verdict(
         console.rule(title, characters="-")
         for r in sorted(shown, key=lambda r: (r.subject, r.metric, r.gate)):
             _print_result(console, r, markup)
-    for note in verdict.notes:  # type: ignore[attr-defined]
+    for note in verdict.notes:
         console.print(f"rtgov: note: {escape(note)}", highlight=False, soft_wrap=True)
     new = sum(1 for r in results if r.status == "new")
     breaches = sum(1 for r in results if r.status in failing)
     unconfirmed = sum(1 for r in results if r.status == "unconfirmed")
-    status = verdict.status  # type: ignore[attr-defined]
-    judged = "accepted" if verdict.baseline_action == "updated" else "breached"  # type: ignore[attr-defined]
+    status = verdict.status
+    judged = "accepted" if verdict.baseline_action == "updated" else "breached"
     line = (
         f"rtgov gate: {status.upper()} ({len(results)} checks, {breaches} {judged}, "
         f"{unconfirmed} unconfirmed, {new} new) "
-        f"exit status {verdict.exit_status}"  # type: ignore[attr-defined]
+        f"exit status {verdict.exit_status}"
     )
-    failed_after = overridden is not None and overridden[0] != verdict.exit_status  # type: ignore[attr-defined]
+    failed_after = overridden is not None and overridden[0] != verdict.exit_status
     if overridden is not None and failed_after:
         line = line.rsplit(" exit status ", 1)[0] + f" exit status {overridden[0]}: {overridden[1]}"
     style = "bold green" if status == "passed" and not failed_after else "bold red"
@@ -299,7 +287,8 @@ def render_results(results: list, empty: list[str], *, markup: bool, width: int 
             change = " (+inf)" if r.relative == float("inf") else f" ({r.relative * 100:+.1f}%)"
         console.print(
             f"{r.status:8s} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}: "
-            f"{escape(_value(r.metric, r.baseline))} -> {escape(_value(r.metric, r.current))}"
+            f"{escape(format_value(r.metric, r.baseline))} -> "
+            f"{escape(format_value(r.metric, r.current))}"
             f"{change}  \\[{escape(r.rule)}] {escape(r.reason)}",
             highlight=False,
             soft_wrap=True,

@@ -80,7 +80,9 @@ def test_digests_keep_the_algorithm_and_a_prefix():
         (["tests/test_v.py::t", "tests/test_v2.py::t"], "tests/"),
         (["t.py::test[a/b]", "t.py::test[a/c]"], "t.py::"),
         (["t.py::C::test_a", "t.py::C::test_b"], "t.py::C::"),
-        (["only.py::one"], ""),
+        (["tests/only.py::one"], "tests/only.py::"),
+        (["t.py::test[a::b]"], ""),
+        ([], ""),
         (["a.py::t", "b.py::t"], ""),
     ],
 )
@@ -94,5 +96,12 @@ node = st.text(alphabet="ab/:._[]1", min_size=1, max_size=30)
 @given(st.lists(node, min_size=1, max_size=6))
 def test_shortening_only_drops_a_shared_prefix(ids):
     prefix, short = shorten_ids(ids)
-    assert [prefix + s for s in short] == ids
+    for original, shown in zip(ids, short, strict=True):
+        assert shown == (original[len(prefix) :] if "::" in original else original)
+        assert "::" not in original or original == prefix + shown
     assert all(short)  # nothing shortened to nothing
+
+
+def test_names_that_are_not_node_ids_are_kept_whole():
+    ids = ["tests/w/m.py::test_a", "pytestconfig [main]", "tests/w/m.py::model [gw0]"]
+    assert shorten_ids(ids) == ("tests/w/m.py::", ["test_a", "pytestconfig [main]", "model [gw0]"])
