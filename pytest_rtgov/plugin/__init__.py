@@ -1,7 +1,8 @@
 """pytest entry point: options, the ``rtgov`` marker and fixture.
 
-The measuring plugin object is registered only when ``--rtgov`` or ``--rtgov-gate``
-is given; otherwise this module adds one fixture and nothing runs per test.
+The measuring role plugins (``plugin/session.py`` registers them) exist only when
+``--rtgov`` or ``--rtgov-gate`` is given; otherwise this module adds one fixture and
+nothing runs per test.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ __all__ = ["rtgov"]
 
 # This module is pytest's entry point and loads in every session, active or not:
 # it imports nothing heavy (records, probes and rich load only when rtgov is on).
-PLUGIN_NAME = "rtgov-session"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -168,16 +168,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
         register_shard(config)
     if config.getoption("rtgov") or config.getoption("rtgov_gate"):
-        from pytest_rtgov.plugin.session import RtgovPlugin
+        from pytest_rtgov.plugin.session import register
 
-        config.pluginmanager.register(RtgovPlugin.from_config(config), PLUGIN_NAME)
+        register(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    if plugin is not None:
-        plugin.close()
-        config.pluginmanager.unregister(plugin)
+    if config.getoption("rtgov") or config.getoption("rtgov_gate"):
+        from pytest_rtgov.plugin.session import unregister
+
+        unregister(config)
 
 
 @pytest.fixture(scope="session")
@@ -187,8 +187,10 @@ def rtgov(pytestconfig: pytest.Config) -> Iterator[Rtgov]:
     Session-scoped so that session fixtures (a trained model) can record too; each
     metric is attributed to the fixture setup or test running when it is recorded.
     """
-    plugin = pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME)
-    if plugin is None:
+    from pytest_rtgov.plugin.settings import CAPTURE_KEY  # light: no probes, no records
+
+    capture = pytestconfig.stash.get(CAPTURE_KEY, None)
+    if capture is None:
         yield Rtgov(None)
     else:
-        yield Rtgov(plugin.record_metric, artifacts=plugin.artifacts, progress=plugin.progress)
+        yield Rtgov(capture.record_metric, artifacts=capture.artifacts, progress=capture.progress)

@@ -231,8 +231,8 @@ def test_a_corrupt_ledger_fails_the_session_but_keeps_the_run_record(suite):
 
 
 def test_a_gated_summary_states_the_exit_status_the_ledger_failure_set(suite):
-    """The verdict passed, the ledger append failed: the last line a CI log reader sees
-    must say 7, as the process exits, not the verdict's 0."""
+    """The gates passed, the ledger append failed: the last line a CI log reader sees
+    must say 7, as the process exits, not the gates' 0."""
     assert suite.runpytest("--rtgov-gate").ret == 0
     log = suite.path / ".rtgov" / "ledger" / "log"
     raw = bytearray(log.read_bytes())
@@ -240,8 +240,64 @@ def test_a_gated_summary_states_the_exit_status_the_ledger_failure_set(suite):
     log.write_bytes(bytes(raw))
     result = suite.runpytest("--rtgov-gate")
     assert result.ret == EXIT_INTEGRITY
-    result.stdout.fnmatch_lines(["rtgov gate: PASSED (*) exit status 7: the ledger was not*"])
+    result.stdout.fnmatch_lines(["rtgov gate: ERROR (*) exit status 7"])
     assert "exit status 0" not in result.stdout.str()
+
+
+def _corrupt(log):
+    raw = bytearray(log.read_bytes())
+    raw[20] ^= 0x40
+    log.write_bytes(bytes(raw))
+
+
+def test_a_ledger_that_cannot_be_opened_is_decided_before_the_record_is_written(
+    suite, read_latest
+):
+    """The exit status a ledger failure sets (7) is the record's too, gated or not."""
+    assert suite.runpytest("--rtgov-gate").ret == 0
+    _corrupt(suite.path / ".rtgov" / "ledger" / "log")
+    gated = suite.runpytest("--rtgov-gate")
+    assert gated.ret == EXIT_INTEGRITY
+    record = read_latest(suite.path)
+    assert record["exit_status"] == EXIT_INTEGRITY
+    assert record["verdict"]["status"] == "error"
+    assert record["verdict"]["exit_status"] == EXIT_INTEGRITY
+    assert any("ledger not appended" in note for note in record["verdict"]["notes"])
+    assert suite.runpytest("--rtgov").ret == EXIT_INTEGRITY
+    assert read_latest(suite.path)["exit_status"] == EXIT_INTEGRITY
+
+
+FAILING_CHECKPOINT = """
+import pytest
+from pytest_rtgov.store.ledger import LedgerAppender
+
+_saved = LedgerAppender.write_checkpoint
+
+def _full_disk(self, note):
+    raise OSError(28, "No space left on device")
+
+def pytest_configure(config):
+    LedgerAppender.write_checkpoint = _full_disk
+
+def pytest_unconfigure(config):
+    LedgerAppender.write_checkpoint = _saved
+"""
+
+
+def test_an_append_that_fails_after_the_record_was_written_rewrites_the_record(
+    suite, read_latest
+):
+    """The record was written under the ledger's lock (exit 0); the checkpoint then
+    fails: the record is rewritten with exit 7 and the reason before the session ends."""
+    suite.makeconftest(FAILING_CHECKPOINT)
+    result = suite.runpytest("--rtgov-gate")
+    assert result.ret == EXIT_INTEGRITY
+    result.stderr.fnmatch_lines(["*ledger not appended: *No space left*", "*rewritten*"])
+    record = read_latest(suite.path)
+    assert record["exit_status"] == EXIT_INTEGRITY
+    assert record["verdict"]["status"] == "error"
+    assert any("No space left" in note for note in record["verdict"]["notes"])
+    result.stdout.fnmatch_lines(["rtgov gate: ERROR (*) exit status 7"])
 
 
 def test_a_ledger_rewritten_and_resigned_is_caught_by_the_committed_checkpoint(suite, capsys):

@@ -1,0 +1,270 @@
+"""Capture: the measured regions of every process that runs tests.
+
+Registered on every process (xdist workers included). It opens a region per fixture
+setup and per test round, keeps the metrics the ``rtgov`` fixture records, and hands
+what a phase measured over as a :class:`~pytest_rtgov.plugin.samples.Phase` when asked
+(:meth:`Capture.drain`): the collector folds it in this process, or xdist carries it
+to the controller (``plugin/transport.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_rtgov.core.records import Metric, escape_text
+from pytest_rtgov.core.rounds import RoundsSpec
+from pytest_rtgov.errors import InvalidMetricError, RtgovError
+from pytest_rtgov.measure.gpu import GpuProbe, detect_cupy
+from pytest_rtgov.measure.memory import make_probe
+from pytest_rtgov.measure.region import Meter
+from pytest_rtgov.plugin.ab import run_ab
+from pytest_rtgov.plugin.marks import AB_KEY, SPEC_KEY, USAGE_KEY
+from pytest_rtgov.plugin.samples import Phase
+from pytest_rtgov.plugin.settings import Settings
+
+__all__ = ["OWN_FIXTURES", "Capture"]
+
+OWN_FIXTURES = frozenset({"rtgov"})
+_ONE_ROUND = RoundsSpec()
+
+
+class _ItemState:
+    """What one test has measured so far in this process.
+
+    Made per test, so its lists are made only when something goes in them: every
+    container allocated per test brings pytest's next garbage collection closer.
+    """
+
+    __slots__ = ("metrics", "original", "samples", "spec")
+
+    def __init__(self, spec: RoundsSpec) -> None:
+        self.spec = spec
+        self.samples: list[dict[str, Any]] | None = None
+        self.metrics: list[Metric] | None = None
+        self.original: Any = None  # the test function while the call wrapper runs
+
+
+class Capture:
+    """The measuring hooks, and the ``rtgov`` fixture's sinks."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.worker = settings.worker
+        cupy = detect_cupy()
+        self.backend = "cupy" if cupy is not None else "numpy"
+        self.gpu = GpuProbe(cupy) if cupy is not None else None
+        capture_dir = settings.state_dir / "captures" / settings.run_id / settings.worker
+        try:
+            self._meter = Meter(
+                make_probe(settings.memory_mode, capture_dir=capture_dir),
+                self.gpu,
+                relative_to=str(settings.state_dir),
+            )
+        except RtgovError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        self._measured = _make_measured(self)
+        self._item: pytest.Item | None = None
+        self._item_state: _ItemState | None = None
+        self._fixture_metrics: list[list[Metric]] = []
+        self._pending_fixtures: list[dict[str, Any]] = []
+        self._ab_modules: dict[str, Any] = {}
+        self._artifact_store: Any = None
+        # This process's calibration: timed before its first test, when asked.
+        self.calibration: dict[str, Any] | None = None
+
+    def close(self) -> None:
+        self._meter.close_probes()
+
+    # -- the rtgov fixture's sinks ----------------------------------------------------
+
+    def record_metric(self, metric: Metric) -> None:
+        """Attach a metric to the running fixture setup or test."""
+        if not (metric.unit.isascii() and metric.name.isascii()):
+            metric = dataclasses.replace(
+                metric, name=escape_text(metric.name), unit=escape_text(metric.unit)
+            )
+        if self._fixture_metrics:
+            self._fixture_metrics[-1].append(metric)
+        elif self._item_state is not None:
+            if self._item_state.metrics is None:
+                self._item_state.metrics = []
+            self._item_state.metrics.append(metric)
+        else:
+            raise InvalidMetricError(
+                f"metric {metric.name!r} recorded outside any test or fixture setup; "
+                "record from a test body or a fixture"
+            )
+
+    def artifacts(self) -> Any:
+        """This process's artifact store, created on first use."""
+        if self._artifact_store is None:
+            from pytest_rtgov.store.artifacts import ArtifactStore
+
+            settings = self.settings
+            self._artifact_store = ArtifactStore(
+                settings.state_dir / "artifacts" / settings.run_id / settings.worker,
+                settings.signing.signer,
+                settings.trust,
+                run_id=settings.run_id,
+                worker=settings.worker,
+            )
+        return self._artifact_store
+
+    def progress(self, description: str, total: float | None) -> Any:
+        from pytest_rtgov.plugin.progress import NullProgress, TerminalProgress
+
+        if self.settings.interactive:
+            return TerminalProgress(self.config, description, total)
+        return NullProgress()
+
+    # -- measuring hooks --------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # tryfirst: before pytest's own setup, which sets the fixtures up.
+        if self.settings.calibrate and self.calibration is None:
+            from pytest_rtgov.measure.calibration import calibrate
+
+            self.calibration = calibrate()  # once per process, before any region opens
+        self._item = item
+        # ``in`` then ``[]``: Stash.get raises and catches a KeyError for every
+        # test without a marker.
+        stash = item.stash
+        self._item_state = _ItemState(stash[SPEC_KEY] if SPEC_KEY in stash else _ONE_ROUND)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
+        if fixturedef.argname in OWN_FIXTURES or _is_direct_param(fixturedef):
+            return (yield)
+        metrics: list[Metric] = []
+        self._fixture_metrics.append(metrics)
+        region = self._meter.open()
+        completed = False
+        try:
+            result = yield
+            completed = True
+            return result
+        finally:
+            sample = self._meter.close(region, completed=completed)
+            self._fixture_metrics.pop()
+            # Node ids and names are escaped here, before xdist sends them: lone
+            # surrogates cannot cross its wire nor be written (core.records.escape_text).
+            item = self._item
+            self._pending_fixtures.append(
+                {
+                    "nodeid": escape_text(request.node.nodeid),
+                    "name": escape_text(fixturedef.argname),
+                    "scope": fixturedef.scope,
+                    "param_index": request.param_index if fixturedef.params else None,
+                    "requested_by": escape_text(item.nodeid) if item is not None else "",
+                    "outcome": "passed" if completed else "error",
+                    "sample": sample,
+                    "metrics": [m.to_dict() for m in metrics],
+                }
+            )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
+        state = self._item_state
+        if state is None:
+            return (yield)
+        original = pyfuncitem.obj
+        if state.samples is None:
+            state.samples = []
+        baseline = self._baseline_function(pyfuncitem) if AB_KEY in pyfuncitem.stash else None
+
+        if baseline is None:
+            # One function made with the plugin, reading the running test's state:
+            # no closure (a function and its cells) made per test.
+            state.original = original
+            measured = self._measured
+        else:
+            meter, spec, samples, ab = self._meter, state.spec, state.samples, self.settings.ab
+
+            def measured(*args: Any, **kwargs: Any) -> Any:
+                return run_ab(original, baseline, args, kwargs, meter, samples, spec, ab)
+
+        pyfuncitem.obj = measured
+        try:
+            return (yield)
+        finally:
+            pyfuncitem.obj = original
+            state.original = None
+
+    def _baseline_function(self, item: pytest.Function) -> Any:
+        """The test's function at the A/B baseline ref, or None (new test, class test)."""
+        ab = self.settings.ab
+        if ab is None or getattr(item, "cls", None) is not None:
+            return None
+        from pytest_rtgov.store.ab_code import load_baseline_module
+
+        key = str(item.path)
+        if key not in self._ab_modules:
+            self._ab_modules[key] = load_baseline_module(
+                Path(item.path),
+                Path(item.config.rootpath),
+                Path(ab["root"]),
+                private_name=f"_rtgov_ab_{len(self._ab_modules)}",
+            )
+        module = self._ab_modules[key]
+        function = getattr(module, item.originalname, None) if module is not None else None
+        return function if callable(function) else None
+
+    def drain(self, when: str) -> Phase | None:
+        """What this process measured during the phase ``when`` (None: nothing), handed
+        over: the lists go with it, so nothing is copied."""
+        fixtures = self._pending_fixtures
+        state = self._item_state
+        if state is None:
+            if not fixtures:
+                return None
+            self._pending_fixtures = []
+            return Phase(self.worker, fixtures=fixtures)
+        phase = Phase(self.worker, fixtures=fixtures or None)
+        if fixtures:
+            self._pending_fixtures = []
+        item = self._item
+        if when == "call":
+            if self.settings.record_markers and item is not None:
+                phase.markers = tuple(sorted({escape_text(m.name) for m in item.iter_markers()}))
+            phase.rounds, phase.warmup = state.spec.rounds, state.spec.warmup
+            phase.samples, state.samples = state.samples or [], None
+            if item is not None and USAGE_KEY in item.stash:
+                phase.usage_error = item.stash[USAGE_KEY]
+        if state.metrics:
+            phase.metrics, state.metrics = state.metrics, None
+        if when == "teardown":
+            self._item = self._item_state = None
+        return phase
+
+
+def _is_direct_param(fixturedef: Any) -> bool:
+    """``@pytest.mark.parametrize`` arguments are desugared into pseudo-fixtures that
+    only hand out the parameter; measuring them would double every test's cost."""
+    return getattr(fixturedef.func, "__name__", "") == "get_direct_param_fixture_func"
+
+
+def _make_measured(capture: Capture) -> Any:
+    """The stand-in for a test function: its rounds, each a measured region."""
+    meter = capture._meter
+
+    def measured(*args: Any, **kwargs: Any) -> Any:
+        state: Any = capture._item_state  # set by the call wrapper, with its samples list
+        original, spec, samples = state.original, state.spec, state.samples
+        result = None
+        for index in range(spec.warmup + spec.rounds):
+            region = meter.open()
+            completed = False
+            try:
+                result = original(*args, **kwargs)
+                completed = True
+            finally:
+                samples.append(meter.close(region, warmup=index < spec.warmup, completed=completed))
+        return result
+
+    return measured

@@ -1,0 +1,264 @@
+"""Collection of samples: one fold of every phase's measurements into the run record.
+
+A :class:`Phase` is what one test phase measured in one process. Without xdist the
+capture plugin hands it over directly; under xdist it crosses the wire as builtins
+(:meth:`Phase.to_wire`, :meth:`Phase.from_wire`). Either way the controller's
+:class:`Collector` folds it with the same code (:meth:`Collector.fold`), and builds
+the record in canonical order (:meth:`Collector.build_record`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_rtgov.core.records import (
+    FixtureEntry,
+    FixtureSetup,
+    Metric,
+    RunRecord,
+    Sample,
+    TestEntry,
+    canonical_run,
+    escape_text,
+)
+from pytest_rtgov.measure.clock import epoch_ns
+from pytest_rtgov.plugin.settings import MAIN_WORKER, Settings
+
+if TYPE_CHECKING:
+    from pytest_rtgov.plugin.capture import Capture
+
+__all__ = ["REPORT_ATTR", "Collector", "Phase"]
+
+REPORT_ATTR = "rtgov"  # a worker's report carries its Phase on the wire as report.rtgov
+
+
+class Phase:
+    """What one phase (setup, call, teardown) of a test measured in one process.
+
+    ``samples`` is None except for a call phase; ``fixtures`` holds the fixture setups
+    that ran as builtins (as measured, ready for the wire)."""
+
+    __slots__ = ("fixtures", "markers", "metrics", "rounds", "samples", "usage_error", "warmup",
+                 "worker")
+
+    def __init__(self, worker: str, *, fixtures: list[dict[str, Any]] | None = None) -> None:
+        self.worker = worker
+        self.fixtures = fixtures
+        self.markers: tuple[str, ...] | None = None
+        self.rounds = 1
+        self.warmup = 0
+        self.samples: list[dict[str, Any]] | None = None
+        self.metrics: list[Metric] | None = None
+        self.usage_error: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Builtin types only: what an xdist worker attaches to the report."""
+        wire: dict[str, Any] = {"worker": self.worker}
+        if self.fixtures:
+            wire["fixtures"] = self.fixtures
+        if self.markers is not None:
+            wire["markers"] = list(self.markers)
+        if self.samples is not None:
+            wire["rounds"], wire["warmup"], wire["samples"] = self.rounds, self.warmup, self.samples
+        if self.metrics:
+            wire["metrics"] = [m.to_dict() for m in self.metrics]
+        if self.usage_error is not None:
+            wire["usage_error"] = self.usage_error
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Phase:
+        # Payloads come from this plugin's own workers: built from our records and
+        # sent as plain builtins, so they are rebuilt without re-validation.
+        phase = cls(str(wire.get("worker", MAIN_WORKER)), fixtures=wire.get("fixtures"))
+        if "markers" in wire:
+            phase.markers = tuple(wire["markers"])
+        if "samples" in wire:
+            phase.rounds, phase.warmup = wire["rounds"], wire["warmup"]
+            phase.samples = wire["samples"]
+        if "metrics" in wire:
+            phase.metrics = [Metric(**m) for m in wire["metrics"]]
+        if "usage_error" in wire:
+            phase.usage_error = str(wire["usage_error"])
+        return phase
+
+
+@dataclass(slots=True)
+class _TestAccumulator:
+    """A test's phases merged into one entry; lists are made lazily."""
+
+    worker: str = MAIN_WORKER
+    rounds: int = 1
+    warmup: int = 0
+    samples: list[dict[str, Any]] | None = None
+    metrics: list[Metric] | None = None
+    markers: tuple[str, ...] = ()
+    call_outcome: str | None = None
+    skipped: bool = False
+    errored: bool = False
+
+    def take_phase(self, when: str, outcome: str) -> None:
+        """Fold one phase's report outcome in."""
+        if when == "call":
+            self.call_outcome = outcome
+        elif outcome == "failed":
+            self.errored = True
+        elif outcome == "skipped":
+            self.skipped = True
+
+    def outcome(self) -> str:
+        if self.errored:
+            return "error"
+        if self.call_outcome is not None:
+            return self.call_outcome
+        return "skipped" if self.skipped else "error"
+
+
+class Collector:
+    """The controller's side: every test report of the session, folded."""
+
+    def __init__(self, config: pytest.Config, settings: Settings, capture: Capture) -> None:
+        self.config = config
+        self.settings = settings
+        self.capture = capture
+        self.started_ns = epoch_ns()
+        self._tests: dict[str, _TestAccumulator] = {}
+        self._fixture_setups: list[tuple[FixtureEntry, FixtureSetup]] = []
+        self._workers: set[str] = set()
+        self.usage_errors: list[str] = []
+        self._calibrations: dict[str, int] = {}
+        self._calibration_kernel = ""
+        # Test locations, for GitHub Actions' ::error lines only.
+        self.locations: dict[str, tuple[str, int | None]] | None = (
+            {} if settings.github_actions else None
+        )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        wire = getattr(report, REPORT_ATTR, None)
+        if wire is not None:  # from an xdist worker
+            self.fold(report, Phase.from_wire(wire))
+        else:  # measured in this process
+            self.fold(report, self.capture.drain(report.when))
+
+    def fold(self, report: pytest.TestReport, phase: Phase | None) -> None:
+        """Fold one phase of one test in, wherever it was measured."""
+        nodeid = report.nodeid  # a property that formats the id: read it once
+        acc = self._tests.get(nodeid)
+        if acc is None:
+            acc = self._tests[nodeid] = _TestAccumulator()
+            if self.locations is not None:
+                path, lineno, _ = report.location
+                self.locations[nodeid] = (path, None if lineno is None else lineno + 1)
+        worker = MAIN_WORKER
+        if phase is not None:
+            worker = phase.worker
+            if phase.fixtures:
+                self._add_fixtures(phase.fixtures, worker)
+            if phase.usage_error is not None:
+                self.usage_errors.append(phase.usage_error)
+            if phase.markers is not None:
+                acc.markers = phase.markers
+            if phase.samples is not None:
+                acc.rounds, acc.warmup = phase.rounds, phase.warmup
+                if acc.samples is None:
+                    acc.samples = phase.samples
+                else:
+                    acc.samples.extend(phase.samples)
+            if phase.metrics:
+                if acc.metrics is None:
+                    acc.metrics = phase.metrics
+                else:
+                    acc.metrics.extend(phase.metrics)
+        acc.worker = worker
+        self._workers.add(worker)
+        acc.take_phase(report.when, report.outcome)
+
+    def add_calibration(self, worker: str, calibration: dict[str, Any]) -> None:
+        """A process's timing of the calibration kernel (``measure/calibration.py``)."""
+        self._calibrations[worker] = int(calibration["median_ns"])
+        self._calibration_kernel = str(calibration["kernel"])
+
+    def _add_fixtures(self, fixtures: list[dict[str, Any]], worker: str) -> None:
+        for fx in fixtures:
+            entry = FixtureEntry(
+                nodeid=fx["nodeid"],
+                name=fx["name"],
+                scope=fx["scope"],
+                param_index=fx["param_index"],
+            )
+            setup = FixtureSetup(
+                worker=worker,
+                requested_by=fx["requested_by"],
+                outcome=fx["outcome"],
+                sample=Sample(**fx["sample"]),
+                metrics=tuple(Metric(**m) for m in fx["metrics"]),
+            )
+            self._fixture_setups.append((entry, setup))
+
+    def build_record(self, exitstatus: int) -> RunRecord:
+        """The run record, in canonical order (``core.records.canonical_run``)."""
+        from pytest_rtgov.measure.environment import collect_environment, plugin_versions
+
+        settings, capture, config = self.settings, self.capture, self.config
+        if capture.calibration is not None:  # this process ran tests
+            self.add_calibration(settings.worker, capture.calibration)
+        tests, fixtures = canonical_run(
+            tests=(
+                TestEntry(
+                    nodeid=escape_text(nodeid),
+                    outcome=acc.outcome(),
+                    worker=acc.worker,
+                    rounds=acc.rounds,
+                    warmup=acc.warmup,
+                    samples=tuple(Sample(**s) for s in acc.samples) if acc.samples else (),
+                    markers=acc.markers,
+                    metrics=tuple(acc.metrics) if acc.metrics else (),
+                )
+                for nodeid, acc in self._tests.items()
+            ),
+            fixture_setups=self._fixture_setups,
+        )
+        gpu_facts = capture.gpu.device_facts() if capture.gpu is not None else None
+        return RunRecord(
+            run_id=settings.run_id,
+            started_at=_iso(self.started_ns),
+            ended_at=_iso(epoch_ns()),
+            mode=settings.mode,
+            exit_status=int(exitstatus),
+            pytest_args=tuple(escape_text(a) for a in config.invocation_params.args),
+            memory_mode=settings.memory_mode,
+            backend=capture.backend,
+            workers=tuple(sorted(self._workers)),
+            environment={
+                escape_text(name): escape_text(value)
+                for name, value in collect_environment(
+                    backend=capture.backend,
+                    gpu_facts=gpu_facts,
+                    rootdir=Path(config.rootpath),
+                    plugins=plugin_versions(
+                        (dist.project_name, dist.version)
+                        for _, dist in config.pluginmanager.list_plugin_distinfo()
+                    ),
+                ).items()
+            },
+            tests=tests,
+            fixtures=fixtures,
+            calibration={"kernel": self._calibration_kernel, "workers": dict(self._calibrations)}
+            if self._calibrations
+            else {},
+        )
+
+
+def _iso(ns: int) -> str:
+    import datetime as dt
+
+    return (
+        dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

@@ -1,0 +1,90 @@
+"""The terminal summary: the session's outcome as the last lines a reader sees.
+
+On the controller only; it reads the :class:`~pytest_rtgov.plugin.finish.SessionOutcome`
+the session end stored in ``config.stash[OUTCOME_KEY]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_rtgov.plugin.finish import SessionOutcome
+from pytest_rtgov.plugin.settings import OUTCOME_KEY, Settings
+
+__all__ = ["Summary", "ledger_line"]
+
+
+class Summary:
+    """The controller's ``pytest_terminal_summary``."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        outcome = self.config.stash.get(OUTCOME_KEY, None)
+        if outcome is None or outcome.record is None:
+            return
+        from pytest_rtgov.report.terminal import render_summary, render_verdict
+
+        config = self.config
+        verdict = outcome.verdict
+        verbosity = config.get_verbosity()
+        if verbosity < -1 and verdict is None:
+            return
+        writer = config.get_terminal_writer()
+        if verbosity >= -1:
+            terminalreporter.write(
+                render_summary(
+                    outcome.record,
+                    record_path=outcome.record_path,
+                    markup=writer.hasmarkup,
+                    width=writer.fullwidth,
+                    compact=verbosity < 0,
+                    ledger_line=ledger_line(outcome, self.settings),
+                )
+            )
+        if verdict is not None:
+            # The verdict comes last: the line a CI log reader sees first.
+            overridden = None
+            if outcome.exit_status != verdict.exit_status:  # the record was not written
+                overridden = (outcome.exit_status, "the run record was not written (above)")
+            terminalreporter.write(
+                render_verdict(
+                    verdict,
+                    markup=writer.hasmarkup,
+                    width=writer.fullwidth,
+                    show_all=config.getoption("rtgov_show") == "all" or verbosity > 0,
+                    compact=verbosity < -1,
+                    overridden=overridden,
+                )
+            )
+
+
+def ledger_line(outcome: SessionOutcome, settings: Settings) -> str | None:
+    """What the ledger did with this session's leaves, for the summary."""
+    if outcome.ledger_error is not None:
+        return f"rtgov: ledger NOT appended: {outcome.ledger_error}"
+    result = outcome.ledger
+    if result is None:
+        return None
+    signing = settings.signing
+    who = signing.verifier.name
+    if signing.local:
+        who += " (local key, not in any keyring)"
+    line = (
+        f"rtgov: ledger {result.size} leaves, root {result.root.hex()[:16]}..., "
+        f"checkpoint {result.checkpoint_path} signed by {who}"
+    )
+    if result.set_aside is not None:
+        line += f"; an interrupted append was set aside in {result.set_aside}"
+    if result.invalid is not None:
+        line += (
+            f"\nrtgov: WARNING: leaves from {result.invalid.index} on were not signed but "
+            f"set aside in {result.invalid.path}: {result.invalid.reason}"
+        )
+    if outcome.report_path is not None:
+        line += f"\nrtgov: report {outcome.report_path}"
+    return line
