@@ -238,3 +238,36 @@ def test_corrupt_baseline_is_a_usage_error_naming_the_file(suite):
     )
     # nothing recorded is lost: the run record is still written, with the verdict
     assert _verdict(suite)["verdict"]["status"] == "error"
+
+
+def test_deciding_writes_nothing_the_baseline_step_after_writes_what_it_names(suite):
+    """Gatekeeper.decide is the decision alone; write_baseline, a step after it, writes
+    the baseline the verdict's baseline_action names."""
+    from pytest_rtgov.core.records import RunRecord
+    from pytest_rtgov.plugin.gating import Gatekeeper
+    from pytest_rtgov.store.gates_file import load_gates
+
+    assert suite.runpytest("--rtgov").ret == 0  # a record, no gate, no baseline
+    record = RunRecord.from_dict(_verdict(suite))
+    baseline = suite.path / "baseline"
+    keeper = Gatekeeper(
+        load_gates(suite.path / "gates.toml"),
+        baseline,
+        rootdir=suite.path,
+        update=False,
+        require_baseline=False,
+        reason=None,
+        state_dir=suite.path / ".rtgov",
+    )
+    verdict = keeper.decide(record, 0)
+    assert (verdict.status, verdict.exit_status, verdict.baseline_action) == (
+        "passed",
+        0,
+        "created",
+    )
+    assert not baseline.exists()  # decided, not written
+    written = keeper.write_baseline(verdict, record)
+    assert (baseline / "metrics.json").is_file()
+    assert written.status == verdict.status and written.exit_status == verdict.exit_status
+    assert any("recorded this run as the baseline" in n for n in written.notes)
+    assert keeper.write_baseline(written, record) is written  # once: nothing planned now
