@@ -40,6 +40,7 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
+from pytest_rtgov.core.budget import waiting_note
 from pytest_rtgov.core.gate_rules import (
     budget_reasons,
     gate_threshold,
@@ -143,6 +144,7 @@ def _evaluate_measurement(
         return GateResult(status="missing", reason=f"no {gate.metric} samples ({why})", **base)
     current = statistics.median(values)
     reasons = budget_reasons(gate.minimum, gate.maximum, current)
+    reasons += waiting_note(gate, current, subject.measurement("cpu_time"))
     result: dict[str, Any] = {"current": current}
     if gate.has_regression_rule:
         if gate.calibrated:  # calibrated values are shared by every machine
