@@ -34,6 +34,7 @@ from typing import Any
 import networkx as nx
 
 from pytest_rtgov.core.delta_index import VERDICTS, DeltaIndex
+from pytest_rtgov.core.verdict import UNGATED
 
 __all__ = ["EDGE_KINDS", "NODE_KINDS", "build_graph"]
 
@@ -113,7 +114,7 @@ def build_graph(index: DeltaIndex, *, observations_for: Iterable[str] = ()) -> n
             edge(r, c, "built_from", dirty=info.dirty, diff_sha256=info.diff_sha256)
         leaf = index.run_leaf.get(info.run_id)
         before = [b for at, b in baseline_ids if leaf is None or at < leaf]
-        if info.status != "recorded":  # only gated runs compare
+        if info.status != UNGATED:  # only gated runs compare
             if before:
                 target = before[-1]
             else:  # the baseline was there before this ledger began

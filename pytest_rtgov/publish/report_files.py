@@ -7,8 +7,10 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_rtgov.core.format import format_digest
 from pytest_rtgov.core.notes import open_note
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.verdict import UNGATED
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.store.files import atomic_write
 from pytest_rtgov.store.keys import Trust
@@ -79,7 +81,7 @@ def lineage_facts(index: Any, run_id: str) -> dict[str, Any]:
     }
     leaf = index.run_leaf.get(run_id)
     before = [b for b in index.baselines if leaf is None or b.leaf_index < leaf]
-    if info.status != "recorded":
+    if info.status != UNGATED:
         facts["compared against"] = (
             f"baseline:{before[-1].sequence} ({before[-1].at}, {before[-1].who}: "
             f"{before[-1].reason})"
@@ -89,7 +91,7 @@ def lineage_facts(index: Any, run_id: str) -> dict[str, Any]:
     produced = [a for a in index.artifacts if a["run_id"] == run_id]
     if produced:
         facts["produced"] = ", ".join(
-            f"{a['name']} {a['digest'][:19]}… ({a['subject']})" for a in produced
+            f"{a['name']} {format_digest(a['digest'])} ({a['subject']})" for a in produced
         )
     position = index.run_pos[run_id]
     if position > 0:

@@ -6,7 +6,7 @@ from typing import Final
 
 from pytest_rtgov.core.format import format_value
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, Verdict
+from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, UNGATED, Verdict
 from pytest_rtgov.report.export.common import _number
 
 __all__ = ["to_markdown"]
@@ -22,7 +22,7 @@ def to_markdown(record: RunRecord) -> str:
     """A short summary for people and CI step summaries: verdict, then what breached."""
     verdict = Verdict.of_record(record)
     status = verdict.status
-    icon = {"passed": "✅", "recorded": "📝"}.get(status, "❌")
+    icon = {"passed": "✅", UNGATED: "📝"}.get(status, "❌")
     lines = [
         f"### {icon} rtgov: {status.upper()} (exit status {verdict.exit_status})",
         "",
