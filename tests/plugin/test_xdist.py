@@ -70,3 +70,49 @@ def test_bad_marker_under_xdist_is_still_a_usage_error(pytester):
     result = pytester.runpytest_subprocess("--rtgov", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*rtgov marker argument 'rounds'*(not 'many')*"])
+
+
+def test_every_worker_sends_its_calibration_through_workeroutput(pytester, read_latest):
+    """Calibration is a worker's, not a test's: it comes back in ``workeroutput``, so a
+    worker whose tests never reached their call phase still gives its calibration."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("setup fails")
+
+        def test_setup_error(broken):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--rtgov", "--rtgov-calibrate", "-n", "1")
+    result.assert_outcomes(errors=1)
+    calibration = read_latest(pytester.path)["calibration"]
+    assert set(calibration["workers"]) == {"gw0"} and calibration["workers"]["gw0"] > 0
+    assert calibration["kernel"]
+
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess(
+        "--rtgov", "--rtgov-calibrate", "-n", "2", "test_suite.py"
+    )
+    result.assert_outcomes(passed=13)
+    record = read_latest(pytester.path)
+    assert set(record["calibration"]["workers"]) == set(record["workers"]) == {"gw0", "gw1"}
+
+
+def test_a_phase_crosses_the_wire_unchanged():
+    from pytest_rtgov.core.records import Metric
+    from pytest_rtgov.plugin.samples import Phase
+
+    phase = Phase("gw3", fixtures=[{"nodeid": "t.py", "name": "f"}])
+    phase.markers = ("slow",)
+    phase.rounds, phase.warmup = 3, 1
+    phase.samples = [{"wall_ns": 5}]
+    phase.metrics = [Metric(name="loss", value=0.5, unit="", higher_is_better=False)]
+    phase.usage_error = "bad marker"
+    back = Phase.from_wire(phase.to_wire())
+    for name in Phase.__slots__:
+        assert getattr(back, name) == getattr(phase, name), name
+    assert Phase.from_wire(Phase("gw0").to_wire()).samples is None
