@@ -105,3 +105,10 @@ def test_shortening_only_drops_a_shared_prefix(ids):
 def test_names_that_are_not_node_ids_are_kept_whole():
     ids = ["tests/w/m.py::test_a", "pytestconfig [main]", "tests/w/m.py::model [gw0]"]
     assert shorten_ids(ids) == ("tests/w/m.py::", ["test_a", "pytestconfig [main]", "model [gw0]"])
+
+
+def test_gate_reasons_print_integers_exactly():
+    from pytest_rtgov.core.gate_rules import budget_reasons
+
+    assert budget_reasons(None, 20261121, 20261122.0) == ["20261122 > max 20261121"]
+    assert budget_reasons(0.9, None, 0.85) == ["0.85 < min 0.9"]
