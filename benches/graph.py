@@ -352,7 +352,7 @@ def _ledger_position(state: Path) -> dict[str, Any]:
     checkpoint; the content of the leaves does not matter to it). The meta position."""
     from pytest_rtgov.core.ledger_records import baseline_refresh_leaf
     from pytest_rtgov.core.merkle import MerkleAccumulator
-    from pytest_rtgov.store.delta_index import _fresh_meta
+    from pytest_rtgov.store.delta_index.codec import _fresh_meta
     from pytest_rtgov.store.keys import load_signing_key
     from pytest_rtgov.store.ledger import Ledger, append_session
 

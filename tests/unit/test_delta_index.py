@@ -370,7 +370,7 @@ def test_a_forged_digest_cannot_make_a_query_index_out_of_range(tmp_path):
 
     import numpy as np
 
-    from pytest_rtgov.store import delta_index as store_history
+    from pytest_rtgov.store.delta_index import codec as store_history
 
     state = tmp_path / "state"
     _append(state, RECORD)
