@@ -205,7 +205,7 @@ INVALID_LEAVES = [
     ([b'{"kind":"run","run_id":"r"}', b'{"kind":"verdict","run_id":"r"}'], "verdict"),
     (
         [b'{"kind":"run","run_id":"r"}', b'{"exit_status":0,"kind":"verdict","verdict":{}}'],
-        "schema",
+        "$.",  # the key path of the first field the run record lacks
     ),
     ([b"[1,2,3]"], "object"),
     ([b'{"kind":"baseline_refresh","changes":5}'], "changes"),
