@@ -10,8 +10,12 @@ seconds of their own clock, so the verdicts do not depend on the machine's speed
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+from pytest_rtgov.store.gates_file import load_gates
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SUITE = """
 import time
@@ -82,3 +86,16 @@ def test_a_wall_budget_breach_says_when_the_cpu_time_was_within_it(pytester):
     works = results[("wall budget", "test_works")]
     assert works["status"] == "breach"
     assert "waiting" not in works["reason"]  # the CPU time exceeded the budget too
+
+
+def test_the_reference_gates_file_budgets_time_on_cpu_time():
+    """`make gate` must not fail on a loaded machine with the code unchanged: its time
+    budgets are on CPU time, which waiting for the cores does not stretch."""
+    budgets = [
+        gate
+        for gate in load_gates(ROOT / "gates.toml").gates
+        if gate.metric in ("wall_time", "cpu_time")
+        and (gate.minimum is not None or gate.maximum is not None)
+    ]
+    assert budgets
+    assert [(g.name, g.metric) for g in budgets if g.metric != "cpu_time"] == []
