@@ -1,4 +1,9 @@
-"""The experiment graph end to end: a real slowdown committed in git, then found."""
+"""The experiment graph end to end: a real slowdown committed in git, then found.
+
+The kernel is CPU work, and the gate judges its CPU time: a machine loaded by other
+processes stretches wall time (a sleep wakes late, a loop is descheduled) but not the
+CPU time of a fixed amount of work, so the verdicts here do not depend on the load.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,14 @@ from pytest_rtgov.cli.delta import EXIT_INCOMPARABLE
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
 from tests.plugin._cli import cli
 
-KERNEL = """
-import time
+WORK = "80_000"  # loop iterations: a few ms of CPU time
 
+KERNEL = """
 def kernel():
-    time.sleep(0.002)
+    total = 0
+    for i in range(80_000):
+        total += i * i
+    return total
 """
 
 SUITE = """
@@ -47,7 +55,7 @@ baseline = "baseline"
 
 [[gates]]
 name = "kernel time"
-metric = "wall_time"
+metric = "cpu_time"
 tests = ["test_suite.py::test_kernel"]
 max_regression_pct = 30
 
@@ -93,8 +101,8 @@ def repo(pytester):
     return pytester
 
 
-def commit_kernel(repo, sleep: str, message: str) -> str:
-    repo.path.joinpath("kernel.py").write_text(KERNEL.replace("0.002", sleep))
+def commit_kernel(repo, work: str, message: str) -> str:
+    repo.path.joinpath("kernel.py").write_text(KERNEL.replace(WORK, work))
     git(repo.path, "commit", "-q", "-am", message)
     return git(repo.path, "rev-parse", "HEAD")
 
@@ -103,9 +111,9 @@ def test_a_committed_slowdown_is_compared_located_and_exported(repo, capsys):
     first = git(repo.path, "rev-parse", "HEAD")
     # -p no:cacheprovider: a subprocess run sees the kernel module as edited on disk.
     assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
-    good = commit_kernel(repo, "0.0021", "harmless edit")
+    good = commit_kernel(repo, "82_000", "harmless edit")  # +2.5%: within 30%
     assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
-    bad = commit_kernel(repo, "0.006", "slow kernel")
+    bad = commit_kernel(repo, "320_000", "slow kernel")  # 4x the CPU work
     result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
     assert result.ret == EXIT_GATE_BREACHED
 
@@ -113,7 +121,7 @@ def test_a_committed_slowdown_is_compared_located_and_exported(repo, capsys):
     assert cli(repo.path, "compare", "baseline", "latest", "--format", "json") == 0
     report = json.loads(capsys.readouterr().out)
     changed = {(r["subject"], r["metric"]) for r in report["rows"]}
-    assert ("test_suite.py::test_kernel", "wall_time") in changed
+    assert ("test_suite.py::test_kernel", "cpu_time") in changed
     assert ("test_suite.py::test_accuracy", "val_accuracy") not in changed
     assert report["comparable"] is True
 
@@ -138,7 +146,7 @@ def test_a_committed_slowdown_is_compared_located_and_exported(repo, capsys):
     deltas = [
         d
         for u, _, d in graph.edges(data=True)
-        if d["kind"] == "delta" and u == f"obs:{runs[-1]}|test_suite.py::test_kernel|wall_time"
+        if d["kind"] == "delta" and u == f"obs:{runs[-1]}|test_suite.py::test_kernel|cpu_time"
     ]
     assert deltas and deltas[0]["verdict"] == "breach"
 
