@@ -1,25 +1,9 @@
 """The ``rtgov`` command: one module per command family, ``main`` in :mod:`.main`.
 
 The CLI reads through ``store/`` and ``core/`` and renders through ``report/``; it never
-imports ``plugin/``.
+imports ``plugin/``. Exit codes: :class:`pytest_rtgov.core.constants.ExitCode`.
 """
 
-from pytest_rtgov.cli.main import (
-    EXIT_BAD_RECORD,
-    EXIT_INTEGRITY,
-    EXIT_NOT_FOUND,
-    EXIT_OK,
-    EXIT_REFUSED,
-    EXIT_USAGE,
-    main,
-)
+from pytest_rtgov.cli.main import main
 
-__all__ = [
-    "EXIT_BAD_RECORD",
-    "EXIT_INTEGRITY",
-    "EXIT_NOT_FOUND",
-    "EXIT_OK",
-    "EXIT_REFUSED",
-    "EXIT_USAGE",
-    "main",
-]
+__all__ = ["main"]

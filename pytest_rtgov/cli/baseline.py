@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_rtgov.cli.signing import log_leaves, signing_key
-from pytest_rtgov.errors import RecordFormatError
+from pytest_rtgov.cli.options import add_gates, add_keyring, add_signing_key, paths
+from pytest_rtgov.cli.signing import NotRecordedError, log_leaves, signing_key
+from pytest_rtgov.errors import (
+    InvalidOptionError,
+    NotFoundError,
+    RecordFormatError,
+    RefusedError,
+    RtgovError,
+)
 
 if TYPE_CHECKING:
     from pytest_rtgov.store.runs import RunStore
 
 __all__ = ["add_parsers", "run"]
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_BAD_RECORD = 4
-EXIT_REFUSED = 5
-EXIT_INTEGRITY = 7
-
 
 def add_parsers(sub: Any) -> None:
     baseline = sub.add_parser("baseline", help="show, diff or refresh the gates' baseline")
-    baseline.add_argument(
-        "--gates", type=Path, default=Path("gates.toml"), help="gates file (default: gates.toml)"
-    )
+    add_gates(baseline)
     bsub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
     bsub.add_parser("show", help="fingerprints, subjects and the refresh history")
     diff = bsub.add_parser("diff", help="every gate of a run against the baseline")
@@ -38,27 +37,26 @@ def add_parsers(sub: Any) -> None:
     refresh.add_argument(
         "--drop-stale", action="store_true", help="drop subjects the run did not collect"
     )
-    refresh.add_argument(
-        "--signing-key",
-        type=Path,
-        default=None,
-        help="key that signs the new baseline (default: $RTGOV_SIGNING_KEY, else the local key)",
-    )
-    refresh.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    add_signing_key(refresh, "the new baseline")
+    add_keyring(refresh)
     sign = bsub.add_parser("sign", help="sign the baseline as it is, after review (audited)")
     sign.add_argument("--reason", default=None, help="why (required when CI=true)")
-    sign.add_argument("--signing-key", type=Path, default=None)
+    add_signing_key(sign, "the baseline")
+    add_keyring(sign)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def run(args: argparse.Namespace, runs: RunStore) -> int:
-    import os
-
+    """``rtgov baseline ACTION``: 0, or a typed error (exit 2, 3, 4, 5 or 7)."""
     from pytest_rtgov.core.gates import evaluate_gates
     from pytest_rtgov.store.baselines import BaselineStore, who_am_i
-    from pytest_rtgov.store.gates_file import baseline_directory, load_gates
 
-    gates = load_gates(args.gates)
-    directory = baseline_directory(gates, [Path.cwd()])
+    where = paths(args)
+    gates = where.load_gates()
+    directory = where.baseline_dir(gates)
     baseline = BaselineStore(directory)
     if args.baseline_command == "show":
         print(f"baseline: {directory}")
@@ -85,7 +83,7 @@ def run(args: argparse.Namespace, runs: RunStore) -> int:
                         f"      {change['subject']} {change['metric']}: "
                         f"{change['old']} -> {change['new']}"
                     )
-        return EXIT_OK
+        return 0
     if args.baseline_command == "sign":
         return _sign_baseline(args, baseline)
     if args.baseline_command == "diff":
@@ -99,26 +97,18 @@ def run(args: argparse.Namespace, runs: RunStore) -> int:
 
         results, empty = evaluate_gates(gates, record, baseline.view(record.environment))
         sys.stdout.write(render_results(results, empty, markup=sys.stdout.isatty()))
-        return EXIT_OK
+        return 0
     # refresh: only from a record the ledger covers, as it is there
     record = runs.read_covered(args.run)
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if in_ci and not args.reason:
-        print("rtgov: baseline refresh with CI=true needs --reason TEXT", file=sys.stderr)
-        return EXIT_USAGE
+    if _in_ci() and not args.reason:
+        raise InvalidOptionError("baseline refresh with CI=true needs --reason TEXT")
     if record.exit_status != 0:
-        print(
-            f"rtgov: run {record.run_id} ended with exit status {record.exit_status}: "
-            "refusing to take it as the baseline",
-            file=sys.stderr,
+        raise RefusedError(
+            f"run {record.run_id} ended with exit status {record.exit_status}: "
+            "refusing to take it as the baseline"
         )
-        return EXIT_REFUSED
     failed = _seal_failure(args, baseline, "refresh")
-    if isinstance(failed, int):
-        return failed
     signing = signing_key(args)
-    if isinstance(signing, int):
-        return signing
     stale = baseline.stale(record)
     entry = baseline.update(
         record,
@@ -135,26 +125,18 @@ def run(args: argparse.Namespace, runs: RunStore) -> int:
     return _seal_and_log(args, baseline, entry, signing, failed_seal=failed)
 
 
-def _seal_failure(args: argparse.Namespace, baseline: Any, action: str) -> str | int | None:
+def _seal_failure(args: argparse.Namespace, baseline: Any, action: str) -> str | None:
     """What fails in the baseline's current seal (None: it verifies, or there is none
-    yet), or an exit code: re-sealing a failed seal needs --reason, and the ledger
-    records what failed."""
+    yet). Re-sealing a failed seal needs --reason (else InvalidOptionError, exit 2), and
+    the ledger records what failed."""
     from pytest_rtgov.store.baselines import baseline_seal_status
-    from pytest_rtgov.store.keys import KeyError_, load_trust
 
-    try:
-        trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=False)
-    except KeyError_ as exc:
-        print(f"rtgov: {exc}", file=sys.stderr)
-        return EXIT_BAD_RECORD
-    failure = baseline_seal_status(baseline, trust).failure
+    failure = baseline_seal_status(baseline, paths(args).trust(required=False)).failure
     if failure is not None and not args.reason:
-        print(
-            f"rtgov: baseline {action} needs --reason TEXT: the baseline's seal fails "
-            f"({failure}); the reason and what failed go to the ledger",
-            file=sys.stderr,
+        raise InvalidOptionError(
+            f"baseline {action} needs --reason TEXT: the baseline's seal fails "
+            f"({failure}); the reason and what failed go to the ledger"
         )
-        return EXIT_USAGE
     return failure
 
 
@@ -175,23 +157,14 @@ def _baseline_doc(path: Path, *tables: str) -> dict[str, Any]:
 
 
 def _sign_baseline(args: argparse.Namespace, baseline: Any) -> int:
-    import os
-
     from pytest_rtgov.store.baselines import RefreshEntry, who_am_i
 
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if in_ci and not args.reason:
-        print("rtgov: baseline sign with CI=true needs --reason TEXT", file=sys.stderr)
-        return EXIT_USAGE
+    if _in_ci() and not args.reason:
+        raise InvalidOptionError("baseline sign with CI=true needs --reason TEXT")
     if not baseline.exists():
-        print(f"rtgov: no baseline in {baseline.directory} to sign", file=sys.stderr)
-        return EXIT_NOT_FOUND
+        raise NotFoundError(f"no baseline in {baseline.directory} to sign")
     failed = _seal_failure(args, baseline, "sign")
-    if isinstance(failed, int):
-        return failed
     signing = signing_key(args)
-    if isinstance(signing, int):
-        return signing
     from datetime import datetime, timezone
 
     entry = RefreshEntry(
@@ -213,23 +186,20 @@ def _seal_and_log(
     *,
     failed_seal: str | None = None,
 ) -> int:
-    """Sign the baseline folder and append the change to the ledger with a checkpoint."""
-    from pytest_rtgov.errors import RtgovError
+    """Sign the baseline folder and append the change to the ledger with a checkpoint
+    (:class:`NotRecordedError`, exit 7, when either fails)."""
     from pytest_rtgov.store.baselines import refresh_leaf, seal_baseline
 
     try:
         digest = seal_baseline(baseline, signing.signer, entry)
     except (RtgovError, OSError) as exc:
-        print(f"rtgov: baseline written but not signed: {exc}", file=sys.stderr)
-        return EXIT_INTEGRITY
+        raise NotRecordedError(f"baseline written but not signed: {exc}") from exc
     leaf = refresh_leaf(
         entry, digest, directory=baseline.directory, state_dir=args.dir, failed_seal=failed_seal
     )
     result = log_leaves(args, [leaf], signing, entry.at, "the signed baseline")
-    if isinstance(result, int):
-        return result
     print(
         f"signed by {signing.verifier.name}; ledger leaf {result.size - 1}, "
         f"checkpoint {result.checkpoint_path}"
     )
-    return EXIT_OK
+    return 0

@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from pytest_rtgov.cli.delta import (
-    EXIT_INCOMPARABLE,
     KEYRING_HELP,
-    fmt_value,
-    guarded,
     open_store,
     percentage,
     run_id_in_index,
 )
+from pytest_rtgov.cli.options import add_gates, add_keyring, paths
 from pytest_rtgov.core.canonical import pretty_json
+from pytest_rtgov.core.constants import ExitCode
+from pytest_rtgov.core.format import format_value
 from pytest_rtgov.errors import RecordNotFoundError
 
 __all__ = ["add_parsers", "run"]
@@ -35,8 +34,8 @@ def add_parsers(sub: Any) -> None:
         default=10.0,
         help="smallest change of a measured median that counts (default 10)",
     )
-    compare.add_argument("--gates", type=Path, default=Path("gates.toml"))
-    compare.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"), help=KEYRING_HELP)
+    add_gates(compare, "gates file naming the baseline, for the side `baseline`")
+    add_keyring(compare, KEYRING_HELP.removesuffix(" (default: rtgov.keyring)"))
     from pytest_rtgov.cli import export as cli_export
 
     cli_export.add_report_parser(sub)
@@ -44,7 +43,7 @@ def add_parsers(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``rtgov compare A B``: 0, or 8 when the sides are not comparable."""
-    return guarded(_compare, args)
+    return _compare(args)
 
 
 def _baseline_side(args: argparse.Namespace, fingerprint: str) -> tuple[dict, dict, str]:
@@ -52,12 +51,8 @@ def _baseline_side(args: argparse.Namespace, fingerprint: str) -> tuple[dict, di
     from pytest_rtgov.core.delta_index import _quartiles
     from pytest_rtgov.core.provenance import inputs_of_baseline
     from pytest_rtgov.store.files import read_json
-    from pytest_rtgov.store.gates_file import load_gates
 
-    gates = load_gates(args.gates)
-    directory = Path(gates.baseline)
-    if not directory.is_absolute():
-        directory = args.gates.parent / directory
+    directory = paths(args).baseline_dir()
     env_path = directory / f"env-{fingerprint}.json"
     if not env_path.is_file():
         others = sorted(directory.glob("env-*.json"))
@@ -137,7 +132,7 @@ def _compare(args: argparse.Namespace) -> int:
         sys.stdout.write(
             _render_compare(label_a, label_b, reasons, shown, changed, len(rows), args.format)
         )
-    return EXIT_INCOMPARABLE if reasons else 0
+    return ExitCode.INCOMPARABLE if reasons else ExitCode.OK
 
 
 def _render_compare(
@@ -152,8 +147,8 @@ def _render_compare(
         (
             r.subject,
             r.metric,
-            fmt_value(r.metric, r.a),
-            fmt_value(r.metric, r.b),
+            format_value(r.metric, r.a),
+            format_value(r.metric, r.b),
             f"{r.relative * 100:+.1f}%" if r.relative is not None else "",
             r.why,
         )

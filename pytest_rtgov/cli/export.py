@@ -1,7 +1,7 @@
 """``rtgov export`` (a run record as JSON, Prometheus text, OTLP/JSON, JUnit XML or Markdown)
 and ``rtgov report`` (the HTML gate report of a run).
 
-Exit codes (besides 0):
+Exit codes (besides 0), mapped from the errors in ``cli.main.exit_code``:
     2  the output file cannot be written
     3  the requested run record does not exist
     4  the record is unreadable, does not match its schema, or cannot be exported; or the
@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
+from pytest_rtgov.cli.options import add_format, add_keyring, add_out, paths
+from pytest_rtgov.errors import InvalidOptionError
 
 __all__ = ["add_parsers", "add_report_parser", "report", "run"]
-
-_EXIT_OK = 0
-_EXIT_USAGE = 2
-_EXIT_NOT_FOUND = 3
-_EXIT_BAD_RECORD = 4
 
 
 def add_parsers(sub: Any) -> None:
@@ -32,39 +27,26 @@ def add_parsers(sub: Any) -> None:
     export = sub.add_parser(
         "export", help="export a run's metrics, thresholds and verdicts for other tools"
     )
-    export.add_argument(
-        "--format",
-        dest="format",
-        choices=FORMATS,
-        default="json",
-        help="json (default), prometheus (text exposition), otlp (OTLP/JSON), junit, markdown",
+    add_format(
+        export,
+        FORMATS,
+        "json",
+        "json (default), prometheus (text exposition), otlp (OTLP/JSON), junit, markdown",
     )
     export.add_argument("run", nargs="?", default="latest", help="run id, unique prefix, or latest")
-    export.add_argument(
-        "-o", "--output", type=Path, default=None, help="write here instead of stdout"
-    )
+    add_out(export, "write here instead of stdout", old_output=True)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export ``args.run`` of the state directory ``args.dir`` in ``args.format``."""
-    from pytest_rtgov.report.export import ExportError, export
+    from pytest_rtgov.report.export import export
     from pytest_rtgov.store.files import atomic_write
     from pytest_rtgov.store.runs import RunStore
 
-    try:
-        # Exports feed CI summaries and dashboards: only what the ledger vouches for.
-        record = RunStore(args.dir).read_covered(args.run)
-        data = export(record, args.format)
-    except RecordNotFoundError as exc:
-        print(f"rtgov: {exc}", file=sys.stderr)
-        return _EXIT_NOT_FOUND
-    except RecordFormatError as exc:
-        print(f"rtgov: invalid file: {exc}", file=sys.stderr)
-        return _EXIT_BAD_RECORD
-    except ExportError as exc:
-        print(f"rtgov: cannot export: {exc}", file=sys.stderr)
-        return _EXIT_BAD_RECORD
-    if args.output is None:
+    # Exports feed CI summaries and dashboards: only what the ledger vouches for.
+    record = RunStore(args.dir).read_covered(args.run)
+    data = export(record, args.format)
+    if args.out is None:
         sys.stdout.flush()
         buffer = getattr(sys.stdout, "buffer", None)
         if buffer is not None:
@@ -72,37 +54,30 @@ def run(args: argparse.Namespace) -> int:
             buffer.flush()
         else:  # a text-only stream (some test harnesses)
             sys.stdout.write(data.decode("utf-8"))
-        return _EXIT_OK
+        return 0
     try:
-        atomic_write(args.output, data)
+        atomic_write(args.out, data)
     except OSError as exc:
-        print(f"rtgov: cannot write {args.output}: {exc}", file=sys.stderr)
-        return _EXIT_USAGE
-    return _EXIT_OK
+        raise InvalidOptionError(f"cannot write {args.out}: {exc}") from exc
+    return 0
 
 
 def add_report_parser(sub: Any) -> None:
     """Add ``report`` to the ``rtgov`` subcommands."""
     report = sub.add_parser("report", help="write the self-contained HTML gate report of a run")
     report.add_argument("run", nargs="?", default="latest")
-    report.add_argument("-o", "--out", type=Path, default=None, help="default: DIR/report.html")
-    report.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    add_out(report, "default: DIR/report.html")
+    add_keyring(report, "keys the report's ledger facts are checked against")
 
 
 def report(args: argparse.Namespace) -> int:
     """``rtgov report``: write the HTML report of a covered run."""
-    from pytest_rtgov.cli.delta import guarded
-
-    return guarded(_report, args)
-
-
-def _report(args: argparse.Namespace) -> int:
     from pytest_rtgov.publish.report_files import write_report
-    from pytest_rtgov.store.keys import load_trust, require_signatures
+    from pytest_rtgov.store.keys import require_signatures
     from pytest_rtgov.store.runs import RunStore
 
     record = RunStore(args.dir).read_covered(args.run)  # an uncovered record is refused
-    trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=require_signatures(False))
+    trust = paths(args).trust(required=require_signatures(False))
     out = write_report(
         args.out or args.dir / "report.html", record, state_dir=args.dir, trust=trust
     )

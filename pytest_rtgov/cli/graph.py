@@ -10,14 +10,15 @@ from typing import Any
 
 from pytest_rtgov.cli.delta import (
     KEYRING_HELP,
-    fmt_value,
-    guarded,
     open_store,
     percentage,
     run_id_in_index,
 )
+from pytest_rtgov.cli.options import add_format, add_keyring, add_out
 from pytest_rtgov.core.canonical import pretty_json
-from pytest_rtgov.errors import RecordNotFoundError
+from pytest_rtgov.core.format import format_digest, format_value
+from pytest_rtgov.core.verdict import BREACHING
+from pytest_rtgov.errors import InvalidOptionError, RecordNotFoundError
 
 __all__ = ["MAX_OBSERVATION_NODES", "add_parsers", "run"]
 
@@ -27,7 +28,7 @@ MAX_OBSERVATION_NODES = 200_000
 def add_parsers(sub: Any) -> None:
 
     graph = sub.add_parser("graph", help="query or export the experiment graph")
-    graph.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"), help=KEYRING_HELP)
+    add_keyring(graph, KEYRING_HELP.removesuffix(" (default: rtgov.keyring)"))
     gsub = graph.add_subparsers(dest="graph_command", required=True, metavar="ACTION")
     query = gsub.add_parser("query", help="top regressions, series, first regression, lineage")
     qsub = query.add_subparsers(dest="query", required=True, metavar="QUERY")
@@ -52,16 +53,16 @@ def add_parsers(sub: Any) -> None:
     lineage.add_argument("what", choices=("artifact", "baseline"))
     lineage.add_argument("name", nargs="?", help="artifact name")
     for q in (top, series, first, lineage):
-        q.add_argument("--json", action="store_true", help="print JSON")
+        add_format(q, ("text", "json"), "text", "text (default) or json", old_json=True)
     export = gsub.add_parser("export", help="write the graph as GraphML or node-link JSON")
-    export.add_argument("--format", choices=("graphml", "json"), default="graphml")
+    add_format(export, ("graphml", "json"), "graphml", "graphml (default) or node-link json")
     export.add_argument(
         "--observations",
         default="latest",
         help="runs whose observations become nodes: latest (default), all, none, or run ids "
         "separated by commas",
     )
-    export.add_argument("-o", "--out", type=Path, default=None)
+    add_out(export, "default: rtgov-graph.graphml or rtgov-graph.json")
     export.add_argument(
         "--force",
         action="store_true",
@@ -72,7 +73,7 @@ def add_parsers(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``rtgov graph ACTION``: 0, or 10-12 when the ledger cannot be indexed."""
-    return guarded(_run, args)
+    return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -96,15 +97,15 @@ def _query(args: argparse.Namespace, index: Any) -> int:
     if args.query == "top-regressions":
         run_id = run_id_in_index(args, args.run, index)
         found = index.top_regressions(run_id, args.n)
-        if args.json:
+        if args.format == "json":
             sys.stdout.write(pretty_json({"run_id": run_id, "regressions": found}))
             return 0
         print(f"top regressions of run {run_id}:")
         for row in found:
             print(
                 f"  {row['verdict'] or '-':8} {row['subject']} {row['metric']}: "
-                f"{fmt_value(row['metric'], row['value'])} vs baseline "
-                f"{fmt_value(row['metric'], row['baseline'])} ({row['relative'] * 100:+.1f}%)"
+                f"{format_value(row['metric'], row['value'])} vs baseline "
+                f"{format_value(row['metric'], row['baseline'])} ({row['relative'] * 100:+.1f}%)"
                 + (f"  gate {row['gate']!r}" if row["gate"] else "")
             )
         if not found:
@@ -114,7 +115,7 @@ def _query(args: argparse.Namespace, index: Any) -> int:
         series = index.series(args.subject, args.metric)
         if not series:
             raise RecordNotFoundError(f"no observations of {args.subject} {args.metric}")
-        if args.json:
+        if args.format == "json":
             rows = [
                 {"run_id": i.run_id, "code": i.code, "value": v, "verdict": verdict}
                 for i, v, verdict in series
@@ -124,7 +125,8 @@ def _query(args: argparse.Namespace, index: Any) -> int:
             )
             return 0
         for info, value, verdict in series:
-            print(f"{info.run_id}  {info.code:30}  {fmt_value(args.metric, value):>14}  {verdict}")
+            shown = format_value(args.metric, value)
+            print(f"{info.run_id}  {info.code:30}  {shown:>14}  {verdict}")
         return 0
     if args.query == "first-regression":
         if args.subject and args.metric:
@@ -134,7 +136,7 @@ def _query(args: argparse.Namespace, index: Any) -> int:
             targets = [
                 (r["subject"], r["metric"])
                 for r in index.top_regressions(latest, 1000)
-                if r["verdict"] in ("breach", "missing")
+                if r["verdict"] in BREACHING
             ]
             if not targets:
                 print(f"run {latest} breaches no gate: nothing regressed")
@@ -142,7 +144,7 @@ def _query(args: argparse.Namespace, index: Any) -> int:
         results = [
             index.first_regression(s, m, threshold_pct=args.threshold_pct) for s, m in targets
         ]
-        if args.json:
+        if args.format == "json":
             sys.stdout.write(pretty_json([_regression_dict(r) for r in results if r]))
             return 0
         for (subject, metric), found in zip(targets, results, strict=True):
@@ -174,13 +176,13 @@ def _describe_regression(subject: str, metric: str, found: dict[str, Any] | None
     bad, good = found["first_bad"], found["last_good"]
     lines = [
         f"{subject} {metric}: first bad run {bad.run_id} ({bad.code}), "
-        f"value {fmt_value(metric, found['first_bad_value'])}; "
+        f"value {format_value(metric, found['first_bad_value'])}; "
         f"{found['bad_runs']} bad run(s) since" + ("" if found["still_bad"] else ", since fixed"),
     ]
     if good is None:
         lines.append("  no good run before it in the recorded history")
         return "\n".join(lines)
-    good_value = fmt_value(metric, found["last_good_value"])
+    good_value = format_value(metric, found["last_good_value"])
     lines.append(f"  last good run {good.run_id} ({good.code}), value {good_value}")
     if good.commit and bad.commit and good.commit != bad.commit:
         lines.append(f"  commit range: {good.commit[:12]}..{bad.commit[:12]}")
@@ -195,7 +197,7 @@ def _describe_regression(subject: str, metric: str, found: dict[str, Any] | None
 def _lineage(args: argparse.Namespace, index: Any) -> int:
     if args.what == "baseline":
         events = [b.to_dict() for b in index.baselines]
-        if args.json:
+        if args.format == "json":
             sys.stdout.write(pretty_json(events))
             return 0
         for e in events:
@@ -212,14 +214,15 @@ def _lineage(args: argparse.Namespace, index: Any) -> int:
     versions = [a for a in index.artifacts if a["name"] == args.name]
     if not versions:
         raise RecordNotFoundError(f"no artifact {args.name!r} in the history")
-    if args.json:
+    if args.format == "json":
         sys.stdout.write(pretty_json(versions))
         return 0
     previous = None
     for a in versions:
         info = index.runs[index.run_pos[a["run_id"]]]
         note = "same as before" if a["digest"] == previous else "new content"
-        print(f"{a['digest'][:23]}…  run {a['run_id']} ({info.code})  {a['subject']}  {note}")
+        digest = format_digest(a["digest"], 16)
+        print(f"{digest}  run {a['run_id']} ({info.code})  {a['subject']}  {note}")
         previous = a["digest"]
     return 0
 
@@ -244,13 +247,11 @@ def _export(args: argparse.Namespace, index: Any) -> int:
         runs = [run_id_in_index(args, ref, index) for ref in refs]
     wanted = sum(index.rows_of_run(r).stop - index.rows_of_run(r).start for r in runs)
     if wanted > MAX_OBSERVATION_NODES and not args.force:
-        print(
-            f"rtgov: {wanted:,} observation nodes asked for; networkx needs about 2.6 KB "
+        raise InvalidOptionError(
+            f"{wanted:,} observation nodes asked for; networkx needs about 2.6 KB "
             f"each (benches/graph.py), so this graph would take ~{wanted * 2600 / 2**30:.1f} GiB. "
-            "Choose fewer runs with --observations, or pass --force",
-            file=sys.stderr,
+            "Choose fewer runs with --observations, or pass --force"
         )
-        return 2
     graph = build_graph(index, observations_for=runs)
     out = args.out or Path(f"rtgov-graph.{'graphml' if args.format == 'graphml' else 'json'}")
     if args.format == "graphml":

@@ -24,28 +24,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pytest_rtgov.cli.options import add_gates, add_keyring, add_out, add_signing_key, paths
 from pytest_rtgov.core import merkle
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.core.checkpoints import parse_checkpoint
+from pytest_rtgov.core.constants import ExitCode
 from pytest_rtgov.core.keys import format_verifier_key
 from pytest_rtgov.core.notes import open_note
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import NotFoundError
 
-__all__ = ["EXIT_PROOF", "add_parsers", "run"]
+__all__ = ["add_parsers", "run"]
 
-EXIT_PROOF = 16
-EXIT_LOCKED = 7  # `ledger recover`: another writer held the ledger lock past the timeout
 PROOF_FORMAT = "rtgov-inclusion-proof/1"
 TRUSTED_CHECKPOINT = Path("rtgov.checkpoint")
 
 
 def _trust_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--keyring",
-        type=Path,
-        default=Path("rtgov.keyring"),
-        help="trusted public keys (default: rtgov.keyring)",
-    )
+    add_keyring(parser)
     parser.add_argument(
         "--require-signature",
         action="store_true",
@@ -58,10 +53,10 @@ def add_parsers(sub: Any) -> None:
     ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     gen = ksub.add_parser("generate", help="new Ed25519 key; its public half joins the keyring")
     gen.add_argument("name", help="key name, e.g. ci.example.org/ml-gates")
-    gen.add_argument("--out", type=Path, default=None, help="private key file (mode 0600)")
-    gen.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    add_out(gen, "private key file (mode 0600; default: DIR/keys/NAME.key)")
+    add_keyring(gen, "the keyring the public key joins")
     show = ksub.add_parser("show", help="the keyring and this machine's local key")
-    show.add_argument("--keyring", type=Path, default=Path("rtgov.keyring"))
+    add_keyring(show)
 
     verify = sub.add_parser("verify", help="check the ledger, checkpoints, baseline and artifacts")
     _trust_arguments(verify)
@@ -71,12 +66,7 @@ def add_parsers(sub: Any) -> None:
         default=None,
         help=f"a trusted earlier checkpoint file (default: {TRUSTED_CHECKPOINT}, if committed)",
     )
-    verify.add_argument(
-        "--gates",
-        type=Path,
-        default=Path("gates.toml"),
-        help="gates file naming the baseline to check (default: gates.toml, if present)",
-    )
+    add_gates(verify, "gates file naming the baseline to check, if present")
 
     prove = sub.add_parser("prove", help="print an inclusion proof for a ledger record")
     prove.add_argument("run", nargs="?", default="latest", help="run id or latest")
@@ -84,7 +74,7 @@ def add_parsers(sub: Any) -> None:
     which.add_argument("--test", default=None, help="prove this test's record (node id)")
     which.add_argument("--fixture", default=None, help="prove this fixture's record (name)")
     which.add_argument("--index", type=int, default=None, help="prove the leaf at this index")
-    prove.add_argument("-o", "--out", type=Path, default=None, help="write the proof here")
+    add_out(prove, "write the proof here (default: stdout)")
 
     check = sub.add_parser("verify-proof", help="check an inclusion proof offline")
     check.add_argument("proof", type=Path)
@@ -97,35 +87,25 @@ def add_parsers(sub: Any) -> None:
         help="set a torn append aside and sign a checkpoint over the complete records "
         "(the next session does the same)",
     )
-    recover.add_argument("--signing-key", type=Path, default=None)
+    add_signing_key(recover, "the recovery checkpoint")
 
 
 def _trust(args: argparse.Namespace) -> Any:
-    from pytest_rtgov.store.keys import load_trust, require_signatures
+    from pytest_rtgov.store.keys import require_signatures
 
-    return load_trust(
-        keyring=args.keyring,
-        state_dir=args.dir,
-        required=require_signatures(args.require_signature),
-    )
+    return paths(args).trust(required=require_signatures(args.require_signature))
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_rtgov.store.keys import KeyError_
-
-    try:
-        if args.command == "keys":
-            return _keys(args)
-        if args.command == "verify":
-            return _verify(args)
-        if args.command == "prove":
-            return _prove(args)
-        if args.command == "verify-proof":
-            return _verify_proof(args)
-        return _recover(args)
-    except KeyError_ as exc:
-        print(f"rtgov: {exc}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 4))  # 13: the keyring disagrees with CI's keys
+    """``rtgov keys|verify|prove|verify-proof|ledger``: 0, or a typed error."""
+    commands = {
+        "keys": _keys,
+        "verify": _verify,
+        "prove": _prove,
+        "verify-proof": _verify_proof,
+        "ledger": _recover,
+    }
+    return commands[args.command](args)
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -147,32 +127,16 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def _baseline_dir(gates_path: Path) -> Path | None:
-    if not gates_path.is_file():
-        return None
-    from pytest_rtgov.store.gates_file import load_gates
-
-    gates = load_gates(gates_path)
-    directory = Path(gates.baseline)
-    return directory if directory.is_absolute() else gates_path.parent / directory
-
-
 def _verify(args: argparse.Namespace) -> int:
-    from pytest_rtgov.store.verify import VerifyFailure, verify_all
+    from pytest_rtgov.store.verify import verify_all
 
     trust = _trust(args)
     if args.since is None and TRUSTED_CHECKPOINT.is_file():
         args.since = TRUSTED_CHECKPOINT
-    try:
-        report = verify_all(
-            args.dir, trust, since=args.since, baseline_dir=_baseline_dir(args.gates)
-        )
-    except VerifyFailure as exc:
-        print(f"rtgov verify: FAILED: {exc.where}: {exc.reason}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:  # a file verify must read cannot be read
-        print(f"rtgov verify: FAILED: cannot read {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 4
+    # A VerifyFailure carries its code (3, 4, 10-15); an unreadable file is exit 4.
+    report = verify_all(
+        args.dir, trust, since=args.since, baseline_dir=paths(args).baseline_dir_if_gated()
+    )
     for warning in report.warnings:
         print(f"rtgov verify: warning: {warning}", file=sys.stderr)
     signed = ", ".join(trust.describe(name) for name in sorted(report.signed_by)) or "nobody"
@@ -212,30 +176,26 @@ def _find_leaf(args: argparse.Namespace, ledger: Any) -> int:
             and (key is None or leaf.get(key) == want)
         ):
             return frame.index
-    raise RtgovError(f"no {kind} record {want or ''} of run {run_id} in {ledger.log_path}")
+    raise NotFoundError(f"no {kind} record {want or ''} of run {run_id} in {ledger.log_path}")
 
 
 def _prove(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.ledger import Ledger
 
-    ledger = Ledger(args.dir / "ledger")
-    try:
-        index = _find_leaf(args, ledger)
-        latest = ledger.latest_checkpoint()
-        if latest is None or index >= latest[1].size:
-            raise RtgovError(f"leaf {index} is not covered by a signed checkpoint yet")
-        path, body = latest
-        hasher = merkle.RangeHasher(merkle.inclusion_proof_ranges(index, body.size))
-        leaf = b""
-        for frame in ledger.frames():
-            if frame.index >= body.size:
-                break
-            hasher.feed(frame.leaf_hash)
-            if frame.index == index:
-                leaf = frame.payload
-    except RtgovError as exc:
-        print(f"rtgov prove: {exc}", file=sys.stderr)
-        return 3
+    ledger = Ledger(paths(args).ledger_dir)
+    index = _find_leaf(args, ledger)
+    latest = ledger.latest_checkpoint()
+    if latest is None or index >= latest[1].size:
+        raise NotFoundError(f"leaf {index} is not covered by a signed checkpoint yet")
+    path, body = latest
+    hasher = merkle.RangeHasher(merkle.inclusion_proof_ranges(index, body.size))
+    leaf = b""
+    for frame in ledger.frames():
+        if frame.index >= body.size:
+            break
+        hasher.feed(frame.leaf_hash)
+        if frame.index == index:
+            leaf = frame.payload
     proof = {
         "format": PROOF_FORMAT,
         "leaf_index": index,
@@ -255,32 +215,32 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _verify_proof(args: argparse.Namespace) -> int:
-    from pytest_rtgov.store.verify import EXIT_CHECKPOINT
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.verify import VerifyFailure
 
-    def fail(code: int, reason: str) -> int:
-        print(f"rtgov verify-proof: FAILED: {args.proof}: {reason}", file=sys.stderr)
-        return code
+    def failure(code: ExitCode, reason: str) -> VerifyFailure:
+        return VerifyFailure(code, str(args.proof), reason)
 
     try:
         proof = json.loads(args.proof.read_text(encoding="utf-8"))
         if proof.get("format") != PROOF_FORMAT:
-            return fail(EXIT_PROOF, f"format is not {PROOF_FORMAT!r}")
+            raise failure(ExitCode.PROOF, f"format is not {PROOF_FORMAT!r}")
         leaf = base64.b64decode(proof["leaf"], validate=True)
         path = [base64.b64decode(h, validate=True) for h in proof["proof"]]
         index, size = int(proof["leaf_index"]), int(proof["tree_size"])
         checkpoint_text = str(proof["checkpoint"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return fail(EXIT_PROOF, f"not a readable proof ({exc})")
+        raise failure(ExitCode.PROOF, f"not a readable proof ({exc})") from exc
     trust = _trust(args)
     try:
         opened = open_note(checkpoint_text, trust.verifiers())
         checkpoint = parse_checkpoint(opened.text)
     except RtgovError as exc:
-        return fail(EXIT_CHECKPOINT, f"checkpoint: {exc}")
+        raise failure(ExitCode.CHECKPOINT, f"checkpoint: {exc}") from exc
     if trust.required and not any(trust.is_trusted(v) for v in opened.verified_by):
-        return fail(EXIT_CHECKPOINT, "checkpoint is not signed by a keyring key")
+        raise failure(ExitCode.CHECKPOINT, "checkpoint is not signed by a keyring key")
     if checkpoint.size != size:
-        return fail(EXIT_PROOF, f"tree_size {size} but the checkpoint says {checkpoint.size}")
+        raise failure(ExitCode.PROOF, f"tree_size {size} but the checkpoint says {checkpoint.size}")
     try:
         merkle.verify_inclusion(
             index=index,
@@ -290,7 +250,7 @@ def _verify_proof(args: argparse.Namespace) -> int:
             root=checkpoint.root_hash,
         )
     except merkle.MerkleError as exc:
-        return fail(EXIT_PROOF, str(exc))
+        raise failure(ExitCode.PROOF, str(exc)) from exc
     signers = ", ".join(sorted(v.name for v in opened.verified_by))
     print(f"proof verifies: leaf {index} of {size}, checkpoint signed by {signers}")
     print(leaf.decode("utf-8", errors="replace"))
@@ -298,38 +258,31 @@ def _verify_proof(args: argparse.Namespace) -> int:
 
 
 def _recover(args: argparse.Namespace) -> int:
-    from pytest_rtgov.store.ledger import Ledger
-
-    ledger = Ledger(args.dir / "ledger")
-    if not ledger.exists():
-        print(f"rtgov ledger: no ledger in {ledger.directory}", file=sys.stderr)
-        return 3
+    """``rtgov ledger recover``: 0; NotFoundError (3) without a ledger; exit 7 when the
+    lock stays held (``LedgerLockTimeout``), 10 for any other failure (``cli.main``)."""
     from datetime import datetime, timezone
 
     from pytest_rtgov.store.coverage import move_orphans
     from pytest_rtgov.store.keys import load_signing_key
-    from pytest_rtgov.store.ledger import LedgerLockTimeout, append_session
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    ledger = Ledger(paths(args).ledger_dir)
+    if not ledger.exists():
+        raise NotFoundError(f"no ledger in {ledger.directory}")
 
     def waiting(message: str) -> None:
         print(f"rtgov ledger: {message}", file=sys.stderr, flush=True)
 
-    try:
-        signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
-        result = append_session(
-            ledger,
-            [],
-            signer=signing.signer,
-            origin="",
-            created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            on_wait=waiting,
-        )
-        moved = move_orphans(args.dir)
-    except LedgerLockTimeout as exc:
-        print(f"rtgov ledger: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
-    except (RtgovError, OSError) as exc:
-        print(f"rtgov ledger: {exc}", file=sys.stderr)
-        return 10
+    signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
+    result = append_session(
+        ledger,
+        [],
+        signer=signing.signer,
+        origin="",
+        created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        on_wait=waiting,
+    )
+    moved = move_orphans(args.dir)
     for source, destination in moved:
         print(f"orphaned (no verdict leaf covers it): moved {source} to {destination}")
     if result is None:

@@ -1,22 +1,9 @@
 """The ``rtgov`` command line: the parser, the dispatch to one module per command family,
-and the mapping of errors to exit codes. Reads records through ``store`` and ``core``; no pytest.
+and :func:`exit_code`, the one place that maps an error to its exit code and message.
 
-Exit codes:
-    0  success
-    2  bad command-line arguments (argparse, or a refresh in CI without --reason, or a
-       ``baseline refresh|sign`` of a baseline whose seal fails without --reason)
-    3  the requested run record does not exist
-    4  a record, baseline or gates file is unreadable or does not match its schema; a run
-       record the ledger does not cover (no verdict leaf names it, or it was edited)
-       given to ``baseline refresh``, ``merge``, ``report`` or ``export``; a ledger
-       whose frames do not check when a command needs to know which records it covers
-    5  refusing to refresh a baseline from a run whose tests did not pass
-    7  the baseline was refreshed but could not be signed or logged in the ledger
-    6  ``rtgov merge --gate``: a gate of the merged run breached
-    8  ``rtgov compare``: the two sides are not comparable (differences printed)
-    9  ``rtgov merge``: the records are not shards of one run (overlap, fingerprints...)
-    10-16  ``rtgov verify`` and ``rtgov verify-proof`` failures (see cli_ledger); 10-12 also
-           from ``compare`` and ``graph`` when the ledger cannot be indexed (see cli_graph)
+Commands return 0 (or the status they decided: 6, 8) and raise a typed error for
+everything else; the table of codes is :class:`pytest_rtgov.core.constants.ExitCode`,
+rendered in docs/usage.md. Reads records through ``store`` and ``core``; no pytest.
 """
 
 from __future__ import annotations
@@ -27,24 +14,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pytest_rtgov.core.gates_config import GatesConfigError
-from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError, RtgovError
+from pytest_rtgov.cli.options import DEFAULT_STATE_DIR
+from pytest_rtgov.core.constants import ExitCode
+from pytest_rtgov.core.exit_codes import exit_code_for
+from pytest_rtgov.errors import NotFoundError, ReadError, RtgovError
 from pytest_rtgov.logs import LOGGER_NAME, JsonLinesFormatter
 
-__all__ = ["EXIT_BAD_RECORD", "EXIT_NOT_FOUND", "EXIT_OK", "main"]
+__all__ = ["exit_code", "main", "message"]
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_BAD_RECORD = 4
-EXIT_REFUSED = 5
-EXIT_INTEGRITY = 7
+# Commands that read the ledger itself: a damaged frame is their own failure (10), where
+# for the others it is an unreadable input (4).
+_LEDGER_COMMANDS = (
+    *("keys", "verify", "prove", "verify-proof", "ledger"),
+    *("compare", "graph", "report"),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtgov", description="pytest-rtgov command line")
     parser.add_argument(
-        "--dir", default=".rtgov", type=Path, help="state directory (default: .rtgov)"
+        "--dir", default=DEFAULT_STATE_DIR, type=Path, help="state directory (default: .rtgov)"
     )
     parser.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="stderr log format"
@@ -74,8 +63,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def _setup_logging(fmt: str, level: str) -> tuple[logging.Handler, int]:
     """A stderr handler for this call; returns it and the logger's previous level, so
     that :func:`main` leaves the logger as it found it (an embedding process, a test
@@ -95,20 +82,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler, previous_level = _setup_logging(args.log_format, args.log_level)
     try:
-        return _dispatch(args)
-    except RtgovError as exc:  # an error no command mapped: a message, never a traceback
-        print(f"rtgov: {exc}", file=sys.stderr)
-        return EXIT_BAD_RECORD
-    except OSError as exc:
-        print(
-            f"rtgov: cannot read or write {exc.filename or 'a file'}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_RECORD
+        return int(_dispatch(args))
+    except (RtgovError, OSError) as exc:  # a message and a documented code, no traceback
+        print(message(exc, args.command), file=sys.stderr)
+        return int(exit_code(exc, args.command))
     finally:
         logger = logging.getLogger(LOGGER_NAME)
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
+
+
+def exit_code(error: BaseException, command: str) -> ExitCode:
+    """The exit code of ``rtgov COMMAND`` failing with ``error`` (docs/usage.md)."""
+    from pytest_rtgov.core.shard import ShardMergeError
+    from pytest_rtgov.store.delta_index import IndexLeafError, LedgerRootMismatchError
+    from pytest_rtgov.store.keys import TrustAnchorError
+    from pytest_rtgov.store.ledger import LedgerCorruptError, LedgerLockTimeout
+
+    if isinstance(error, ShardMergeError):
+        return ExitCode.NOT_MERGEABLE
+    if isinstance(error, TrustAnchorError) and command in _LEDGER_COMMANDS:
+        return ExitCode.CHECKPOINT  # the repository's keyring is not the one CI pinned
+    if command == "ledger" and not isinstance(error, NotFoundError):  # ledger recover
+        locked = isinstance(error, LedgerLockTimeout)
+        return ExitCode.INTEGRITY if locked else ExitCode.LEDGER_FRAME
+    if isinstance(error, LedgerCorruptError):
+        return ExitCode.LEDGER_FRAME if command in _LEDGER_COMMANDS else ExitCode.BAD_INPUT
+    if isinstance(error, IndexLeafError):
+        return ExitCode.LEDGER_LEAF
+    if isinstance(error, LedgerRootMismatchError):
+        return ExitCode.LEDGER_ROOT
+    return exit_code_for(error, face="cli")
+
+
+def message(error: BaseException, command: str) -> str:
+    """The one line on stderr that says what failed, naming the file and the place."""
+    from pytest_rtgov.core.gates_config import GatesConfigError
+    from pytest_rtgov.core.shard import ShardMergeError
+    from pytest_rtgov.errors import RecordFormatError
+    from pytest_rtgov.report.export import ExportError
+    from pytest_rtgov.store.ledger import LedgerCorruptError
+    from pytest_rtgov.store.verify import VerifyFailure
+
+    if isinstance(error, VerifyFailure):
+        return f"rtgov {command}: FAILED: {error.where}: {error.reason}"
+    if isinstance(error, OSError):
+        what = f"{error.filename or 'a file'}: {error.strerror or error}"
+        if command == "verify":
+            return f"rtgov verify: FAILED: cannot read {what}"
+        return f"rtgov: cannot read or write {what}"
+    prefix = f"rtgov {command}" if command in ("prove", "ledger") else "rtgov"
+    kinds: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+        (ShardMergeError, "cannot merge: "),
+        (ExportError, "cannot export: "),
+        (LedgerCorruptError, "ledger damaged: "),
+        ((RecordFormatError, GatesConfigError), "invalid file: "),
+    )
+    for kind, what in kinds:
+        if isinstance(error, kind):
+            return f"{prefix}: {what}{error}"
+    return f"{prefix}: {error}"
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -117,69 +150,29 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     links = symlinks_inside(args.dir) if args.command != "keys" and args.dir.is_dir() else []
     if links:  # the ledger, the index or a key would be read from or written to elsewhere
-        print(
-            f"rtgov: {links[0]} is a symbolic link inside the state directory {args.dir}: "
-            "rtgov keeps only plain files and folders there; replace it",
-            file=sys.stderr,
+        raise ReadError(
+            f"{links[0]} is a symbolic link inside the state directory {args.dir}: "
+            "rtgov keeps only plain files and folders there; replace it"
         )
-        return EXIT_BAD_RECORD
-    store = RunStore(args.dir)
-    if args.command == "export":
-        from pytest_rtgov.cli import export as cli_export
-
-        return cli_export.run(args)
     if args.command == "merge":
         from pytest_rtgov.cli import merge as cli_merge
         from pytest_rtgov.cli.signing import append_run
 
         return cli_merge.run(args, on_written=lambda record, _path: append_run(args, record))
-    if args.command in (
-        "keys",
-        "verify",
-        "prove",
-        "verify-proof",
-        "ledger",
-        "compare",
-        "graph",
-        "report",
-    ):
-        from pytest_rtgov.cli import compare as cli_compare
-        from pytest_rtgov.cli import export as cli_export
-        from pytest_rtgov.cli import graph as cli_graph
-        from pytest_rtgov.cli import ledger as cli_ledger
+    from pytest_rtgov.cli import baseline, compare, export, graph, ledger, runs
 
-        try:
-            if args.command == "compare":
-                return cli_compare.run(args)
-            if args.command == "report":
-                return cli_export.report(args)
-            if args.command == "graph":
-                return cli_graph.run(args)
-            return cli_ledger.run(args)
-        except RecordNotFoundError as exc:
-            print(f"rtgov: {exc}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        except (RecordFormatError, GatesConfigError) as exc:
-            print(f"rtgov: invalid file: {exc}", file=sys.stderr)
-            return EXIT_BAD_RECORD
-    try:
-        from pytest_rtgov.cli import baseline as cli_baseline
-        from pytest_rtgov.cli import runs as cli_runs
-
-        if args.command == "baseline":
-            return cli_baseline.run(args, store)
-        if args.command == "runs":
-            return cli_runs.runs(store)
-        return cli_runs.show(args, store)
-    except RecordNotFoundError as exc:
-        print(f"rtgov: {exc}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    except RecordFormatError as exc:
-        print(f"rtgov: invalid file: {exc}", file=sys.stderr)
-        return EXIT_BAD_RECORD
-    except GatesConfigError as exc:
-        print(f"rtgov: invalid gates file: {exc}", file=sys.stderr)
-        return EXIT_BAD_RECORD
+    store = RunStore(args.dir)
+    commands = {
+        "show": lambda: runs.show(args, store),
+        "runs": lambda: runs.runs(store),
+        "baseline": lambda: baseline.run(args, store),
+        "compare": lambda: compare.run(args),
+        "graph": lambda: graph.run(args),
+        "report": lambda: export.report(args),
+        "export": lambda: export.run(args),
+    }
+    command = commands.get(args.command)
+    return command() if command is not None else ledger.run(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from pytest_rtgov.cli.options import add_format
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.errors import RecordFormatError
 from pytest_rtgov.logs import log_event
@@ -16,13 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = ["add_parsers", "runs", "show", "standing_warning"]
 
-EXIT_OK = 0
 
 
 def add_parsers(sub: Any) -> None:
     show = sub.add_parser("show", help="print a run record")
     show.add_argument("run", nargs="?", default="latest", help="run id, unique prefix, or latest")
-    show.add_argument("--json", action="store_true", help="print the record as JSON")
+    add_format(show, ("table", "json"), "table", "table (default) or json", old_json=True)
     sub.add_parser("runs", help="list run ids, oldest first")
 
 
@@ -31,15 +31,20 @@ def show(args: argparse.Namespace, store: RunStore) -> int:
     record, standing = store.read_checked(args.run)
     log_event("cli.show", run_id=record.run_id, standing=standing, level=logging.DEBUG)
     warning = standing_warning(store, record.run_id, standing)
-    if args.json:
+    if args.format == "json":
         sys.stdout.write(pretty_json(record.to_dict()))
     else:
-        from pytest_rtgov.report.terminal import render_run
+        from pytest_rtgov.core.verdict import UNGATED, Verdict
+        from pytest_rtgov.report.terminal import render_run, render_verdict
 
         if warning:
             print(f"!! {warning}")
-        sys.stdout.write(render_run(record, markup=sys.stdout.isatty()))
-    return EXIT_OK
+        markup = sys.stdout.isatty()
+        sys.stdout.write(render_run(record, markup=markup))
+        verdict = Verdict.of_record(record)
+        if verdict.status != UNGATED:  # last, as at the end of the session
+            sys.stdout.write(render_verdict(verdict, markup=markup, width=120))
+    return 0
 
 
 def runs(store: RunStore) -> int:
@@ -53,7 +58,7 @@ def runs(store: RunStore) -> int:
         except RecordFormatError as exc:
             label = f"UNREADABLE ({exc.place}: expected {exc.expected})"
         print(f"{run_id}  {label}" if label else run_id)
-    return EXIT_OK
+    return 0
 
 
 def standing_warning(store: RunStore, run_id: str, standing: str) -> str:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["append_run", "log_leaves", "signing_key"]
+from pytest_rtgov.errors import IntegrityError, InvalidOptionError, RtgovError
 
-EXIT_USAGE = 2
-EXIT_BAD_RECORD = 4
-EXIT_INTEGRITY = 7
+__all__ = ["NotRecordedError", "append_run", "log_leaves", "signing_key"]
+
+
+class NotRecordedError(IntegrityError):
+    """Something the CLI wrote (a baseline, a merged run) could not be signed or logged."""
 
 
 def log_leaves(
     args: argparse.Namespace, leaves: list[bytes], signing: Any, at: str, what: str
 ) -> Any:
-    """Append ``leaves`` and a signed checkpoint; the result, or 7 after saying why."""
-    from pytest_rtgov.errors import RtgovError
+    """Append ``leaves`` and a signed checkpoint; the append's result.
+
+    Raises :class:`NotRecordedError` (exit 7) naming ``what`` when the ledger refuses."""
     from pytest_rtgov.store.ledger import Ledger, append_session
 
     try:
@@ -30,41 +32,32 @@ def log_leaves(
             created_at=at,
         )
     except (RtgovError, OSError) as exc:
-        print(f"rtgov: {what} is written but not logged in the ledger: {exc}", file=sys.stderr)
-        return EXIT_INTEGRITY
+        raise NotRecordedError(f"{what} is written but not logged in the ledger: {exc}") from exc
 
 
 def append_run(args: argparse.Namespace, record: Any) -> int:
-    """Log a run the CLI wrote (a merged run) in the ledger; 0, or 7 when that fails."""
+    """Log a run the CLI wrote (a merged run) in the ledger; 0 (else a typed error)."""
     from pytest_rtgov.core.ledger_records import run_leaves
 
     signing = signing_key(args)
-    if isinstance(signing, int):
-        return signing
     result = log_leaves(args, run_leaves(record), signing, record.ended_at, "the merged run")
-    if isinstance(result, int):
-        return result
     print(f"ledger: {result.size} leaves, checkpoint {result.checkpoint_path}")
     return 0
 
 
 def signing_key(args: argparse.Namespace) -> Any:
-    """The key that signs a baseline, or an exit code when it cannot be used here."""
-    from pytest_rtgov.store.keys import KeyError_, load_signing_key, load_trust, require_signatures
+    """The key that signs what the command writes.
+
+    An unreadable key or keyring is a ``KeyFileError`` (exit 4); with ``CI=true``, a key
+    that is not in the keyring is an :class:`InvalidOptionError` (exit 2)."""
+    from pytest_rtgov.store.keys import load_signing_key, load_trust, require_signatures
 
     required = require_signatures(False)
-    try:
-        signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
-        trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=required)
-    except KeyError_ as exc:
-        print(f"rtgov: {exc}", file=sys.stderr)
-        return EXIT_BAD_RECORD
+    signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
+    trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=required)
     if required and not trust.is_trusted(signing.verifier):
-        print(
-            f"rtgov: signing key {signing.verifier.name} ({signing.source}) is not in "
-            f"{args.keyring}; CI=true requires a keyring key",
-            file=sys.stderr,
+        raise InvalidOptionError(
+            f"signing key {signing.verifier.name} ({signing.source}) is not in "
+            f"{args.keyring}; CI=true requires a keyring key"
         )
-        return EXIT_USAGE
     return signing
-

@@ -1,6 +1,9 @@
-"""Names shared by the pytest layer and the CLI, importable at no cost."""
+"""Names shared by the pytest layer and the CLI, importable at no cost: the memory modes,
+the export formats and :class:`ExitCode`, the one table of exit statuses."""
 
 from __future__ import annotations
+
+import enum
 
 __all__ = [
     "DEFAULT_MEMORY_MODE",
@@ -8,6 +11,7 @@ __all__ = [
     "EXIT_INTEGRITY",
     "EXPORT_FORMATS",
     "MEMORY_MODES",
+    "ExitCode",
 ]
 
 MEMORY_MODES = ("tracemalloc", "memray", "rss", "off")
@@ -16,12 +20,34 @@ MEMORY_MODES = ("tracemalloc", "memray", "rss", "off")
 EXPORT_FORMATS = ("json", "prometheus", "otlp", "junit", "markdown")
 DEFAULT_MEMORY_MODE = "tracemalloc"
 
-# Exit status of a session whose tests passed but whose gates breached. pytest's own
-# statuses are 0-5 (tests failed: 1, usage error: 4); 6 is free and distinct.
-EXIT_GATE_BREACHED = 6
 
-# Exit status of a session whose evidence cannot be trusted or kept: the ledger does
-# not verify or cannot be appended to, (in CI) the baseline's signature fails, the
-# session would write a baseline whose seal fails (never re-sealed by a session), or a
-# baseline the ledger recorded is gone. The run record is written all the same.
-EXIT_INTEGRITY = 7
+class ExitCode(enum.IntEnum):
+    """Every exit status of ``pytest --rtgov`` and of ``rtgov``.
+
+    pytest's own statuses are 0-5 (:class:`pytest.ExitCode`); a session adds 6 and 7. The
+    ``rtgov`` command uses 2-5 in its own sense (argparse's 2 among them) and 8-16.
+    ``docs/usage.md`` renders this table (:func:`pytest_rtgov.core.exit_codes.render_table`).
+    """
+
+    OK = 0
+    TESTS_FAILED = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    BAD_INPUT = 4
+    REFUSED = 5
+    GATE_BREACHED = 6
+    INTEGRITY = 7
+    INCOMPARABLE = 8
+    NOT_MERGEABLE = 9
+    LEDGER_FRAME = 10
+    LEDGER_LEAF = 11
+    LEDGER_ROOT = 12
+    CHECKPOINT = 13
+    HISTORY = 14
+    SEAL = 15
+    PROOF = 16
+
+
+# The two statuses a session adds to pytest's; tests import these names.
+EXIT_GATE_BREACHED = ExitCode.GATE_BREACHED
+EXIT_INTEGRITY = ExitCode.INTEGRITY

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.keys import Signer, Verifier
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import IntegrityError, ReadError, RtgovError
 
 __all__ = [
     "PAYLOAD_TYPE_INTOTO",
@@ -65,11 +65,11 @@ class DsseError(RtgovError):
     """Root of the DSSE and in-toto errors."""
 
 
-class EnvelopeError(DsseError, ValueError):
+class EnvelopeError(DsseError, ReadError, ValueError):
     """An envelope or statement is malformed: it could not be verified or read at all."""
 
 
-class SignatureError(DsseError):
+class SignatureError(DsseError, IntegrityError):
     """Verification failed: a known key's signature is wrong, or no known key signed."""
 
 

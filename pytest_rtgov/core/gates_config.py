@@ -33,7 +33,7 @@ from pytest_rtgov.core.gates_schema import (
 )
 from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.schema import convert, shown
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import ReadError
 
 __all__ = [
     "Gate",
@@ -59,7 +59,7 @@ _UNITS = {
 _QUANTITY = re.compile(QUANTITY_PATTERN)
 
 
-class GatesConfigError(RtgovError):
+class GatesConfigError(ReadError):
     """``gates.toml`` is malformed; the message names the file, key path and expectation."""
 
     def __init__(self, source: str, place: str, expected: str) -> None:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from hashlib import sha256
 from typing import Final
 
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import IntegrityError, RtgovError
 
 __all__ = [
     "EMPTY_ROOT",
@@ -78,7 +78,7 @@ class TreeRangeError(MerkleError, ValueError):
     """Arguments that name no proof: an index outside the tree, sizes out of order."""
 
 
-class ProofError(MerkleError):
+class ProofError(MerkleError, IntegrityError):
     """A proof did not verify, or its inputs cannot form a valid proof."""
 
 

@@ -27,6 +27,7 @@ from pytest_rtgov.core.keys import (
     b64decode_std,
     is_valid_name,
 )
+from pytest_rtgov.errors import IntegrityError
 
 __all__ = [
     "NoteVerificationError",
@@ -42,7 +43,7 @@ _MAX_SIGNATURES: Final = 100  # as Go's note.Open: no spending forever on one no
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # ASCII controls except LF
 
 
-class NoteVerificationError(NoteError):
+class NoteVerificationError(NoteError, IntegrityError):
     """Verification failed: a known key's signature is wrong, or no known key signed.
 
     ``unverified`` lists the signatures by keys the caller did not supply.

@@ -39,13 +39,13 @@ from pytest_rtgov.core.keys import (
     parse_verifier_key,
     verifier_key_fields,
 )
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import ReadError, RtgovError
 
 __all__ = [
     "ENV_KEYRING_SHA256",
     "ENV_SIGNING_KEY",
     "ENV_TRUSTED_KEYS",
-    "KeyError_",
+    "KeyFileError",
     "KeyPlan",
     "SigningKey",
     "Trust",
@@ -67,16 +67,15 @@ ANCHOR_VARIABLES = (ENV_TRUSTED_KEYS, ENV_KEYRING_SHA256)
 LOCAL_PREFIX = "rtgov-local-untrusted"
 
 
-class KeyError_(RtgovError):
+class KeyFileError(ReadError):
     """A key file, key text or keyring is missing or malformed."""
 
 
-class TrustAnchorError(KeyError_):
+class TrustAnchorError(KeyFileError):
     """The repository's keyring disagrees with the trust CI supplies from outside it
     (``$RTGOV_TRUSTED_KEYS``, ``$RTGOV_KEYRING_SHA256``). ``rtgov verify`` exits 13 (an
-    untrusted checkpoint); a pytest session stops with a usage error (exit 4)."""
-
-    exit_code = 13
+    untrusted checkpoint, ``cli.main.exit_code``); a pytest session stops with a usage
+    error (exit 4)."""
 
 
 @dataclass(frozen=True)
@@ -127,17 +126,17 @@ def require_signatures(option: bool, environ: Mapping[str, str] | None = None) -
 
 
 def _read_utf8(path: Path, what: str) -> str:
-    """A key or keyring file's text; unreadable or not UTF-8 is a KeyError_ naming the
+    """A key or keyring file's text; unreadable or not UTF-8 is a KeyFileError naming the
     file and, for bad bytes, the line and byte."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise KeyError_(f"{path}: cannot read {what} ({exc.strerror})") from exc
+        raise KeyFileError(f"{path}: cannot read {what} ({exc.strerror})") from exc
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise KeyError_(
+        raise KeyFileError(
             f"{path}: line {line}, byte {exc.start}: expected UTF-8 text ({what} in the "
             f"signed-note text form), found byte 0x{data[exc.start]:02x}"
         ) from exc
@@ -153,7 +152,7 @@ def _keyring_lines(path: Path, parse: Callable[[str], T]) -> list[T]:
         try:
             out.append(parse(line))
         except RtgovError as exc:
-            raise KeyError_(
+            raise KeyFileError(
                 f"{path}: line {lineno}: expected a verifier key 'name+keyid+base64' ({exc})"
             ) from exc
     return out
@@ -205,7 +204,7 @@ def trusted_key_lines(
         try:
             actual = hashlib.sha256(keyring.read_bytes()).hexdigest()
         except OSError as exc:
-            raise KeyError_(f"{keyring}: cannot read keyring ({exc.strerror})") from exc
+            raise KeyFileError(f"{keyring}: cannot read keyring ({exc.strerror})") from exc
         if actual != pinned:
             raise TrustAnchorError(
                 f"{keyring}: sha256 {actual} does not match ${ENV_KEYRING_SHA256} ({pinned}): "
@@ -266,7 +265,7 @@ class KeyPlan:
             environ=dict(self.anchors),
         )
         if self.required and not trust.is_trusted(signing.verifier):
-            raise KeyError_(
+            raise KeyFileError(
                 f"signing key {signing.verifier.name} ({signing.source}) is not the "
                 f"{trust.source}'s key of that name and id: refusing to sign"
             )
@@ -281,7 +280,7 @@ def plan_keys(
     required: bool,
     environ: Mapping[str, str] | None = None,
 ) -> KeyPlan:
-    """The session's keys, format-checked (a bad key or keyring raises KeyError_), and,
+    """The session's keys, format-checked (a bad key or keyring raises KeyFileError), and,
     where signatures are required, the key's name and id found in the keyring."""
     env = os.environ if environ is None else environ
     value = env.get(ENV_SIGNING_KEY, "").strip()
@@ -302,7 +301,7 @@ def plan_keys(
     ids = frozenset(key_identity(line) for line in lines)
     if required and (identity is None or identity not in ids):
         name = identity[0] if identity else f"{LOCAL_PREFIX}-{local_host()}"
-        raise KeyError_(
+        raise KeyFileError(
             f"signing key {name} ({source}) is not in the {trusted_from}; "
             "signatures are required here (CI=true or --rtgov-require-signature): pass "
             "--rtgov-signing-key or set RTGOV_SIGNING_KEY to a key that "
@@ -322,7 +321,7 @@ def check_private_mode(path: Path) -> None:
         return  # reading it reports why
     if mode & 0o077:
         what = "readable" if mode & 0o044 else "writable"
-        raise KeyError_(
+        raise KeyFileError(
             f"{path}: private key file has mode {mode:04o}: {what} by group or others; "
             f"refusing to use it (run `chmod 600 {path}`)"
         )
@@ -337,11 +336,11 @@ def _identity(text: str, source: str) -> tuple[str, bytes]:
     """A signer key's name and id, as :func:`_parse_private` words a bad one."""
     text = text.strip()
     if not text.startswith("PRIVATE+KEY+"):
-        raise KeyError_(f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64'")
+        raise KeyFileError(f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64'")
     try:
         return key_identity(text)
     except RtgovError as exc:
-        raise KeyError_(
+        raise KeyFileError(
             f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64' ({exc})"
         ) from exc
 
@@ -371,7 +370,7 @@ def _write_private(path: Path, signer: Signer) -> None:
 def generate_key(name: str, private_path: Path, keyring: Path | None) -> Signer:
     """A new Ed25519 key: private file mode 0600 (never overwritten), public to the keyring."""
     if private_path.exists():
-        raise KeyError_(f"{private_path}: already exists; refusing to overwrite a private key")
+        raise KeyFileError(f"{private_path}: already exists; refusing to overwrite a private key")
     signer = generate_signer(name)
     _write_private(private_path, signer)
     if keyring is not None:
@@ -383,7 +382,7 @@ def _parse_private(text: str, source: str) -> Signer:
     try:
         return parse_signer_key(text.strip())
     except RtgovError as exc:
-        raise KeyError_(
+        raise KeyFileError(
             f"{source}: expected a signer key 'PRIVATE+KEY+name+keyid+base64' ({exc})"
         ) from exc
 

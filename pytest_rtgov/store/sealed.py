@@ -20,7 +20,7 @@ from typing import Any
 from pytest_rtgov.core import dsse
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.core.keys import Signer
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import IntegrityError, RtgovError
 from pytest_rtgov.store.files import atomic_write
 from pytest_rtgov.store.keys import Trust
 
@@ -42,7 +42,7 @@ ARTIFACT_PREDICATE = "https://pytest-rtgov.dev/artifact/v1"
 ENVELOPE_SUFFIX = ".dsse.json"
 
 
-class SealError(RtgovError):
+class SealError(IntegrityError):
     """A sealed file or its envelope does not verify. ``path`` names the culprit."""
 
     def __init__(self, path: Path, reason: str) -> None:

@@ -17,8 +17,7 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from pytest_rtgov.cli.delta import EXIT_INCOMPARABLE
-from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, ExitCode
 from tests.plugin._cli import cli
 
 WORK = "80_000"  # loop iterations: a few ms of CPU time
@@ -157,7 +156,7 @@ def test_runs_on_different_fingerprints_are_not_comparable(repo, capsys, monkeyp
     assert repo.runpytest_subprocess("--rtgov", "-p", "no:cacheprovider").ret == 0
     runs = runs_in_order(repo.path)
     capsys.readouterr()
-    assert cli(repo.path, "compare", runs[0], runs[1]) == EXIT_INCOMPARABLE
+    assert cli(repo.path, "compare", runs[0], runs[1]) == ExitCode.INCOMPARABLE
     out = capsys.readouterr().out
     assert "NOT COMPARABLE" in out
     assert "env.OPENBLAS_NUM_THREADS: '' vs '3'" in out
@@ -171,7 +170,7 @@ def test_a_changed_dataset_is_flagged_by_compare_and_by_the_gate(repo, capsys):
     result.stdout.fnmatch_lines(["*NOT COMPARABLE with the baseline: dataset dataset_digest*"])
     runs = runs_in_order(repo.path)
     capsys.readouterr()
-    assert cli(repo.path, "compare", runs[0], runs[1]) == EXIT_INCOMPARABLE
+    assert cli(repo.path, "compare", runs[0], runs[1]) == ExitCode.INCOMPARABLE
     assert "dataset dataset_digest: sha256:" in capsys.readouterr().out
 
 

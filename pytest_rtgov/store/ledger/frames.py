@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pytest_rtgov.core.merkle import MerkleAccumulator
-from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.errors import IntegrityError, ReadError
 
 __all__ = [
     "FRAME_HEADER_BYTES",
@@ -57,11 +57,11 @@ _CHUNK = 1 << 20
 _CHECKED_HEADERS = 4096  # bounds scan_frames' cache of checked frame headers
 
 
-class LedgerError(RtgovError):
+class LedgerError(ReadError):
     """The ledger cannot be read or written."""
 
 
-class LedgerCorruptError(LedgerError):
+class LedgerCorruptError(LedgerError, IntegrityError):
     """The ledger's bytes do not verify: a verification failure, never repaired.
 
     ``index`` is the leaf index of the bad frame (or None), ``offset`` its byte offset.

@@ -1,0 +1,131 @@
+"""What each :class:`~pytest_rtgov.core.constants.ExitCode` means to each face, the pure
+mapping of the error vocabulary to codes, and the table ``docs/usage.md`` shows."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pytest_rtgov.core.constants import ExitCode
+from pytest_rtgov.errors import (
+    IntegrityError,
+    InvalidOptionError,
+    NotFoundError,
+    ReadError,
+    RefusedError,
+    RtgovError,
+)
+
+__all__ = ["MEANINGS", "TABLE_BEGIN", "TABLE_END", "Face", "exit_code_for", "render_table"]
+
+Face = Literal["cli", "session"]
+
+# code: (what it means to the rtgov command, what it means to a pytest session)
+MEANINGS: dict[ExitCode, tuple[str, str]] = {
+    ExitCode.OK: ("success", "tests passed, gates held"),
+    ExitCode.TESTS_FAILED: ("-", "tests failed (pytest)"),
+    ExitCode.USAGE: (
+        "bad arguments; a refresh or sign with `CI=true` and no `--reason`, or of a baseline "
+        "whose seal fails without `--reason`; a signing key not in the keyring where "
+        "`CI=true`; an output file that cannot be written",
+        "interrupted (pytest)",
+    ),
+    ExitCode.NOT_FOUND: (
+        "no such run, baseline or ledger; `verify --dir` names no directory",
+        "internal error (pytest)",
+    ),
+    ExitCode.BAD_INPUT: (
+        "a record, baseline, gates, key, keyring or `latest` file that cannot be read or does "
+        "not match its schema (the message names the file, the place, what was expected); a "
+        "run record the ledger does not cover given to a command that acts on it; a ledger "
+        "whose frames do not check where a command needs its coverage",
+        "usage error: a bad option, marker, gates file, keyring or state directory (pytest)",
+    ),
+    ExitCode.REFUSED: (
+        "`baseline refresh` from a run whose tests did not pass",
+        "no tests collected (pytest)",
+    ),
+    ExitCode.GATE_BREACHED: (
+        "`merge --gate`: a gate of the merged run breached",
+        "tests passed but a gate breached, or no baseline where one is required",
+    ),
+    ExitCode.INTEGRITY: (
+        "a baseline or merged run written but not signed or logged in the ledger; "
+        "`ledger recover`: another writer held the ledger lock past the timeout",
+        "the evidence cannot be trusted or kept: the ledger does not verify or cannot be "
+        "appended to, the baseline's seal fails, a recorded baseline is gone, or the run "
+        "record cannot be written",
+    ),
+    ExitCode.INCOMPARABLE: ("`compare`: the two sides are not comparable", "-"),
+    ExitCode.NOT_MERGEABLE: ("`merge`: the records are not shards of one run", "-"),
+    ExitCode.LEDGER_FRAME: (
+        "a ledger frame does not check (`verify`, `compare`, `graph`); `ledger recover` "
+        "cannot recover the ledger",
+        "-",
+    ),
+    ExitCode.LEDGER_LEAF: (
+        "a ledger leaf is not canonical JSON of a known kind, or a run record file was "
+        "edited, is missing or is orphaned (`verify`, `compare`, `graph`)",
+        "-",
+    ),
+    ExitCode.LEDGER_ROOT: (
+        "the log does not hash to a signed root (`verify`, `compare`, `graph`)",
+        "-",
+    ),
+    ExitCode.CHECKPOINT: (
+        "a checkpoint is malformed, unsigned, untrusted or out of order, or the keyring "
+        "disagrees with `RTGOV_TRUSTED_KEYS` / `RTGOV_KEYRING_SHA256`",
+        "-",
+    ),
+    ExitCode.HISTORY: (
+        "a consistency proof fails, or the trusted checkpoint is not a prefix of the log",
+        "-",
+    ),
+    ExitCode.SEAL: ("a baseline or artifact does not match its seal (`verify`)", "-"),
+    ExitCode.PROOF: ("`verify-proof`: the inclusion proof does not verify", "-"),
+}
+
+TABLE_BEGIN = "<!-- exit-codes: generated from pytest_rtgov.core.exit_codes; do not edit -->"
+TABLE_END = "<!-- /exit-codes -->"
+
+
+def exit_code_for(error: BaseException, *, face: Face = "cli") -> ExitCode:
+    """The exit code ``error`` means by the vocabulary of :mod:`pytest_rtgov.errors`.
+
+    An error that carries its own ``exit_code`` (``rtgov verify``'s failures) keeps it.
+    In a pytest session every error before the tests is a usage error (4) and every
+    failed check is 7; the CLI tells a missing thing (3) and a bad argument (2) apart.
+
+    >>> exit_code_for(NotFoundError("x")), exit_code_for(NotFoundError("x"), face="session")
+    (<ExitCode.NOT_FOUND: 3>, <ExitCode.BAD_INPUT: 4>)
+    """
+    carried = getattr(error, "exit_code", None)
+    if isinstance(carried, int) and carried in ExitCode._value2member_map_:
+        return ExitCode(carried)
+    if isinstance(error, IntegrityError):
+        return ExitCode.INTEGRITY
+    if face == "session":
+        return ExitCode.BAD_INPUT
+    if isinstance(error, InvalidOptionError):
+        return ExitCode.USAGE
+    if isinstance(error, NotFoundError):
+        return ExitCode.NOT_FOUND
+    if isinstance(error, RefusedError):
+        return ExitCode.REFUSED
+    if isinstance(error, (ReadError, RtgovError, OSError)):
+        return ExitCode.BAD_INPUT
+    return ExitCode.BAD_INPUT
+
+
+def render_table() -> str:
+    """The markdown table of every exit code, between :data:`TABLE_BEGIN` and :data:`TABLE_END`."""
+    lines = [
+        TABLE_BEGIN,
+        "",
+        "| code | name | `rtgov` command | `pytest --rtgov` session |",
+        "|---|---|---|---|",
+    ]
+    for code in ExitCode:
+        cli, session = MEANINGS[code]
+        lines.append(f"| {int(code)} | `{code.name}` | {cli} | {session} |")
+    lines += ["", TABLE_END]
+    return "\n".join(lines) + "\n"
