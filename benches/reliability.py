@@ -394,7 +394,7 @@ class Bench:
         if pristine.returncode:
             raise SystemExit(f"the pristine state does not verify:\n{pristine.stderr}")
         self.consumers_pristine = self.consumers(self.main)
-        self.latest_pristine = self.cli(self.main, "show", "latest", "--json")
+        self.latest_pristine = self.cli(self.main, "show", "latest", "--format", "json")
         self.ab_pristine = tree_bytes(self.main / self.ab_dir)
 
     def consumers(self, proj: Path) -> list[tuple[int, str, str]]:
@@ -402,7 +402,7 @@ class Bench:
         return [
             self.cli(proj, "compare", self.runs[0], self.runs[-1], "--all", "--format", "json"),
             self.cli(proj, "graph", "query", "series", "test_rel.py::test_metric", "loss",
-                     "--json"),
+                     "--format", "json"),
         ]  # fmt: skip
 
     # ---- controls
@@ -686,7 +686,7 @@ def trials(bench: Bench) -> list[Trial]:
     latest = f"{state}/latest"
 
     def latest_same(t: Path) -> bool:
-        got = bench.cli(t, "show", "latest", "--json")
+        got = bench.cli(t, "show", "latest", "--format", "json")
         bench.note = "" if got == bench.latest_pristine else f"rtgov show latest: {got[2]}"
         return got == bench.latest_pristine
 

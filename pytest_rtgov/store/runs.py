@@ -113,7 +113,7 @@ class RunStore:
         """Write the record as canonical JSON, then move ``latest`` to it (both atomic).
 
         Compact canonical bytes, not indented JSON: the indenting encoder is pure
-        Python and costs ~100 us per test on a large run; ``rtgov show --json``
+        Python and costs ~100 us per test on a large run; ``rtgov show --format json``
         pretty-prints for people. ``encoded``: ``record.canonical_json()``, when the
         caller already has it.
         """
