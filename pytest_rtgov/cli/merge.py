@@ -30,14 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.core.gates_config import GatesConfig, GatesConfigError
+from pytest_rtgov.core.gates_config import GatesConfig
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.core.shard import ShardMergeError, merge_records
+from pytest_rtgov.core.shard import merge_records
 from pytest_rtgov.core.verdict import Verdict, decide
-from pytest_rtgov.errors import RecordFormatError, RecordNotFoundError
 
 __all__ = [
-    "EXIT_NOT_MERGEABLE",
     "MergeOutcome",
     "add_parsers",
     "gate_record",
@@ -46,9 +44,6 @@ __all__ = [
     "run",
 ]
 
-EXIT_NOT_MERGEABLE = 9
-_EXIT_NOT_FOUND = 3
-_EXIT_BAD_RECORD = 4
 
 # Called with the merged record and its path once written (the CLI hooks the ledger
 # append here); a non-zero return replaces the exit status, as a failed ledger append
@@ -99,26 +94,18 @@ def add_parsers(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, *, on_written: OnWritten | None = None) -> int:
-    """``rtgov merge``: merge, gate if asked, write, print a summary; the exit status."""
-    try:
-        outcome = _merge(
-            args.dir,
-            args.runs,
-            gate=args.gate,
-            gates_path=args.gates,
-            require_baseline=args.require_baseline,
-            keyring=args.keyring,
-            require_signature=args.require_signature,
-        )
-    except ShardMergeError as exc:
-        print(f"rtgov: cannot merge: {exc}", file=sys.stderr)
-        return EXIT_NOT_MERGEABLE
-    except RecordNotFoundError as exc:
-        print(f"rtgov: {exc}", file=sys.stderr)
-        return _EXIT_NOT_FOUND
-    except (RecordFormatError, GatesConfigError) as exc:
-        print(f"rtgov: invalid file: {exc}", file=sys.stderr)
-        return _EXIT_BAD_RECORD
+    """``rtgov merge``: merge, gate if asked, write, print a summary; the exit status
+    (0, or the gate's 6). Records that are not shards of one run raise ShardMergeError
+    (exit 9), missing or bad files their typed errors: ``cli.main.exit_code`` maps them."""
+    outcome = _merge(
+        args.dir,
+        args.runs,
+        gate=args.gate,
+        gates_path=args.gates,
+        require_baseline=args.require_baseline,
+        keyring=args.keyring,
+        require_signature=args.require_signature,
+    )
     sys.stdout.write(render_merge(outcome, markup=sys.stdout.isatty()))
     status = outcome.exit_status
     if on_written is not None:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_rtgov.cli import merge as cli_merge
-from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, ExitCode
 from pytest_rtgov.core.records import (
     FixtureEntry,
     FixtureSetup,
@@ -488,9 +488,12 @@ def test_merge_reports_failed_tests_refusals_and_never_writes_the_baseline(
     assert not (suite.path / "baseline").exists()
 
     state = suite.path / ".rtgov"
-    assert cli_merge.run(_merge_args(state, [first.run_id])) == cli_merge.EXIT_NOT_MERGEABLE
+    from pytest_rtgov.cli import main as rtgov_main
+
+    merge = ["--dir", str(state), "merge"]
+    assert rtgov_main([*merge, first.run_id]) == ExitCode.NOT_MERGEABLE
     assert "cannot merge: incomplete split: shard(s) 2/2 missing" in capsys.readouterr().err
-    assert cli_merge.run(_merge_args(state, ["nosuchrun"])) == 3
-    bad_gates = _merge_args(state, [first.run_id, second.run_id], "--gate", "--gates", "no.toml")
-    assert cli_merge.run(bad_gates) == 4
+    assert rtgov_main([*merge, "nosuchrun"]) == ExitCode.NOT_FOUND
+    bad_gates = [*merge, first.run_id, second.run_id, "--gate", "--gates", "no.toml"]
+    assert rtgov_main(bad_gates) == ExitCode.BAD_INPUT
     assert "no.toml" in capsys.readouterr().err
