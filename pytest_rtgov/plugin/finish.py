@@ -201,7 +201,7 @@ def _record_and_ledger_steps(
             created_at=outcome.record.ended_at,
             fsync_each=config.getoption("rtgov_ledger_fsync") == "record",
             lock_timeout=config.getoption("rtgov_ledger_timeout"),
-            on_wait=lambda message: sys.stderr.write(f"pytest-rtgov: {message}\n"),
+            on_wait=_say,
             sign_uncovered=not settings.trust.required,
         )
     except _RecordNotWritten:
@@ -232,6 +232,10 @@ def _record_and_ledger_steps(
         checkpoint=str(result.checkpoint_path),
         signed_by=settings.signing.verifier.name,
     )
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"pytest-rtgov: {message}\n")
 
 
 def _report_step(outcome: SessionOutcome, settings: Settings, config: pytest.Config) -> None:

@@ -298,6 +298,10 @@ def test_an_append_that_fails_after_the_record_was_written_rewrites_the_record(
     assert record["verdict"]["status"] == "error"
     assert any("No space left" in note for note in record["verdict"]["notes"])
     result.stdout.fnmatch_lines(["rtgov gate: ERROR (*) exit status 7"])
+    # Its leaves (with the verdict it no longer has) were cut from the log, under the
+    # lock: no later writer signs them. The genesis leaf, valid, stays.
+    log = (suite.path / ".rtgov" / "ledger" / "log").read_bytes()
+    assert record["run_id"].encode() not in log and b'"kind":"ledger"' in log
 
 
 def test_a_ledger_rewritten_and_resigned_is_caught_by_the_committed_checkpoint(suite, capsys):

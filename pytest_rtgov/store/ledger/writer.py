@@ -8,6 +8,7 @@ is the whole batch of one session.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pytest_rtgov.core.checkpoints import Checkpoint, format_checkpoint
 from pytest_rtgov.core.keys import Signer
 from pytest_rtgov.core.merkle import MerkleAccumulator
 from pytest_rtgov.core.notes import sign_note
+from pytest_rtgov.logs import log_event
 from pytest_rtgov.store.files import atomic_write
 from pytest_rtgov.store.ledger.directory import Ledger
 from pytest_rtgov.store.ledger.frames import (
@@ -129,6 +131,20 @@ class LedgerAppender(TailRecovery):
     def sync(self) -> None:
         os.fsync(self._fh.fileno())
 
+    def offset(self) -> int:
+        """Where the next frame goes: the log's end."""
+        return self._fh.tell()
+
+    def cut(self, offset: int) -> None:
+        """Remove this writer's own frames from ``offset`` on, which no checkpoint
+        signs (an append that failed before its checkpoint), so that no later writer
+        signs them: a session rewrites its record after such a failure."""
+        self._fh.close()
+        with open(self.ledger.log_path, "r+b") as fh:
+            fh.truncate(offset)
+            fh.flush()
+            os.fsync(fh.fileno())
+
     def write_checkpoint(self, note: str) -> Path:
         """Store a signed checkpoint as the next numbered file, atomically."""
         paths = self.ledger.checkpoint_paths()
@@ -206,14 +222,25 @@ def append_session(
             )
         elif not leaves:
             return None
-        first = appender.size
-        for leaf in leaves:
-            appender.append(leaf, sync=fsync_each)
-        if not fsync_each:
-            appender.sync()  # group commit: durable before the checkpoint signs them
-        checkpoint = Checkpoint(origin=origin, size=appender.size, root_hash=appender.root())
-        text = sign_note(format_checkpoint(checkpoint), [signer])
-        path = appender.write_checkpoint(text)
+        first, start = appender.size, appender.offset()
+        try:
+            for leaf in leaves:
+                appender.append(leaf, sync=fsync_each)
+            if not fsync_each:
+                appender.sync()  # group commit: durable before the checkpoint signs them
+            checkpoint = Checkpoint(
+                origin=origin, size=appender.size, root_hash=appender.root()
+            )
+            text = sign_note(format_checkpoint(checkpoint), [signer])
+            path = appender.write_checkpoint(text)
+        except Exception:
+            # The caller's leaves never get signed: cut them (the genesis and recovery
+            # leaves before them are valid and stay), still under the lock.
+            try:
+                appender.cut(start)
+            except OSError as exc:
+                log_event("ledger.cut_failed", level=logging.ERROR, error=str(exc))
+            raise
         return AppendResult(
             first_index=first,
             size=appender.size,
