@@ -17,7 +17,7 @@ from rich.text import Text
 from pytest_rtgov.core.format import format_bytes, format_ns, format_value, shorten_ids
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stats import SampleSummary, summarize
-from pytest_rtgov.core.verdict import BREACHING, Verdict
+from pytest_rtgov.core.verdict import BREACHING, GateResult, Verdict
 
 __all__ = [
     "render_results",
@@ -189,30 +189,30 @@ _STATUS_STYLE = {
 }
 
 
-def _print_result(console: Console, r: object, markup: bool) -> None:
-    label = r.status.upper()  # type: ignore[attr-defined]
+def _print_result(console: Console, r: GateResult, markup: bool) -> None:
+    label = r.status.upper()
     if markup:
-        label = f"[{_STATUS_STYLE.get(r.status, '')}]{label}[/]"  # type: ignore[attr-defined]
+        label = f"[{_STATUS_STYLE.get(r.status, '')}]{label}[/]"
     console.print(
-        f"{label} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}",  # type: ignore[attr-defined]
+        f"{label} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}",
         highlight=False,
         soft_wrap=True,
     )
-    if r.relative is not None:  # type: ignore[attr-defined]
-        rel = r.relative  # type: ignore[attr-defined]
+    if r.relative is not None:
+        rel = r.relative
         change = "+inf" if rel == float("inf") else f"{rel * 100:+.1f}% worse"
-        if r.delta is not None:  # type: ignore[attr-defined]
-            sign = "+" if r.delta >= 0 else "-"  # type: ignore[attr-defined]
-            change += f", {sign}{format_value(r.metric, abs(r.delta))}"  # type: ignore[attr-defined]
+        if r.delta is not None:
+            sign = "+" if r.delta >= 0 else "-"
+            change += f", {sign}{format_value(r.metric, abs(r.delta))}"
     else:
         change = ""
-    before, after = format_value(r.metric, r.baseline), format_value(r.metric, r.current)  # type: ignore[attr-defined]
+    before, after = format_value(r.metric, r.baseline), format_value(r.metric, r.current)
     evidence = f"baseline {before} -> current {after}"
     if change:
         evidence += f" ({change})"
-    evidence += f"; rule: {r.rule}"  # type: ignore[attr-defined]
-    if r.reason:  # type: ignore[attr-defined]
-        evidence += f"; {r.reason}"  # type: ignore[attr-defined]
+    evidence += f"; rule: {r.rule}"
+    if r.reason:
+        evidence += f"; {r.reason}"
     console.print("    " + escape(evidence), highlight=False, soft_wrap=True)
 
 
@@ -278,7 +278,9 @@ def render_verdict(
     return buffer.getvalue()
 
 
-def render_results(results: list, empty: list[str], *, markup: bool, width: int = 120) -> str:
+def render_results(
+    results: list[GateResult], empty: list[str], *, markup: bool, width: int = 120
+) -> str:
     """Every gate result, one line each (``rtgov baseline diff``)."""
     console, buffer = _console(markup, width)
     for r in results:
