@@ -78,6 +78,23 @@ def test_bad_gates_file_exits_4(tmp_path):
     assert "gates.toml: at defaults.confidence: expected a number from 0.5" in result.stderr
 
 
+def test_sign_and_refresh_take_the_keyring_they_are_given(gated):
+    """``--keyring`` names the keys CI trusts for ``baseline sign`` as for ``refresh``:
+    a key only in ``team.keyring`` is refused against the default ``rtgov.keyring``."""
+    key = gated.path / "team.key"
+    generate = ["keys", "generate", "team", "-o", str(key), "--keyring", "team.keyring"]
+    assert rtgov(gated.path, *generate).returncode == 0
+    for action in ("sign", "refresh"):
+        signing = ["--reason", "reviewed", "--signing-key", str(key)]
+        refused = rtgov(gated.path, "baseline", action, *signing, env={"CI": "true"})
+        assert refused.returncode == 2, (action, refused.stderr)
+        assert "is not in rtgov.keyring; CI=true requires a keyring key" in refused.stderr
+        ring = ["--keyring", "team.keyring"]
+        signed = rtgov(gated.path, "baseline", action, *signing, *ring, env={"CI": "true"})
+        assert signed.returncode == 0, (action, signed.stderr)
+        assert "signed by team" in signed.stdout
+
+
 # -- only records the ledger covers ----------------------------------------------------
 
 FORGED = "20990101T000000Z-f0f0f0"
@@ -135,7 +152,7 @@ def test_show_labels_an_uncovered_or_edited_record(gated, capsys):
         captured = capsys.readouterr()
         assert captured.out.startswith(f"!! {label}:"), captured.out[:200]
         assert label in captured.err and "runs/" in captured.err
-        assert cli(gated.path, "show", ref, "--json") == 0
+        assert cli(gated.path, "show", ref, "--format", "json") == 0
         captured = capsys.readouterr()
         json.loads(captured.out)  # still the record, label on stderr only
         assert label in captured.err
