@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 # ``cryptography`` is imported where a key is made or used, not with this module: a
 # session checks its key's name and id (:func:`key_identity`) before the tests and
-# loads the key after them, so the tests run without cryptography's native library
-# loaded (memray's per-capture cost grows with every loaded library).
+# loads the key when it first signs (the checkpoint after the tests, or an artifact
+# during them; a gated session loads it before them), so a recording session's tests
+# run without cryptography's native library loaded (memray's per-capture cost grows
+# with every loaded library).
 
 __all__ = [
     "ALG_ED25519",
