@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pytest_rtgov.plugin.capture import Capture
     from pytest_rtgov.plugin.finish import SessionOutcome
     from pytest_rtgov.plugin.samples import Collector
+    from pytest_rtgov.store.paths import Paths
 
 __all__ = [
     "CAPTURE_KEY",
@@ -50,6 +51,7 @@ class Settings:
     is_worker: bool
     rootdir: Path
     invocation_dir: Path
+    paths: Paths  # store.paths: the state directory, gates file and keyring, resolved
     gatekeeper: Any = None  # plugin.gating.Gatekeeper: the controller of a gated session
     # Same-process A/B: {"root", "sha", "ref", "tests", "markers", "pairs", ...} or None.
     ab: dict[str, Any] | None = None
@@ -99,13 +101,19 @@ def resolve(config: pytest.Config) -> Settings:
     from pytest_rtgov.logs import add_json_lines_handler
     from pytest_rtgov.plugin.progress import wants_progress
     from pytest_rtgov.store.ledger import LedgerError, lock_timeout
+    from pytest_rtgov.store.paths import Paths
     from pytest_rtgov.store.runs import new_run_id
 
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     invocation = Path(config.invocation_params.dir)
-    state_dir = Path(config.getoption("rtgov_dir"))
-    if not state_dir.is_absolute():
-        state_dir = invocation / state_dir
+    paths = Paths.resolve(
+        invocation=invocation,
+        rootdir=Path(config.rootpath),
+        state_dir=config.getoption("rtgov_dir"),
+        gates=config.getoption("rtgov_gates"),
+        keyring=config.getoption("rtgov_keyring"),
+    )
+    state_dir = paths.state_dir
     if not workerinput:  # workers write nothing there that the controller did not check
         _check_state_dir(state_dir)
     settings = Settings(
@@ -117,6 +125,7 @@ def resolve(config: pytest.Config) -> Settings:
         is_worker=workerinput is not None,
         rootdir=Path(config.rootpath),
         invocation_dir=invocation,
+        paths=paths,
         github_actions=os.environ.get("GITHUB_ACTIONS") == "true",
     )
     # Markers are kept where gates may select by them: gated runs and shards.
@@ -176,11 +185,7 @@ def _measure_like_a_gated_shard(config: pytest.Config, settings: Settings) -> No
     markers), so that the merged run gates like an unsharded one."""
     from pytest_rtgov.plugin.gating import Gatekeeper
 
-    option = config.getoption("rtgov_gates")
-    path = Path(option) if option else settings.rootdir / "gates.toml"
-    if not path.is_absolute():
-        path = settings.invocation_dir / path
-    if not path.is_file():
+    if not settings.paths.gates_file.is_file():
         return
     _measure_like_the_gate(Gatekeeper.from_config(config), settings)
     settings.record_markers = True
@@ -195,14 +200,10 @@ def _plan_keys(config: pytest.Config, settings: Settings) -> Any:
     from pytest_rtgov.store.keys import plan_keys, require_signatures
 
     key_option = config.getoption("rtgov_signing_key")
-    ring_option = config.getoption("rtgov_keyring")
-    invocation = settings.invocation_dir
     try:
         return plan_keys(
-            key_file=invocation / key_option if key_option else None,
-            keyring=invocation / ring_option
-            if ring_option
-            else settings.rootdir / "rtgov.keyring",
+            key_file=settings.invocation_dir / key_option if key_option else None,
+            keyring=settings.paths.keyring,
             state_dir=settings.state_dir,
             required=require_signatures(bool(config.getoption("rtgov_require_signature"))),
         )
