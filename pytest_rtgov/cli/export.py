@@ -77,9 +77,10 @@ def report(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     record = RunStore(args.dir).read_covered(args.run)  # an uncovered record is refused
-    trust = paths(args).trust(required=require_signatures(False))
+    where = paths(args)
+    trust = where.trust(required=require_signatures(False))
     out = write_report(
-        args.out or args.dir / "report.html", record, state_dir=args.dir, trust=trust
+        args.out or where.state_dir / "report.html", record, state_dir=where.state_dir, trust=trust
     )
     print(f"report of run {record.run_id} written to {out}")
     return 0

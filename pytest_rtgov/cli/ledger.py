@@ -111,13 +111,21 @@ def run(args: argparse.Namespace) -> int:
 def _keys(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.keys import generate_key, local_verifiers, read_keyring
 
+    where = paths(args)
     if args.keys_command == "generate":
-        out = args.out or args.dir / "keys" / f"{args.name.replace('/', '_')}.key"
-        signer = generate_key(args.name, out, args.keyring)
+        out = args.out or where.keys_dir / f"{args.name.replace('/', '_')}.key"
+        signer = generate_key(args.name, out, where.keyring)
         print(f"private key: {out} (mode 0600; keep it secret, e.g. as a CI secret)")
-        print(f"public key added to {args.keyring}: commit that file")
+        print(f"public key added to {where.keyring}: commit that file")
         print(format_verifier_key(signer.verifier()))
         return 0
+    ring = read_keyring(where.keyring) if where.keyring.exists() else []
+    print(f"keyring {where.keyring}: {len(ring)} key(s)")
+    for verifier in ring:
+        print(f"  {format_verifier_key(verifier)}")
+    for verifier in local_verifiers(where.state_dir):
+        print(f"local key (untrusted): {format_verifier_key(verifier)}")
+    return 0
     ring = read_keyring(args.keyring) if args.keyring.exists() else []
     print(f"keyring {args.keyring}: {len(ring)} key(s)")
     for verifier in ring:

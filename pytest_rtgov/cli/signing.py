@@ -21,11 +21,12 @@ def log_leaves(
     """Append ``leaves`` and a signed checkpoint; the append's result.
 
     Raises :class:`NotRecordedError` (exit 7) naming ``what`` when the ledger refuses."""
+    from pytest_rtgov.cli.options import paths
     from pytest_rtgov.store.ledger import Ledger, append_session
 
     try:
         return append_session(
-            Ledger(args.dir / "ledger"),
+            Ledger(paths(args).ledger_dir),
             leaves,
             signer=signing.signer,
             origin=f"pytest-rtgov.local/{Path.cwd().name or 'project'}",
@@ -50,14 +51,16 @@ def signing_key(args: argparse.Namespace) -> Any:
 
     An unreadable key or keyring is a ``KeyFileError`` (exit 4); with ``CI=true``, a key
     that is not in the keyring is an :class:`InvalidOptionError` (exit 2)."""
-    from pytest_rtgov.store.keys import load_signing_key, load_trust, require_signatures
+    from pytest_rtgov.cli.options import paths
+    from pytest_rtgov.store.keys import load_signing_key, require_signatures
 
+    where = paths(args)
     required = require_signatures(False)
-    signing = load_signing_key(key_file=args.signing_key, state_dir=args.dir)
-    trust = load_trust(keyring=args.keyring, state_dir=args.dir, required=required)
+    signing = load_signing_key(key_file=args.signing_key, state_dir=where.state_dir)
+    trust = where.trust(required=required)
     if required and not trust.is_trusted(signing.verifier):
         raise InvalidOptionError(
             f"signing key {signing.verifier.name} ({signing.source}) is not in "
-            f"{args.keyring}; CI=true requires a keyring key"
+            f"{where.keyring}; CI=true requires a keyring key"
         )
     return signing
