@@ -161,9 +161,9 @@ class RunStore:
                 for run_id in reversed(list(covered)):
                     if self.path_for(run_id).is_file():
                         return run_id
-            run_id = self.latest_pointer()
-            if run_id is not None and self.path_for(run_id).is_file():
-                return run_id
+            pointed = self.latest_pointer()
+            if pointed is not None and self.path_for(pointed).is_file():
+                return pointed
             ids = self.run_ids()
             if not ids:
                 raise RecordNotFoundError(f"no run records under {self.runs_dir}")

@@ -103,7 +103,7 @@ def _recorded(subject: Subject) -> dict[str, list[float | str]]:
     for metric in ("wall_time", "cpu_time"):
         calibrated = subject.calibrated(metric)
         if calibrated:
-            shared[metric + CALIBRATED_SUFFIX] = calibrated
+            shared[metric + CALIBRATED_SUFFIX] = [*calibrated]
     return shared
 
 
@@ -272,10 +272,10 @@ class BaselineStore:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
+            bad = data.count(b"\n", 0, exc.start) + 1
             raise RecordFormatError(
                 str(self.log_path),
-                f"line {line}, byte {exc.start}",
+                f"line {bad}, byte {exc.start}",
                 f"UTF-8 text (found byte 0x{data[exc.start]:02x})",
             ) from exc
         for number, line in enumerate(text.splitlines(), 1):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -76,7 +76,7 @@ class LedgerCorruptError(LedgerError, IntegrityError):
 class Frame(NamedTuple):
     # A NamedTuple, not a dataclass: verify creates one per leaf, and this is ~10%
     # of its time at a million leaves (benches/ledger.py).
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index
     offset: int
     leaf_hash: bytes
     payload: bytes
@@ -131,7 +131,7 @@ def scan_frames(
     feed: Callable[[bytes], None] | None = None,
     feed_from: int = 0,
     feed_below: int = 0,
-) -> Iterator[Frame]:
+) -> Generator[Frame, None, None]:
     """Check every complete frame of ``path`` in one pass; yield the frames asked for.
 
     Each frame is checked as by :func:`read_frames` (same errors, same ``on_torn``,

@@ -7,6 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pytest_rtgov.core.ledger_records import LeafFormatError
 from pytest_rtgov.errors import RtgovError
@@ -89,7 +90,7 @@ def verify_artifacts(
             )
 
 
-def check_record(coverage: Coverage, leaf: dict, index: int) -> int:  # type: ignore[type-arg]
+def check_record(coverage: Coverage, leaf: dict[str, Any], index: int) -> int:
     """1 when the run record file of a verdict leaf exists and matches it."""
     from pytest_rtgov.store.files import decode_json
     from pytest_rtgov.store.runs import record_file_digest
@@ -124,7 +125,7 @@ def check_record(coverage: Coverage, leaf: dict, index: int) -> int:  # type: ig
     return 1
 
 
-def claim_artifacts(coverage: Coverage, leaf: dict, index: int) -> None:  # type: ignore[type-arg]
+def claim_artifacts(coverage: Coverage, leaf: dict[str, Any], index: int) -> None:
     """Collect the ``artifact:NAME`` digests of a test leaf or of a fixture's setups.
 
     A merged run (``rtgov merge``) names its workers ``SHARD_RUN/WORKER``: its artifacts
