@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pytest_rtgov.core.constants import ExitCode
 from pytest_rtgov.errors import IntegrityError
 
 __all__ = [
@@ -20,17 +21,20 @@ __all__ = [
     "VerifyReport",
 ]
 
-# Exit codes of ``rtgov verify`` (also in the CLI's docstring and docs/ledger.md).
-EXIT_NO_STATE = 3  # --dir names no state directory (the CLI's "not found")
-EXIT_NOT_A_DIR = 4  # --dir names something that is not a directory (the CLI's "unreadable")
-EXIT_FRAME = 10  # a frame does not check (header CRC, leaf hash, not a ledger)
-EXIT_LEAF = 11  # a leaf is not canonical JSON of a known kind; a run record edited,
-# missing (its verdict leaf names it) or orphaned (no verdict leaf names it)
-EXIT_ROOT = 12  # the log does not hash to a signed root: leaves edited, removed, reordered
-EXIT_CHECKPOINT = 13  # a checkpoint is malformed, unsigned, untrusted or out of order
-EXIT_HISTORY = 14  # a consistency proof fails, or the trusted checkpoint is no prefix
-EXIT_SEAL = 15  # a baseline or artifact does not match its seal, or an artifact is
-# missing, differs from the digest its ledger leaf holds, or no leaf names it
+# Exit codes of ``rtgov verify``: members of the one table, ExitCode (docs/usage.md);
+# the names stay because the tests and the docs of each check use them.
+EXIT_NO_STATE = ExitCode.NOT_FOUND  # --dir names no state directory
+EXIT_NOT_A_DIR = ExitCode.BAD_INPUT  # --dir names something that is not a directory
+EXIT_FRAME = ExitCode.LEDGER_FRAME  # a frame does not check (header CRC, leaf hash, not a ledger)
+EXIT_LEAF = ExitCode.LEDGER_LEAF  # a leaf is not canonical JSON of a known kind; a run record
+# edited, missing (its verdict leaf names it) or orphaned (no verdict leaf names it)
+EXIT_ROOT = ExitCode.LEDGER_ROOT  # the log does not hash to a signed root
+EXIT_CHECKPOINT = ExitCode.CHECKPOINT  # a checkpoint is malformed, unsigned, untrusted or
+# out of order
+EXIT_HISTORY = ExitCode.HISTORY  # a consistency proof fails, or the trusted checkpoint is
+# no prefix
+EXIT_SEAL = ExitCode.SEAL  # a baseline or artifact does not match its seal, or an artifact
+# is missing, differs from the digest its ledger leaf holds, or no leaf names it
 
 
 class VerifyFailure(IntegrityError):
