@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY, ExitCode
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.errors import RecordFormatError
 
@@ -67,7 +67,7 @@ BASELINE_STATES: Final = (
     "untrusted",
     "unreadable",
 )
-EXIT_USAGE: Final = 4  # pytest.ExitCode.USAGE_ERROR
+EXIT_USAGE: Final = int(ExitCode.BAD_INPUT)  # pytest.ExitCode.USAGE_ERROR
 _ACTIONS: Final = {"update": "updated", "create": "created", "create-local": "created-local"}
 
 
