@@ -70,12 +70,12 @@ def run(args: argparse.Namespace, runs: RunStore) -> int:
             print(f"  metrics.json: {count} metrics of {len(doc['subjects'])} subjects")
         history = baseline.history()
         print(f"refreshes ({len(history)}):")
-        for entry in history:
+        for refresh in history:
             print(
-                f"  {entry['at']}  {entry['who']}  run {entry['run_id']}  "
-                f"{len(entry['changes'])} changes  reason: {entry['reason']}"
+                f"  {refresh['at']}  {refresh['who']}  run {refresh['run_id']}  "
+                f"{len(refresh['changes'])} changes  reason: {refresh['reason']}"
             )
-            for change in entry["changes"][:20]:
+            for change in refresh["changes"][:20]:
                 if change.get("dropped"):
                     print(f"      dropped {change['subject']}")
                 else:

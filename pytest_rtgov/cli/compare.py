@@ -62,7 +62,7 @@ def _baseline_side(args: argparse.Namespace, fingerprint: str) -> tuple[dict, di
     env_doc = read_json(env_path)
     metrics_path = directory / "metrics.json"
     metrics_doc = read_json(metrics_path) if metrics_path.is_file() else {"subjects": {}}
-    values: dict[tuple[str, str], tuple[Any, float, float]] = {}
+    values: dict[tuple[str, str], tuple[Any, float, float, int]] = {}
     for subject, metrics in env_doc["subjects"].items():
         for metric, samples in metrics.items():
             if samples:
