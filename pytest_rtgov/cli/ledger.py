@@ -10,6 +10,8 @@ Exit codes (besides the CLI's 0, 2, 3, 4):
     15  a baseline or artifact file does not match its signature
     16  an inclusion proof does not verify
 
+The codes are ExitCode.LEDGER_FRAME ... PROOF; commands raise typed errors (a
+VerifyFailure carries its code) and ``cli.main.exit_code`` maps them.
 ``rtgov verify``: 3 when --dir names no directory, 4 when it names a file.
 ``rtgov ledger recover``: 3 no ledger, 7 another writer held the ledger lock past
 RTGOV_LEDGER_TIMEOUT (default 60 s), 10 the ledger cannot be recovered.

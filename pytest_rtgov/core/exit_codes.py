@@ -6,14 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pytest_rtgov.core.constants import ExitCode
-from pytest_rtgov.errors import (
-    IntegrityError,
-    InvalidOptionError,
-    NotFoundError,
-    ReadError,
-    RefusedError,
-    RtgovError,
-)
+from pytest_rtgov.errors import IntegrityError, InvalidOptionError, NotFoundError, RefusedError
 
 __all__ = ["MEANINGS", "TABLE_BEGIN", "TABLE_END", "Face", "exit_code_for", "render_table"]
 
@@ -111,9 +104,7 @@ def exit_code_for(error: BaseException, *, face: Face = "cli") -> ExitCode:
         return ExitCode.NOT_FOUND
     if isinstance(error, RefusedError):
         return ExitCode.REFUSED
-    if isinstance(error, (ReadError, RtgovError, OSError)):
-        return ExitCode.BAD_INPUT
-    return ExitCode.BAD_INPUT
+    return ExitCode.BAD_INPUT  # a ReadError, any other RtgovError, an OSError
 
 
 def render_table() -> str:
