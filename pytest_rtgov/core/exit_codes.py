@@ -51,17 +51,17 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.INCOMPARABLE: ("`compare`: the two sides are not comparable", "-"),
     ExitCode.NOT_MERGEABLE: ("`merge`: the records are not shards of one run", "-"),
     ExitCode.LEDGER_FRAME: (
-        "a ledger frame does not check (`verify`, `compare`, `graph`); `ledger recover` "
-        "cannot recover the ledger",
+        "a ledger frame does not check (`verify`, `prove`, `compare`, `graph`, `report`); "
+        "`ledger recover` cannot recover the ledger",
         "-",
     ),
     ExitCode.LEDGER_LEAF: (
         "a ledger leaf is not canonical JSON of a known kind, or a run record file was "
-        "edited, is missing or is orphaned (`verify`, `compare`, `graph`)",
+        "edited, is missing or is orphaned (`verify`, `compare`, `graph`, `report`)",
         "-",
     ),
     ExitCode.LEDGER_ROOT: (
-        "the log does not hash to a signed root (`verify`, `compare`, `graph`)",
+        "the log does not hash to a signed root (`verify`, `compare`, `graph`, `report`)",
         "-",
     ),
     ExitCode.CHECKPOINT: (
