@@ -220,9 +220,11 @@ class Capture:
         over: the lists go with it, so nothing is copied."""
         fixtures = self._pending_fixtures
         state = self._item_state
-        if state is None:
+        if state is None or (when != "call" and not state.metrics):
+            if when == "teardown":
+                self._item = self._item_state = None
             if not fixtures:
-                return None
+                return None  # most setup and teardown phases: no object made
             self._pending_fixtures = []
             return Phase(self.worker, fixtures=fixtures)
         phase = Phase(self.worker, fixtures=fixtures or None)
