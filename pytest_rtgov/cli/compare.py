@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _baseline_side(args: argparse.Namespace, fingerprint: str) -> tuple[dict, dict, str]:
     """Values and provenance of the baseline for ``fingerprint`` (or any, flagged)."""
-    from pytest_rtgov.core.delta_index import _quartiles
+    from pytest_rtgov.core.delta_index import quartiles
     from pytest_rtgov.core.provenance import inputs_of_baseline
     from pytest_rtgov.store.files import read_json
 
@@ -66,7 +66,7 @@ def _baseline_side(args: argparse.Namespace, fingerprint: str) -> tuple[dict, di
     for subject, metrics in env_doc["subjects"].items():
         for metric, samples in metrics.items():
             if samples:
-                median, q1, q3 = _quartiles([float(s) for s in samples])
+                median, q1, q3 = quartiles([float(s) for s in samples])
                 values[(subject, metric)] = (median, q1, q3, len(samples))
     for subject, metrics in metrics_doc["subjects"].items():
         for metric, recorded in metrics.items():

@@ -20,8 +20,8 @@ from pytest_rtgov.core.delta_index import (
     DeltaIndex,
     Observation,
     RunInfo,
-    _quartiles,
     observations_of,
+    quartiles,
     run_info,
 )
 from pytest_rtgov.core.graph import EDGE_KINDS, NODE_KINDS, build_graph
@@ -56,7 +56,7 @@ def test_quartiles_match_numpy():
     import numpy as np
 
     values = [5.0, 1.0, 3.0, 2.0, 8.0, 13.0, 4.0]
-    assert _quartiles(values) == pytest.approx(
+    assert quartiles(values) == pytest.approx(
         (np.median(values), np.percentile(values, 25), np.percentile(values, 75))
     )
 
@@ -391,3 +391,25 @@ def test_a_forged_digest_cannot_make_a_query_index_out_of_range(tmp_path):
         conn.commit()
     got = DeltaIndexStore(state).load()
     assert repr(got.run_values(RECORD.run_id)) == repr(expected.run_values(RECORD.run_id))
+
+
+def test_the_core_delta_index_package_is_a_facade_over_its_parts():
+    import importlib
+    import pkgutil
+
+    import pytest_rtgov.core.delta_index as package
+
+    parts = [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    ]
+    assert {p.__name__.rsplit(".", 1)[1] for p in parts} == {"columns", "observations"}
+    for part in parts:
+        assert part.__doc__ and part.__doc__.strip(), part.__name__
+    for name in package.__all__:
+        value = getattr(package, name)
+        home = getattr(value, "__module__", None)
+        if callable(value) and home is not None:
+            assert home.startswith(package.__name__ + "."), f"{name} is defined in {home}"
+    # Every public name of the parts is importable from the package path.
+    assert {n for p in parts for n in p.__all__} == set(package.__all__)
