@@ -151,12 +151,12 @@ class Collector:
         acc = self._tests.get(nodeid)
         if acc is None:
             acc = self._tests[nodeid] = _TestAccumulator()
+            self._workers.add(acc.worker if phase is None else phase.worker)
             if self.locations is not None:
                 path, lineno, _ = report.location
                 self.locations[nodeid] = (path, None if lineno is None else lineno + 1)
-        worker = MAIN_WORKER
         if phase is not None:
-            worker = phase.worker
+            worker = acc.worker = phase.worker
             if phase.fixtures:
                 self._add_fixtures(phase.fixtures, worker)
             if phase.usage_error is not None:
@@ -174,8 +174,6 @@ class Collector:
                     acc.metrics = phase.metrics
                 else:
                     acc.metrics.extend(phase.metrics)
-        acc.worker = worker
-        self._workers.add(worker)
         acc.take_phase(report.when, report.outcome)
 
     def add_calibration(self, worker: str, calibration: dict[str, Any]) -> None:
