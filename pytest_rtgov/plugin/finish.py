@@ -28,6 +28,7 @@ import pytest
 
 from pytest_rtgov.core.constants import EXIT_INTEGRITY
 from pytest_rtgov.core.records import RunRecord, escape_json, escape_text
+from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.logs import log_event
 from pytest_rtgov.plugin.samples import Collector
@@ -44,7 +45,7 @@ class SessionOutcome:
     exit_status: int
     record: RunRecord | None = None
     record_path: Path | None = None
-    verdict: Any = None  # core.verdict.Verdict of a gated session, else None
+    verdict: Verdict | None = None  # a gated session's
     ledger: Any = None  # store.ledger.AppendResult, once appended
     ledger_error: str | None = None
     run_leaves: list[bytes] | None = None  # what this session appended for its record
@@ -83,8 +84,7 @@ def finish_session(
     outcome.record = collector.build_record(exitstatus)
     _gate_step(outcome, settings)
     _baseline_step(outcome, settings)
-    if outcome.verdict is not None:
-        _decide(outcome, outcome.verdict)
+    _decide_step(outcome)
     _record_and_ledger_steps(outcome, settings, config)
     if outcome.record_path is None:  # the disk failed: nothing else is written
         return outcome
@@ -111,8 +111,14 @@ def _baseline_step(outcome: SessionOutcome, settings: Settings) -> None:
     outcome.verdict = settings.gatekeeper.write_baseline(outcome.verdict, outcome.record)
 
 
-def _decide(outcome: SessionOutcome, verdict: Any) -> None:
-    """The final exit status, and the record that says it."""
+def _decide_step(outcome: SessionOutcome) -> None:
+    """The final exit status: the verdict's, in a gated session."""
+    if outcome.verdict is not None:
+        _decide(outcome, outcome.verdict)
+
+
+def _decide(outcome: SessionOutcome, verdict: Verdict) -> None:
+    """Take ``verdict`` as final: its exit status, and the record that says it."""
     assert outcome.record is not None
     outcome.verdict = verdict
     outcome.exit_status = int(verdict.exit_status)
