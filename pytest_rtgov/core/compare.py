@@ -28,11 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
+
 __all__ = ["DEFAULT_THRESHOLD_PCT", "Row", "compare_values"]
 
 DEFAULT_THRESHOLD_PCT = 10.0
-TIMES = ("wall_time", "cpu_time", "gpu_time")
-MEMORY = ("peak_memory", "gpu_memory")
+TIMES = tuple(m.name for m in BUILTIN_METRICS.values() if m.is_time)
+MEMORY = tuple(m.name for m in BUILTIN_METRICS.values() if not m.is_time)
 MIN_SAMPLES = 3
 
 Side = tuple[Any, float, float, int]

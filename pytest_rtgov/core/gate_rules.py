@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from pytest_rtgov.core.format import format_number
 from pytest_rtgov.core.gates_config import Gate
 
 __all__ = [
@@ -52,16 +53,16 @@ def regression_reasons(gate: Gate, worse: float, relative: float) -> list[str]:
         shown = "inf" if math.isinf(relative) else f"{relative * 100:.1f}%"
         reasons.append(f"{shown} worse > {gate.max_regression_pct:g}%")
     if gate.max_regression is not None and worse > gate.max_regression:
-        reasons.append(f"{worse:g} worse > {gate.max_regression:g}")
+        reasons.append(f"{format_number(worse)} worse > {format_number(gate.max_regression)}")
     return reasons
 
 
 def budget_reasons(minimum: float | None, maximum: float | None, value: float) -> list[str]:
     reasons = []
     if minimum is not None and value < minimum:
-        reasons.append(f"{value:g} < min {minimum:g}")
+        reasons.append(f"{format_number(value)} < min {format_number(minimum)}")
     if maximum is not None and value > maximum:
-        reasons.append(f"{value:g} > max {maximum:g}")
+        reasons.append(f"{format_number(value)} > max {format_number(maximum)}")
     return reasons
 
 

@@ -162,7 +162,8 @@ def _evaluate_measurement(
                 return GateResult(status="new", reason=note, **result, **base)
         else:
             reference = statistics.median(history)
-            worse = worse_by(current, reference, higher_is_better=False)
+            direction = BUILTIN_METRICS[gate.metric].higher_is_better  # lower is better
+            worse = worse_by(current, reference, higher_is_better=direction)
             relative = relative_change(worse, reference)
             result.update(baseline=reference, delta=worse, relative=relative)
             exceeded = regression_reasons(gate, worse, relative)
@@ -272,8 +273,9 @@ def _significance_tests(
 
 
 def _with_threshold(result: GateResult, gate: Gate, subject: Subject) -> GateResult:
-    if gate.metric in BUILTIN_METRICS:
-        direction: bool | None = False  # measurements: lower is better
+    builtin = BUILTIN_METRICS.get(gate.metric)
+    if builtin is not None:
+        direction: bool | None = builtin.higher_is_better  # measurements: lower is better
     else:
         direction = next((hib for _, hib in subject.recorded(gate.metric) if hib is not None), None)
     threshold = gate_threshold(gate, result.current, result.baseline, direction)

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from pytest_rtgov.core.delta_index import MEASURED, DeltaIndex, Observation, observations_of
 from pytest_rtgov.core.format import format_value
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import BREACHING, Verdict
@@ -42,7 +43,8 @@ def _column(metric: str, value: Any) -> str:
     """One unit per table column (ms, MiB), so that columns sort as numbers."""
     if not isinstance(value, (int, float)) or math.isnan(value):
         return ""
-    if metric in ("peak_memory", "gpu_memory"):
+    builtin = BUILTIN_METRICS.get(metric)
+    if builtin is not None and not builtin.is_time:
         return f"{value / 2**20:.4g}"
     return f"{value * 1e3:.4g}"
 

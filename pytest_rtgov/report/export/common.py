@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from pytest_rtgov.core.delta_index import observations_of
 from pytest_rtgov.core.format import format_value
-from pytest_rtgov.core.metrics import BUILTIN_METRICS, CALIBRATED_SUFFIX
+from pytest_rtgov.core.metrics import metric_unit
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import GateResult, Verdict
@@ -85,11 +85,7 @@ def _units(record: RunRecord) -> dict[tuple[str, str], str]:
 
 
 def _unit(metric: str, units: Mapping[tuple[str, str], str], subject: str) -> str:
-    if metric in BUILTIN_METRICS:
-        return BUILTIN_METRICS[metric].unit
-    if metric.endswith(CALIBRATED_SUFFIX):
-        return "calibration units"
-    return units.get((subject, metric), "")
+    return metric_unit(metric, units.get((subject, metric), ""))
 
 
 def metrics_of(record: RunRecord, verdict: Verdict | None = None) -> list[ExportedMetric]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Final
 
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import GATE_STATUSES, Verdict
 from pytest_rtgov.report.export.common import metrics_of
@@ -12,11 +13,8 @@ from pytest_rtgov.report.export.common import metrics_of
 __all__ = ["to_prometheus"]
 
 _PROMETHEUS_BUILTIN: Final = {
-    "wall_time": "rtgov_wall_time_seconds",
-    "cpu_time": "rtgov_cpu_time_seconds",
-    "gpu_time": "rtgov_gpu_time_seconds",
-    "peak_memory": "rtgov_peak_memory_bytes",
-    "gpu_memory": "rtgov_gpu_memory_bytes",
+    m.name: f"rtgov_{m.name}_{'seconds' if m.is_time else 'bytes'}"
+    for m in BUILTIN_METRICS.values()
 }
 
 
