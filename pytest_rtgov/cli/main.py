@@ -156,9 +156,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
     if args.command == "merge":
         from pytest_rtgov.cli import merge as cli_merge
-        from pytest_rtgov.cli.signing import append_run
 
-        return cli_merge.run(args, on_written=lambda record, _path: append_run(args, record))
+        return cli_merge.run(args)
     from pytest_rtgov.cli import baseline, compare, export, graph, ledger, runs
 
     store = RunStore(args.dir)

@@ -10,8 +10,14 @@ Exit codes (besides the CLI's 0, 2, 3, 4):
     1  ``--gate``: tests failed in a shard (the merged record's exit status, as pytest's)
     6  ``--gate``: a gate breached, or ``--require-baseline`` and there is no baseline
     7  ``--gate``: the baseline's signature fails or is untrusted where signatures are
-       required (``CI=true``)
+       required (``CI=true``); or the ledger cannot be appended to
     9  the records cannot be merged (the message names the runs and why)
+
+The merged record is written under the ledger's lock and logged in it
+(:func:`pytest_rtgov.store.logged_run.write_and_log`, as a session's record is), so it
+says the exit status the command ends with: a ledger that fails makes it exit 7, the
+record's too (a gated one's verdict ``error``, with the reason as a note), rewritten
+when the ledger failed after the record was written.
 
 A record named by run id, prefix or ``latest``, or by the path of a file in a state
 directory's ``runs/`` beside its ``ledger/``, is used only if that ledger covers it (a
@@ -25,7 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +49,6 @@ __all__ = [
     "render_merge",
     "run",
 ]
-
-
-# Called with the merged record and its path once written (the CLI hooks the ledger
-# append here); a non-zero return replaces the exit status, as a failed ledger append
-# (7) replaces a breach (6) in a pytest session.
-OnWritten = Callable[[RunRecord, Path], int | None]
 
 
 def add_parsers(sub: Any) -> None:
@@ -93,11 +93,15 @@ def add_parsers(sub: Any) -> None:
     )
 
 
-def run(args: argparse.Namespace, *, on_written: OnWritten | None = None) -> int:
-    """``rtgov merge``: merge, gate if asked, write, print a summary; the exit status
-    (0, or the gate's 6). Records that are not shards of one run raise ShardMergeError
-    (exit 9), missing or bad files their typed errors: ``cli.main.exit_code`` maps them."""
-    outcome = _merge(
+def run(args: argparse.Namespace) -> int:
+    """``rtgov merge``: merge, gate if asked, write and log in the ledger, print a summary;
+    the exit status (0, or the gate's 1, 6 or 7). Records that are not shards of one run
+    raise ShardMergeError (exit 9), missing or bad files their typed errors, a ledger
+    that fails NotRecordedError (exit 7) once the record says 7: ``cli.main.exit_code``
+    maps them."""
+    from pytest_rtgov.cli.signing import NotRecordedError, log_run
+
+    merged = _merged(
         args.dir,
         args.runs,
         gate=args.gate,
@@ -106,13 +110,23 @@ def run(args: argparse.Namespace, *, on_written: OnWritten | None = None) -> int
         keyring=args.keyring,
         require_signature=args.require_signature,
     )
+    logged = log_run(args, merged.store, merged.record, merged.verdict)
+    outcome = MergeOutcome(
+        record=logged.record,
+        path=logged.path,
+        exit_status=_exit_status(logged.verdict),
+        shard_run_ids=merged.shard_run_ids,
+        verdict=logged.verdict,
+    )
     sys.stdout.write(render_merge(outcome, markup=sys.stdout.isatty()))
-    status = outcome.exit_status
-    if on_written is not None:
-        hooked = on_written(outcome.record, outcome.path)
-        if hooked:
-            status = hooked
-    return status
+    if logged.error is not None:
+        raise NotRecordedError(
+            f"the merged run {logged.record.run_id} is written with exit status "
+            f"{logged.record.exit_status} but not logged in the ledger: {logged.error}"
+        )
+    result = logged.result
+    print(f"ledger: {result.size} leaves, checkpoint {result.checkpoint_path}")
+    return outcome.exit_status
 
 
 @dataclass(frozen=True)
@@ -138,10 +152,11 @@ def merge_runs(
 
     Returns the merged record, the path it was written to, and the exit status: with
     ``gate`` the verdict's (0, 1, 6 or 7), else 0. Nothing is appended to the ledger
-    and the baseline is never written. Raises ShardMergeError, RecordNotFoundError,
-    RecordFormatError or GatesConfigError (all RtgovError).
+    (``rtgov merge`` logs it: :func:`run`) and the baseline is never written. Raises
+    ShardMergeError, RecordNotFoundError, RecordFormatError or GatesConfigError (all
+    RtgovError).
     """
-    outcome = _merge(
+    merged = _merged(
         state_dir,
         refs,
         gate=gate,
@@ -150,10 +165,27 @@ def merge_runs(
         keyring=keyring,
         require_signature=require_signature,
     )
-    return outcome.record, outcome.path, outcome.exit_status
+    path = merged.store.write(merged.record)
+    return merged.record, path, _exit_status(merged.verdict)
 
 
-def _merge(
+def _exit_status(verdict: Verdict | None) -> int:
+    """The gate's exit status; an ungated merge exits 0 whatever its tests did (its
+    record keeps their status)."""
+    return int(verdict.exit_status) if verdict is not None else 0
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """The merged record as decided, not yet written."""
+
+    store: Any  # store.runs.RunStore
+    record: RunRecord
+    verdict: Verdict | None
+    shard_run_ids: tuple[str, ...]
+
+
+def _merged(
     state_dir: Path,
     refs: Sequence[str],
     *,
@@ -162,7 +194,9 @@ def _merge(
     require_baseline: bool,
     keyring: Path | None,
     require_signature: bool,
-) -> MergeOutcome:
+) -> _Merged:
+    """Read, merge and (with ``gate``) decide: the record says its verdict before it is
+    written."""
     from pytest_rtgov.store.runs import RunStore, new_run_id
 
     store = RunStore(state_dir)
@@ -180,25 +214,11 @@ def _merge(
             state_dir=state_dir,
             required=require_signatures(require_signature),
         )
-        # Decide first: the record is written with its verdict, printed after.
         verdict = gate_record(
             record, gates, baseline_dir, trust=trust, require_baseline=require_baseline
         )
-        record = dataclasses.replace(
-            record,
-            mode="gate",
-            exit_status=verdict.exit_status,
-            gate_results=verdict.gate_results(),
-            verdict=verdict.to_dict(),
-        )
-    path = store.write(record)
-    return MergeOutcome(
-        record=record,
-        path=path,
-        exit_status=verdict.exit_status if verdict is not None else 0,
-        shard_run_ids=tuple(r.run_id for r in records),
-        verdict=verdict,
-    )
+        record = verdict.stamp(dataclasses.replace(record, mode="gate"))
+    return _Merged(store, record, verdict, tuple(r.run_id for r in records))
 
 
 def _read(store: Any, ref: str) -> RunRecord:

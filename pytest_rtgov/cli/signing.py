@@ -8,7 +8,7 @@ from typing import Any
 
 from pytest_rtgov.errors import IntegrityError, InvalidOptionError, RtgovError
 
-__all__ = ["NotRecordedError", "append_run", "log_leaves", "signing_key"]
+__all__ = ["NotRecordedError", "log_leaves", "log_run", "signing_key"]
 
 
 class NotRecordedError(IntegrityError):
@@ -29,21 +29,35 @@ def log_leaves(
             Ledger(paths(args).ledger_dir),
             leaves,
             signer=signing.signer,
-            origin=f"pytest-rtgov.local/{Path.cwd().name or 'project'}",
+            origin=_origin(),
             created_at=at,
         )
     except (RtgovError, OSError) as exc:
         raise NotRecordedError(f"{what} is written but not logged in the ledger: {exc}") from exc
 
 
-def append_run(args: argparse.Namespace, record: Any) -> int:
-    """Log a run the CLI wrote (a merged run) in the ledger; 0 (else a typed error)."""
-    from pytest_rtgov.core.ledger_records import run_leaves
+def log_run(args: argparse.Namespace, runs: Any, record: Any, verdict: Any) -> Any:
+    """Write a run the CLI made (a merged run) under the ledger's lock and log it: a
+    ``store.logged_run.LoggedRun``. A ledger that fails is decided into the record (exit
+    7) before it is written, or it is rewritten so: the result's ``error`` says why."""
+    from pytest_rtgov.cli.options import paths
+    from pytest_rtgov.store.ledger import Ledger
+    from pytest_rtgov.store.logged_run import write_and_log
 
-    signing = signing_key(args)
-    result = log_leaves(args, run_leaves(record), signing, record.ended_at, "the merged run")
-    print(f"ledger: {result.size} leaves, checkpoint {result.checkpoint_path}")
-    return 0
+    def write(run: Any) -> tuple[Path, bytes]:
+        encoded = run.canonical_json()
+        return runs.write(run, encoded=encoded), encoded
+
+    signing = signing_key(args)  # a usage error (2, 4) before anything is written
+    return write_and_log(
+        Ledger(paths(args).ledger_dir), record, verdict, write, signer=signing.signer,
+        origin=_origin(),
+    )
+
+
+def _origin() -> str:
+    """The origin line of a ledger the CLI creates: named after the working directory."""
+    return f"pytest-rtgov.local/{Path.cwd().name or 'project'}"
 
 
 def signing_key(args: argparse.Namespace) -> Any:

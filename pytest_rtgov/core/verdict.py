@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY, ExitCode
-from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.records import RunRecord, escape_json
 from pytest_rtgov.errors import RecordFormatError
 
 __all__ = [
@@ -260,6 +260,17 @@ class Verdict:
         (``EXIT_INTEGRITY``), whatever the gates said; the reason becomes a note."""
         return replace(
             self, status="error", exit_status=int(EXIT_INTEGRITY), notes=(*self.notes, reason)
+        )
+
+    def stamp(self, record: RunRecord) -> RunRecord:
+        """``record`` saying this verdict: its exit status, ``gate_results`` and
+        ``verdict``. The notes name paths, which need not be UTF-8: escaped as the rest
+        of the record is (the results come from gates.toml and the escaped subjects)."""
+        return replace(
+            record,
+            exit_status=self.exit_status,
+            gate_results=self.gate_results(),
+            verdict=escape_json(self.to_dict()),
         )
 
 

@@ -497,3 +497,85 @@ def test_merge_reports_failed_tests_refusals_and_never_writes_the_baseline(
     bad_gates = [*merge, first.run_id, second.run_id, "--gate", "--gates", "no.toml"]
     assert rtgov_main(bad_gates) == ExitCode.BAD_INPUT
     assert "no.toml" in capsys.readouterr().err
+
+
+# -- the merged run in the ledger: the record says the exit status, a failure (7) too ----
+
+
+def _shards(suite: pytest.Pytester) -> list[str]:
+    """A baseline from a gated run, then the two shards of an ungated one: run ids."""
+    assert suite.runpytest(*SHARD_PLUGIN, "--rtgov-gate", "-k", "not fails").ret == 0
+    _, first = _run(suite, "--rtgov", "-k", "not fails", "--rtgov-shard", "1/2")
+    _, second = _run(suite, "--rtgov", "-k", "not fails", "--rtgov-shard", "2/2")
+    return [first.run_id, second.run_id]
+
+
+def test_a_merged_run_is_logged_in_the_ledger_and_verifies(suite, monkeypatch, capsys):
+    from pytest_rtgov.cli import main as rtgov_main
+
+    runs = _shards(suite)
+    monkeypatch.chdir(suite.path)
+    state = suite.path / ".rtgov"
+    assert rtgov_main(["--dir", str(state), "merge", *runs, "--gate"]) == 0
+    out = capsys.readouterr().out
+    assert "rtgov gate: PASSED" in out and "ledger: " in out.splitlines()[-1]
+    merged = _read(suite)
+    assert merged.exit_status == 0 and merged.verdict["status"] == "passed"
+    assert merged.run_id.encode() in (state / "ledger" / "log").read_bytes()
+    assert rtgov_main(["--dir", str(state), "verify"]) == 0
+
+
+def test_a_merge_whose_ledger_is_locked_exits_7_and_its_record_says_7(
+    suite, monkeypatch, capsys
+):
+    """The ledger fails before the record is written: it is written saying exit 7."""
+    import fcntl
+
+    from pytest_rtgov.cli import main as rtgov_main
+
+    runs = _shards(suite)
+    monkeypatch.chdir(suite.path)
+    state = suite.path / ".rtgov"
+    log = (state / "ledger" / "log").read_bytes()
+    monkeypatch.setenv("RTGOV_LEDGER_TIMEOUT", "0")
+    with open(state / "ledger" / "log.lock", "a+b") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # another writer holds the ledger
+        status = rtgov_main(["--dir", str(state), "merge", *runs, "--gate"])
+    assert status == ExitCode.INTEGRITY
+    captured = capsys.readouterr()
+    assert "exit status 7" in captured.out  # the verdict printed is the record's
+    assert "written with exit status 7 but not logged in the ledger" in captured.err
+    merged = _read(suite)
+    assert merged.run_id not in runs
+    assert merged.exit_status == ExitCode.INTEGRITY
+    assert merged.verdict["status"] == "error"
+    assert merged.verdict["exit_status"] == ExitCode.INTEGRITY
+    assert any("ledger not appended" in note for note in merged.verdict["notes"])
+    assert (state / "ledger" / "log").read_bytes() == log
+
+
+FAILING_CHECKPOINT_WRITE = OSError(28, "No space left on device")
+
+
+def test_a_merge_whose_append_fails_after_the_record_was_written_rewrites_it(
+    suite, monkeypatch, capsys
+):
+    """Ungated: the record was written (exit 0) under the lock, then the checkpoint
+    fails: it is rewritten with exit 7, and its leaves are cut from the log."""
+    from pytest_rtgov.cli import main as rtgov_main
+    from pytest_rtgov.store.ledger import LedgerAppender
+
+    runs = _shards(suite)
+    monkeypatch.chdir(suite.path)
+    state = suite.path / ".rtgov"
+
+    def full_disk(self: Any, note: str) -> Path:
+        raise FAILING_CHECKPOINT_WRITE
+
+    monkeypatch.setattr(LedgerAppender, "write_checkpoint", full_disk)
+    assert rtgov_main(["--dir", str(state), "merge", *runs]) == ExitCode.INTEGRITY
+    assert "No space left on device" in capsys.readouterr().err
+    merged = _read(suite)
+    assert merged.run_id not in runs
+    assert merged.exit_status == ExitCode.INTEGRITY and not merged.verdict
+    assert merged.run_id.encode() not in (state / "ledger" / "log").read_bytes()
