@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine with Python 3.10+, pip and make:
 #   make gate   - install into .venv and run the gated reference workload
-#   make test   - install into .venv and run the whole test suite
+#   make test   - install into .venv, check lint, import floors (lint-imports) and types
+#                 (mypy), then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -36,6 +37,7 @@ gate: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" tests
 	$(PY) -m pytest -q --doctest-modules pytest_rtgov -p no:cacheprovider
 	$(PY) -m pytest -m slow tests
@@ -43,6 +45,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) benches/overhead.py --out benches/results/overhead.json
