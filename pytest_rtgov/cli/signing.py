@@ -50,8 +50,8 @@ def log_run(args: argparse.Namespace, runs: Any, record: Any, verdict: Any) -> A
 
     signing = signing_key(args)  # a usage error (2, 4) before anything is written
     return write_and_log(
-        Ledger(paths(args).ledger_dir), record, verdict, write, signer=signing.signer,
-        origin=_origin(),
+        Ledger(paths(args).ledger_dir), record, verdict, write,
+        signer=lambda: signing.signer, origin=_origin(),
     )
 
 

@@ -7,19 +7,18 @@ On the controller only, in ``pytest_sessionfinish`` (trylast):
 
 The final exit status is decided before the record is written, and the record says
 it, a ledger failure (exit 7) included: the run record is written under the ledger's
-lock, once the ledger was opened, scanned and recovered (``store.ledger.append_session``
-calls :func:`_record_step` there). A ledger that cannot be opened is a failure known
-before the record is written; an append that fails after it rewrites the record,
-atomically, with the ledger-failure verdict. The terminal summary
+lock, once the ledger was opened, scanned and recovered
+(:func:`pytest_rtgov.store.logged_run.write_and_log`, shared with ``rtgov merge``, calls
+:func:`_record_step` there). A ledger that cannot be opened is a failure known before
+the record is written; an append that fails after it rewrites the record, atomically,
+with the ledger-failure verdict. The terminal summary
 (``plugin/summary.py``) reads the outcome from ``config.stash[OUTCOME_KEY]``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 import pytest
 
 from pytest_rtgov.core.constants import EXIT_INTEGRITY
-from pytest_rtgov.core.records import RunRecord, escape_json, escape_text
+from pytest_rtgov.core.records import RunRecord, escape_text
 from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.logs import log_event
@@ -122,26 +121,7 @@ def _decide(outcome: SessionOutcome, verdict: Verdict) -> None:
     assert outcome.record is not None
     outcome.verdict = verdict
     outcome.exit_status = int(verdict.exit_status)
-    outcome.record = dataclasses.replace(
-        outcome.record,
-        exit_status=outcome.exit_status,
-        gate_results=tuple(r.to_dict() for r in verdict.results),
-        # Its notes name paths, which need not be UTF-8: escaped as the rest of the
-        # record is. The results need not be: gates.toml is UTF-8, and their subjects
-        # come from the escaped tests and fixtures.
-        verdict=escape_json(verdict.to_dict()),
-    )
-
-
-def _ledger_failure(outcome: SessionOutcome, reason: str) -> None:
-    """Decide exit 7 for a ledger that cannot take this session's leaves."""
-    assert outcome.record is not None
-    outcome.ledger_error = reason
-    if outcome.verdict is not None:
-        _decide(outcome, outcome.verdict.with_ledger_failure(f"ledger not appended: {reason}"))
-    else:
-        outcome.exit_status = EXIT_INTEGRITY
-        outcome.record = dataclasses.replace(outcome.record, exit_status=EXIT_INTEGRITY)
+    outcome.record = verdict.stamp(outcome.record)
 
 
 def _record_step(outcome: SessionOutcome, store: RunStore) -> None:
@@ -181,53 +161,56 @@ def _record_and_ledger_steps(
     outcome: SessionOutcome, settings: Settings, config: pytest.Config
 ) -> None:
     """Write the record under the ledger's lock, then append its leaves, the baseline
-    changes and a signed checkpoint."""
-    from pytest_rtgov.core.ledger_records import run_leaves
-    from pytest_rtgov.store.ledger import Ledger, append_session
+    changes and a signed checkpoint; a ledger failure is decided into the record (exit
+    7) by :func:`pytest_rtgov.store.logged_run.write_and_log`, as ``rtgov merge``'s is."""
+    from pytest_rtgov.store.ledger import Ledger
+    from pytest_rtgov.store.logged_run import LoggedRun, write_and_log
 
     store = RunStore(settings.state_dir)
     keeper = settings.gatekeeper
     gate_leaves: list[bytes] = list(keeper.ledger_leaves) if keeper is not None else []
 
-    def write_record_then_leaves() -> Sequence[bytes]:
-        # Called once the ledger is locked, scanned and recovered: it can take them.
+    def write(record: RunRecord) -> tuple[Path, bytes]:
+        outcome.record = record  # as decided: exit 7 after a ledger failure
         _record_step(outcome, store)
-        assert outcome.record is not None
-        outcome.run_leaves = run_leaves(outcome.record, encoded=outcome.encoded)
-        return [*outcome.run_leaves, *gate_leaves]
+        assert outcome.record_path is not None and outcome.encoded is not None
+        return outcome.record_path, outcome.encoded
+
+    def failed(logged: LoggedRun) -> None:  # decided, before the record is written (again)
+        outcome.ledger_error, outcome.verdict = logged.error, logged.verdict
+        outcome.exit_status = EXIT_INTEGRITY
+        log_event("ledger.append_failed", level=logging.ERROR, error=logged.error)
+        sys.stderr.write(f"pytest-rtgov: ledger not appended: {logged.error}\n")
 
     assert outcome.record is not None
     origin = f"pytest-rtgov.local/{escape_text(Path(config.rootpath).name) or 'project'}"
     try:
-        outcome.ledger = append_session(
+        logged = write_and_log(
             Ledger(settings.state_dir / "ledger"),
-            write_record_then_leaves,
-            signer=settings.signing.signer,
+            outcome.record,
+            outcome.verdict,
+            write,
+            signer=lambda: settings.signing.signer,  # loaded when first used
             origin=origin,
-            created_at=outcome.record.ended_at,
+            extra_leaves=gate_leaves,
+            on_failure=failed,
             fsync_each=config.getoption("rtgov_ledger_fsync") == "record",
             lock_timeout=config.getoption("rtgov_ledger_timeout"),
             on_wait=_say,
-            sign_uncovered=not settings.trust.required,
+            sign_uncovered=lambda: not settings.trust.required,
         )
     except _RecordNotWritten:
         return
-    except (RtgovError, OSError) as exc:
-        written = outcome.record_path is not None
-        _ledger_failure(outcome, str(exc))
-        log_event("ledger.append_failed", level=logging.ERROR, error=str(exc))
-        sys.stderr.write(f"pytest-rtgov: ledger not appended: {exc}\n")
-        try:  # the record says exit 7; rewritten atomically when it was written already
-            _record_step(outcome, store)
-        except _RecordNotWritten:
-            return
+    outcome.verdict, outcome.run_leaves = logged.verdict, logged.run_leaves
+    if logged.error is not None:
         sys.stderr.write(
             f"pytest-rtgov: the run record is kept at {outcome.record_path}"
-            f"{' (rewritten with exit status 7)' if written else ''}; "
+            f"{' (rewritten with exit status 7)' if logged.rewritten else ''}; "
             "run `rtgov verify` for details\n"
         )
         return
-    result = outcome.ledger
+    result = outcome.ledger = logged.result
+    assert result is not None  # the record's leaves were appended
     if result.set_aside is not None:
         log_event("ledger.torn_tail_set_aside", level=logging.WARNING, path=str(result.set_aside))
     log_event(

@@ -62,23 +62,26 @@ def write_and_log(
     verdict: Verdict | None,
     write: WriteRecord,
     *,
-    signer: Signer,
+    signer: Callable[[], Signer],
     origin: str,
     extra_leaves: Sequence[bytes] = (),
-    on_failure: Callable[[str], None] | None = None,
+    on_failure: Callable[[LoggedRun], None] | None = None,
     fsync_each: bool = True,
     lock_timeout: float | None = None,
     on_wait: Callable[[str], None] | None = None,
-    sign_uncovered: bool = True,
+    sign_uncovered: bool | Callable[[], bool] = True,
 ) -> LoggedRun:
     """Write ``record`` under the ledger's lock, then append its leaves, ``extra_leaves``
     (a session's baseline changes) and a signed checkpoint.
 
     When the ledger fails (a :class:`~pytest_rtgov.errors.RtgovError` or an OSError of
     its own), the record is decided again with :func:`ledger_failure`, ``on_failure``
-    hears the reason, and the record is written (or rewritten) saying exit 7; the result
-    carries the reason in ``error``. What ``write`` raises propagates unchanged, with
-    nothing appended. The other arguments are :func:`append_session`'s.
+    sees that decision (``error`` the reason, ``record`` and ``verdict`` saying exit 7)
+    before the record is written (or rewritten) so. What ``write`` raises propagates unchanged, with
+    nothing appended. ``signer`` gives the key that signs the checkpoint, called before
+    the ledger is opened, as is ``sign_uncovered`` when it is a function: a key or keyring
+    that fails to load then (a session loads its keys when first used) is a ledger failure
+    too. The other arguments are :func:`append_session`'s.
     """
     from pytest_rtgov.core.ledger_records import run_leaves
 
@@ -95,16 +98,18 @@ def write_and_log(
         return [*logged.run_leaves, *extra_leaves]
 
     try:
+        key = signer()
+        uncovered = sign_uncovered() if callable(sign_uncovered) else sign_uncovered
         logged.result = append_session(
             ledger,
             write_then_leaves,
-            signer=signer,
+            signer=key,
             origin=origin,
             created_at=record.ended_at,
             fsync_each=fsync_each,
             lock_timeout=lock_timeout,
             on_wait=on_wait,
-            sign_uncovered=sign_uncovered,
+            sign_uncovered=uncovered,
         )
     except (RtgovError, OSError) as exc:
         if writing:  # the record's own write failed: not the ledger's failure
@@ -113,6 +118,6 @@ def write_and_log(
         logged.rewritten = logged.path is not None
         logged.record, logged.verdict = ledger_failure(logged.record, logged.verdict, str(exc))
         if on_failure is not None:
-            on_failure(logged.error)
+            on_failure(logged)
         logged.path, _ = write(logged.record)
     return logged

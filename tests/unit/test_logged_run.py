@@ -7,6 +7,7 @@ import dataclasses
 import errno
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,7 +57,7 @@ def test_a_logged_run_is_in_the_ledger(tmp_path: Path) -> None:
     store, written = RunStore(tmp_path), []
     logged = write_and_log(
         Ledger(tmp_path / "ledger"), RECORD, None, _writer(store, written),
-        signer=SIGNER, origin="test.example/logged",
+        signer=lambda: SIGNER, origin="test.example/logged",
     )
     assert logged.error is None and logged.result is not None and written == [RECORD]
     assert logged.path == store.path_for(RECORD.run_id)
@@ -71,9 +72,10 @@ def test_a_ledger_that_cannot_be_opened_is_decided_before_the_record_is_written(
     verdict = decide([], tests_exit_status=0)
     logged = write_and_log(
         Ledger(tmp_path / "ledger"), verdict.stamp(RECORD), verdict, _writer(store, written),
-        signer=SIGNER, origin="test.example/logged", on_failure=heard.append,
+        signer=lambda: SIGNER, origin="test.example/logged", on_failure=heard.append,
     )
-    assert logged.error and heard == [logged.error] and not logged.rewritten
+    assert logged.error and not logged.rewritten
+    assert [(h.error, h.record.exit_status) for h in heard] == [(logged.error, EXIT_INTEGRITY)]
     assert len(written) == 1  # written once, already saying 7
     on_disk = json.loads(store.path_for(RECORD.run_id).read_text())
     assert on_disk["exit_status"] == EXIT_INTEGRITY
@@ -90,7 +92,7 @@ def test_an_append_that_fails_after_the_write_rewrites_the_record(
     store, written = RunStore(tmp_path), []
     logged = write_and_log(
         Ledger(tmp_path / "ledger"), RECORD, None, _writer(store, written),
-        signer=SIGNER, origin="test.example/logged",
+        signer=lambda: SIGNER, origin="test.example/logged",
     )
     assert logged.rewritten and "No space left" in (logged.error or "")
     assert [r.exit_status for r in written] == [RECORD.exit_status, EXIT_INTEGRITY]
@@ -107,6 +109,21 @@ def test_a_record_that_cannot_be_written_propagates_with_nothing_appended(
     with pytest.raises(OSError, match="Input/output error"):
         write_and_log(
             Ledger(tmp_path / "ledger"), RECORD, None, broken,
-            signer=SIGNER, origin="test.example/logged",
+            signer=lambda: SIGNER, origin="test.example/logged",
         )
     assert RECORD.run_id.encode() not in (tmp_path / "ledger" / "log").read_bytes()
+
+
+def test_a_key_that_fails_to_load_when_it_would_sign_is_a_ledger_failure(tmp_path: Path) -> None:
+    from pytest_rtgov.store.keys import KeyFileError
+
+    def forged() -> Any:
+        raise KeyFileError("forged.key: key id for 'ci.example/gates' is 1234, got 5678")
+
+    store, written = RunStore(tmp_path), []
+    logged = write_and_log(
+        Ledger(tmp_path / "ledger"), RECORD, None, _writer(store, written),
+        signer=forged, origin="test.example/logged",
+    )
+    assert "key id" in (logged.error or "") and not logged.rewritten
+    assert [r.exit_status for r in written] == [EXIT_INTEGRITY]
