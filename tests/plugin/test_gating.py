@@ -199,8 +199,29 @@ def test_same_verdicts_under_xdist(suite, monkeypatch):
     assert [key(g) for g in serial_results] == [key(g) for g in parallel_results]
 
 
-def test_default_rounds_and_calibration_from_gates_toml(pytester, read_latest):
-    pytester.makepyfile(test_suite="import time\n\ndef test_sleep():\n    time.sleep(0.001)\n")
+CALIBRATED_SUITE = """
+import os
+
+def test_work():  # CPU work, times SUITE_SLOW
+    total = 0
+    for i in range(int(20_000 * float(os.environ.get("SUITE_SLOW", "1")))):
+        total += i * i
+"""
+
+CALIBRATION_NS = 2_000_000  # this process's calibration, fixed: see below
+
+
+def test_default_rounds_and_calibration_from_gates_toml(pytester, read_latest, monkeypatch):
+    """The timings are CPU work on cpu_time, and the calibration is fixed: a calibration
+    kernel timed on a loaded machine stretched in one session and not the next, and so
+    breached an unchanged test (the real kernel runs in test_xdist.py)."""
+    from pytest_rtgov.measure import calibration
+
+    def fixed_calibration(repeats: int = 15) -> dict:
+        return {"kernel": calibration.CALIBRATION_KERNEL, "median_ns": CALIBRATION_NS}
+
+    monkeypatch.setattr(calibration, "calibrate", fixed_calibration)
+    pytester.makepyfile(test_suite=CALIBRATED_SUITE)
     pytester.makefile(
         ".toml",
         gates="""
@@ -210,7 +231,7 @@ baseline = "baseline"
 
 [[gates]]
 name = "calibrated time"
-metric = "wall_time"
+metric = "cpu_time"
 tests = ["test_suite.py::*"]
 max_regression_pct = 50
 calibrated = true
@@ -220,13 +241,19 @@ calibrated = true
     record = read_latest(pytester.path)
     (test,) = record["tests"]
     assert test["rounds"] == 4 and len([s for s in test["samples"] if not s["warmup"]]) == 4
-    assert record["calibration"]["workers"]["main"] > 0
+    assert record["calibration"]["workers"] == {"main": CALIBRATION_NS}
     metrics = json.loads((pytester.path / "baseline" / "metrics.json").read_text())
-    assert len(metrics["subjects"]["test_suite.py::test_sleep"]["wall_time@calibrated"]) == 4
+    calibrated = metrics["subjects"]["test_suite.py::test_work"]["cpu_time@calibrated"]
+    cpu_ns = sorted(s["cpu_ns"] for s in test["samples"] if not s["warmup"])
+    assert sorted(calibrated) == pytest.approx([ns / CALIBRATION_NS for ns in cpu_ns])
     second = pytester.runpytest("--rtgov-gate")
     assert second.ret == 0
     (result,) = read_latest(pytester.path)["gate_results"]
-    assert result["metric"] == "wall_time@calibrated" and result["status"] == "pass"
+    assert result["metric"] == "cpu_time@calibrated" and result["status"] == "pass"
+    monkeypatch.setenv("SUITE_SLOW", "4")  # four times the CPU work
+    assert pytester.runpytest("--rtgov-gate").ret == EXIT_GATE_BREACHED
+    (result,) = read_latest(pytester.path)["gate_results"]
+    assert result["metric"] == "cpu_time@calibrated" and result["status"] == "breach"
 
 
 def test_corrupt_baseline_is_a_usage_error_naming_the_file(suite):
