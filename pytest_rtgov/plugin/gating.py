@@ -80,11 +80,16 @@ class Gatekeeper:
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
         """Load and validate the gates file before any test runs (usage error: exit 4)."""
+        from pytest_rtgov.store.paths import Paths
+
         rootdir = Path(config.rootpath)
-        option = config.getoption("rtgov_gates")
-        path = Path(option) if option else rootdir / "gates.toml"
-        if not path.is_absolute():
-            path = Path(config.invocation_params.dir) / path
+        where = Paths.resolve(
+            invocation=Path(config.invocation_params.dir),
+            rootdir=rootdir,
+            state_dir=config.getoption("rtgov_dir"),
+            gates=config.getoption("rtgov_gates"),
+        )
+        path = where.gates_file
         registered = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
         registered |= {"parametrize", "skip", "skipif", "xfail", "usefixtures", "filterwarnings"}
         try:
@@ -106,21 +111,15 @@ class Gatekeeper:
             raise pytest.UsageError(
                 "--rtgov-bootstrap-baseline and --rtgov-require-baseline contradict each other"
             )
-        baseline_dir = Path(gates.baseline)
-        if not baseline_dir.is_absolute():
-            baseline_dir = path.parent / baseline_dir
-        state_dir = Path(config.getoption("rtgov_dir"))
-        if not state_dir.is_absolute():
-            state_dir = Path(config.invocation_params.dir) / state_dir
         keeper = cls(
             gates,
-            baseline_dir,
+            where.baseline_dir(gates),  # inside the project: check_paths said so above
             rootdir=rootdir,
             update=update,
             require_baseline=require_baseline,
             reason=reason,
             bootstrap=bootstrap,
-            state_dir=state_dir,
+            state_dir=where.state_dir,
         )
         if ab_ref:
             keeper.ab_ref = ab_ref
