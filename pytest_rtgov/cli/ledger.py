@@ -128,13 +128,6 @@ def _keys(args: argparse.Namespace) -> int:
     for verifier in local_verifiers(where.state_dir):
         print(f"local key (untrusted): {format_verifier_key(verifier)}")
     return 0
-    ring = read_keyring(args.keyring) if args.keyring.exists() else []
-    print(f"keyring {args.keyring}: {len(ring)} key(s)")
-    for verifier in ring:
-        print(f"  {format_verifier_key(verifier)}")
-    for verifier in local_verifiers(args.dir):
-        print(f"local key (untrusted): {format_verifier_key(verifier)}")
-    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:

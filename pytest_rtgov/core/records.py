@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
@@ -40,7 +40,6 @@ SCHEMA = "rtgov.run/1"
 _TESTS_PLACE = object()  # where RunRecord.canonical_json puts the tests
 # canonical_json's settings but for sort_keys: for dicts whose keys are in order
 _SORTED_ENCODER = PRESORTED_ENCODER
-Outcome = Literal["passed", "failed", "skipped", "error"]
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "skipped", "error")
 
 
@@ -157,10 +156,6 @@ class Metric:
     unit: str = ""
     higher_is_better: bool | None = None
     required_keys: ClassVar[tuple[str, ...]] = ("unit",)
-
-    @property
-    def is_digest(self) -> bool:
-        return isinstance(self.value, str)
 
     def to_dict(self) -> dict[str, Any]:
         return {  # keys sorted (see Sample.to_dict)

@@ -59,10 +59,8 @@ def counted(samples: Iterable[Sample]) -> list[Sample]:
 class SampleSummary(NamedTuple):
     n: int
     wall_median_ns: float
-    wall_min_ns: int
     cpu_median_ns: float
     peak_memory_max: int | None
-    gpu_time_median_ns: float | None
 
 
 def summarize(samples: Iterable[Sample]) -> SampleSummary | None:
@@ -72,16 +70,13 @@ def summarize(samples: Iterable[Sample]) -> SampleSummary | None:
         return None
     if len(chosen) == 1:  # the common case (one round): no sorting, no statistics
         s = chosen[0]
-        return SampleSummary(1, s.wall_ns, s.wall_ns, s.cpu_ns, s.peak_memory_bytes, s.gpu_time_ns)
+        return SampleSummary(1, s.wall_ns, s.cpu_ns, s.peak_memory_bytes)
     peaks = [s.peak_memory_bytes for s in chosen if s.peak_memory_bytes is not None]
-    gpu = [s.gpu_time_ns for s in chosen if s.gpu_time_ns is not None]
     return SampleSummary(
         n=len(chosen),
         wall_median_ns=statistics.median(s.wall_ns for s in chosen),
-        wall_min_ns=min(s.wall_ns for s in chosen),
         cpu_median_ns=statistics.median(s.cpu_ns for s in chosen),
         peak_memory_max=max(peaks) if peaks else None,
-        gpu_time_median_ns=statistics.median(gpu) if gpu else None,
     )
 
 
