@@ -46,7 +46,11 @@ def load_gates(path: Path) -> GatesConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise GatesConfigError(source, str(exc), "valid TOML") from None
+        # tomllib says "Invalid value (at line 1, column 6)": the place, then what is wrong
+        found = re.fullmatch(r"(.*) \(at (.*)\)", str(exc), re.DOTALL)
+        what, place = (found.group(1), found.group(2)) if found else (str(exc), "file")
+        expected = f"valid TOML ({what[:1].lower()}{what[1:]})"
+        raise GatesConfigError(source, place, expected) from None
     except ValueError as exc:  # int("9" * 5000): past the integer-string limit
         long_number = re.search(r"[0-9][0-9_]{999,}", text)
         place = f"line {text.count(chr(10), 0, long_number.start()) + 1}" if long_number else "file"

@@ -202,3 +202,18 @@ def test_shape_errors_name_the_place_and_what_was_there(data, place, expected):
         parse_gates(data, source="gates.toml")
     assert info.value.place == place
     assert expected in info.value.expected
+
+
+def test_a_toml_syntax_error_names_the_line_and_column(tmp_path):
+    from pytest_rtgov.store.gates_file import load_gates
+
+    path = tmp_path / "gates.toml"
+    path.write_text('[[gates]]\nname = "x"\nname = "y"\n')
+    with pytest.raises(GatesConfigError) as caught:
+        load_gates(path)
+    assert str(caught.value) == (
+        f"{path}: at line 3, column 11: expected valid TOML (cannot overwrite a value)"
+    )
+    path.write_text("x = [\n")
+    with pytest.raises(GatesConfigError, match="at end of document: expected valid TOML"):
+        load_gates(path)
