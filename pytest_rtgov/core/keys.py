@@ -231,14 +231,7 @@ def _parse_key_fields(name: str, id_hex: str, key_b64: str, what: str) -> tuple[
 
 def parse_verifier_key(text: str) -> Verifier:
     """Read ``<name>+<key id hex>+<base64(0x01 || public key)>``; the key id must match."""
-    parts = text.split("+", 2)
-    if len(parts) != 3:
-        raise NoteFormatError(
-            f"expected a verifier key '<name>+<key id>+<key>', got {len(parts)} '+'-separated "
-            "fields"
-        )
-    name, id_hex, key_b64 = parts
-    kid, raw = _parse_key_fields(name, id_hex, key_b64, "verifier")
+    name, kid, raw = verifier_key_fields(text)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     return Verifier(name, kid, Ed25519PublicKey.from_public_bytes(raw))

@@ -17,13 +17,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "records" / "run-v1
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    run_id = json.loads(EXAMPLE.read_text())["run_id"]
-    shutil.copy(EXAMPLE, runs / f"{run_id}.json")
-    (tmp_path / "latest").write_text(run_id + "\n")
-    return tmp_path
+def state(example_state: Path) -> Path:
+    return example_state
 
 
 def test_show_latest_as_table(state, capsys):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -141,13 +140,8 @@ def test_no_cli_function_returns_either_a_value_or_an_exit_code():
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Path:
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    run_id = json.loads(EXAMPLE.read_text())["run_id"]
-    shutil.copy(EXAMPLE, runs / f"{run_id}.json")
-    (tmp_path / "latest").write_text(run_id + "\n")
-    return tmp_path
+def state(example_state: Path) -> Path:
+    return example_state
 
 
 def test_show_json_is_deprecated_but_still_works(state, capsys):
