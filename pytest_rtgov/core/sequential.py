@@ -1,0 +1,266 @@
+"""The sequential A/B rule: when to stop measuring pairs, and what they show (pure).
+
+One role: judge the interleaved (current, baseline) pairs of an A/B test at planned
+looks, the same way in the plugin's loop (``plugin/ab.py``: measure on or stop?) and
+in the gate (``core/gates.py``: the verdict, re-derived from the recorded samples).
+
+Design (docs/gates.md, "Sequential A/B"): looks after ``first``, ``2 * first``, ...
+pairs up to ``max_pairs``. At look k the paired log-ratios current/baseline give
+
+- a **breach** when the median paired ratio exceeds the threshold and a one-sided
+  Wilcoxon signed-rank test finds current slower with p below the look's share of
+  alpha (alpha spent in proportion to the pairs the look adds: a Bonferroni split
+  over the looks, so the chance of any false breach over all looks, however the
+  measuring stopped, is at most alpha);
+- **within** (futility) when a distribution-free upper confidence bound of the
+  median ratio (sign-test order statistic, level ``1 - gamma / K``) is within the
+  threshold: measuring on could not show a breach;
+- otherwise the look is **open**: measure the next look, unless the pair or time cap
+  is reached.
+
+The clock: a ``wall_time`` gate judges on CPU time when the first look's quietest
+rounds show CPU-bound single-threaded code (CPU/wall in [0.9, 1.1] for both
+variants) and no GPU time was recorded (:func:`choose_clock`). A round whose
+CPU/wall is under half its variant's quiet ratio waited for a core: its pair is
+*disturbed*; counted always, left out when judging on wall time.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pytest_rtgov.core.format import format_number
+from pytest_rtgov.core.records import Sample
+from pytest_rtgov.core.stats import PairedEffect, measured, paired_effect
+
+__all__ = [
+    "CPU_BOUND",
+    "DISTURBED_SHARE",
+    "Clock",
+    "Judgement",
+    "Plan",
+    "choose_clock",
+    "judge",
+    "median_upper_bound",
+]
+
+CPU_BOUND = (0.9, 1.1)  # quiet CPU/wall of a single-threaded CPU-bound round
+DISTURBED_SHARE = 0.5  # a round with under half its quiet CPU/wall waited for a core
+_FIELD = {"wall_time": "wall_ns", "cpu_time": "cpu_ns", "gpu_time": "gpu_time_ns"}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The looks of one A/B test and the error rates spent on them.
+
+    ``alpha``: the chance of a false breach over all looks; ``gamma``: the chance
+    that a change exactly at the threshold is stopped as within it.
+
+    >>> Plan(first=20, max_pairs=50, alpha=0.01, gamma=0.01).looks()
+    (20, 40, 50)
+    """
+
+    first: int
+    max_pairs: int
+    alpha: float
+    gamma: float
+
+    def looks(self) -> tuple[int, ...]:
+        top = max(self.first, self.max_pairs)
+        return tuple(min(n, top) for n in range(self.first, top + self.first, self.first))
+
+    def look_alpha(self, k: int) -> float:
+        """Alpha of look ``k`` (0-based): its share of the pairs of the whole plan."""
+        looks = self.looks()
+        start = looks[k - 1] if k else 0
+        return self.alpha * (looks[k] - start) / looks[-1]
+
+    def look_gamma(self) -> float:
+        return self.gamma / len(self.looks())
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Which clock judges, and why (text for the gate's reason)."""
+
+    metric: str
+    why: str
+    quiet: tuple[float, float] | None = None  # quiet CPU/wall of current, baseline
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    decision: str  # breach | within | open
+    clock: Clock
+    looks: tuple[tuple[int, str], ...]  # (pairs at the look, its decision)
+    planned: int  # looks in the plan
+    recorded: int  # pairs recorded
+    used: int  # pairs judged at the last look (disturbed ones left out on wall time)
+    disturbed: int  # disturbed pairs among the recorded ones
+    effect: PairedEffect | None
+    p_value: float | None
+    alpha: float | None  # the alpha of the look that decided (or the last one)
+    upper: float | None  # upper bound of the median ratio at the last look
+    exceeded: tuple[str, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        """Measuring more would not change the decision: stopped, or the pair cap."""
+        return self.decision != "open" or (
+            bool(self.looks) and len(self.looks) >= self.planned
+        )
+
+
+def _pairs(samples: Sequence[Sample], block: int) -> list[tuple[Sample, Sample]]:
+    current = measured(samples, "current", block)
+    baseline = measured(samples, "baseline", block)
+    return list(zip(current, baseline, strict=False))
+
+
+def _share(sample: Sample) -> float:
+    return sample.cpu_ns / sample.wall_ns if sample.wall_ns > 0 else 0.0
+
+
+def _quiet(rounds: Sequence[Sample]) -> float:
+    """Median CPU/wall of the quietest quarter (at least 3) of rounds, by wall time."""
+    quietest = sorted(rounds, key=lambda s: s.wall_ns)[: max(3, math.ceil(len(rounds) / 4))]
+    return statistics.median(_share(s) for s in quietest)
+
+
+def choose_clock(pairs: Sequence[tuple[Sample, Sample]], metric: str) -> Clock:
+    """The clock an A/B gate on ``metric`` judges with, from the first look's pairs.
+
+    ``cpu_time`` and ``gpu_time`` gates judge on their own clock. A ``wall_time``
+    gate judges on CPU time when no GPU time was recorded and the quiet CPU/wall of
+    both variants is in :data:`CPU_BOUND`; otherwise on wall time.
+    """
+    quiet = None
+    if pairs:
+        quiet = (_quiet([c for c, _ in pairs]), _quiet([b for _, b in pairs]))
+    if metric != "wall_time":
+        return Clock(metric, "the gate's metric", quiet)
+    if any(s.gpu_time_ns is not None for pair in pairs for s in pair):
+        return Clock("wall_time", "GPU time recorded", quiet)
+    if quiet is None:
+        return Clock("wall_time", "no pairs", quiet)
+    shown = f"quiet CPU/wall {quiet[0]:.2f} and {quiet[1]:.2f}"
+    low, high = CPU_BOUND
+    if all(low <= q <= high for q in quiet):
+        return Clock("cpu_time", f"CPU-bound, single-threaded: {shown}", quiet)
+    kind = "several threads" if max(quiet) > high else "waits: I/O, sleep or a device"
+    return Clock("wall_time", f"{shown}: {kind}", quiet)
+
+
+def _disturbed(pair: tuple[Sample, Sample], quiet: tuple[float, float] | None) -> bool:
+    if quiet is None:
+        return False
+    return any(_share(s) < DISTURBED_SHARE * q for s, q in zip(pair, quiet, strict=True))
+
+
+def median_upper_bound(values: Sequence[float], gamma: float) -> float:
+    """Upper confidence bound (level ``1 - gamma``) of the median, distribution-free.
+
+    The smallest order statistic x_(u) with P(Binomial(n, 1/2) <= u - 1) >= 1 - gamma;
+    infinite when n is too small for that level.
+
+    >>> median_upper_bound([1.0, 2.0, 3.0, 4.0, 5.0], 0.01)
+    inf
+    >>> median_upper_bound(list(range(20)), 0.01)
+    15
+    """
+    n = len(values)
+    ordered = sorted(values)
+    need = (1 - gamma) * 2**n  # P(B <= u - 1) * 2^n, exact in integers
+    below = 0
+    for u in range(1, n + 1):
+        below += math.comb(n, u - 1)
+        if below >= need:
+            return ordered[u - 1]
+    return math.inf
+
+
+def _exceeded(effect: PairedEffect, pct: float | None, absolute: float | None) -> list[str]:
+    """Which regression rules the effect exceeds (as ``gate_rules.regression_reasons``)."""
+    reasons = []
+    if pct is not None and effect.relative * 100 > pct:
+        reasons.append(f"{effect.relative * 100:.1f}% worse > {pct:g}%")
+    if absolute is not None and effect.worse > absolute:
+        reasons.append(f"{format_number(effect.worse)} worse > {format_number(absolute)}")
+    return reasons
+
+
+def _within(upper: float, baseline: float, pct: float | None, absolute: float | None) -> bool:
+    """Is an upper bound ``upper`` of the ratio within every rule's threshold?"""
+    if math.isinf(upper):
+        return False
+    ok = pct is None or (upper - 1) * 100 <= pct
+    return ok and (absolute is None or (upper - 1) * baseline <= absolute)
+
+
+def judge(
+    samples: Sequence[Sample],
+    metric: str,
+    plan: Plan,
+    pct: float | None,
+    absolute: float | None,
+    min_samples: int = 5,
+    block: int = 0,
+) -> Judgement:
+    """Replay the plan's looks over the recorded pairs of ``block``; stop at the first
+    look that decides. ``pct`` and ``absolute`` (seconds) are the regression rules.
+
+    Looks past the recorded pairs are not taken: a test whose measuring stopped (a
+    decision, the time cap, the baseline failing) is judged on the looks it reached.
+    """
+    from pytest_rtgov.core.gate_rules import wilcoxon_worse_p
+
+    pairs = _pairs(samples, block)
+    clock = choose_clock(pairs[: plan.first], metric)
+    quiet = clock.quiet if metric != "gpu_time" else None
+    flags = [_disturbed(p, quiet) for p in pairs]
+    drop = clock.metric == "wall_time"
+    field = _FIELD[clock.metric]
+    looks = [n for n in plan.looks() if n <= len(pairs)] or ([len(pairs)] if pairs else [])
+    taken: list[tuple[int, str]] = []
+    effect = p = alpha = upper = None
+    exceeded: list[str] = []
+    used = 0
+    for k, n in enumerate(looks):
+        values = [
+            (getattr(c, field) * 1e-9, getattr(b, field) * 1e-9)
+            for (c, b), bad in zip(pairs[:n], flags[:n], strict=True)
+            if not (drop and bad) and getattr(c, field) is not None
+            and getattr(b, field) is not None
+        ]
+        used = len(values)
+        effect, p, alpha = paired_effect(values), None, plan.look_alpha(k)
+        decision = "open"
+        if effect is not None and used >= min_samples:
+            exceeded = _exceeded(effect, pct, absolute)
+            if exceeded:
+                p = wilcoxon_worse_p(values)
+                decision = "breach" if p < alpha else "open"
+            logs = [math.log(c / b) for c, b in values if c > 0 and b > 0]
+            upper = math.exp(median_upper_bound(logs, plan.look_gamma())) if logs else None
+            if decision == "open" and upper is not None:
+                decision = "within" if _within(upper, effect.baseline, pct, absolute) else "open"
+        taken.append((n, decision))
+        if decision != "open":
+            break
+    return Judgement(
+        decision=taken[-1][1] if taken else "open",
+        clock=clock,
+        looks=tuple(taken),
+        planned=len(plan.looks()),
+        recorded=len(pairs),
+        used=used,
+        disturbed=sum(flags),
+        effect=effect,
+        p_value=p,
+        alpha=alpha,
+        upper=upper,
+        exceeded=tuple(exceeded),
+    )
