@@ -53,6 +53,7 @@ from pytest_rtgov.core.gate_rules import (
 from pytest_rtgov.core.gates_config import Gate, GatesConfig
 from pytest_rtgov.core.metrics import BUILTIN_METRICS, CALIBRATED_SUFFIX
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.core.sequential import Plan, describe, judge
 from pytest_rtgov.core.stats import PairedEffect, paired_effect
 from pytest_rtgov.core.subjects import BaselineView, Subject, selects, subjects_of
 from pytest_rtgov.core.verdict import GateResult
@@ -93,33 +94,57 @@ def _ab_block(
 
 def _evaluate_ab(gate: Gate, subject: Subject, config: GatesConfig, alpha: float) -> GateResult:
     """Same-process A/B: the test body at the baseline ref ran interleaved with the
-    current one; the effect is the median paired ratio, significance is Wilcoxon's.
+    current one. The sequential rule (``core.sequential.judge``) replays its looks over
+    the recorded pairs and decides at the first look that is clear: the effect is the
+    median paired ratio on the clock it chose, significance is Wilcoxon's at the
+    look's share of alpha.
 
-    A breached first block is confirmed by the re-measured blocks that followed it
-    (``confirm`` in ``[defaults]``): all must breach, else the result is
+    A breach is confirmed by the re-measured blocks that followed it, if any
+    (``confirm`` in ``[defaults]``, 0 by default): all must breach, else the result is
     ``unconfirmed``: reported, recorded, not failing the session.
     """
     base = _identity(gate, subject, gate.rules() + ", A/B")
-    pairs = subject.pairs(gate.metric)
-    if not pairs:
+    if not subject.pairs(gate.metric):
         return GateResult(
             status="new", reason=f"no baseline code for this test at {config.ab_ref}", **base
         )
-    first = _ab_block(gate, pairs, config, alpha)
-    fields = {k: v for k, v in first.items() if k not in ("breach", "reason")}
-    if not first["breach"]:
-        return GateResult(status="pass", reason=first["reason"], **fields, **base)
+    plan = Plan(
+        first=config.ab_pairs,
+        max_pairs=config.ab_max_pairs,
+        alpha=alpha,
+        gamma=1 - config.confidence,
+    )
+    judged = judge(
+        subject.samples,
+        gate.metric,
+        plan,
+        gate.max_regression_pct,
+        gate.max_regression,
+        config.min_samples,
+    )
+    effect = judged.effect or PairedEffect(1.0, math.nan, math.nan)
+    fields: dict[str, Any] = dict(
+        current=effect.current,
+        baseline=effect.baseline,
+        delta=effect.delta,
+        relative=effect.relative,
+        p_value=judged.p_value,
+        clock=judged.clock.metric,
+    )
+    reason = describe(judged, config.min_samples)
+    if judged.decision != "breach":
+        return GateResult(status="pass", reason=reason, **fields, **base)
     confirmations = [
-        _ab_block(gate, subject.pairs(gate.metric, block), config, alpha)
+        _ab_block(gate, subject.pairs(judged.clock.metric, block), config, alpha)
         for block in range(1, subject.blocks())
-        if subject.pairs(gate.metric, block)
+        if subject.pairs(judged.clock.metric, block)
     ]
     if all(c["breach"] for c in confirmations):
         suffix = f"; confirmed by {len(confirmations)} re-run(s)" if confirmations else ""
-        return GateResult(status="breach", reason=first["reason"] + suffix, **fields, **base)
+        return GateResult(status="breach", reason=reason + suffix, **fields, **base)
     failed = next(c for c in confirmations if not c["breach"])
     reason = (
-        f"{first['reason']}; not confirmed on re-measurement "
+        f"{reason}; not confirmed on re-measurement "
         f"({failed['relative'] * 100:+.1f}%: {failed['reason'] or 'within the threshold'})"
     )
     return GateResult(status="unconfirmed", reason=reason, **fields, **base)

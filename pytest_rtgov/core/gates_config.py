@@ -127,7 +127,9 @@ class GatesConfig:
     baseline: str = ".rtgov/baseline"
     ab_ref: str = "HEAD"
     ab_pairs: int = 20
-    confirm: int = 1
+    ab_max_pairs: int = 100
+    ab_max_seconds: float = 30.0
+    confirm: int = 0
     rounds: int | None = None
 
     @property
@@ -191,6 +193,13 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
             "a git ref or revision, without whitespace and not starting with '-' "
             f"(got {defaults.ab_ref!r})",
         )
+    if defaults.ab_max_pairs < defaults.ab_pairs:
+        raise GatesConfigError(
+            source,
+            "defaults.ab_max_pairs",
+            f"at least ab_pairs ({defaults.ab_pairs}), the first look "
+            f"(got {defaults.ab_max_pairs})",
+        )
     seen: set[str] = set()
     return GatesConfig(
         source=source,
@@ -200,6 +209,8 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         baseline=defaults.baseline,
         ab_ref=defaults.ab_ref,
         ab_pairs=defaults.ab_pairs,
+        ab_max_pairs=defaults.ab_max_pairs,
+        ab_max_seconds=defaults.ab_max_seconds,
         confirm=defaults.confirm,
         rounds=None if defaults.rounds is UNSET else defaults.rounds,
     )

@@ -80,11 +80,28 @@ class Defaults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         ),
     ] = "HEAD"
     ab_pairs: Annotated[
-        int, Meta(ge=5, le=1000, title="A/B pairs per test, after 2 warm-up pairs")
+        int,
+        Meta(
+            ge=5,
+            le=1000,
+            title="A/B pairs at the first look and between looks, after 2 warm-up pairs",
+        ),
     ] = 20
+    ab_max_pairs: Annotated[
+        int, Meta(ge=5, le=100_000, title="Most A/B pairs per test (>= ab_pairs): the last look")
+    ] = 100
+    ab_max_seconds: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=86_400,
+            title="No further A/B look once a test's pairs would take longer than this",
+            description="a number of seconds above 0",
+        ),
+    ] = 30.0
     confirm: Annotated[
         int, Meta(ge=0, le=5, title="Re-measured A/B blocks that must confirm a breach")
-    ] = 1
+    ] = 0
     rounds: (
         Annotated[
             int,

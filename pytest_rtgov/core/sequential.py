@@ -43,6 +43,7 @@ __all__ = [
     "Judgement",
     "Plan",
     "choose_clock",
+    "describe",
     "judge",
     "median_upper_bound",
 ]
@@ -264,3 +265,31 @@ def judge(
         upper=upper,
         exceeded=tuple(exceeded),
     )
+
+
+def describe(judged: Judgement, min_samples: int = 5) -> str:
+    """The gate's reason text: the decision, the looks, the clock, disturbed pairs."""
+    n, k, planned = judged.used, len(judged.looks), judged.planned
+    at = f"look {k} of {planned}, {judged.looks[-1][0] if judged.looks else 0} pairs"
+    if judged.decision == "breach":
+        parts = [*judged.exceeded, f"p={judged.p_value:.3g} < {judged.alpha:.3g}", at]
+    elif judged.decision == "within":
+        bound = ((judged.upper or 1.0) - 1) * 100
+        parts = [f"clearly within: upper bound of the change {bound:+.1f}% ({at})"]
+    elif n < min_samples:
+        parts = [f"{n} pairs < min_samples {min_samples}: not judged"]
+    else:
+        if judged.p_value is not None:
+            first = f"effect not significant (p={judged.p_value:.3g} >= {judged.alpha:.3g})"
+        else:
+            first = "effect within the threshold, not clearly"
+        cap = "the cap" if judged.done else "measuring stopped before the cap: ab_max_seconds"
+        parts = [first, f"no decision at {at} ({cap})"]
+    parts.append(f"on {judged.clock.metric} ({judged.clock.why})")
+    if judged.disturbed:
+        kept = "left out" if judged.clock.metric == "wall_time" else "kept: CPU time skips waits"
+        parts.append(
+            f"{judged.disturbed} of {judged.recorded} pairs disturbed "
+            f"(a round waited for a core), {kept}"
+        )
+    return "; ".join(parts)

@@ -114,6 +114,9 @@ class GateResult:
     # The number the current value is compared against (see ``gate_threshold``);
     # None for exact and A/B gates. Records written before it existed lack the key.
     threshold: float | None = None
+    # A/B gates: the clock that judged (wall_time, cpu_time or gpu_time); None for
+    # other gates and in records written before it existed (the key is then absent).
+    clock: str | None = None
 
     @property
     def breached(self) -> bool:
@@ -126,6 +129,7 @@ class GateResult:
         if self.relative is not None and not math.isfinite(self.relative):
             infinite = "inf" if self.relative > 0 else "-inf"
             relative = None if math.isnan(self.relative) else infinite
+        clock = {"clock": self.clock} if self.clock is not None else {}
         return {
             "gate": self.gate,
             "subject": self.subject,
@@ -139,6 +143,7 @@ class GateResult:
             "p_value": self.p_value,
             "reason": self.reason,
             "threshold": _finite(self.threshold),
+            **clock,
         }
 
     @classmethod
@@ -169,6 +174,7 @@ class GateResult:
             p_value=_optional(data, "p_value", (int, float), source, place),
             reason=_text(data, "reason", source, place),
             threshold=_optional(data, "threshold", (int, float), source, place),
+            clock=_optional(data, "clock", (str,), source, place),
         )
 
 
