@@ -24,6 +24,10 @@ def clean_signing_env(monkeypatch):
         "GITHUB_ACTIONS",
         "RTGOV_TRUSTED_KEYS",
         "RTGOV_KEYRING_SHA256",
+        # a pull-request CI job's target branch: A/B gates would compare with its merge base
+        "GITHUB_BASE_REF",
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME",
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA",
     ):
         monkeypatch.delenv(name, raising=False)
 

@@ -76,6 +76,7 @@ class Gatekeeper:
         self.ledger_leaves: list[bytes] = []
         # What write_baseline will write, decided by decide: (state, store) or None.
         self._plan: tuple[str, BaselineStore] | None = None
+        self.ab_says: str | None = None  # which code A/B gates compare against (prepare_ab)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -141,18 +142,26 @@ class Gatekeeper:
         ab_gates = self.gates.ab_gates
         if not ab_gates:
             return None
-        from pytest_rtgov.store.ab_code import AbCodeError, export_ref, resolve_ab_ref
+        from pytest_rtgov.store.ab_code import AbCodeError, export_ref
+        from pytest_rtgov.store.ab_ref import resolve_ab_ref
 
         try:
-            self.ab_ref = resolve_ab_ref(self.rootdir, self.ab_ref)
+            choice = resolve_ab_ref(self.rootdir, self.ab_ref)
+            self.ab_ref = choice.ref
             sha, root = export_ref(self.rootdir, self.ab_ref, dest)
         except AbCodeError as exc:
             raise pytest.UsageError(str(exc)) from None
-        log_event("ab.prepared", ref=self.ab_ref, sha=sha, root=str(root))
+        self.ab_says = choice.says(sha)  # in the verdict's notes: which code was compared
+        log_event(
+            "ab.prepared", ref=self.ab_ref, sha=sha, root=str(root), chosen=choice.how,
+            says=self.ab_says,
+        )
         return {
             "root": str(root),
             "sha": sha,
             "ref": self.ab_ref,
+            "chosen": choice.how,
+            "says": self.ab_says,
             "tests": sorted({t for g in ab_gates for t in g.tests}),
             "markers": sorted({m for g in ab_gates for m in g.markers}),
             "pairs": self.gates.ab_pairs,
@@ -247,7 +256,7 @@ class Gatekeeper:
         incomparable = baseline_comparability_notes(record, view.metrics)
         if incomparable:
             log_event("gate.incomparable", reasons=incomparable)
-        notes = seal_notes + incomparable
+        notes = seal_notes + incomparable + ([self.ab_says] if self.ab_says else [])
         notes += [
             f"gate {name!r} selected no test or fixture in this session ({self.gates.source})"
             for name in empty

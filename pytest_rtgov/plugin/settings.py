@@ -97,9 +97,7 @@ OUTCOME_KEY: pytest.StashKey[SessionOutcome] = pytest.StashKey()
 
 def resolve(config: pytest.Config) -> Settings:
     """Check every option and build this process's settings (usage errors: exit 4)."""
-    from pytest_rtgov.errors import RtgovError
     from pytest_rtgov.logs import add_json_lines_handler
-    from pytest_rtgov.plugin.progress import wants_progress
     from pytest_rtgov.store.ledger import LedgerError, lock_timeout
     from pytest_rtgov.store.paths import Paths
     from pytest_rtgov.store.runs import new_run_id
@@ -136,6 +134,29 @@ def resolve(config: pytest.Config) -> Settings:
         lock_timeout(config.getoption("rtgov_ledger_timeout"))
     except LedgerError as exc:
         raise pytest.UsageError(str(exc)) from None
+    log_path = config.getoption("rtgov_log_json")
+    if log_path and not settings.is_worker:  # first: the events of the checks below go there too
+        try:
+            settings.log_handler = add_json_lines_handler(Path(log_path))
+        except OSError as exc:
+            raise pytest.UsageError(
+                f"--rtgov-log-json: cannot open {log_path}: {exc.strerror or exc}"
+            ) from None
+    try:
+        _resolve_roles(config, settings, workerinput)
+    except BaseException:
+        settings.close()  # never stashed: pytest_unconfigure would not close the log file
+        raise
+    return settings
+
+
+def _resolve_roles(
+    config: pytest.Config, settings: Settings, workerinput: dict[str, Any] | None
+) -> None:
+    """What this process measures and gates: A/B code, keys, calibration, exports."""
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.plugin.progress import wants_progress
+
     if workerinput is not None:
         settings.key_plan = _plan_keys(config, settings)
         settings.ab = workerinput.get("rtgov_ab")
@@ -161,15 +182,6 @@ def resolve(config: pytest.Config) -> Settings:
     # Whether the terminal is interactive, asked now: once tests run, pytest's fd
     # capture makes stdout a temporary file.
     settings.interactive = wants_progress(config, is_worker=settings.is_worker)
-    log_path = config.getoption("rtgov_log_json")
-    if log_path and not settings.is_worker:
-        try:
-            settings.log_handler = add_json_lines_handler(Path(log_path))
-        except OSError as exc:
-            raise pytest.UsageError(
-                f"--rtgov-log-json: cannot open {log_path}: {exc.strerror or exc}"
-            ) from None
-    return settings
 
 
 def _measure_like_the_gate(keeper: Any, settings: Settings) -> None:
@@ -189,6 +201,10 @@ def _measure_like_a_gated_shard(config: pytest.Config, settings: Settings) -> No
         return
     _measure_like_the_gate(Gatekeeper.from_config(config), settings)
     settings.record_markers = True
+    if settings.ab is not None:  # no verdict here to note it in: say it now
+        import sys
+
+        sys.stderr.write(f"pytest-rtgov: {settings.ab['says']}\n")
 
 
 def _plan_keys(config: pytest.Config, settings: Settings) -> Any:

@@ -39,10 +39,10 @@ __all__ = [
     "export_ref",
     "load_baseline_module",
     "project_packages",
-    "resolve_ab_ref",
 ]
 
-# Where an audited baseline refresh keeps the code it accepted (a local git ref).
+# Where an audited baseline refresh keeps the code it accepted (a local git ref);
+# which code a session compares against is decided in store/ab_ref.py.
 ACCEPTED_REF = "refs/rtgov/accepted"
 
 # Never shadowed: the measuring plugin itself must stay the current one.
@@ -57,17 +57,6 @@ def _git(rootdir: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=rootdir, capture_output=True, text=True, check=True
     ).stdout.strip()
-
-
-def resolve_ab_ref(rootdir: Path, ref: str) -> str:
-    """``accepted`` means the code the last baseline refresh accepted, else HEAD."""
-    if ref != "accepted":
-        return ref
-    try:
-        _git(rootdir, "rev-parse", "--verify", "--quiet", ACCEPTED_REF)
-        return ACCEPTED_REF
-    except (OSError, subprocess.CalledProcessError):
-        return "HEAD"
 
 
 def accept_working_tree(rootdir: Path) -> str:
