@@ -32,22 +32,6 @@ OWN_FIXTURES = frozenset({"rtgov"})
 _ONE_ROUND = RoundsSpec()
 
 
-class _ItemState:
-    """What one test has measured so far in this process.
-
-    Made per test, so its lists are made only when something goes in them: every
-    container allocated per test brings pytest's next garbage collection closer.
-    """
-
-    __slots__ = ("metrics", "original", "samples", "spec")
-
-    def __init__(self, spec: RoundsSpec) -> None:
-        self.spec = spec
-        self.samples: list[dict[str, Any]] | None = None
-        self.metrics: list[Metric] | None = None
-        self.original: Any = None  # the test function while the call wrapper runs
-
-
 class Capture:
     """The measuring hooks, and the ``rtgov`` fixture's sinks."""
 
@@ -68,8 +52,15 @@ class Capture:
         except RtgovError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self._measured = _make_measured(self)
+        # The running test (None between tests), its rounds, its call phase (made at
+        # setup, filled by the rounds, handed over whole: no second object per test),
+        # the metrics it recorded since the last hand-over, and its function while the
+        # call wrapper runs.
         self._item: pytest.Item | None = None
-        self._item_state: _ItemState | None = None
+        self._spec = _ONE_ROUND
+        self._call: Phase | None = None
+        self._metrics: list[Metric] | None = None
+        self._original: Any = None
         self._fixture_metrics: list[list[Metric]] = []
         self._pending_fixtures: list[dict[str, Any]] = []
         self._ab_modules: dict[str, Any] = {}
@@ -90,10 +81,10 @@ class Capture:
             )
         if self._fixture_metrics:
             self._fixture_metrics[-1].append(metric)
-        elif self._item_state is not None:
-            if self._item_state.metrics is None:
-                self._item_state.metrics = []
-            self._item_state.metrics.append(metric)
+        elif self._item is not None:
+            if self._metrics is None:
+                self._metrics = []
+            self._metrics.append(metric)
         else:
             raise InvalidMetricError(
                 f"metric {metric.name!r} recorded outside any test or fixture setup; "
@@ -135,7 +126,8 @@ class Capture:
         # ``in`` then ``[]``: Stash.get raises and catches a KeyError for every
         # test without a marker.
         stash = item.stash
-        self._item_state = _ItemState(stash[SPEC_KEY] if SPEC_KEY in stash else _ONE_ROUND)
+        self._spec = stash[SPEC_KEY] if SPEC_KEY in stash else _ONE_ROUND
+        self._call = Phase(self.worker)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
@@ -170,21 +162,21 @@ class Capture:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Any:
-        state = self._item_state
-        if state is None:
+        call = self._call
+        if call is None:
             return (yield)
         original = pyfuncitem.obj
-        if state.samples is None:
-            state.samples = []
+        if call.samples is None:
+            call.samples = []
         baseline = self._baseline_function(pyfuncitem) if AB_KEY in pyfuncitem.stash else None
 
         if baseline is None:
             # One function made with the plugin, reading the running test's state:
             # no closure (a function and its cells) made per test.
-            state.original = original
+            self._original = original
             measured = self._measured
         else:
-            meter, spec, samples, ab = self._meter, state.spec, state.samples, self.settings.ab
+            meter, spec, samples, ab = self._meter, self._spec, call.samples, self.settings.ab
 
             def measured(*args: Any, **kwargs: Any) -> Any:
                 return run_ab(original, baseline, args, kwargs, meter, samples, spec, ab)
@@ -194,7 +186,7 @@ class Capture:
             return (yield)
         finally:
             pyfuncitem.obj = original
-            state.original = None
+            self._original = None
 
     def _baseline_function(self, item: pytest.Function) -> Any:
         """The test's function at the A/B baseline ref, or None (new test, class test)."""
@@ -217,31 +209,31 @@ class Capture:
 
     def drain(self, when: str) -> Phase | None:
         """What this process measured during the phase ``when`` (None: nothing), handed
-        over: the lists go with it, so nothing is copied."""
-        fixtures = self._pending_fixtures
-        state = self._item_state
-        if state is None or (when != "call" and not state.metrics):
-            if when == "teardown":
-                self._item = self._item_state = None
-            if not fixtures:
-                return None  # most setup and teardown phases: no object made
-            self._pending_fixtures = []
-            return Phase(self.worker, fixtures=fixtures)
-        phase = Phase(self.worker, fixtures=fixtures or None)
-        if fixtures:
-            self._pending_fixtures = []
-        item = self._item
-        if when == "call":
+        over: the lists go with it, so nothing is copied. The call phase is the object
+        the rounds filled; a setup or teardown phase gets one only when it carries
+        fixture setups or metrics."""
+        fixtures, metrics = self._pending_fixtures, self._metrics
+        phase = self._call if when == "call" else None
+        if phase is not None:
+            self._call = None
+            item = self._item
             if self.settings.record_markers and item is not None:
                 phase.markers = tuple(sorted({escape_text(m.name) for m in item.iter_markers()}))
-            phase.rounds, phase.warmup = state.spec.rounds, state.spec.warmup
-            phase.samples, state.samples = state.samples or [], None
+            phase.rounds, phase.warmup = self._spec.rounds, self._spec.warmup
+            if phase.samples is None:
+                phase.samples = []
             if item is not None and USAGE_KEY in item.stash:
                 phase.usage_error = item.stash[USAGE_KEY]
-        if state.metrics:
-            phase.metrics, state.metrics = state.metrics, None
+        elif fixtures or metrics:
+            phase = Phase(self.worker)
         if when == "teardown":
-            self._item = self._item_state = None
+            self._item = self._call = None
+        if phase is None:
+            return None  # most setup and teardown phases: no object made
+        if fixtures:
+            phase.fixtures, self._pending_fixtures = fixtures, []
+        if metrics:
+            phase.metrics, self._metrics = metrics, None
         return phase
 
 
@@ -256,8 +248,9 @@ def _make_measured(capture: Capture) -> Any:
     meter = capture._meter
 
     def measured(*args: Any, **kwargs: Any) -> Any:
-        state: Any = capture._item_state  # set by the call wrapper, with its samples list
-        original, spec, samples = state.original, state.spec, state.samples
+        # set by the call wrapper: the test's function, its rounds, its samples list
+        call: Any = capture._call
+        original, spec, samples = capture._original, capture._spec, call.samples
         result = None
         for index in range(spec.warmup + spec.rounds):
             region = meter.open()

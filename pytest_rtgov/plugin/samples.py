@@ -3,8 +3,8 @@
 A :class:`Phase` is what one test phase measured in one process. Without xdist the
 capture plugin hands it over directly; under xdist it crosses the wire as builtins
 (:meth:`Phase.to_wire`, :meth:`Phase.from_wire`). Either way the controller's
-:class:`Collector` folds it with the same code (:meth:`Collector.fold`), and builds
-the record in canonical order (:meth:`Collector.build_record`).
+:class:`Collector` folds it with the same code (its ``pytest_runtest_logreport``), and
+builds the record in canonical order (:meth:`Collector.build_record`).
 """
 
 from __future__ import annotations
@@ -139,14 +139,10 @@ class Collector:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """The one fold of a test phase, wherever it was measured: an xdist worker's
+        phase arrives on the report, this process's is drained from the capture."""
         wire = getattr(report, REPORT_ATTR, None)
-        if wire is not None:  # from an xdist worker
-            self.fold(report, Phase.from_wire(wire))
-        else:  # measured in this process
-            self.fold(report, self.capture.drain(report.when))
-
-    def fold(self, report: pytest.TestReport, phase: Phase | None) -> None:
-        """Fold one phase of one test in, wherever it was measured."""
+        phase = Phase.from_wire(wire) if wire is not None else self.capture.drain(report.when)
         nodeid = report.nodeid  # a property that formats the id: read it once
         acc = self._tests.get(nodeid)
         if acc is None:
