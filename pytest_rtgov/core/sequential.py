@@ -18,9 +18,9 @@ pairs up to ``max_pairs``. At look k the paired log-ratios current/baseline give
 - otherwise the look is **open**: measure the next look, unless the pair or time cap
   is reached.
 
-The clock: a ``wall_time`` gate judges on CPU time when the first look's quietest
-rounds show CPU-bound single-threaded code (CPU/wall in [0.9, 1.1] for both
-variants) and no GPU time was recorded (:func:`choose_clock`). A round whose
+The clock: a ``wall_time`` gate judges on CPU time when the first look's least
+disturbed round of each variant shows CPU-bound single-threaded code (its CPU/wall
+in [0.9, 1.1]) and no GPU time was recorded (:func:`choose_clock`). A round whose
 CPU/wall is under half its variant's quiet ratio waited for a core: its pair is
 *disturbed*; counted always, left out when judging on wall time.
 """
@@ -28,7 +28,6 @@ CPU/wall is under half its variant's quiet ratio waited for a core: its pair is
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -126,9 +125,15 @@ def _share(sample: Sample) -> float:
 
 
 def _quiet(rounds: Sequence[Sample]) -> float:
-    """Median CPU/wall of the quietest quarter (at least 3) of rounds, by wall time."""
-    quietest = sorted(rounds, key=lambda s: s.wall_ns)[: max(3, math.ceil(len(rounds) / 4))]
-    return statistics.median(_share(s) for s in quietest)
+    """The CPU/wall of the least disturbed round: the largest one.
+
+    On a loaded machine most rounds lose the core for a while; the best one shows
+    what the code itself does. One thread cannot use more CPU time than wall time, so
+    above 1.1 the process ran several threads; below 0.9 in every round it waited
+    for something else than a core (I/O, sleep, a device), or the load was so
+    sustained that no round ran undisturbed (then wall time judges: the safe side).
+    """
+    return max(_share(s) for s in rounds)
 
 
 def choose_clock(pairs: Sequence[tuple[Sample, Sample]], metric: str) -> Clock:
@@ -136,7 +141,8 @@ def choose_clock(pairs: Sequence[tuple[Sample, Sample]], metric: str) -> Clock:
 
     ``cpu_time`` and ``gpu_time`` gates judge on their own clock. A ``wall_time``
     gate judges on CPU time when no GPU time was recorded and the quiet CPU/wall of
-    both variants is in :data:`CPU_BOUND`; otherwise on wall time.
+    both variants (that of its least disturbed round) is in :data:`CPU_BOUND`;
+    otherwise on wall time.
     """
     quiet = None
     if pairs:

@@ -179,7 +179,10 @@ class Capture:
             meter, spec, samples, ab = self._meter, self._spec, call.samples, self.settings.ab
 
             def measured(*args: Any, **kwargs: Any) -> Any:
-                return run_ab(original, baseline, args, kwargs, meter, samples, spec, ab)
+                return run_ab(
+                    original, baseline, args, kwargs, meter, samples, spec, ab,
+                    len(pyfuncitem.session.items),
+                )
 
         pyfuncitem.obj = measured
         try:

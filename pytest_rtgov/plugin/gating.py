@@ -166,6 +166,13 @@ class Gatekeeper:
             "markers": sorted({m for g in ab_gates for m in g.markers}),
             "pairs": self.gates.ab_pairs,
             "confirm": self.gates.confirm,
+            # the sequential rule's plan (plugin/ab.py, core/sequential.py)
+            "max_pairs": self.gates.ab_max_pairs,
+            "max_seconds": self.gates.ab_max_seconds,
+            "confidence": self.gates.confidence,
+            "min_samples": self.gates.min_samples,
+            "metrics": sorted({g.metric for g in ab_gates}),
+            "regression_gates": sum(g.builtin and g.has_regression_rule for g in self.gates.gates),
             "min_pct": min(
                 (g.max_regression_pct for g in ab_gates if g.max_regression_pct is not None),
                 default=None,

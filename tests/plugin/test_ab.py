@@ -94,7 +94,9 @@ def test_unchanged_code_passes_and_keeps_both_variants(repo):
     assert {g["status"] for g in gates.values()} <= {"pass", "unconfirmed"}
     work = next(t for t in record["tests"] if t["nodeid"] == "test_ab.py::test_work")
     variants = [s["variant"] for s in work["samples"] if not s["warmup"]]
-    assert variants.count("current") == variants.count("baseline") == 15
+    # pairs up to a look of the sequential rule: 15, 30, ... (ab_pairs), at most 100
+    assert variants.count("current") == variants.count("baseline")
+    assert variants.count("current") in range(15, 101, 15)
 
 
 def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
@@ -105,8 +107,20 @@ def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
     _, gates = results(repo)
     assert gates["test_ab.py::test_work"]["status"] == "breach"
     assert gates["test_ab.py::test_work"]["relative"] > 0.1
-    assert "confirmed by 1 re-run(s)" in gates["test_ab.py::test_work"]["reason"]
+    assert "look 1 of 7, 15 pairs" in gates["test_ab.py::test_work"]["reason"]
+    assert gates["test_ab.py::test_work"]["clock"] == "cpu_time"
     assert gates["test_ab.py::test_other"]["status"] == "pass"
+
+
+def test_confirm_re_measures_a_breach(repo):
+    repo.makefile(".toml", gates=GATES.replace("ab_pairs = 15", "ab_pairs = 15\nconfirm = 1"))
+    (repo.path / "mykernel.py").write_text(KERNEL.replace("total += i * i", SLOWER))
+    result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
+    record, gates = results(repo)
+    assert "confirmed by 1 re-run(s)" in gates["test_ab.py::test_work"]["reason"]
+    work = next(t for t in record["tests"] if t["nodeid"] == "test_ab.py::test_work")
+    assert {s["block"] for s in work["samples"]} == {0, 1}
 
 
 def test_ab_under_xdist(repo):
@@ -269,3 +283,72 @@ def test_terminal_medians_of_an_ab_test_are_the_reports(repo):
     assert wall < 0.01  # the baseline's 20 ms sleeps are not in it
     html = (repo.path / ".rtgov" / "report.html").read_text()
     assert f"{wall * 1e3:.4g}" in html  # the report's wall time column, in ms
+
+
+# A CPU-bound kernel whose slower version does 1.5 times the iterations (not a sleep),
+# gated on wall_time: the gate judges it on CPU time, which a loaded machine does not
+# stretch, and says so. Rounds are short (memory capture off: a tenth of a millisecond),
+# so that even on a loaded machine some of them ran without losing the core, which is
+# what shows the code CPU-bound (docs/gates.md, "The clock").
+LOOP = """
+def work():
+    total = 0
+    for i in range(ITERATIONS):
+        total += i * i
+    return total
+"""
+CPU_TEST = """
+from loop import work
+
+def test_loop():
+    work()
+"""
+WALL_GATES = """
+[defaults]
+baseline = "baseline"
+ab_pairs = 10
+ab_max_pairs = 60
+
+[[gates]]
+name = "loop time"
+metric = "wall_time"
+tests = ["test_loop.py::*"]
+max_regression_pct = 10
+ab = true
+"""
+
+
+@pytest.fixture
+def loop_repo(pytester):
+    pytester.makepyfile(loop=LOOP.replace("ITERATIONS", "3000"), test_loop=CPU_TEST)
+    pytester.makefile(".toml", gates=WALL_GATES)
+    pytester.syspathinsert()
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "base")
+    return pytester
+
+
+def loop_pairs(record):
+    (test,) = record["tests"]
+    return sum(1 for s in test["samples"] if not s["warmup"] and s["variant"] == "baseline")
+
+
+@pytest.mark.parametrize("iterations", [3000, 4500], ids=["unchanged", "1.5x"])
+def test_a_cpu_bound_wall_time_gate_judges_on_cpu_time_and_stops_early(loop_repo, iterations):
+    (loop_repo.path / "loop.py").write_text(LOOP.replace("ITERATIONS", str(iterations)))
+    result = loop_repo.runpytest_subprocess(
+        "--rtgov-gate", "--rtgov-memory", "off", "-p", "no:cacheprovider"
+    )
+    record, gates = results(loop_repo)
+    gate = gates["test_loop.py::test_loop"]
+    assert gate["clock"] == "cpu_time", gate["reason"]
+    assert "on cpu_time (CPU-bound, single-threaded" in gate["reason"]
+    if iterations == 3000:
+        assert result.ret == 0, result.stdout.str()
+        assert gate["status"] == "pass"
+    else:
+        assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
+        assert gate["status"] == "breach" and 0.3 < gate["relative"] < 0.7
+        # a clear case: decided before the cap of 60 pairs
+        assert loop_pairs(record) < 60 and f"{loop_pairs(record)} pairs" in gate["reason"]

@@ -169,3 +169,15 @@ def test_disturbed_pairs_are_counted_and_left_out_on_wall_time_only():
     on_wall = judge(threads, "wall_time", plan, pct=5, absolute=None)
     assert on_wall.clock.metric == "wall_time"
     assert on_wall.disturbed > 0 and on_wall.used == 20 - on_wall.disturbed
+
+
+def test_the_least_disturbed_round_decides_and_sustained_load_falls_back_to_wall():
+    rng = random.Random(8)
+    # heavy load: most rounds lose the core, a few do not: still CPU-bound
+    mostly = session(rng, 20, load=0.8)
+    pairs = list(zip(mostly[::2], mostly[1::2], strict=True))
+    assert choose_clock(pairs, "wall_time").metric == "cpu_time"
+    # every round lost the core: nothing shows the code does not wait: wall time
+    always = session(rng, 20, load=1.0)
+    pairs = list(zip(always[::2], always[1::2], strict=True))
+    assert choose_clock(pairs, "wall_time").metric == "wall_time"
