@@ -1,21 +1,26 @@
-"""Gate quality on this machine: false alarms on unchanged code, detection of slowdowns.
+"""Gate quality as users meet it: false alarms, catches and reported effects of real edits.
 
-Twenty numpy kernels, each repeating a small operation a fixed number of times
-inside a test. Two kernels can be slowed by editing the code (the benchmark's only
-"switch": the repeat count grows by 10% and by 25%; the change is left uncommitted so
-that the A/B gate's baseline, HEAD, keeps the original).
+The workload is this repository's own (``tests/workload/test_kernel_perf.py`` gated by
+``gates.toml``), plus three synthetic kernels appended to that file in the copy. The
+slowdowns are real code edits of the kernels (``benches/_gate_edits.py``: for each kernel
+one edit of about +10% and one of about +25%), whose true effect is timed standalone
+first: the current and the edited test body alternated in one process, median of paired
+ratios, CPU and wall time (quiet, before any session).
 
-For every session (fresh pytest process):
-- pytest-rtgov: ``pytest --rtgov-gate`` with one A/B gate (wall_time, 5%, confidence
-  0.99, Bonferroni over the 20 kernels);
-- pytest-benchmark in the same round: ``--benchmark-json`` against a baseline saved
-  once from the unchanged code; ``--benchmark-compare-fail=mean:5%`` and ``min:5%``
-  are evaluated on that JSON exactly as the flag does ((current - base) / base > 5%).
+A session: a fresh ``git clone`` of the code at ``--ref`` (committed, so the A/B gate has
+a reference), the edits applied uncommitted, then, as a user runs it,
+``OPENBLAS_NUM_THREADS=1 python -m pytest tests/workload/test_kernel_perf.py --rtgov-gate``;
+the verdict of each kernel's A/B gate is read from the run record. Then pytest-benchmark
+on the same kernels in the same copy (``tests/workload/test_kernel_bench.py``, which
+benchmarks the same test bodies), compared with a baseline saved once
+(``--benchmark-compare=0001 --benchmark-compare-fail=mean:10%``, the real flag) and,
+from its JSON, with the previous unchanged session's. Several kernels are edited in
+one session (``GROUPS``: no edit touches another edited kernel's test), each judged
+apart. Conditions: ``quiet``, and ``hog`` (``python -c 'while True: pass'`` started
+before the session and killed by its pid after); ``os.getloadavg()`` is recorded.
 
-Scenarios: ``unchanged`` and ``slowed`` (the +10% and +25% kernels), N sessions each,
-alternated. Reports sessions failing, and per kernel how often it breached.
-
-Usage: python benches/gate_quality.py [--sessions 20] [--out PATH]
+Usage: python benches/gate_quality.py [--sessions 20] [--conditions quiet,hog]
+       [--kernels gelu,...] [--quick] [--ref REV] [--before PATH] [--out PATH]
 """
 
 from __future__ import annotations
@@ -23,227 +28,255 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-N_KERNELS = 20
-SLOW_10, SLOW_25 = "k07", "k13"
+import tomllib
 
-KERNELS = """
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-RNG = np.random.Generator(np.random.PCG64(0))
-A = RNG.standard_normal((96, 96))
-V = RNG.standard_normal(20000)
-REPEATS = {repeats}
+import _gate_edits as edits
+import _gate_summary as summary
+from _hog import hog
 
-def _op(i):
-    kind = i % 5
-    if kind == 0:
-        return lambda: A @ A
-    if kind == 1:
-        return lambda: np.exp(A - A.max(axis=1, keepdims=True)).sum(axis=1)
-    if kind == 2:
-        return lambda: np.sort(V)
-    if kind == 3:
-        return lambda: np.cumsum(V)
-    return lambda: (A - A.mean(axis=0)) / (A.std(axis=0) + 1e-5)
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = [
+    ".gitignore", "pyproject.toml", "gates.toml", "rtgov.keyring", "fixtures", "kernels",
+    "pytest_rtgov", "tests/__init__.py", "tests/conftest.py", "tests/workload",
+]  # fmt: skip
+GATE_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+BENCH_TESTS = '''"""pytest-benchmark on the test bodies of test_kernel_perf.py (gate_quality.py)."""
 
-def kernel(name):
-    op = _op(int(name[1:]))
-    for _ in range(REPEATS[name]):
-        op()
-"""
+import inspect
 
-TESTS = """
 import pytest
-from bench_kernels import kernel
 
-NAMES = [f"k{i:02d}" for i in range(20)]
+from tests.workload import test_kernel_perf as perf
+from tests.workload.test_kernel_perf import arrays  # noqa: F401
+
+NAMES = {names!r}
+
 
 @pytest.mark.parametrize("name", NAMES)
-def test_kernel(name):
-    kernel(name)
-"""
-
-BENCH_TESTS = """
-import pytest
-from bench_kernels import kernel
-
-NAMES = [f"k{i:02d}" for i in range(20)]
-
-@pytest.mark.parametrize("name", NAMES)
-def test_kernel(name, benchmark):
-    benchmark(kernel, name)
-"""
-
-GATES = """
-[defaults]
-baseline = "baseline"
-confidence = 0.99
-ab_pairs = 20
-
-[[gates]]
-name = "kernel time"
-metric = "wall_time"
-tests = ["test_rtgov.py::*"]
-max_regression_pct = 5
-ab = true
-"""
+def test_bench(name, benchmark, request):
+    fn = getattr(perf, "test_" + name)
+    args = [request.getfixturevalue(a) for a in inspect.signature(fn).parameters]
+    benchmark(fn, *args)
+'''
 
 
-def repeats(slowed: bool) -> dict[str, int]:
-    base = {f"k{i:02d}": 20 for i in range(N_KERNELS)}
-    if slowed:
-        base[SLOW_10], base[SLOW_25] = 22, 25  # +10% and +25% work
-    return base
+def git(cwd: Path, *args: str) -> str:
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    proc = subprocess.run(["git", *ident, *args], cwd=cwd, check=True, capture_output=True)
+    return proc.stdout.decode().strip()
 
 
-def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
-
-
-def run(cwd: Path, args: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+def pytest_run(cwd: Path, args: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = dict(os.environ, **GATE_ENV, PYTHONPATH=str(cwd))
+    for name in ("CI", "GITHUB_ACTIONS", "RTGOV_SIGNING_KEY"):
+        env.pop(name, None)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),
-    )
+        cwd=cwd, capture_output=True, text=True, env=env,
+    )  # fmt: skip
     return proc, time.perf_counter() - start
 
 
-def rtgov_session(cwd: Path) -> dict[str, object]:
-    proc, wall = run(cwd, ["test_rtgov.py", "--rtgov-gate"])
+def make_code_tree(tmp: Path, ref: str, kernels: list[str]) -> tuple[Path, str]:
+    """The workload and plugin at ``ref`` (plus synthetic kernels), committed in a new repo."""
+    sha = git(ROOT, "rev-parse", ref)
+    tree = tmp / "code"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", sha, *COPIED], cwd=ROOT, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    if any(k.startswith("s_") for k in kernels):
+        edits.add_synthetic(tree)
+    names = [edits.BY_KERNEL[k].test[len("test_") :] for k in edits.BY_KERNEL]
+    if not any(k.startswith("s_") for k in kernels):
+        names = [n for n in names if not n.startswith("s_")]
+    (tree / "tests/workload/test_kernel_bench.py").write_text(BENCH_TESTS.format(names=names))
+    git(tree, "init", "-q")
+    git(tree, "add", "-A")
+    git(tree, "commit", "-q", "-m", f"gate-quality workload at {sha}")
+    return tree, sha
+
+
+def clone(tree: Path, dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    git(tree.parent, "clone", "-q", str(tree), str(dest))
+    return dest
+
+
+def scenarios(kernels: list[str]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, size, edited kernels): unchanged first, then each group at each size."""
+    out: list[tuple[str, str, tuple[str, ...]]] = [("unchanged", "", ())]
+    for size in ("+10%", "+25%"):
+        for group in edits.GROUPS:
+            chosen = tuple(k for k in group if k in kernels)
+            if chosen:
+                out.append((f"{size} {'+'.join(chosen)}", size, chosen))
+    return out
+
+
+def true_effects(
+    tree: Path, tmp: Path, kernels: list[str], pairs: int, processes: int
+) -> dict[str, Any]:
+    """Each edit's effect on its target test body, timed standalone in ``processes`` fresh
+    processes (memory layout differs between processes); the median of their medians."""
+    out: dict[str, Any] = {}
+    script = str(ROOT / "benches" / "_gate_edits.py")
+    for _, size, chosen in scenarios(kernels)[1:]:
+        edited = clone(tree, tmp / "effect")
+        edits.apply(edited, chosen, size)
+        tests = [edits.BY_KERNEL[k].test for k in chosen]
+        runs = []
+        for _ in range(processes):
+            proc = subprocess.run(
+                [sys.executable, script, "measure", str(tree), str(edited), str(pairs), *tests],
+                capture_output=True, text=True, env=dict(os.environ, **GATE_ENV), check=False,
+            )  # fmt: skip
+            if proc.returncode:
+                raise SystemExit(proc.stderr)
+            runs.append(json.loads(proc.stdout))
+        for k in chosen:
+            per = [r[edits.BY_KERNEL[k].test] for r in runs]
+            out.setdefault(k, {})[size] = {
+                "cpu_effect": statistics.median(p["cpu_effect"] for p in per),
+                "wall_effect": statistics.median(p["wall_effect"] for p in per),
+                "processes": per,
+                "loadavg_1m": round(os.getloadavg()[0], 2),
+            }
+            print(f"true effect {size} {k}: {out[k][size]['cpu_effect']:+.3f} cpu", file=sys.stderr)
+    return out
+
+
+def ab_gates(cwd: Path) -> set[str]:
+    gates = tomllib.loads((cwd / "gates.toml").read_text()).get("gates", [])
+    return {g["name"] for g in gates if g.get("ab")}
+
+
+def rtgov_session(cwd: Path) -> dict[str, Any]:
+    proc, wall = pytest_run(cwd, [edits.PERF, "--rtgov-gate"])
     if proc.returncode not in (0, 6):
-        raise SystemExit(proc.stdout + proc.stderr)
+        raise SystemExit(f"rtgov session exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     run_id = (cwd / ".rtgov" / "latest").read_text().strip()
     record = json.loads((cwd / ".rtgov" / "runs" / f"{run_id}.json").read_text())
-    breached = sorted(
-        g["subject"].split("[")[1].rstrip("]")
-        for g in record["gate_results"]
-        if g["status"] == "breach"
-    )
-    effects = {
-        g["subject"].split("[")[1].rstrip("]"): g["relative"]
-        for g in record["gate_results"]
-        if g["gate"] == "kernel time"
-    }
+    names, kernels, other = ab_gates(cwd), {}, []
+    by_test = {e.test: e.kernel for e in edits.EDITS}
+    for g in record["gate_results"]:
+        test = g["subject"].split("::")[-1]
+        if g["gate"] in names and test in by_test:
+            keep = ("status", "relative", "p_value", "metric", "clock", "reason", "current")
+            kernels[by_test[test]] = {k: g.get(k) for k in keep}
+        elif g["status"] in ("breach", "missing"):
+            other.append(f"{g['gate']}: {g['subject']}")
     return {
-        "failed": proc.returncode == 6,
-        "breached": breached,
-        "effects": effects,
-        "wall_s": wall,
+        "exit_status": proc.returncode,
+        "wall_s": round(wall, 2),
+        "kernels": kernels,
+        "other_breaches": other,
     }
 
 
-def benchmark_session(cwd: Path, base: dict[str, dict[str, float]]) -> dict[str, object]:
+def bench_session(cwd: Path, storage: Path, max_time: float, save: bool = False) -> dict[str, Any]:
     out = cwd / "bench.json"
-    proc, wall = run(cwd, ["test_bench.py", f"--benchmark-json={out}", "--benchmark-max-time=0.2"])
-    if proc.returncode != 0:
-        raise SystemExit(proc.stdout + proc.stderr)
-    stats = {b["param"]: b["stats"] for b in json.loads(out.read_text())["benchmarks"]}
-    result: dict[str, object] = {"wall_s": wall}
-    for field in ("mean", "min"):
-        breached = sorted(
-            name
-            for name, s in stats.items()
-            if (s[field] - base[name][field]) / base[name][field] > 0.05
-        )
-        result[f"{field}:5%"] = {"failed": bool(breached), "breached": breached}
-    return result
+    args = [
+        "tests/workload/test_kernel_bench.py",
+        f"--benchmark-storage=file://{storage}",
+        f"--benchmark-json={out}",
+        f"--benchmark-max-time={max_time}",
+    ]
+    if save:
+        args.append("--benchmark-save=base")
+    else:
+        args += ["--benchmark-compare=0001", "--benchmark-compare-fail=mean:10%"]
+    proc, wall = pytest_run(cwd, args)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"pytest-benchmark exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    stats = {
+        b["param"]: {f: b["stats"][f] for f in ("mean", "median", "min")}
+        for b in json.loads(out.read_text())["benchmarks"]
+    }
+    return {"exit_status": proc.returncode, "wall_s": round(wall, 2), "stats": stats}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("benches/results/gate_quality.json"))
+    parser.add_argument("--conditions", default="quiet,hog")
+    parser.add_argument("--kernels", default=",".join(edits.BY_KERNEL))
+    parser.add_argument("--quick", action="store_true", help="2 sessions, fewer timing pairs")
+    parser.add_argument("--ref", default="HEAD", help="commit whose code the sessions run")
+    parser.add_argument("--effect-pairs", type=int, default=200)
+    parser.add_argument("--effect-processes", type=int, default=3)
+    parser.add_argument("--benchmark-max-time", type=float, default=0.5)
+    parser.add_argument("--before", type=Path, help="an earlier result to compare wall time")
+    parser.add_argument("--out", type=Path, default=ROOT / "benches/results/gate_quality.json")
     args = parser.parse_args()
+    if args.quick:
+        args.sessions, args.effect_pairs = min(args.sessions, 2), 100
+        args.benchmark_max_time = min(args.benchmark_max_time, 0.25)
+    kernels = [k for k in args.kernels.split(",") if k]
+    unknown = sorted(set(kernels) - set(edits.BY_KERNEL))
+    if unknown:
+        parser.error(f"unknown kernels {unknown}; known: {', '.join(edits.BY_KERNEL)}")
+    conditions = args.conditions.split(",")
     started = time.perf_counter()
-    rss0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    sessions: dict[str, list[dict[str, object]]] = {"unchanged": [], "slowed": []}
-    with tempfile.TemporaryDirectory(prefix="rtgov-gate-quality-") as tmp:
-        cwd = Path(tmp)
-        (cwd / "bench_kernels.py").write_text(KERNELS.format(repeats=repeats(False)))
-        (cwd / "test_rtgov.py").write_text(TESTS)
-        (cwd / "test_bench.py").write_text(BENCH_TESTS)
-        (cwd / "gates.toml").write_text(GATES)
-        git(cwd, "init", "-q")
-        git(cwd, "add", ".")
-        git(cwd, "commit", "-q", "-m", "kernels")
-        out = cwd / "base.json"
-        proc, _ = run(cwd, ["test_bench.py", f"--benchmark-json={out}", "--benchmark-max-time=0.2"])
-        if proc.returncode != 0:
-            raise SystemExit(proc.stdout + proc.stderr)
-        base = {b["param"]: b["stats"] for b in json.loads(out.read_text())["benchmarks"]}
+    sessions: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="rtgov-gate-quality-") as name:
+        tmp = Path(name)
+        tree, sha = make_code_tree(tmp, args.ref, kernels)
+        effects = true_effects(tree, tmp, kernels, args.effect_pairs, args.effect_processes)
+        storage = tmp / "benchmarks"
+        saved = bench_session(clone(tree, tmp / "s"), storage, args.benchmark_max_time, True)
+        previous: dict[str, Any] | None = None
         for index in range(args.sessions):
-            for scenario in ("unchanged", "slowed"):
-                source = KERNELS.format(repeats=repeats(scenario == "slowed"))
-                (cwd / "bench_kernels.py").write_text(source)
-                session = {
-                    "rtgov": rtgov_session(cwd),
-                    "pytest-benchmark": benchmark_session(cwd, base),
-                }
-                sessions[scenario].append(session)
-                rt = session["rtgov"]
-                print(
-                    f"{scenario:9s} {index + 1:2d}: rtgov failed={rt['failed']} {rt['breached']}; "
-                    f"pytest-benchmark mean:5% breached "
-                    f"{len(session['pytest-benchmark']['mean:5%']['breached'])}",
-                    file=sys.stderr,
-                )
-
-    def summary(scenario: str) -> dict[str, object]:
-        ss = sessions[scenario]
-        out: dict[str, object] = {"sessions": len(ss)}
-        rows = {
-            "pytest-rtgov A/B 5%": [s["rtgov"] for s in ss],
-            "pytest-benchmark mean:5%": [s["pytest-benchmark"]["mean:5%"] for s in ss],
-            "pytest-benchmark min:5%": [s["pytest-benchmark"]["min:5%"] for s in ss],
-        }
-        for tool, results in rows.items():
-            others = [k for r in results for k in r["breached"] if k not in (SLOW_10, SLOW_25)]
-            out[tool] = {
-                "sessions_failed": sum(1 for r in results if r["failed"]),
-                "caught_plus10": sum(1 for r in results if SLOW_10 in r["breached"]),
-                "caught_plus25": sum(1 for r in results if SLOW_25 in r["breached"]),
-                "unchanged_kernel_breaches": len(others),
-                "unchanged_kernel_checks": len(results) * (N_KERNELS - 2),
-            }
-        effects10 = [s["rtgov"]["effects"].get(SLOW_10) for s in ss]
-        effects25 = [s["rtgov"]["effects"].get(SLOW_25) for s in ss]
-        out["rtgov_measured_effect_plus10"] = [round(e, 4) for e in effects10 if e is not None]
-        out["rtgov_measured_effect_plus25"] = [round(e, 4) for e in effects25 if e is not None]
-        out["rtgov_session_wall_s_median"] = sorted(s["rtgov"]["wall_s"] for s in ss)[len(ss) // 2]
-        out["benchmark_session_wall_s_median"] = sorted(
-            s["pytest-benchmark"]["wall_s"] for s in ss
-        )[len(ss) // 2]
-        return out
-
+            for condition in conditions:
+                for scenario, size, chosen in scenarios(kernels):
+                    cwd = clone(tree, tmp / "s")
+                    edits.apply(cwd, chosen, size)
+                    with hog(condition == "hog") as pid:
+                        load0 = os.getloadavg()[0]
+                        rt = rtgov_session(cwd)
+                        bench = bench_session(cwd, storage, args.benchmark_max_time)
+                        load1 = os.getloadavg()[0]
+                    bench["previous"] = previous["stats"] if previous else None
+                    if not chosen:
+                        previous = bench
+                    sessions.append({
+                        "index": index, "condition": condition, "scenario": scenario,
+                        "size": size, "edited": list(chosen), "hog_pid": pid,
+                        "loadavg_1m": [round(load0, 2), round(load1, 2)],
+                        "rtgov": rt, "pytest_benchmark": bench,
+                    })  # fmt: skip
+                    print(summary.session_line(sessions[-1]), file=sys.stderr)
+    before = json.loads(args.before.read_text()) if args.before else None
     result = {
         "benchmark": "gate_quality",
         "command": "python benches/gate_quality.py " + " ".join(sys.argv[1:]),
-        "kernels": N_KERNELS,
-        "slowed": {SLOW_10: "+10% work", SLOW_25: "+25% work"},
-        "unchanged": summary("unchanged"),
-        "slowed_sessions": summary("slowed"),
+        "commit": sha,
+        "groups": [list(g) for g in edits.GROUPS],
+        "edits": {
+            e.kernel: {"file": e.path, "touches": e.touches, "changes": e.changes}
+            for e in edits.EDITS
+        },
+        "true_effects": effects,
+        "sessions": sessions,
+        "pytest_benchmark_baseline": saved,
+        "summary": summary.summarise(sessions, effects, kernels, before, saved["stats"]),
         "wall_s": round(time.perf_counter() - started, 1),
-        "children_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss - rss0,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    print(json.dumps({k: result[k] for k in ("unchanged", "slowed_sessions")}, indent=1))
+    print(summary.table(result))
     print(f"wrote {args.out} in {result['wall_s']} s")
     return 0
 
