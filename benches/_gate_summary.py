@@ -105,7 +105,7 @@ def summarise(
                     continue
                 judged = [s["rtgov"]["kernels"][k] for s in runs if k in s["rtgov"]["kernels"]]
                 metric = next((j.get("clock") or j.get("metric") for j in judged), "wall_time")
-                true = effects.get(k, {}).get(size, {})
+                true = effects.get(condition, {}).get(k, {}).get(size, {})
                 true_v = true.get(TRUE_KEY.get(metric, "wall_effect"))
                 reported = [
                     s["rtgov"]["kernels"][k]["relative"]

@@ -4,8 +4,8 @@ The workload is this repository's own (``tests/workload/test_kernel_perf.py`` ga
 ``gates.toml``), plus three synthetic kernels appended to that file in the copy. The
 slowdowns are real code edits of the kernels (``benches/_gate_edits.py``: for each kernel
 one edit of about +10% and one of about +25%), whose true effect is timed standalone
-first: the current and the edited test body alternated in one process, median of paired
-ratios, CPU and wall time (quiet, before any session).
+first, in each condition: the current and the edited test body alternated in one
+process, median of paired ratios, CPU and wall time, in 3 fresh processes (median).
 
 A session: a fresh ``git clone`` of the code at ``--ref`` (committed, so the A/B gate has
 a reference), the edits applied uncommitted, then, as a user runs it,
@@ -234,7 +234,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rtgov-gate-quality-") as name:
         tmp = Path(name)
         tree, sha = make_code_tree(tmp, args.ref, kernels)
-        effects = true_effects(tree, tmp, kernels, args.effect_pairs, args.effect_processes)
+        effects: dict[str, Any] = {}
+        for condition in conditions:  # an edit's effect may itself depend on the neighbour
+            with hog(condition == "hog"):
+                effects[condition] = true_effects(
+                    tree, tmp, kernels, args.effect_pairs, args.effect_processes
+                )
         storage = tmp / "benchmarks"
         saved = bench_session(clone(tree, tmp / "s"), storage, args.benchmark_max_time, True)
         previous: dict[str, Any] | None = None

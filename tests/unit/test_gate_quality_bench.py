@@ -108,7 +108,7 @@ def test_summary_counts_breaches_and_unconfirmed_apart_and_judges_targets():
         _session("hog", ("gelu",), {"gelu": "breach", "linear": "pass"}, 0.11, rc=6),
         _session("hog", ("gelu",), {"gelu": "unconfirmed", "linear": "breach"}, 0.14),
     ]
-    effects = {"gelu": {"+10%": {"cpu_effect": 0.10, "wall_effect": 0.2}}}
+    effects = {"hog": {"gelu": {"+10%": {"cpu_effect": 0.10, "wall_effect": 0.2}}}}
     out = summary.summarise(sessions, effects, ks, None)["hog"]
     assert out["unchanged_failed"] == 1
     counts = {"breach": 1, "unconfirmed": 0, "pass": 1, "other": 0}
