@@ -46,8 +46,8 @@ from pytest_rtgov.core.records import (
     FixtureSetup,
     RunRecord,
     TestEntry,
-    canonical_run,
 )
+from pytest_rtgov.core.run_order import canonical_run
 from pytest_rtgov.errors import InvalidOptionError, RtgovError
 
 __all__ = [

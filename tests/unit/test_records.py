@@ -18,8 +18,8 @@ from pytest_rtgov.core.records import (
     RunRecord,
     Sample,
     TestEntry,
-    canonical_run,
 )
+from pytest_rtgov.core.run_order import canonical_run
 from pytest_rtgov.errors import RecordFormatError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
