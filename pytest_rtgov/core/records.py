@@ -4,15 +4,15 @@ Every record class has ``to_dict()`` returning builtin types only (records cross
 xdist's wire and are written as JSON). The classes' field annotations are the
 schema of a record file: ``RunRecord.from_dict()`` validates decoded JSON against
 them with msgspec (``core/schema.py``), names the place of the first problem, and
-never mutates its input. The format is described in docs/run-record.md.
+never mutates its input. The format is described in docs/run-record.md. Their
+canonical order is ``core/run_order.py``'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
@@ -30,7 +30,6 @@ __all__ = [
     "RunRecord",
     "Sample",
     "TestEntry",
-    "canonical_run",
     "escape_json",
     "escape_text",
     "unescape_text",
@@ -164,11 +163,6 @@ class Metric:
             "unit": self.unit,
             "value": self.value,
         }
-
-
-def _sorted_metrics(metrics: Iterable[Metric]) -> tuple[Metric, ...]:
-    # Stable sort: two records of one name keep the order they were made in.
-    return tuple(sorted(metrics, key=lambda m: m.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,47 +327,3 @@ class RunRecord:
         record = convert(data, cls, source=source, error=RecordFormatError)
         require_keys(data, cls, source=source, error=RecordFormatError)
         return record
-
-
-def _canonical_test(test: TestEntry) -> TestEntry:
-    if not test.metrics and not test.markers:
-        return test  # the usual case, checked before any sorting
-    metrics = _sorted_metrics(test.metrics)
-    markers = tuple(sorted(set(test.markers)))
-    if metrics == test.metrics and markers == test.markers:
-        return test  # already canonical: no copy (this runs once per test)
-    return dataclasses.replace(test, metrics=metrics, markers=markers)
-
-
-def canonical_run(
-    *,
-    tests: Iterable[TestEntry],
-    fixture_setups: Iterable[tuple[FixtureEntry, FixtureSetup]],
-) -> tuple[tuple[TestEntry, ...], tuple[FixtureEntry, ...]]:
-    """Order entries canonically, whatever order xdist delivered them in.
-
-    Tests sort by node id; fixtures by (scope node id, name, param index), their
-    setups by (worker, requesting test); metrics by name.
-    """
-    ordered_tests = tuple(sorted((_canonical_test(t) for t in tests), key=lambda t: t.nodeid))
-    grouped: dict[tuple[str, str, int], tuple[FixtureEntry, list[FixtureSetup]]] = {}
-    for entry, setup in fixture_setups:
-        setup = FixtureSetup(
-            worker=setup.worker,
-            requested_by=setup.requested_by,
-            outcome=setup.outcome,
-            sample=setup.sample,
-            metrics=_sorted_metrics(setup.metrics),
-        )
-        grouped.setdefault(entry.key, (entry, []))[1].append(setup)
-    ordered_fixtures = tuple(
-        FixtureEntry(
-            nodeid=entry.nodeid,
-            name=entry.name,
-            scope=entry.scope,
-            param_index=entry.param_index,
-            setups=tuple(sorted(setups, key=lambda s: (s.worker, s.requested_by))),
-        )
-        for key, (entry, setups) in sorted(grouped.items())
-    )
-    return ordered_tests, ordered_fixtures

@@ -22,9 +22,9 @@ from pytest_rtgov.core.records import (
     RunRecord,
     Sample,
     TestEntry,
-    canonical_run,
     escape_text,
 )
+from pytest_rtgov.core.run_order import canonical_run
 from pytest_rtgov.measure.clock import epoch_ns
 from pytest_rtgov.plugin.settings import MAIN_WORKER, Settings
 
