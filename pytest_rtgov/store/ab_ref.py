@@ -1,7 +1,6 @@
 """Which code the A/B gates compare against: ``ab_ref`` resolved to one git commit.
 
-:func:`resolve_ab_ref` decides, in this order (docs/gates.md, "Which code A/B gates
-compare against"):
+:func:`resolve_ab_ref` decides, in this order (docs/gates.md, A/B limits; docs/ci.md):
 
 1. a git ref given by ``--rtgov-ab-ref`` or by ``ab_ref`` in gates.toml: that ref;
 2. ``ab_ref = "accepted"``: ``refs/rtgov/accepted``, the code the last baseline refresh
