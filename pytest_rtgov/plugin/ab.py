@@ -13,7 +13,7 @@ from typing import Any
 
 from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.rounds import RoundsSpec
-from pytest_rtgov.core.sequential import Judgement, Plan, judge
+from pytest_rtgov.core.sequential import Plan, judge
 from pytest_rtgov.core.stats import measured, paired_effect
 from pytest_rtgov.measure.clock import wall_ns
 from pytest_rtgov.measure.region import Meter
@@ -117,7 +117,7 @@ def run_ab(
     for block in range(1, 1 + int(settings.get("confirm", 0))):
         if breach is None or not state["baseline_ok"]:
             break
-        if block > 1 and not _ab_exceeds(samples, block - 1, settings, breach):
+        if block > 1 and not _ab_exceeds(samples, block - 1, settings, breach.clock.metric):
             break
         for index in range(plan.first):
             pair(index, False, block)
@@ -125,11 +125,14 @@ def run_ab(
 
 
 def _ab_exceeds(
-    samples: list[dict[str, Any]], block: int, settings: dict[str, Any], judged: Judgement
+    samples: list[dict[str, Any]],
+    block: int,
+    settings: dict[str, Any],
+    clock: str = "wall_time",
 ) -> bool:
     """Does this confirmation block's A/B effect (``core.stats.paired_effect``, on the
     clock that judged block 0, as the gate computes it) exceed the smallest threshold?"""
-    field = _FIELD[judged.clock.metric]
+    field = _FIELD[clock]
     chosen = [Sample(**s) for s in samples if s["block"] == block]
     current = [getattr(s, field) for s in measured(chosen, "current")]
     baseline = [getattr(s, field) for s in measured(chosen, "baseline")]
