@@ -27,6 +27,7 @@ __all__ = [
     "FixtureEntry",
     "FixtureSetup",
     "Metric",
+    "Rerun",
     "RunRecord",
     "Sample",
     "TestEntry",
@@ -166,8 +167,35 @@ class Metric:
 
 
 @dataclass(frozen=True, slots=True)
+class Rerun:
+    """An earlier attempt of a test that a rerun plugin ran again (pytest-rerunfailures'
+    ``--reruns`` or ``@pytest.mark.flaky``): kept, never counted. Its test entry's
+    samples, metrics and outcome are the final attempt's; gates judge those alone.
+
+    ``outcome`` is what the attempt would have been alone (``failed``: its call
+    failed; ``error``: its setup or teardown did). ``fixtures`` holds the setups of
+    this attempt that the next attempt set up again (a fixture set up once for all
+    attempts stays in the run's fixtures)."""
+
+    outcome: OutcomeText
+    samples: tuple[Sample, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+    fixtures: tuple[FixtureEntry, ...] = ()
+    required_keys: ClassVar[tuple[str, ...]] = ("samples", "metrics")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {  # keys sorted (see Sample.to_dict)
+            "fixtures": [f.to_dict() for f in self.fixtures],
+            "metrics": [m.to_dict() for m in self.metrics],
+            "outcome": self.outcome,
+            "samples": [s.to_dict() for s in self.samples],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class TestEntry:
-    """Everything measured for one test: its call rounds, metrics and outcome."""
+    """Everything measured for one test: its call rounds, metrics and outcome (of its
+    final attempt; earlier attempts a rerun plugin ran are its ``reruns``)."""
 
     __test__ = False  # not a pytest test class
 
@@ -179,19 +207,23 @@ class TestEntry:
     samples: tuple[Sample, ...] = ()
     metrics: tuple[Metric, ...] = ()
     markers: tuple[str, ...] = ()
+    reruns: tuple[Rerun, ...] = ()
     required_keys: ClassVar[tuple[str, ...]] = ("rounds", "warmup", "samples", "metrics")
 
     def to_dict(self) -> dict[str, Any]:
-        return {  # keys sorted (see Sample.to_dict)
+        data: dict[str, Any] = {  # keys sorted (see Sample.to_dict)
             "markers": list(self.markers),
             "metrics": [m.to_dict() for m in self.metrics],
             "nodeid": self.nodeid,
             "outcome": self.outcome,
-            "rounds": self.rounds,
-            "samples": [s.to_dict() for s in self.samples],
-            "warmup": self.warmup,
-            "worker": self.worker,
         }
+        if self.reruns:  # written only when there were any: records stay as they were
+            data["reruns"] = [r.to_dict() for r in self.reruns]
+        data["rounds"] = self.rounds
+        data["samples"] = [s.to_dict() for s in self.samples]
+        data["warmup"] = self.warmup
+        data["worker"] = self.worker
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,17 @@ from typing import Protocol
 from pytest_rtgov.core.constants import MEMORY_MODES
 from pytest_rtgov.errors import InvalidOptionError
 
-__all__ = ["MEMORY_MODES", "MemoryProbe", "make_probe"]
+__all__ = [
+    "MEMORY_MODES",
+    "TRACEMALLOC_UNMEASURED",
+    "MemoryProbe",
+    "make_probe",
+]
+
+# A sample's evidence when the code under test used tracemalloc itself (its peak: None).
+TRACEMALLOC_UNMEASURED = (
+    "unmeasured: the code under test started, stopped or cleared tracemalloc itself"
+)
 
 
 class MemoryProbe(Protocol):
@@ -99,32 +109,54 @@ class TracemallocProbe:
     """
 
     mode = "tracemalloc"
-    __slots__ = ("_owned", "_peaks")
+    __slots__ = ("_owned", "_peaks", "_sentinel")
 
     def __init__(self) -> None:
         self._peaks = _StackedPeak()
         self._owned = False
+        self._sentinel: object = None
 
     def start(self) -> None:
         peaks = self._peaks
-        if not peaks._stack and not tracemalloc.is_tracing():
-            # Fast path, the usual case: fresh tracing starts at zero traced bytes
-            # and a zero peak, so there is nothing to read or reset. The frame is
-            # pushed before tracing starts so that its own allocation is not traced.
-            peaks.push(0, 0)
-            tracemalloc.start()
-            self._owned = True
-            return
+        if not peaks._stack:
+            if not tracemalloc.is_tracing():
+                # Fast path, the usual case: fresh tracing starts at zero traced bytes
+                # and a zero peak, so there is nothing to reset. The frame is pushed
+                # before tracing starts so that its own allocation is not traced.
+                peaks.push(0, 0)
+                tracemalloc.start()
+                self._owned = True
+                # A traced object: code under test that stops, restarts or clears
+                # tracemalloc loses its trace (see stop). The base is the level after it.
+                self._sentinel = object()
+                peaks._stack[-1][0] = tracemalloc.get_traced_memory()[0]
+                return
+            self._sentinel = object()
         current, peak = tracemalloc.get_traced_memory()
         peaks.push(current, peak)
         tracemalloc.reset_peak()
 
     def stop(self) -> tuple[int | None, str | None]:
-        peak = tracemalloc.get_traced_memory()[1]
-        if self._owned and len(self._peaks._stack) == 1:
-            tracemalloc.stop()
-            self._owned = False
-        return self._peaks.pop(peak), None
+        """The peak, or ``(None, TRACEMALLOC_UNMEASURED)`` when the code under test
+        stopped, restarted or cleared tracemalloc during the region: its peak is then
+        unknown (never reported as 0 B). A lone ``tracemalloc.reset_peak()`` is not
+        seen (it lowers the peak)."""
+        peaks = self._peaks
+        outermost = len(peaks._stack) == 1
+        if tracemalloc.is_tracing() and tracemalloc.get_object_traceback(self._sentinel):
+            result: tuple[int | None, str | None] = (
+                peaks.pop(tracemalloc.get_traced_memory()[1]),
+                None,
+            )
+        else:
+            peaks.pop(0)
+            result = None, TRACEMALLOC_UNMEASURED
+        if outermost:
+            self._sentinel = None
+            if self._owned:
+                tracemalloc.stop()
+                self._owned = False
+        return result
 
     def close(self) -> None:
         if self._owned:

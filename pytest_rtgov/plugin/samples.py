@@ -5,6 +5,12 @@ capture plugin hands it over directly; under xdist it crosses the wire as builti
 (:meth:`Phase.to_wire`, :meth:`Phase.from_wire`). Either way the controller's
 :class:`Collector` folds it with the same code (its ``pytest_runtest_logreport``), and
 builds the record in canonical order (:meth:`Collector.build_record`).
+
+A test that a rerun plugin runs again (pytest-rerunfailures) repeats its setup, call
+and teardown reports under one node id: each attempt after the first begins with a
+setup report after a teardown, and the attempt before it becomes one of the test's
+``reruns`` (:class:`~pytest_rtgov.core.records.Rerun`), so the entry's samples,
+metrics and outcome are the final attempt's alone.
 """
 
 from __future__ import annotations
@@ -19,14 +25,16 @@ from pytest_rtgov.core.records import (
     FixtureEntry,
     FixtureSetup,
     Metric,
+    Rerun,
     RunRecord,
     Sample,
     TestEntry,
     escape_text,
 )
-from pytest_rtgov.core.run_order import canonical_run
+from pytest_rtgov.core.run_order import canonical_run, sorted_metrics
 from pytest_rtgov.measure.clock import epoch_ns
-from pytest_rtgov.plugin.settings import MAIN_WORKER, Settings
+from pytest_rtgov.measure.memory import TRACEMALLOC_UNMEASURED
+from pytest_rtgov.plugin.settings import MAIN_WORKER, OUTCOME_KEY, Settings
 
 if TYPE_CHECKING:
     from pytest_rtgov.plugin.capture import Capture
@@ -100,15 +108,37 @@ class _TestAccumulator:
     call_outcome: str | None = None
     skipped: bool = False
     errored: bool = False
+    torn_down: bool = False  # this attempt's teardown was reported
+    reruns: list[Rerun] | None = None  # earlier attempts, oldest first
 
     def take_phase(self, when: str, outcome: str) -> None:
-        """Fold one phase's report outcome in."""
+        """Fold one phase's report outcome in. ``rerun`` is pytest-rerunfailures'
+        outcome of a failed phase whose test it runs again: failed, for this attempt."""
+        if outcome == "rerun":
+            outcome = "failed"
         if when == "call":
             self.call_outcome = outcome
-        elif outcome == "failed":
-            self.errored = True
-        elif outcome == "skipped":
-            self.skipped = True
+        else:
+            if outcome == "failed":
+                self.errored = True
+            elif outcome == "skipped":
+                self.skipped = True
+            if when == "teardown":
+                self.torn_down = True
+
+    def end_attempt(self, fixtures: tuple[FixtureEntry, ...]) -> None:
+        """Keep the attempt folded so far as a rerun and start the next one afresh."""
+        rerun = Rerun(
+            outcome=self.outcome(),
+            samples=tuple(Sample(**s) for s in self.samples) if self.samples else (),
+            metrics=sorted_metrics(self.metrics) if self.metrics else (),
+            fixtures=fixtures,
+        )
+        if self.reruns is None:
+            self.reruns = []
+        self.reruns.append(rerun)
+        self.samples = self.metrics = self.call_outcome = None
+        self.skipped = self.errored = self.torn_down = False
 
     def outcome(self) -> str:
         if self.errored:
@@ -151,6 +181,8 @@ class Collector:
             if self.locations is not None:
                 path, lineno, _ = report.location
                 self.locations[nodeid] = (path, None if lineno is None else lineno + 1)
+        elif acc.torn_down and report.when == "setup":  # the test runs again: a rerun
+            acc.end_attempt(self._take_superseded(nodeid, phase))
         if phase is not None:
             worker = acc.worker = phase.worker
             if phase.fixtures:
@@ -171,6 +203,35 @@ class Collector:
                 else:
                     acc.metrics.extend(phase.metrics)
         acc.take_phase(report.when, report.outcome)
+
+    def _take_superseded(self, nodeid: str, phase: Phase | None) -> tuple[FixtureEntry, ...]:
+        """The fixture setups an attempt of ``nodeid`` made that its next attempt (whose
+        setup ``phase`` is) makes again, taken out of the run's fixtures: they belong to
+        the rerun. A setup made once for all attempts (a session fixture) stays."""
+        fixtures = (phase.fixtures if phase is not None else None) or ()
+        again = {(fx["nodeid"], fx["name"], fx["param_index"]) for fx in fixtures}
+        requested_by = escape_text(nodeid)
+        kept: list[tuple[FixtureEntry, FixtureSetup]] = []
+        taken: list[tuple[FixtureEntry, FixtureSetup]] = []
+        for entry, setup in self._fixture_setups:
+            superseded = setup.requested_by == requested_by and (
+                entry.nodeid, entry.name, entry.param_index
+            ) in again
+            (taken if superseded else kept).append((entry, setup))
+        if not taken:
+            return ()
+        self._fixture_setups = kept
+        return canonical_run(tests=(), fixture_setups=taken)[1]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Notes on what the record holds but does not count: regions whose memory the
+        code under test made unmeasurable, and tests that were rerun."""
+        outcome = self.config.stash.get(OUTCOME_KEY, None)
+        if outcome is None or outcome.record is None:
+            return
+        for line in _record_notes(outcome.record):
+            terminalreporter.write_line(line)
 
     def add_calibration(self, worker: str, calibration: dict[str, Any]) -> None:
         """A process's timing of the calibration kernel (``measure/calibration.py``)."""
@@ -212,6 +273,7 @@ class Collector:
                     samples=tuple(Sample(**s) for s in acc.samples) if acc.samples else (),
                     markers=acc.markers,
                     metrics=tuple(acc.metrics) if acc.metrics else (),
+                    reruns=tuple(acc.reruns) if acc.reruns else (),
                 )
                 for nodeid, acc in self._tests.items()
             ),
@@ -246,6 +308,45 @@ class Collector:
             if self._calibrations
             else {},
         )
+
+
+_LISTED = 10  # subjects a terminal note names before "and N more"
+
+
+def _record_notes(record: RunRecord) -> list[str]:
+    """The terminal notes about ``record``: unmeasured memory, reruns."""
+    unmeasured = [
+        t.nodeid for t in record.tests for s in t.samples if s.evidence == TRACEMALLOC_UNMEASURED
+    ] + [
+        f"fixture {f.name} (set up for {setup.requested_by})"
+        for f in record.fixtures
+        for setup in f.setups
+        if setup.sample.evidence == TRACEMALLOC_UNMEASURED
+    ]
+    rerun = [f"{t.nodeid} ({len(t.reruns)} earlier attempts)" for t in record.tests if t.reruns]
+    notes: list[str] = []
+    if unmeasured:
+        notes.append(
+            f"rtgov: memory not measured for {len(unmeasured)} regions: the code under test "
+            "started, stopped or cleared tracemalloc itself, so their peak is unknown "
+            "(recorded as null, never 0 B; measure them with --rtgov-memory rss or memray):"
+        )
+        notes += _listed(dict.fromkeys(unmeasured))
+    if rerun:
+        notes.append(
+            f"rtgov: {len(rerun)} tests rerun: only each one's final attempt counts (samples, "
+            "metrics, outcome, gates); the record keeps the earlier ones as its reruns:"
+        )
+        notes += _listed(rerun)
+    return notes
+
+
+def _listed(subjects: Any) -> list[str]:
+    subjects = list(subjects)
+    lines = [f"  {s}" for s in subjects[:_LISTED]]
+    if len(subjects) > _LISTED:
+        lines.append(f"  and {len(subjects) - _LISTED} more")
+    return lines
 
 
 def _iso(ns: int) -> str:

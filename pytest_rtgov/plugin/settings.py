@@ -126,6 +126,7 @@ def resolve(config: pytest.Config) -> Settings:
         paths=paths,
         github_actions=os.environ.get("GITHUB_ACTIONS") == "true",
     )
+    _check_one_memray_tracker(config, settings.memory_mode)
     # Markers are kept where gates may select by them: gated runs and shards.
     settings.record_markers = settings.mode == "gate" or (
         workerinput is not None and bool(config.getoption("rtgov_shard"))
@@ -225,6 +226,22 @@ def _plan_keys(config: pytest.Config, settings: Settings) -> Any:
         )
     except RtgovError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _check_one_memray_tracker(config: pytest.Config, memory_mode: str) -> None:
+    """memray allows one Tracker per process: pytest-memray's ``--memray`` holds one
+    around every test, rtgov's memray mode one around every region. Together each
+    test would fail ("No more than one Tracker instance can be active"): a usage
+    error now, before any test runs. pytest-memray installed but not activated is fine."""
+    if memory_mode != "memray" or not config.pluginmanager.hasplugin("memray"):
+        return
+    if config.getoption("memray", default=False):
+        raise pytest.UsageError(
+            "pytest-rtgov: pytest-memray's --memray and --rtgov-memory memray cannot both "
+            "hold a memray Tracker (memray allows one per process): drop --memray to keep "
+            "rtgov's per-test memray captures, or choose another --rtgov-memory mode "
+            "(tracemalloc, rss) to keep pytest-memray's"
+        )
 
 
 def _check_state_dir(state_dir: Path) -> None:
