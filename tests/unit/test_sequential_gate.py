@@ -86,3 +86,15 @@ def test_the_clock_round_trips_and_old_results_read():
     assert GateResult.from_dict(result.to_dict()) == result
     old = dataclasses.replace(result, clock=None).to_dict()
     assert "clock" not in old and GateResult.from_dict(old).clock is None
+
+
+def test_the_loops_alpha_is_no_larger_than_the_gates():
+    from pytest_rtgov.plugin.ab import plan_of
+
+    settings = {"pairs": 20, "max_pairs": 100, "confidence": 0.99, "regression_gates": 2}
+    plan = plan_of(settings, tests=3)
+    assert plan.looks() == (20, 40, 60, 80, 100)
+    assert plan.alpha == pytest.approx(0.01 / 6) and plan.gamma == pytest.approx(0.01)
+    # the gate: one A/B gate on one test: m = 1, alpha 0.01 >= the loop's
+    samples = session(random.Random(2), 20, effect=0.3, noise=0.01)
+    assert "< 0.002;" in gate(config(), samples).reason  # 0.01 * 20 / 100
