@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "AUTO_CHEAP_PROBE",
     "DEFAULT_MEMORY_MODE",
     "EXIT_GATE_BREACHED",
     "EXIT_INTEGRITY",
@@ -14,11 +15,14 @@ __all__ = [
     "ExitCode",
 ]
 
-MEMORY_MODES = ("tracemalloc", "memray", "rss", "off")
+MEMORY_MODES = ("auto", "tracemalloc", "memray", "rss", "off")
 # --rtgov-export formats; here, not in report.export, so that checking the option does
 # not import the exporters (and numpy) before any test runs.
 EXPORT_FORMATS = ("json", "prometheus", "otlp", "junit", "markdown")
-DEFAULT_MEMORY_MODE = "tracemalloc"
+DEFAULT_MEMORY_MODE = "auto"
+# The probe the auto mode measures with where nothing asked for precision; no gate
+# judges its values (core/subjects.py, docs/memory.md).
+AUTO_CHEAP_PROBE = "rss"
 
 
 class ExitCode(enum.IntEnum):

@@ -166,6 +166,14 @@ def _evaluate_measurement(
         base = _identity(gate, subject, gate.rules())
     if not values:
         why = "no calibration for its worker" if gate.calibrated else "memory off, or no GPU?"
+        cheap = subject.cheap_probe
+        if cheap and gate.metric == "peak_memory" and any(
+            s.memory_probe == cheap for s in subject.samples
+        ):  # the auto memory mode measured it cheaply: no gate asked when it ran
+            why = (
+                "memory auto measured it with the cheap rss probe only; measure it in a "
+                "gated session, or mark it @pytest.mark.rtgov(memory=True)"
+            )
         return GateResult(status="missing", reason=f"no {gate.metric} samples ({why})", **base)
     current = statistics.median(values)
     reasons = budget_reasons(gate.minimum, gate.maximum, current)

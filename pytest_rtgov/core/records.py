@@ -123,25 +123,32 @@ class Sample(msgspec.Struct, frozen=True, gc=False):
     evidence: str | None = None
     variant: Annotated[str, one_of("current", "baseline")] = "current"
     block: Count = 0
+    # The probe that measured peak_memory_bytes (a --rtgov-memory mode's name; null when
+    # not measured, and in records older than the auto mode): see docs/memory.md.
+    memory_probe: Annotated[str, one_of("tracemalloc", "memray", "rss")] | None = None
     # Keys a record file must hold, though Python callers may leave them out
     # (core.schema.require_keys); msgspec takes other fields with defaults as optional.
     required_keys: ClassVar[tuple[str, ...]] = ("warmup", "completed")
 
     def to_dict(self) -> dict[str, Any]:
         # Keys in sorted order, as in every to_dict() a test's JSON is made of: see
-        # RunRecord.canonical_json.
-        return {
+        # RunRecord.canonical_json. ``memory_probe`` only when set: a record written
+        # before it existed reads back to the same bytes.
+        data = {
             "block": self.block,
             "completed": self.completed,
             "cpu_ns": self.cpu_ns,
             "evidence": self.evidence,
             "gpu_memory_bytes": self.gpu_memory_bytes,
             "gpu_time_ns": self.gpu_time_ns,
-            "peak_memory_bytes": self.peak_memory_bytes,
-            "variant": self.variant,
-            "wall_ns": self.wall_ns,
-            "warmup": self.warmup,
         }
+        if self.memory_probe is not None:
+            data["memory_probe"] = self.memory_probe
+        data["peak_memory_bytes"] = self.peak_memory_bytes
+        data["variant"] = self.variant
+        data["wall_ns"] = self.wall_ns
+        data["warmup"] = self.warmup
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The ``@pytest.mark.rtgov(rounds=..., warmup=...)`` marker's arguments, validated."""
+"""The ``@pytest.mark.rtgov(rounds=..., warmup=..., memory=...)`` marker's arguments,
+validated."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class RoundsSpec:
 
     rounds: int = 1
     warmup: int = 0
+    memory: bool = False  # measure peak memory precisely in the auto memory mode
 
 
 def _count(name: str, value: Any, minimum: int) -> int:
@@ -42,14 +44,23 @@ def parse_rounds_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Round
     """
     if args:
         raise InvalidOptionError(
-            f"rtgov marker takes keyword arguments only (rounds=, warmup=), got {tuple(args)!r}"
+            "rtgov marker takes keyword arguments only (rounds=, warmup=, memory=), "
+            f"got {tuple(args)!r}"
         )
-    unknown = sorted(set(kwargs) - {"rounds", "warmup"})
+    unknown = sorted(set(kwargs) - {"rounds", "warmup", "memory"})
     if unknown:
         raise InvalidOptionError(
-            f"unknown rtgov marker argument(s) {', '.join(unknown)}: expected 'rounds', 'warmup'"
+            f"unknown rtgov marker argument(s) {', '.join(unknown)}: expected 'rounds', "
+            "'warmup', 'memory'"
+        )
+    memory = kwargs.get("memory", False)
+    if not isinstance(memory, bool):
+        raise InvalidOptionError(
+            f"invalid value for rtgov marker argument 'memory': expected True or False "
+            f"(not {memory!r})"
         )
     return RoundsSpec(
         rounds=_count("rounds", kwargs.get("rounds", 1), 1),
         warmup=_count("warmup", kwargs.get("warmup", 0), 0),
+        memory=memory,
     )

@@ -12,6 +12,7 @@ import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pytest_rtgov.core.constants import AUTO_CHEAP_PROBE
 from pytest_rtgov.core.gates_config import Gate
 from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import FixtureEntry, RunRecord, Sample, TestEntry
@@ -35,6 +36,9 @@ class Subject:
     metrics: tuple[tuple[str, float | str, bool | None], ...]
     workers: tuple[str, ...] = ()  # the worker of each sample
     calibration: Mapping[str, int] = field(default_factory=dict)  # worker -> ns
+    # The auto memory mode's cheap probe, whose peak_memory values no gate judges
+    # (docs/memory.md): None in the other modes, where the user chose the probe.
+    cheap_probe: str | None = None
 
     def calibrated(self, metric: str) -> list[float]:
         """Measured time divided by the calibration time of the process that ran it."""
@@ -53,7 +57,10 @@ class Subject:
         self, metric: str, variant: str = "current", block: int | None = None
     ) -> list[float]:
         field_name, scale = _SAMPLE_FIELD[metric]
-        values = [getattr(s, field_name) for s in measured(self.samples, variant, block)]
+        samples = measured(self.samples, variant, block)
+        if self.cheap_probe is not None and field_name == "peak_memory_bytes":
+            samples = [s for s in samples if s.memory_probe != self.cheap_probe]
+        values = [getattr(s, field_name) for s in samples]
         return [v * scale for v in values if v is not None]
 
     def pairs(self, metric: str, block: int = 0) -> list[tuple[float, float]]:
@@ -79,6 +86,7 @@ def subject_id(entry: TestEntry | FixtureEntry) -> str:
 
 def subjects_of(record: RunRecord) -> list[Subject]:
     calibration = dict(record.calibration.get("workers", {}))
+    cheap = AUTO_CHEAP_PROBE if record.memory_mode == "auto" else None
     subjects = [
         Subject(
             id=subject_id(t),
@@ -90,6 +98,7 @@ def subjects_of(record: RunRecord) -> list[Subject]:
             metrics=tuple((m.name, m.value, m.higher_is_better) for m in t.metrics),
             workers=(t.worker,) * len(t.samples),
             calibration=calibration,
+            cheap_probe=cheap,
         )
         for t in record.tests
     ]
@@ -107,6 +116,7 @@ def subjects_of(record: RunRecord) -> list[Subject]:
                 ),
                 workers=tuple(s.worker for s in f.setups),
                 calibration=calibration,
+                cheap_probe=cheap,
             )
         )
     return subjects

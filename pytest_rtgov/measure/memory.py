@@ -1,11 +1,17 @@
 """Memory probes: peak memory above the level at a region's start.
 
-Four modes, chosen by ``--rtgov-memory``:
+Five modes, chosen by ``--rtgov-memory``:
 
+``auto``
+    The default. Precise (tracemalloc) where something needs it: the subjects a
+    ``peak_memory`` gate selects and tests marked ``@pytest.mark.rtgov(memory=True)``;
+    elsewhere the cheap resident set probe below (no cost per allocation), or not
+    measured (None) where Linux's clear_refs is not there. Each sample records which
+    probe measured it (``memory_probe``).
 ``tracemalloc``
     Python's tracer; numpy reports its array buffers to it (domain 389047), so it
-    sees array allocations. Traces only while a region is open. The default: a few
-    microseconds per region (see docs/memory.md for the measurements).
+    sees array allocations. Traces only while a region is open: a few microseconds
+    per region, and a hook on every allocation inside it (docs/memory.md).
 ``memray``
     A ``memray.Tracker`` per outermost region. Sees every allocation, native ones
     included, to the byte, and keeps the capture file as evidence (flamegraphs,
@@ -13,7 +19,7 @@ Four modes, chosen by ``--rtgov-memory``:
 ``rss``
     Linux: resident set high-water mark after resetting it through
     ``/proc/self/clear_refs``. Sees touched pages of any allocator, no Python cost
-    per allocation, 50-100 us per region.
+    per allocation, a few microseconds per region.
 ``off``
     Nothing.
 
@@ -31,11 +37,18 @@ from typing import Protocol
 from pytest_rtgov.core.constants import MEMORY_MODES
 from pytest_rtgov.errors import InvalidOptionError
 
+try:  # POSIX only; the rss probe is Linux only
+    from resource import RUSAGE_SELF, getpagesize, getrusage
+except ImportError:  # pragma: no cover - Windows
+    RUSAGE_SELF, getrusage, getpagesize = 0, None, None  # type: ignore[assignment]
+
 __all__ = [
     "MEMORY_MODES",
     "TRACEMALLOC_UNMEASURED",
+    "AutoProbe",
     "MemoryProbe",
     "make_probe",
+    "rss_available",
 ]
 
 # A sample's evidence when the code under test used tracemalloc itself (its peak: None).
@@ -46,6 +59,8 @@ TRACEMALLOC_UNMEASURED = (
 
 class MemoryProbe(Protocol):
     mode: str
+    # the probe that measured the region that stopped last (a name of MEMORY_MODES)
+    measured_by: str | None
 
     def start(self) -> None: ...
 
@@ -90,6 +105,7 @@ class _StackedPeak:
 
 class OffProbe:
     mode = "off"
+    measured_by = None
 
     def start(self) -> None:
         pass
@@ -108,7 +124,7 @@ class TracemallocProbe:
     left on and only the peak is reset.
     """
 
-    mode = "tracemalloc"
+    mode = measured_by = "tracemalloc"
     __slots__ = ("_owned", "_peaks", "_sentinel")
 
     def __init__(self) -> None:
@@ -164,43 +180,119 @@ class TracemallocProbe:
             self._owned = False
 
 
-_STATUS = "/proc/self/status"
-_CLEAR_REFS = "/proc/self/clear_refs"
+_PROC = "/proc/self"
+_CLEAR_REFS = f"{_PROC}/clear_refs"
 
 
-def _status_kib(field: bytes) -> int:
-    with open(_STATUS, "rb") as fh:
-        for line in fh:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise OSError(f"{field.decode()} missing from {_STATUS}")
+def rss_available() -> bool:
+    """Whether this process can reset its resident high-water mark (Linux)."""
+    return os.access(_CLEAR_REFS, os.W_OK)
 
 
 class RssProbe:
-    """Resident set high-water mark, reset per region by writing 5 to clear_refs."""
+    """Resident set high-water mark, reset per region by writing 5 to clear_refs.
 
-    mode = "rss"
-    __slots__ = ("_peaks",)
+    The hot path is four system calls on file descriptors kept open, no file parsed:
+    at start a write to ``clear_refs`` (the high-water mark becomes the resident
+    set), a ``pread`` of ``statm`` (the resident set: the region's base) and a
+    ``getrusage``; at stop a ``getrusage``. ``ru_maxrss`` is the larger of the
+    reset mark and the process's historic peak at a thread exit or an exec (the
+    kernel's ``signal->maxrss``, which clear_refs does not reset); where that
+    historic floor may hide the region's peak, the mark is read from
+    ``/proc/self/status`` instead (``VmHWM``), so the result is the kernel's mark
+    either way.
+    """
+
+    mode = measured_by = "rss"
+    __slots__ = ("_clear", "_floor", "_page", "_peaks", "_pid", "_statm", "_status")
 
     def __init__(self) -> None:
-        if not os.access(_CLEAR_REFS, os.W_OK):
+        if not rss_available():
             raise InvalidOptionError(
                 "invalid value for --rtgov-memory: 'rss' needs Linux's writable "
                 f"{_CLEAR_REFS}; use 'tracemalloc' or 'memray' here"
             )
         self._peaks = _StackedPeak()
+        self._pid = 0
+        self._clear = self._statm = self._status = -1
+        self._floor: list[int] = []  # per open region: ru_maxrss (bytes) it cannot see under
+        self._page = getpagesize()
+
+    def _open(self) -> None:
+        """(Re)open the files: once, and again in a forked child (its own /proc/self)."""
+        self.close()
+        self._clear = os.open(_CLEAR_REFS, os.O_WRONLY)
+        self._statm = os.open(f"{_PROC}/statm", os.O_RDONLY)
+        self._status = os.open(f"{_PROC}/status", os.O_RDONLY)
+        self._pid = os.getpid()
+
+    def _hwm(self, floor: int) -> int:
+        """The high-water mark in bytes: ru_maxrss when it is above ``floor``."""
+        maxrss = getrusage(RUSAGE_SELF).ru_maxrss * 1024
+        if maxrss > floor:
+            return maxrss
+        status = os.pread(self._status, 8192, 0)
+        at = status.index(b"VmHWM:")
+        return int(status[at + 6 : status.index(b"kB", at)]) * 1024
 
     def start(self) -> None:
-        hwm = _status_kib(b"VmHWM:") * 1024
-        with open(_CLEAR_REFS, "w") as fh:
-            fh.write("5")
-        self._peaks.push(_status_kib(b"VmRSS:") * 1024, hwm)
+        if self._pid != os.getpid():
+            self._open()
+        # the enclosing region's mark, which the reset below hides
+        hwm = self._hwm(self._floor[-1]) if self._floor else 0
+        os.write(self._clear, b"5")
+        base = int(os.pread(self._statm, 256, 0).split()[1]) * self._page
+        maxrss = getrusage(RUSAGE_SELF).ru_maxrss * 1024
+        # Right after the reset the mark is the resident set; a larger ru_maxrss is
+        # the historic floor, under which getrusage cannot see this region's peak.
+        self._floor.append(maxrss if maxrss > base else 0)
+        self._peaks.push(base, hwm)
 
     def stop(self) -> tuple[int | None, str | None]:
-        return self._peaks.pop(_status_kib(b"VmHWM:") * 1024), None
+        return self._peaks.pop(self._hwm(self._floor.pop())), None
 
     def close(self) -> None:
-        pass
+        for fd in (self._clear, self._statm, self._status):
+            if fd >= 0:
+                os.close(fd)
+        self._clear = self._statm = self._status = -1
+        self._pid = 0
+
+
+class AutoProbe:
+    """The default: precise where something needs it, cheap elsewhere.
+
+    Each region is measured by ``precise`` (tracemalloc) when the capture asked for
+    it (:attr:`precise_next`: the subjects a ``peak_memory`` gate selects, tests
+    marked ``@pytest.mark.rtgov(memory=True)``), else by ``cheap`` (the resident set
+    probe; :class:`OffProbe` where clear_refs is not writable: not measured). The
+    probes keep their own stacks, so regions of either kind nest.
+    :attr:`measured_by` names the probe of the region that stopped last.
+    """
+
+    mode = "auto"
+    __slots__ = ("_cheap", "_open", "_precise", "measured_by", "precise_next")
+
+    def __init__(self, precise: MemoryProbe, cheap: MemoryProbe) -> None:
+        self._precise, self._cheap = precise, cheap
+        self._open: list[MemoryProbe] = []
+        self.precise_next = False
+        self.measured_by: str | None = None
+
+    def start(self) -> None:
+        probe = self._precise if self.precise_next else self._cheap
+        self._open.append(probe)
+        probe.start()
+
+    def stop(self) -> tuple[int | None, str | None]:
+        probe = self._open.pop()
+        peak, evidence = probe.stop()
+        self.measured_by = probe.mode if peak is not None else None
+        return peak, evidence
+
+    def close(self) -> None:
+        self._precise.close()
+        self._cheap.close()
 
 
 class MemrayProbe:
@@ -210,7 +302,7 @@ class MemrayProbe:
     tracked one is not measured on its own (its allocations count in the outer one).
     """
 
-    mode = "memray"
+    mode = measured_by = "memray"
     __slots__ = ("_capture_dir", "_counter", "_depth", "_path", "_tracker")
 
     def __init__(self, capture_dir: Path) -> None:
@@ -256,6 +348,8 @@ class MemrayProbe:
 
 def make_probe(mode: str, *, capture_dir: Path) -> MemoryProbe:
     """The probe for ``mode``; raises InvalidOptionError for unknown or unusable modes."""
+    if mode == "auto":
+        return AutoProbe(TracemallocProbe(), RssProbe() if rss_available() else OffProbe())
     if mode == "tracemalloc":
         return TracemallocProbe()
     if mode == "memray":

@@ -51,10 +51,11 @@ class Meter:
         if self._gpu is not None:
             gpu_time, gpu_memory = self._gpu.stop()
         wall, cpu = wall_ns() - region[0], cpu_ns() - region[1]
-        peak, evidence = self._memory.stop()
+        memory = self._memory
+        peak, evidence = memory.stop()
         if evidence and self._relative_to and evidence.startswith(self._relative_to):
             evidence = evidence[len(self._relative_to) :].lstrip("/")
-        return {
+        sample = {
             "wall_ns": wall,
             "cpu_ns": cpu,
             "peak_memory_bytes": peak,
@@ -66,6 +67,9 @@ class Meter:
             "variant": variant,
             "block": block,
         }
+        if peak is not None:  # which probe measured it (Sample.to_dict leaves None out)
+            sample["memory_probe"] = memory.measured_by
+        return sample
 
     def close_probes(self) -> None:
         self._memory.close()

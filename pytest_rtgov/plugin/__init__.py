@@ -44,7 +44,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rtgov-memory",
         default=DEFAULT_MEMORY_MODE,
         choices=MEMORY_MODES,
-        help=f"how peak memory is measured (default: {DEFAULT_MEMORY_MODE}).",
+        help=f"how peak memory is measured (default: {DEFAULT_MEMORY_MODE}: precisely for "
+        "what a peak_memory gate or memory=True marker selects, the resident set elsewhere).",
     )
     group.addoption(
         "--rtgov-gates",
@@ -161,7 +162,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "rtgov(rounds=1, warmup=0): run the test body warmup+rounds times, each measured.",
+        "rtgov(rounds=1, warmup=0, memory=False): run the test body warmup+rounds times, "
+        "each measured; memory=True: peak memory measured precisely in the auto memory mode.",
     )
     if config.getoption("rtgov_shard") is not None:
         from pytest_rtgov.plugin.shard import register as register_shard

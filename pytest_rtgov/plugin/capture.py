@@ -19,10 +19,11 @@ from pytest_rtgov.core.records import Metric, escape_text
 from pytest_rtgov.core.rounds import RoundsSpec
 from pytest_rtgov.errors import InvalidMetricError, RtgovError
 from pytest_rtgov.measure.gpu import GpuProbe, detect_cupy
-from pytest_rtgov.measure.memory import make_probe
+from pytest_rtgov.measure.memory import AutoProbe, make_probe
 from pytest_rtgov.measure.region import Meter
 from pytest_rtgov.plugin.ab import run_ab
 from pytest_rtgov.plugin.marks import AB_KEY, SPEC_KEY, USAGE_KEY
+from pytest_rtgov.plugin.memory_select import PRECISE_KEY, FixtureSelection
 from pytest_rtgov.plugin.samples import Phase
 from pytest_rtgov.plugin.settings import Settings
 
@@ -44,14 +45,18 @@ class Capture:
         self.gpu = GpuProbe(cupy) if cupy is not None else None
         capture_dir = settings.state_dir / "captures" / settings.run_id / settings.worker
         try:
+            probe = make_probe(settings.memory_mode, capture_dir=capture_dir)
             self._meter = Meter(
-                make_probe(settings.memory_mode, capture_dir=capture_dir),
+                probe,
                 self.gpu,
                 relative_to=str(settings.state_dir),
             )
         except RtgovError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self._measured = _make_measured(self)
+        # The auto memory mode: which regions it measures precisely (plugin/memory_select.py).
+        self._auto = probe if isinstance(probe, AutoProbe) else None
+        self._precise_fixtures = FixtureSelection(settings.memory_select)
         # The running test (None between tests), its rounds, its call phase (made at
         # setup, filled by the rounds, handed over whole: no second object per test),
         # the metrics it recorded since the last hand-over, and its function while the
@@ -128,6 +133,8 @@ class Capture:
         stash = item.stash
         self._spec = stash[SPEC_KEY] if SPEC_KEY in stash else _ONE_ROUND
         self._call = Phase(self.worker)
+        if self._auto is not None:
+            self._auto.precise_next = PRECISE_KEY in stash
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Any:
@@ -135,7 +142,15 @@ class Capture:
             return (yield)
         metrics: list[Metric] = []
         self._fixture_metrics.append(metrics)
-        region = self._meter.open()
+        auto = self._auto
+        if auto is not None:  # the fixture's own choice, then the test's again
+            test_precise, auto.precise_next = auto.precise_next, self._precise_fixtures.wants(
+                fixturedef.argname
+            )
+            region = self._meter.open()
+            auto.precise_next = test_precise
+        else:
+            region = self._meter.open()
         completed = False
         try:
             result = yield

@@ -1,8 +1,11 @@
-"""Collection: how each collected test is measured (rounds, A/B), read from its marks.
+"""Collection: how each collected test is measured (rounds, A/B, memory), read from
+its marks.
 
 Registered on every process that collects. It stores, per item, the rounds spec of
 its ``rtgov`` marker (or the gates' ``[defaults] rounds``), whether it runs the A/B
-loop, and a bad marker's message; the capture plugin reads them from ``item.stash``.
+loop, whether the ``auto`` memory mode measures it precisely (a ``peak_memory`` gate
+selects it, or ``memory=True`` on its marker), and a bad marker's message; the capture
+plugin reads them from ``item.stash``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import pytest
 
 from pytest_rtgov.core.rounds import RoundsSpec, parse_rounds_marker
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.plugin.memory_select import PRECISE_KEY
 from pytest_rtgov.plugin.settings import Settings
 
 __all__ = ["AB_KEY", "SPEC_KEY", "USAGE_KEY", "Marks"]
@@ -43,6 +47,13 @@ class Marks:
             for item in items:
                 if _selected(item, ab_tests, ab_markers):
                     item.stash[AB_KEY] = True
+        precise = settings.memory_mode == "auto"
+        memory = settings.memory_select
+        if precise and memory is not None:
+            memory_tests, memory_markers = memory["tests"], set(memory["markers"])
+            for item in items:
+                if _selected(item, memory_tests, memory_markers):
+                    item.stash[PRECISE_KEY] = True
         problems = []
         parents: dict[int, Any] = {}
         for item in items:
@@ -50,7 +61,9 @@ class Marks:
             if marker is None:
                 continue
             try:
-                item.stash[SPEC_KEY] = parse_rounds_marker(marker.args, marker.kwargs)
+                spec = item.stash[SPEC_KEY] = parse_rounds_marker(marker.args, marker.kwargs)
+                if precise and spec.memory:
+                    item.stash[PRECISE_KEY] = True
             except RtgovError as exc:
                 problems.append((item, f"{item.nodeid}: {exc}"))
         if not problems:

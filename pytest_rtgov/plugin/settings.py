@@ -58,6 +58,9 @@ class Settings:
     calibrate: bool = False
     # Default rounds of gated tests without a marker: {"rounds", "tests", "markers"}.
     default_rounds: dict[str, Any] | None = None
+    # What the auto memory mode measures precisely: the peak_memory gates' selection
+    # {"tests", "markers", "fixtures"} (plugin/memory_select.py), or None.
+    memory_select: dict[str, list[str]] | None = None
     record_markers: bool = False  # where gates may select by marker: gated runs, shards
     export_specs: list[tuple[str, Path]] = field(default_factory=list)
     interactive: bool = False  # progress bars: asked before pytest's capture starts
@@ -163,6 +166,7 @@ def _resolve_roles(
         settings.ab = workerinput.get("rtgov_ab")
         settings.calibrate = bool(workerinput.get("rtgov_calibrate"))
         settings.default_rounds = workerinput.get("rtgov_default_rounds")
+        settings.memory_select = workerinput.get("rtgov_memory_select")
     elif settings.mode == "gate":
         from pytest_rtgov.plugin.gating import Gatekeeper
 
@@ -177,6 +181,10 @@ def _resolve_roles(
         settings.key_plan = _plan_keys(config, settings)
         if config.getoption("rtgov_shard") is not None:
             _measure_like_a_gated_shard(config, settings)
+        elif settings.memory_mode == "auto":  # precise memory where a later gate would judge
+            from pytest_rtgov.plugin.memory_select import selection_of_file
+
+            settings.memory_select = selection_of_file(settings.paths.gates_file)
     settings.calibrate = settings.calibrate or bool(config.getoption("rtgov_calibrate"))
     if not settings.is_worker:
         settings.export_specs = _export_specs(config)
@@ -190,6 +198,9 @@ def _measure_like_the_gate(keeper: Any, settings: Settings) -> None:
     settings.ab = keeper.prepare_ab(settings.state_dir / "ab")
     settings.calibrate = keeper.gates.calibrated
     settings.default_rounds = keeper.default_rounds()
+    from pytest_rtgov.plugin.memory_select import memory_selection
+
+    settings.memory_select = memory_selection(keeper.gates)
 
 
 def _measure_like_a_gated_shard(config: pytest.Config, settings: Settings) -> None:

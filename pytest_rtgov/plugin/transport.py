@@ -39,6 +39,8 @@ class ControllerTransport:
         node.workerinput["rtgov_calibrate"] = settings.calibrate
         if settings.default_rounds is not None:
             node.workerinput["rtgov_default_rounds"] = settings.default_rounds
+        if settings.memory_select is not None:
+            node.workerinput["rtgov_memory_select"] = settings.memory_select
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:

@@ -64,7 +64,7 @@ def test_inactive_session_writes_nothing_and_fixture_still_validates(pytester):
 
 
 def test_record_holds_every_test_fixture_sample_and_metric(workload, read_latest):
-    result = workload.runpytest("--rtgov")
+    result = workload.runpytest("--rtgov", "--rtgov-memory=tracemalloc")  # precise everywhere
     result.assert_outcomes(passed=2, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*rtgov: run * (record, 4 tests, * written to *"])
     record = read_latest(workload.path)
@@ -136,7 +136,7 @@ def test_fixture_that_raises_keeps_its_partial_setup(pytester, read_latest):
             pass
         """
     )
-    result = pytester.runpytest("--rtgov")
+    result = pytester.runpytest("--rtgov", "--rtgov-memory=tracemalloc")
     result.assert_outcomes(errors=1)
     record = read_latest(pytester.path)
     (test,) = record["tests"]

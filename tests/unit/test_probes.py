@@ -67,7 +67,7 @@ def test_stacked_peak_outer_never_below_inner(levels):
 
 
 def test_unknown_memory_mode_names_the_choices(tmp_path):
-    with pytest.raises(InvalidOptionError, match="expected one of 'tracemalloc', 'memray'"):
+    with pytest.raises(InvalidOptionError, match="expected one of 'auto', 'tracemalloc', 'memray'"):
         make_probe("heap", capture_dir=tmp_path)
 
 
