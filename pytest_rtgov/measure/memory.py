@@ -55,6 +55,11 @@ __all__ = [
 TRACEMALLOC_UNMEASURED = (
     "unmeasured: the code under test started, stopped or cleared tracemalloc itself"
 )
+# The tracemalloc probe's sentinel: an object() it traces when the outermost region opens.
+# Code under test that stops, restarts or clears tracemalloc takes its trace away. The
+# C function, not tracemalloc.get_object_traceback: no Traceback object per region.
+_object_traceback = tracemalloc._get_object_traceback
+_SENTINEL_BYTES = object.__basicsize__  # what tracemalloc traces for one object()
 
 
 class MemoryProbe(Protocol):
@@ -139,13 +144,10 @@ class TracemallocProbe:
                 # Fast path, the usual case: fresh tracing starts at zero traced bytes
                 # and a zero peak, so there is nothing to reset. The frame is pushed
                 # before tracing starts so that its own allocation is not traced.
-                peaks.push(0, 0)
+                peaks.push(_SENTINEL_BYTES, _SENTINEL_BYTES)
                 tracemalloc.start()
                 self._owned = True
-                # A traced object: code under test that stops, restarts or clears
-                # tracemalloc loses its trace (see stop). The base is the level after it.
-                self._sentinel = object()
-                peaks._stack[-1][0] = tracemalloc.get_traced_memory()[0]
+                self._sentinel = object()  # traced: the region's base level (see stop)
                 return
             self._sentinel = object()
         current, peak = tracemalloc.get_traced_memory()
@@ -159,7 +161,7 @@ class TracemallocProbe:
         seen (it lowers the peak)."""
         peaks = self._peaks
         outermost = len(peaks._stack) == 1
-        if tracemalloc.is_tracing() and tracemalloc.get_object_traceback(self._sentinel):
+        if tracemalloc.is_tracing() and _object_traceback(self._sentinel) is not None:
             result: tuple[int | None, str | None] = (
                 peaks.pop(tracemalloc.get_traced_memory()[1]),
                 None,
