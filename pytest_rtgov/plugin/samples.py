@@ -108,7 +108,7 @@ class _TestAccumulator:
     call_outcome: str | None = None
     skipped: bool = False
     errored: bool = False
-    torn_down: bool = False  # this attempt's teardown was reported
+    torn_down: bool = False  # this attempt ended: its teardown (or crash) was reported
     reruns: list[Rerun] | None = None  # earlier attempts, oldest first
 
     def take_phase(self, when: str, outcome: str) -> None:
@@ -123,7 +123,7 @@ class _TestAccumulator:
                 self.errored = True
             elif outcome == "skipped":
                 self.skipped = True
-            if when == "teardown":
+            if when != "setup":  # teardown, or xdist's report of a crashed worker
                 self.torn_down = True
 
     def end_attempt(self, fixtures: tuple[FixtureEntry, ...]) -> None:

@@ -185,3 +185,27 @@ def test_a_malformed_rerun_is_named_by_its_place():
 
     with pytest.raises(RecordFormatError, match=r"at \$\.outcome"):
         convert(data, Rerun, source="r.json", error=RecordFormatError)
+
+
+def test_a_worker_crash_rerun_elsewhere_is_a_rerun(pytester, read_latest):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_crash="""
+        import os, pathlib
+
+        def test_crashes_once(rtgov):
+            counter = pathlib.Path(__file__).with_name("crash.attempts")
+            first = not counter.exists()
+            counter.write_text("1")
+            rtgov.record("loss", 1.0, higher_is_better=False)
+            if first:
+                os._exit(1)  # the worker dies; pytest-rerunfailures reschedules the test
+        """
+    )
+    result = pytester.runpytest_subprocess("--rtgov", "--reruns", "1", "-n", "2")
+    assert result.parseoutcomes().get("passed") == 1
+    (test,) = read_latest(pytester.path)["tests"]
+    assert test["outcome"] == "passed"
+    assert [m["value"] for m in test["metrics"]] == [1.0]
+    (rerun,) = test["reruns"]
+    assert rerun["outcome"] == "error" and rerun["samples"] == []
