@@ -9,6 +9,7 @@ import pytest
 
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.records import RunRecord
+from pytest_rtgov.errors import RecordFormatError
 
 pytest.importorskip("pytest_rerunfailures")
 
@@ -171,10 +172,12 @@ def test_records_without_reruns_read_as_before_and_reruns_round_trip():
     assert again == read
     assert read.canonical_json() == canonical_json(read.to_dict())
 
+    del new["tests"][0]["reruns"][0]["metrics"]
+    with pytest.raises(RecordFormatError, match=r"\$\.tests\[0\]\.reruns\[0\].*metrics"):
+        RunRecord.from_dict(new, source="run.json")
+
 
 def test_a_malformed_rerun_is_named_by_its_place():
-    from pytest_rtgov.errors import RecordFormatError
-
     data = {
         "outcome": "rerun",  # not an outcome a record holds
         "samples": [],
