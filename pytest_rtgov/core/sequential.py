@@ -22,7 +22,8 @@ The clock: a ``wall_time`` gate judges on CPU time when the first look's least
 disturbed round of each variant shows CPU-bound single-threaded code (its CPU/wall
 in [0.9, 1.1]) and no GPU time was recorded (:func:`choose_clock`). A round whose
 CPU/wall is under half its variant's quiet ratio waited for a core: its pair is
-*disturbed*; counted always, left out when judging on wall time.
+*disturbed*; counted always, left out when judging on wall time unless that would
+leave under a quarter of the pairs (then disturbance is the norm: all are kept).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class Judgement:
     planned: int  # looks in the plan
     recorded: int  # pairs recorded
     used: int  # pairs judged at the last look (disturbed ones left out on wall time)
-    disturbed: int  # disturbed pairs among the recorded ones
+    disturbed: int  # disturbed pairs among those of the last look
     effect: PairedEffect | None
     p_value: float | None
     alpha: float | None  # the alpha of the look that decided (or the last one)
@@ -236,10 +237,14 @@ def judge(
     exceeded: list[str] = []
     used = 0
     for k, n in enumerate(looks):
+        # Left out unless that would leave under a quarter of the pairs (or under
+        # min_samples): then disturbance is the test's own variation, and all are kept.
+        leave_out = drop and n - sum(flags[:n]) >= max(min_samples, n / 4)
         values = [
             (getattr(c, field) * 1e-9, getattr(b, field) * 1e-9)
             for (c, b), bad in zip(pairs[:n], flags[:n], strict=True)
-            if not (drop and bad) and getattr(c, field) is not None
+            if not (leave_out and bad)
+            and getattr(c, field) is not None
             and getattr(b, field) is not None
         ]
         used = len(values)
@@ -264,7 +269,7 @@ def judge(
         planned=len(plan.looks()),
         recorded=len(pairs),
         used=used,
-        disturbed=sum(flags),
+        disturbed=sum(flags[: taken[-1][0]] if taken else ()),
         effect=effect,
         p_value=p,
         alpha=alpha,
@@ -293,9 +298,15 @@ def describe(judged: Judgement, min_samples: int = 5) -> str:
         parts = [first, f"no decision at {at} ({cap})"]
     parts.append(f"on {judged.clock.metric} ({judged.clock.why})")
     if judged.disturbed:
-        kept = "left out" if judged.clock.metric == "wall_time" else "kept: CPU time skips waits"
+        seen = judged.looks[-1][0]
+        if judged.clock.metric != "wall_time":
+            kept = "kept: CPU time skips waits"
+        elif judged.used == seen:
+            kept = "kept: too many to leave out"
+        else:
+            kept = "left out"
         parts.append(
-            f"{judged.disturbed} of {judged.recorded} pairs disturbed "
+            f"{judged.disturbed} of {seen} pairs disturbed "
             f"(a round waited for a core), {kept}"
         )
     return "; ".join(parts)

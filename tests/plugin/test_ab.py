@@ -352,3 +352,35 @@ def test_a_cpu_bound_wall_time_gate_judges_on_cpu_time_and_stops_early(loop_repo
         assert gate["status"] == "breach" and 0.3 < gate["relative"] < 0.7
         # a clear case: decided before the cap of 60 pairs
         assert loop_pairs(record) < 60 and f"{loop_pairs(record)} pairs" in gate["reason"]
+
+
+JITTER_TEST = """
+import random
+import time
+
+def test_jitter():
+    time.sleep(random.random() * 0.002)
+"""
+
+
+def test_the_time_cap_stops_an_undecided_test_after_its_first_look(pytester):
+    pytester.makepyfile(test_jitter=JITTER_TEST)
+    pytester.makefile(
+        ".toml",
+        gates=WALL_GATES.replace(
+            "ab_pairs = 10", "ab_pairs = 6\nab_max_seconds = 0.001\nmin_samples = 2"
+        )
+        .replace("test_loop.py", "test_jitter.py"),
+    )
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "base")
+    result = pytester.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    record, gates = results(pytester)
+    gate = gates["test_jitter.py::test_jitter"]
+    assert gate["clock"] == "wall_time"  # it sleeps: wall time judges
+    assert loop_pairs(record) == 6  # the first look is measured in full, then the cap
+    assert "look 1 of 10, 6 pairs" in gate["reason"], gate["reason"]
+    if "clearly within" not in gate["reason"]:
+        assert "measuring stopped before the cap: ab_max_seconds" in gate["reason"]

@@ -10,7 +10,13 @@ import pytest
 
 from pytest_rtgov.core.gate_rules import wilcoxon_worse_p
 from pytest_rtgov.core.records import Sample
-from pytest_rtgov.core.sequential import Plan, choose_clock, judge, median_upper_bound
+from pytest_rtgov.core.sequential import (
+    Plan,
+    choose_clock,
+    describe,
+    judge,
+    median_upper_bound,
+)
 
 BASE_NS = 1_500_000  # a 1.5 ms round
 
@@ -169,6 +175,11 @@ def test_disturbed_pairs_are_counted_and_left_out_on_wall_time_only():
     on_wall = judge(threads, "wall_time", plan, pct=5, absolute=None)
     assert on_wall.clock.metric == "wall_time"
     assert on_wall.disturbed > 0 and on_wall.used == 20 - on_wall.disturbed
+    assert f"{on_wall.disturbed} of 20 pairs disturbed" in describe(on_wall)
+    # when nearly all pairs are disturbed, that is the norm: all are kept, and it says so
+    mostly = judge(session(rng, 20, load=0.95, share=1.5), "wall_time", plan, 5, None)
+    assert mostly.disturbed > 15 and mostly.used == 20
+    assert "pairs disturbed (a round waited for a core), kept: too many" in describe(mostly)
 
 
 def test_the_least_disturbed_round_decides_and_sustained_load_falls_back_to_wall():
