@@ -16,6 +16,12 @@ def _status(session: dict[str, Any], kernel: str) -> str:
     return status if status in STATUSES else "other"
 
 
+def _unjudged(session: dict[str, Any], kernel: str) -> bool:
+    """A pass on too few usable pairs: the gate did not judge (its reason says so)."""
+    result = session["rtgov"]["kernels"].get(kernel, {})
+    return result.get("status") == "pass" and "not judged" in (result.get("reason") or "")
+
+
 def _flag(
     stats: dict[str, Any], ref: dict[str, Any] | None, kernel: str, field: str
 ) -> bool | None:
@@ -65,6 +71,7 @@ def summarise(
             "unchanged_failed_ab": sum(
                 any(_status(s, k) == "breach" for k in kernels) for s in unchanged
             ),
+            "unchanged_not_judged": sum(_unjudged(s, k) for s in unchanged for k in kernels),
             "unchanged_kernels": {
                 k: {st: sum(_status(s, k) == st for s in unchanged) for st in (*STATUSES, "other")}
                 for k in kernels
@@ -115,6 +122,7 @@ def summarise(
                 row: dict[str, Any] = {
                     "sessions": len(runs),
                     **{st: sum(_status(s, k) == st for s in runs) for st in (*STATUSES, "other")},
+                    "pass_not_judged": sum(_unjudged(s, k) for s in runs),
                     "metric": metric,
                     "true_cpu": true.get("cpu_effect"),
                     "true_wall": true.get("wall_effect"),

@@ -208,6 +208,38 @@ def bench_session(cwd: Path, storage: Path, max_time: float, save: bool = False)
     return {"exit_status": proc.returncode, "wall_s": round(wall, 2), "stats": stats}
 
 
+def write(
+    args: argparse.Namespace,
+    sha: str,
+    effects: dict[str, Any],
+    sessions: list[dict[str, Any]],
+    saved: dict[str, Any],
+    kernels: list[str],
+    started: float,
+    complete: bool,
+) -> dict[str, Any]:
+    before = json.loads(args.before.read_text()) if args.before else None
+    result = {
+        "benchmark": "gate_quality",
+        "command": "python benches/gate_quality.py " + " ".join(sys.argv[1:]),
+        "commit": sha,
+        "complete": complete,
+        "groups": [list(g) for g in edits.GROUPS],
+        "edits": {
+            e.kernel: {"file": e.path, "touches": e.touches, "changes": e.changes}
+            for e in edits.EDITS
+        },
+        "true_effects": effects,
+        "sessions": sessions,
+        "pytest_benchmark_baseline": saved,
+        "summary": summary.summarise(sessions, effects, kernels, before, saved["stats"]),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
@@ -263,24 +295,9 @@ def main() -> int:
                         "rtgov": rt, "pytest_benchmark": bench,
                     })  # fmt: skip
                     print(summary.session_line(sessions[-1]), file=sys.stderr)
-    before = json.loads(args.before.read_text()) if args.before else None
-    result = {
-        "benchmark": "gate_quality",
-        "command": "python benches/gate_quality.py " + " ".join(sys.argv[1:]),
-        "commit": sha,
-        "groups": [list(g) for g in edits.GROUPS],
-        "edits": {
-            e.kernel: {"file": e.path, "touches": e.touches, "changes": e.changes}
-            for e in edits.EDITS
-        },
-        "true_effects": effects,
-        "sessions": sessions,
-        "pytest_benchmark_baseline": saved,
-        "summary": summary.summarise(sessions, effects, kernels, before, saved["stats"]),
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+                    # written after every session: a run stopped early keeps what it measured
+                    write(args, sha, effects, sessions, saved, kernels, started, complete=False)
+    result = write(args, sha, effects, sessions, saved, kernels, started, complete=True)
     print(summary.table(result))
     print(f"wrote {args.out} in {result['wall_s']} s")
     return 0

@@ -122,3 +122,10 @@ def test_summary_counts_breaches_and_unconfirmed_apart_and_judges_targets():
     assert targets["unchanged failing <= 1 in 20"] is False
     assert targets["+10% caught >= 19 in 20, every kernel"] is False
     assert targets["reported effect within 3 points (median)"] is True
+
+
+def test_a_pass_on_too_few_usable_pairs_is_counted_as_not_judged():
+    slowed = _session("quiet", ("gelu",), {"gelu": "pass"}, 0.7)
+    slowed["rtgov"]["kernels"]["gelu"]["reason"] = "1 pairs < min_samples 5: not judged"
+    row = summary.summarise([slowed], {}, ["gelu"], None)["quiet"]["edits"]["gelu +10%"]
+    assert (row["pass"], row["pass_not_judged"]) == (1, 1)
