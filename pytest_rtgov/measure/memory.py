@@ -30,6 +30,7 @@ keeps a stack and carries an inner region's peak out to the enclosing one.
 from __future__ import annotations
 
 import os
+import sys
 import tracemalloc
 from pathlib import Path
 from typing import Protocol
@@ -37,10 +38,8 @@ from typing import Protocol
 from pytest_rtgov.core.constants import MEMORY_MODES
 from pytest_rtgov.errors import InvalidOptionError
 
-try:  # POSIX only; the rss probe is Linux only
+if sys.platform != "win32":  # POSIX; the rss probe is Linux only (rss_available)
     from resource import RUSAGE_SELF, getpagesize, getrusage
-except ImportError:  # pragma: no cover - Windows
-    RUSAGE_SELF, getrusage, getpagesize = 0, None, None  # type: ignore[assignment]
 
 __all__ = [
     "MEMORY_MODES",
@@ -64,8 +63,11 @@ _SENTINEL_BYTES = object.__basicsize__  # what tracemalloc traces for one object
 
 class MemoryProbe(Protocol):
     mode: str
-    # the probe that measured the region that stopped last (a name of MEMORY_MODES)
-    measured_by: str | None
+
+    @property
+    def measured_by(self) -> str | None:
+        """The probe that measured the region that stopped last (a MEMORY_MODES name)."""
+        ...
 
     def start(self) -> None: ...
 
