@@ -40,7 +40,10 @@ class Marks:
             globs = settings.default_rounds["tests"]
             markers = set(settings.default_rounds["markers"])
             for item in items:
-                if item.get_closest_marker("rtgov") is None and _selected(item, globs, markers):
+                # a marker that sets neither rounds nor warmup (memory=True) keeps them
+                if _sets_no_rounds(item.get_closest_marker("rtgov")) and _selected(
+                    item, globs, markers
+                ):
                     item.stash[SPEC_KEY] = spec
         if settings.ab is not None:
             ab_tests, ab_markers = settings.ab["tests"], set(settings.ab["markers"])
@@ -61,9 +64,11 @@ class Marks:
             if marker is None:
                 continue
             try:
-                spec = item.stash[SPEC_KEY] = parse_rounds_marker(marker.args, marker.kwargs)
+                spec = parse_rounds_marker(marker.args, marker.kwargs)
                 if precise and spec.memory:
                     item.stash[PRECISE_KEY] = True
+                if not (_sets_no_rounds(marker) and SPEC_KEY in item.stash):
+                    item.stash[SPEC_KEY] = spec
             except RtgovError as exc:
                 problems.append((item, f"{item.nodeid}: {exc}"))
         if not problems:
@@ -83,6 +88,11 @@ def _selected(item: pytest.Item, globs: list[str], markers: set[str]) -> bool:
     return any(fnmatch.fnmatchcase(item.nodeid, p) for p in globs) or any(
         m.name in markers for m in item.iter_markers()
     )
+
+
+def _sets_no_rounds(marker: Any) -> bool:
+    """No ``rtgov`` marker, or one that sets neither ``rounds`` nor ``warmup``."""
+    return marker is None or not ({"rounds", "warmup"} & set(marker.kwargs) or marker.args)
 
 
 def _closest_rtgov_marker(item: pytest.Item, parents: dict[int, Any]) -> Any:

@@ -171,3 +171,36 @@ def test_a_bad_memory_marker_value_is_a_usage_error(pytester):
     result = pytester.runpytest("--rtgov")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*rtgov marker argument 'memory': expected True or False*"])
+
+
+def test_memory_true_keeps_the_gates_default_rounds(pytester, read_latest):
+    pytester.makepyfile(
+        test_suite="""
+        import numpy as np
+        import pytest
+
+        @pytest.mark.rtgov(memory=True)
+        def test_timed():
+            np.ones(1 << 20)
+        """
+    )
+    pytester.makefile(
+        ".toml",
+        gates="""
+        [defaults]
+        baseline = "baseline"
+        rounds = 3
+
+        [[gates]]
+        name = "time"
+        metric = "cpu_time"
+        tests = ["test_suite.py::test_timed"]
+        max = "10 s"
+        """,
+    )
+    result = pytester.runpytest("--rtgov-gate", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    (test,) = read_latest(pytester.path)["tests"]
+    assert (test["rounds"], test["warmup"]) == (3, 1)
+    assert {s["memory_probe"] for s in test["samples"]} == {"tracemalloc"}
+    assert all(abs(s["peak_memory_bytes"] - 8 * MIB) <= 0.01 * 8 * MIB for s in test["samples"])
