@@ -126,6 +126,10 @@ class Sample(msgspec.Struct, frozen=True, gc=False):
     # The probe that measured peak_memory_bytes (a --rtgov-memory mode's name; null when
     # not measured, and in records older than the auto mode): see docs/memory.md.
     memory_probe: Annotated[str, one_of("tracemalloc", "memray", "rss")] | None = None
+    # A/B rounds: the process's voluntary context switches during the round (it blocked:
+    # I/O, sleep, a lock, a device), the evidence core.sequential.choose_clock reads;
+    # null elsewhere, where getrusage is missing, and in older records.
+    voluntary_switches: Count | None = None
     # Keys a record file must hold, though Python callers may leave them out
     # (core.schema.require_keys); msgspec takes other fields with defaults as optional.
     required_keys: ClassVar[tuple[str, ...]] = ("warmup", "completed")
@@ -146,6 +150,8 @@ class Sample(msgspec.Struct, frozen=True, gc=False):
             data["memory_probe"] = self.memory_probe
         data["peak_memory_bytes"] = self.peak_memory_bytes
         data["variant"] = self.variant
+        if self.voluntary_switches is not None:
+            data["voluntary_switches"] = self.voluntary_switches
         data["wall_ns"] = self.wall_ns
         data["warmup"] = self.warmup
         return data

@@ -18,9 +18,11 @@ pairs up to ``max_pairs``. At look k the paired log-ratios current/baseline give
 - otherwise the look is **open**: measure the next look, unless the pair or time cap
   is reached.
 
-The clock: a ``wall_time`` gate judges on CPU time when the first look's least
-disturbed round of each variant shows CPU-bound single-threaded code (its CPU/wall
-in [0.9, 1.1]) and no GPU time was recorded (:func:`choose_clock`). A round whose
+The clock: a ``wall_time`` gate judges on CPU time when the first look's rounds show
+CPU-bound single-threaded code: no GPU time, no round with more CPU than wall time,
+and (where recorded) no voluntary context switch in nine of ten rounds of each
+variant, else (older records) the least disturbed round's CPU/wall in [0.9, 1.1]
+(:func:`choose_clock`). A round whose
 CPU/wall is under half its variant's quiet ratio waited for a core: its pair is
 *disturbed*; counted always, left out when judging on wall time unless that would
 leave under a quarter of the pairs (then disturbance is the norm: all are kept).
@@ -37,6 +39,7 @@ from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.stats import PairedEffect, measured, paired_effect
 
 __all__ = [
+    "CALM_SHARE",
     "CPU_BOUND",
     "DISTURBED_SHARE",
     "Clock",
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 CPU_BOUND = (0.9, 1.1)  # quiet CPU/wall of a single-threaded CPU-bound round
+CALM_SHARE = 0.9  # rounds without a voluntary context switch, for CPU-bound code
 DISTURBED_SHARE = 0.5  # a round with under half its quiet CPU/wall waited for a core
 _FIELD = {"wall_time": "wall_ns", "cpu_time": "cpu_ns", "gpu_time": "gpu_time_ns"}
 
@@ -141,9 +145,15 @@ def choose_clock(pairs: Sequence[tuple[Sample, Sample]], metric: str) -> Clock:
     """The clock an A/B gate on ``metric`` judges with, from the first look's pairs.
 
     ``cpu_time`` and ``gpu_time`` gates judge on their own clock. A ``wall_time``
-    gate judges on CPU time when no GPU time was recorded and the quiet CPU/wall of
-    both variants (that of its least disturbed round) is in :data:`CPU_BOUND`;
-    otherwise on wall time.
+    gate judges on wall time when GPU time was recorded, or a round used more CPU
+    than wall time (several threads: above :data:`CPU_BOUND`). Otherwise, where the
+    rounds carry their voluntary context switches, it judges on CPU time when at
+    least :data:`CALM_SHARE` of each variant's rounds never blocked (no voluntary
+    switch: no I/O, sleep, lock or device wait), and on wall time when they block:
+    load takes the core away by *involuntary* switches, so this holds on a busy
+    machine too. Rounds without switch counts (older records, no ``getrusage``) fall
+    back to the quiet CPU/wall of both variants (that of the least disturbed round)
+    in :data:`CPU_BOUND`, which sustained load can hide.
     """
     quiet = None
     if pairs:
@@ -156,10 +166,19 @@ def choose_clock(pairs: Sequence[tuple[Sample, Sample]], metric: str) -> Clock:
         return Clock("wall_time", "no pairs", quiet)
     shown = f"quiet CPU/wall {quiet[0]:.2f} and {quiet[1]:.2f}"
     low, high = CPU_BOUND
-    if all(low <= q <= high for q in quiet):
+    if max(quiet) > high:
+        return Clock("wall_time", f"{shown}: several threads", quiet)
+    switches = [[s.voluntary_switches for s in side] for side in zip(*pairs, strict=True)]
+    if all(c is not None for side in switches for c in side):
+        calm = [sum(1 for c in side if c == 0) for side in switches]
+        rounds = len(pairs)
+        said = f"{min(calm)} of {rounds} rounds without a voluntary context switch"
+        if all(c >= CALM_SHARE * rounds for c in calm):
+            return Clock("cpu_time", f"CPU-bound, single-threaded: {said}", quiet)
+        return Clock("wall_time", f"blocking waits (I/O, sleep, a lock): {said}", quiet)
+    if all(low <= q for q in quiet):
         return Clock("cpu_time", f"CPU-bound, single-threaded: {shown}", quiet)
-    kind = "several threads" if max(quiet) > high else "waits: I/O, sleep or a device"
-    return Clock("wall_time", f"{shown}: {kind}", quiet)
+    return Clock("wall_time", f"{shown}: waits: I/O, sleep or a device", quiet)
 
 
 def _disturbed(pair: tuple[Sample, Sample], quiet: tuple[float, float] | None) -> bool:

@@ -15,7 +15,7 @@ from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.rounds import RoundsSpec
 from pytest_rtgov.core.sequential import Plan, judge
 from pytest_rtgov.core.stats import measured, paired_effect
-from pytest_rtgov.measure.clock import wall_ns
+from pytest_rtgov.measure.clock import voluntary_switches, wall_ns
 from pytest_rtgov.measure.region import Meter
 
 __all__ = ["plan_of", "run_ab"]
@@ -73,6 +73,7 @@ def run_ab(
     state: dict[str, Any] = {"result": None, "baseline_ok": True}
 
     def one(func: Any, variant: str, warm: bool, block: int) -> Any:
+        switches = voluntary_switches()  # outside the clocks: the choice of clock reads it
         region = meter.open()
         completed = False
         try:
@@ -80,9 +81,13 @@ def run_ab(
             completed = True
             return out
         finally:
-            samples.append(
-                meter.close(region, warmup=warm, completed=completed, variant=variant, block=block)
+            sample = meter.close(
+                region, warmup=warm, completed=completed, variant=variant, block=block
             )
+            after = voluntary_switches()
+            if switches is not None and after is not None:
+                sample["voluntary_switches"] = after - switches
+            samples.append(sample)
 
     def pair(index: int, warm: bool, block: int) -> None:
         order = ("current", "baseline") if index % 2 == 0 else ("baseline", "current")

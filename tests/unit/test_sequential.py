@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 
+import msgspec
 import pytest
 
 from pytest_rtgov.core.gate_rules import wilcoxon_worse_p
@@ -192,3 +193,38 @@ def test_the_least_disturbed_round_decides_and_sustained_load_falls_back_to_wall
     always = session(rng, 20, load=1.0)
     pairs = list(zip(always[::2], always[1::2], strict=True))
     assert choose_clock(pairs, "wall_time").metric == "wall_time"
+
+
+def _with_switches(samples, switches):
+    pairs = zip(samples, switches, strict=True)
+    return [msgspec.structs.replace(s, voluntary_switches=n) for s, n in pairs]
+
+
+def test_context_switches_tell_load_from_waits_under_sustained_load():
+    rng = random.Random(8)
+    # every round lost the core (involuntary switches are not recorded) but none
+    # blocked: CPU-bound, judged on CPU time although CPU/wall is far below 0.9
+    always = _with_switches(session(rng, 20, load=1.0), [0] * 40)
+    pairs = list(zip(always[::2], always[1::2], strict=True))
+    chosen = choose_clock(pairs, "wall_time")
+    assert chosen.metric == "cpu_time"
+    assert "20 of 20 rounds without a voluntary context switch" in chosen.why
+    # code that blocks (I/O, sleep) in most rounds: wall time, whatever the load
+    blocking = _with_switches(session(rng, 20, share=0.1), [1, 0] * 20)
+    pairs = list(zip(blocking[::2], blocking[1::2], strict=True))
+    chosen = choose_clock(pairs, "wall_time")
+    assert chosen.metric == "wall_time" and "blocking waits" in chosen.why
+    # one blocked round in twenty is not a waiting test (a page cache flush, a signal)
+    rare = _with_switches(session(rng, 20, load=1.0), [1] + [0] * 39)
+    pairs = list(zip(rare[::2], rare[1::2], strict=True))
+    assert choose_clock(pairs, "wall_time").metric == "cpu_time"
+    # several threads still judge on wall time, switches or not
+    threads = _with_switches(session(rng, 20, share=1.8), [0] * 40)
+    pairs = list(zip(threads[::2], threads[1::2], strict=True))
+    assert choose_clock(pairs, "wall_time").metric == "wall_time"
+
+
+def test_switch_counts_round_trip_and_old_samples_keep_their_bytes():
+    sample = Sample(10, 9, variant="baseline", voluntary_switches=2)
+    assert Sample(**sample.to_dict()) == sample
+    assert "voluntary_switches" not in Sample(10, 9).to_dict()
