@@ -29,6 +29,7 @@ keeps a stack and carries an inner region's peak out to the enclosing one.
 
 from __future__ import annotations
 
+import _tracemalloc
 import os
 import sys
 import tracemalloc
@@ -57,7 +58,7 @@ TRACEMALLOC_UNMEASURED = (
 # The tracemalloc probe's sentinel: an object() it traces when the outermost region opens.
 # Code under test that stops, restarts or clears tracemalloc takes its trace away. The
 # C function, not tracemalloc.get_object_traceback: no Traceback object per region.
-_object_traceback = tracemalloc._get_object_traceback
+_object_traceback = _tracemalloc._get_object_traceback
 _SENTINEL_BYTES = object.__basicsize__  # what tracemalloc traces for one object()
 
 
