@@ -37,7 +37,7 @@ def test_no_summary_line_is_an_error():
         bench.parse_summary("INTERNALERROR> boom\n")
 
 
-def _run(config: str, round_: int, wall: float, passed: int = 10) -> dict:
+def _run(config: str, round_: int, wall: float, passed: int = 10, mode: str = "off") -> dict:
     return {
         "suite": "s",
         "config": config,
@@ -48,7 +48,7 @@ def _run(config: str, round_: int, wall: float, passed: int = 10) -> dict:
         "load_before": [1.0, 1.0, 1.0],
         "load_after": [2.0, 1.0, 1.0],
         "outcomes": {"passed": passed},
-        "memory_mode": None if config == "plain" else "auto",
+        "memory_mode": None if config == "plain" else mode,
     }
 
 
@@ -78,3 +78,12 @@ def test_ref_measures_the_committed_plugin_not_the_working_tree(tmp_path):
     assert info["ref"] == bench.git("rev-parse", "HEAD")
     assert info["imported_from"].startswith(str(tmp_path))
     assert env["PYTHONPATH"].split(":")[0] == str(tmp_path / "code")
+
+
+def test_peak_rss_of_a_mode_that_resets_it_is_not_compared():
+    plain = [_run("plain", 0, 10.0)]
+    auto = bench.summarise("s", "default", [_run("default", 0, 10.0, mode="auto")], plain)
+    assert auto["memory_delta_kib_median"] is None
+    assert "clear_refs" in auto["memory_note"]
+    off = [_run("memory=off", 0, 10.0)]
+    assert bench.summarise("s", "memory=off", off, plain)["memory_delta_kib_median"] == 100
