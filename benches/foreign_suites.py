@@ -5,7 +5,8 @@ and others, from the installed packages) under ``-n 2``, in four configurations.
 default suites are ``numpy.linalg`` (~490 tests, ~7 s plain on a quiet 2-core machine)
 and ``scipy.cluster`` (~210 tests of k-means and hierarchical clustering, ~5 s); larger
 ones (``scipy.special``: 25 s plain, minutes per round under tracemalloc) go by ``--suites``.
-A default invocation takes about 8 minutes on a quiet 2-core machine, 30 at load 10.
+A default invocation took 33 minutes at load 7 to 15 with tracemalloc the default, and
+with ``auto`` 14 minutes at load 4 to 12, 10 at load 2 to 5.
 
 - ``plain``: pytest alone;
 - ``default``: ``--rtgov``, whatever the default memory mode is at run time (read back from
