@@ -40,7 +40,7 @@ def parse_rounds_marker(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Round
     """Validate ``rtgov`` marker arguments.
 
     >>> parse_rounds_marker((), {"rounds": 7, "warmup": 1})
-    RoundsSpec(rounds=7, warmup=1)
+    RoundsSpec(rounds=7, warmup=1, memory=False)
     """
     if args:
         raise InvalidOptionError(
