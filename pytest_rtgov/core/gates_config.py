@@ -125,7 +125,7 @@ class GatesConfig:
     confidence: float = 0.99
     min_samples: int = 5
     baseline: str = ".rtgov/baseline"
-    ab_ref: str = "HEAD"
+    ab_ref: str = "accepted"
     ab_pairs: int = 20
     ab_max_pairs: int = 100
     ab_max_seconds: float = 30.0

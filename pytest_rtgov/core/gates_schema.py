@@ -78,7 +78,7 @@ class Defaults(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             title='Git ref of the A/B baseline code, or "accepted" (the last refresh\'s code)',
             description="a git ref or revision, without whitespace and not starting with '-'",
         ),
-    ] = "HEAD"
+    ] = "accepted"
     ab_pairs: Annotated[
         int,
         Meta(

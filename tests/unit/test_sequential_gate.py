@@ -36,6 +36,9 @@ def gate(cfg, samples) -> GateResult:
 def test_defaults_and_the_cap_below_the_first_look():
     cfg = config()
     assert (cfg.ab_pairs, cfg.ab_max_pairs, cfg.ab_max_seconds, cfg.confirm) == (20, 100, 30, 0)
+    # unset, the A/B reference is the accepted code, else a pull request's merge base
+    # (store/ab_ref.py), never plainly HEAD, which in CI compares a commit with itself
+    assert cfg.ab_ref == "accepted"
     with pytest.raises(GatesConfigError, match=r"ab_max_pairs: expected at least ab_pairs"):
         config(ab_pairs=30, ab_max_pairs=20)
     with pytest.raises(GatesConfigError, match=r"defaults.ab_max_seconds"):
