@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
+from tests._git import git
 
 KERNEL = """
 import time
@@ -55,15 +56,6 @@ tests = ["test_ab.py::*"]
 max_regression_pct = 10
 ab = true
 """
-
-
-def git(cwd, *args):
-    subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture

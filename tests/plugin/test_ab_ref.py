@@ -8,9 +8,10 @@ on the load of the machine.
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
+
+from tests._git import git
 
 KERNEL = """
 def work(n):
@@ -43,16 +44,6 @@ tests = ["test_ab.py::*"]
 max_regression_pct = 10
 ab = true
 """
-
-
-def git(cwd, *args) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @pytest.fixture

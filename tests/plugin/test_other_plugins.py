@@ -4,7 +4,11 @@ test_other_plugins_reruns.py)."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
+
+from tests.unit import test_probes
 
 pytest.importorskip("pytest_memray")
 
@@ -72,22 +76,10 @@ def test_code_that_uses_tracemalloc_is_unmeasured_with_a_note(pytester, read_lat
 
 
 def test_projects_own_probe_tests_record_none_not_zero(pytester, read_latest):
-    pytester.makepyfile(
-        test_probe="""
-        import tracemalloc
-        from pytest_rtgov.measure.memory import TracemallocProbe
-
-        def test_probe_leaves_foreign_tracing_on():
-            tracemalloc.start()
-            try:
-                probe = TracemallocProbe()
-                probe.start()
-                probe.stop()
-                assert tracemalloc.is_tracing()
-            finally:
-                tracemalloc.stop()
-        """
-    )
+    # the test itself, as tests/unit/test_probes.py holds it, run under rtgov
+    source = inspect.getsource(test_probes.test_probe_leaves_foreign_tracing_on)
+    header = "import tracemalloc\nfrom pytest_rtgov.measure.memory import TracemallocProbe\n\n"
+    pytester.makepyfile(test_probe=header + source)
     result = pytester.runpytest("--rtgov", "--rtgov-memory", "tracemalloc")
     result.assert_outcomes(passed=1)
     ((test,),) = [read_latest(pytester.path)["tests"]]

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from pytest_rtgov.store.ab_code import ACCEPTED_REF, AbCodeError
 from pytest_rtgov.store.ab_ref import resolve_ab_ref
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+from tests._git import git
 
 
 def commit(cwd: Path, text: str) -> str:
