@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pytest_rtgov.core.format import format_number
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.stats import PairedEffect, measured, paired_effect
 
@@ -54,7 +55,6 @@ __all__ = [
 CPU_BOUND = (0.9, 1.1)  # quiet CPU/wall of a single-threaded CPU-bound round
 CALM_SHARE = 0.9  # rounds without a voluntary context switch, for CPU-bound code
 DISTURBED_SHARE = 0.5  # a round with under half its quiet CPU/wall waited for a core
-_FIELD = {"wall_time": "wall_ns", "cpu_time": "cpu_ns", "gpu_time": "gpu_time_ns"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +249,7 @@ def judge(
     quiet = clock.quiet if metric != "gpu_time" else None
     flags = [_disturbed(p, quiet) for p in pairs]
     drop = clock.metric == "wall_time"
-    field = _FIELD[clock.metric]
+    field = BUILTIN_METRICS[clock.metric].field
     looks = [n for n in plan.looks() if n <= len(pairs)] or ([len(pairs)] if pairs else [])
     taken: list[tuple[int, str]] = []
     effect = p = alpha = upper = None

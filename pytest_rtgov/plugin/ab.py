@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import Sample
 from pytest_rtgov.core.rounds import RoundsSpec
 from pytest_rtgov.core.sequential import Plan, judge
@@ -20,7 +21,6 @@ from pytest_rtgov.measure.region import Meter
 
 __all__ = ["plan_of", "run_ab"]
 
-_FIELD = {"wall_time": "wall_ns", "cpu_time": "cpu_ns", "gpu_time": "gpu_time_ns"}
 
 
 def plan_of(settings: dict[str, Any], tests: int = 1) -> Plan:
@@ -137,7 +137,7 @@ def _ab_exceeds(
 ) -> bool:
     """Does this confirmation block's A/B effect (``core.stats.paired_effect``, on the
     clock that judged block 0, as the gate computes it) exceed the smallest threshold?"""
-    field = _FIELD[clock]
+    field = BUILTIN_METRICS[clock].field
     chosen = [Sample(**s) for s in samples if s["block"] == block]
     current = [getattr(s, field) for s in measured(chosen, "current")]
     baseline = [getattr(s, field) for s in measured(chosen, "baseline")]
