@@ -36,6 +36,10 @@ def test_accuracy(model, rtgov):
     rtgov.record("val_accuracy", ACCURACY, higher_is_better=True)
 """
 
+# The kernel's CPU-time gate allows +100%: on a 2-core CI machine running `pytest -n 2`, an
+# unchanged kernel's CPU time has measured +66% beside the other worker (shared core
+# resources), so a 25% bound failed unchanged sessions. The injected regression is six
+# times the work (+500%), so a miss needs the noise to divide it by three.
 GATES = """
 [defaults]
 baseline = "baseline"
@@ -44,7 +48,7 @@ baseline = "baseline"
 name = "kernel time"
 metric = "cpu_time"
 tests = ["test_suite.py::test_kernel"]
-max_regression_pct = 25
+max_regression_pct = 100
 
 [[gates]]
 name = "memory"
@@ -100,7 +104,7 @@ def test_first_run_records_the_baseline_and_second_passes(suite):
 @pytest.mark.parametrize(
     ("env", "subject", "metric"),
     [
-        ({"SUITE_SLOW": "3"}, "test_suite.py::test_kernel", "cpu_time"),
+        ({"SUITE_SLOW": "6"}, "test_suite.py::test_kernel", "cpu_time"),
         ({"SUITE_EXTRA_MIB": "8"}, "test_suite.py::test_alloc", "peak_memory"),
         ({"SUITE_ACCURACY": "0.85"}, "test_suite.py::test_accuracy", "val_accuracy"),
     ],
@@ -233,7 +237,7 @@ baseline = "baseline"
 name = "calibrated time"
 metric = "cpu_time"
 tests = ["test_suite.py::*"]
-max_regression_pct = 50
+max_regression_pct = 100
 calibrated = true
 """,
     )
@@ -250,7 +254,7 @@ calibrated = true
     assert second.ret == 0
     (result,) = read_latest(pytester.path)["gate_results"]
     assert result["metric"] == "cpu_time@calibrated" and result["status"] == "pass"
-    monkeypatch.setenv("SUITE_SLOW", "4")  # four times the CPU work
+    monkeypatch.setenv("SUITE_SLOW", "6")  # six times the CPU work: +500%, bound 100%
     assert pytester.runpytest("--rtgov-gate").ret == EXIT_GATE_BREACHED
     (result,) = read_latest(pytester.path)["gate_results"]
     assert result["metric"] == "cpu_time@calibrated" and result["status"] == "breach"

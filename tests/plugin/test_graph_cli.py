@@ -48,6 +48,8 @@ def test_accuracy(dataset, rtgov):
     rtgov.record("val_accuracy", 0.95, higher_is_better=True)
 """
 
+# +100% allowed: an unchanged kernel's CPU time has measured +66% beside the other xdist
+# worker on a 2-core CI machine; the committed slowdown is 8x the work.
 GATES = """
 [defaults]
 baseline = "baseline"
@@ -56,7 +58,7 @@ baseline = "baseline"
 name = "kernel time"
 metric = "cpu_time"
 tests = ["test_suite.py::test_kernel"]
-max_regression_pct = 30
+max_regression_pct = 100
 
 [[gates]]
 name = "accuracy"
@@ -110,9 +112,9 @@ def test_a_committed_slowdown_is_compared_located_and_exported(repo, capsys):
     first = git(repo.path, "rev-parse", "HEAD")
     # -p no:cacheprovider: a subprocess run sees the kernel module as edited on disk.
     assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
-    good = commit_kernel(repo, "82_000", "harmless edit")  # +2.5%: within 30%
+    good = commit_kernel(repo, "82_000", "harmless edit")  # +2.5%: within 100%
     assert repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider").ret == 0
-    bad = commit_kernel(repo, "320_000", "slow kernel")  # 4x the CPU work
+    bad = commit_kernel(repo, "640_000", "slow kernel")  # 8x the CPU work
     result = repo.runpytest_subprocess("--rtgov-gate", "-p", "no:cacheprovider")
     assert result.ret == EXIT_GATE_BREACHED
 
