@@ -38,6 +38,7 @@ from typing import Protocol
 
 from pytest_rtgov.core.constants import MEMORY_MODES
 from pytest_rtgov.errors import InvalidOptionError
+from pytest_rtgov.extras import require
 
 if sys.platform != "win32":  # POSIX; the rss probe is Linux only (rss_available)
     from resource import RUSAGE_SELF, getpagesize, getrusage
@@ -311,7 +312,8 @@ class MemrayProbe:
     __slots__ = ("_capture_dir", "_counter", "_depth", "_path", "_tracker")
 
     def __init__(self, capture_dir: Path) -> None:
-        import memray  # noqa: F401  (fail at configure time, not in the first test)
+        # fail at configure time (a usage error naming the extra), not in the first test
+        require("memray", extra="memray", feature="--rtgov-memory memray")
 
         self._capture_dir = capture_dir
         self._counter = 0

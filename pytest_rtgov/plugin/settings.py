@@ -279,8 +279,11 @@ def _check_state_dir(state_dir: Path) -> None:
             "folders there, and a link would carry its writes elsewhere: replace it"
             + (f" ({len(links) - 1} more)" if len(links) > 1 else "")
         )
+    from pytest_rtgov.store.paths import create_state_dir
+
     for directory in (state_dir / "runs", state_dir / "ledger"):
         try:
+            create_state_dir(state_dir)  # a new one with its .gitignore: never committed
             directory.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".rtgov-probe-", dir=directory)
             try:
@@ -301,6 +304,8 @@ def _check_state_dir(state_dir: Path) -> None:
 def _export_specs(config: pytest.Config) -> list[tuple[str, Path]]:
     """``--rtgov-export FORMAT:PATH`` values, checked before any test runs (exit 4)."""
     from pytest_rtgov.core.constants import EXPORT_FORMATS as FORMATS
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.report.export.needs import require_format
 
     specs = []
     for value in config.getoption("rtgov_export") or []:
@@ -310,6 +315,10 @@ def _export_specs(config: pytest.Config) -> list[tuple[str, Path]]:
                 f"invalid value for --rtgov-export, expected FORMAT:PATH with FORMAT one of "
                 f"{', '.join(FORMATS)} (not {value!r})"
             )
+        try:  # an extra it needs is missing: a usage error naming it, before any test
+            require_format(fmt)
+        except RtgovError as exc:
+            raise pytest.UsageError(f"pytest-rtgov: --rtgov-export {value}: {exc}") from None
         target = Path(path)
         if not target.is_absolute():
             target = Path(config.invocation_params.dir) / target

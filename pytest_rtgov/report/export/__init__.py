@@ -27,6 +27,7 @@ from pytest_rtgov.report.export.common import (
 from pytest_rtgov.report.export.json import to_json
 from pytest_rtgov.report.export.junit import to_junit
 from pytest_rtgov.report.export.markdown import to_markdown
+from pytest_rtgov.report.export.needs import require_format
 from pytest_rtgov.report.export.otlp import to_otlp
 from pytest_rtgov.report.export.prometheus import to_prometheus
 
@@ -38,6 +39,7 @@ __all__ = [
     "describe_result",
     "export",
     "metrics_of",
+    "require_format",
     "to_json",
     "to_junit",
     "to_markdown",

@@ -8,6 +8,7 @@ from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.report.export.common import _time_ns, metrics_of
+from pytest_rtgov.report.export.needs import require_format
 
 __all__ = ["to_otlp"]
 
@@ -24,6 +25,7 @@ def to_otlp(record: RunRecord) -> bytes:
     Data points carry ``subject``, ``metric``, ``backend`` and, when judged, ``gate``,
     ``verdict`` and ``threshold``, at ``timeUnixNano`` = the run's end.
     """
+    require_format("otlp")
     from google.protobuf import json_format
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
         ExportMetricsServiceRequest,

@@ -9,6 +9,7 @@ from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import GATE_STATUSES, Verdict
 from pytest_rtgov.report.export.common import metrics_of
+from pytest_rtgov.report.export.needs import require_format
 
 __all__ = ["to_prometheus"]
 
@@ -30,6 +31,7 @@ def to_prometheus(record: RunRecord) -> bytes:
     ``verdict``, 1 for the current one). The run: ``rtgov_run_exit_status``,
     ``rtgov_run_gate_breaches``, ``rtgov_run_info``.
     """
+    require_format("prometheus")
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
