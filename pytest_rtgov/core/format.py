@@ -1,5 +1,6 @@
 """Formatting of numbers and names for people: durations, sizes, integers, digests,
-metric values and shortened node ids (pure: values in, strings out).
+metric values, changes (better or worse) and shortened node ids (pure: values in,
+strings out).
 
 Every face (terminal, HTML report, exports, CLI, gates.toml messages) formats with
 these functions, so one value reads the same everywhere. Node ids are shortened only
@@ -16,12 +17,14 @@ from pytest_rtgov.core.metrics import BUILTIN_METRICS, CALIBRATED_SUFFIX
 __all__ = [
     "common_prefix",
     "format_bytes",
+    "format_change",
     "format_digest",
     "format_ns",
     "format_number",
     "format_quantity",
     "format_seconds",
     "format_value",
+    "higher_is_better",
     "shorten_ids",
 ]
 
@@ -138,6 +141,80 @@ def format_value(metric: str, value: object) -> str:
     if info is not None:
         return format_seconds(value) if info.is_time else format_bytes(value, digits=3)
     return format_number(value)
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def higher_is_better(metric: str, recorded: bool | None = None) -> bool | None:
+    """A metric's direction: the catalogue's for built-in (and calibrated) metrics,
+    else what the test recorded (``None``: no direction).
+
+    >>> higher_is_better("wall_time@calibrated"), higher_is_better("acc", True)
+    (False, True)
+    """
+    info = BUILTIN_METRICS.get(metric.removesuffix(CALIBRATED_SUFFIX))
+    return info.higher_is_better if info is not None else recorded
+
+
+def format_change(
+    metric: str,
+    baseline: object,
+    current: object,
+    *,
+    worse_relative: float | None = None,
+    direction: bool | None = None,
+    absolute: bool = False,
+) -> str:
+    """How a value moved from ``baseline`` to ``current``: the percentage signed as the
+    value moved (a drop is negative), then whether that is better or worse.
+
+    ``worse_relative``, a gate's relative change (positive: worse), is the percentage
+    shown when given (the one the gate judged: an A/B gate's median paired ratio), and
+    its sign says better or worse. Otherwise the change of the two values is shown and
+    the metric's direction says which way is worse (``direction``: higher is better,
+    else the catalogue's for built-in metrics); with no direction, no word.
+    ``absolute`` puts the signed difference in the metric's units first. Nothing when
+    a side is not a number. Every face that shows a change (terminal, HTML report,
+    exports, CLI) calls this.
+
+    >>> format_change("val_accuracy", 0.97, 0.942, worse_relative=0.0289)
+    '-2.9% (worse)'
+    >>> format_change("wall_time", 0.1, 0.112), format_change("wall_time", 0.1, 0.09)
+    ('+12.0% (worse)', '-10.0% (better)')
+    >>> format_change("loss", 2.0, 1.5, direction=False, absolute=True)
+    '-0.5, -25.0% (better)'
+    >>> format_change("peak_memory", 0, 2**20), format_change("loss", 1.0, 1.5)
+    ('+inf (worse)', '+50.0%')
+    """
+    before, after = _finite(baseline), _finite(current)
+    if before is None or after is None:
+        return ""
+    moved = after - before
+    way = direction if direction is not None else higher_is_better(metric)
+    if worse_relative is not None and not math.isnan(worse_relative):
+        worse: float | None = worse_relative
+        if way is None:  # a gate without a known direction: the values' own sign
+            way = (worse_relative > 0) != (moved > 0) if moved else False
+        relative = -worse_relative if way else worse_relative
+    else:
+        worse = None if way is None else (-moved if way else moved)
+        relative = moved / abs(before) if before else math.copysign(math.inf, moved)
+        relative = relative if moved else 0.0
+    if not relative:
+        text = "0.0%"
+    elif math.isinf(relative):
+        text = "+inf" if relative > 0 else "-inf"
+    else:
+        text = f"{relative * 100:+.1f}%"
+    if absolute:
+        text = f"{'+' if moved > 0 else ''}{format_value(metric, moved)}, {text}"
+    if worse is not None:
+        text += " (worse)" if worse > 0 else " (better)" if worse < 0 else " (unchanged)"
+    return text
 
 
 def common_prefix(ids: Sequence[str]) -> str:

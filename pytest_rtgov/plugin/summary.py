@@ -1,11 +1,16 @@
 """The terminal summary: the session's outcome as the last lines a reader sees.
 
 On the controller only; it reads the :class:`~pytest_rtgov.plugin.finish.SessionOutcome`
-the session end stored in ``config.stash[OUTCOME_KEY]``.
+the session end stored in ``config.stash[OUTCOME_KEY]``. The tables, the ledger line,
+the breaches and notes come in pytest's terminal summary (where pytest-cov prints its
+report); the verdict's status line, ``rtgov gate: BREACHED (...) exit status 6`` in bold
+red, comes last of all, after pytest's own ``N passed in 0.1s`` line (green when every
+test passed), so a gate's failure is the last line and the last colour a reader sees.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -47,10 +52,6 @@ class Summary:
                 )
             )
         if verdict is not None:
-            # The verdict comes last: the line a CI log reader sees first.
-            overridden = None
-            if outcome.exit_status != verdict.exit_status:  # the record was not written
-                overridden = (outcome.exit_status, "the run record was not written (above)")
             terminalreporter.write(
                 render_verdict(
                     verdict,
@@ -58,9 +59,38 @@ class Summary:
                     width=writer.fullwidth,
                     show_all=config.getoption("rtgov_show") == "all" or verbosity > 0,
                     compact=verbosity < -1,
-                    overridden=overridden,
+                    closing=False,  # printed after pytest's summary line
                 )
             )
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self) -> Generator[None, None, None]:
+        """Around pytest's terminal reporter (also a wrapper, without ``tryfirst``), so
+        this runs after it printed its summary line: the verdict's line comes last."""
+        try:
+            return (yield)
+        finally:
+            self._verdict_line()
+
+    def _verdict_line(self) -> None:
+        outcome = self.config.stash.get(OUTCOME_KEY, None)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if outcome is None or outcome.record is None or outcome.verdict is None:
+            return
+        if reporter is None:
+            return
+        from pytest_rtgov.report.terminal import render_verdict_line
+
+        verdict = outcome.verdict
+        overridden = None
+        if outcome.exit_status != verdict.exit_status:  # the record was not written
+            overridden = (outcome.exit_status, "the run record was not written (above)")
+        writer = self.config.get_terminal_writer()
+        reporter.write(
+            render_verdict_line(
+                verdict, markup=writer.hasmarkup, width=writer.fullwidth, overridden=overridden
+            )
+        )
 
 
 def ledger_line(outcome: SessionOutcome, settings: Settings) -> str | None:

@@ -14,7 +14,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from pytest_rtgov.core.format import format_bytes, format_ns, format_value, shorten_ids
+from pytest_rtgov.core.format import (
+    format_bytes,
+    format_change,
+    format_ns,
+    format_value,
+    shorten_ids,
+)
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stats import SampleSummary, summarize
 from pytest_rtgov.core.verdict import BREACHING, GateResult, Verdict
@@ -24,6 +30,7 @@ __all__ = [
     "render_run",
     "render_summary",
     "render_verdict",
+    "render_verdict_line",
 ]
 
 TOP = 5
@@ -198,18 +205,13 @@ def _print_result(console: Console, r: GateResult, markup: bool) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    if r.relative is not None:
-        rel = r.relative
-        change = "+inf" if rel == float("inf") else f"{rel * 100:+.1f}% worse"
-        if r.delta is not None:
-            sign = "+" if r.delta >= 0 else "-"
-            change += f", {sign}{format_value(r.metric, abs(r.delta))}"
-    else:
-        change = ""
     before, after = format_value(r.metric, r.baseline), format_value(r.metric, r.current)
     evidence = f"baseline {before} -> current {after}"
+    change = format_change(
+        r.metric, r.baseline, r.current, worse_relative=r.relative, absolute=True
+    )
     if change:
-        evidence += f" ({change})"
+        evidence += f": {change}"
     evidence += f"; rule: {r.rule}"
     if r.reason:
         evidence += f"; {r.reason}"
@@ -224,11 +226,14 @@ def render_verdict(
     show_all: bool = False,
     compact: bool = False,
     overridden: tuple[int, str] | None = None,
+    closing: bool = True,
 ) -> str:
     """The gate verdict: breaches first with their evidence, notes, a one-line status.
 
     ``overridden``: the session's exit status and why, when something after the verdict
-    (the ledger append) changed it; the status line then shows that one.
+    (the ledger append) changed it; the status line then shows that one. ``closing``
+    False leaves the status line out: a pytest session prints it last of all, after
+    pytest's own summary line (:func:`render_verdict_line`).
 
     One block per result rather than a table: gate evidence has long node ids and
     reasons that a table would truncate on an 80-column CI log.
@@ -258,8 +263,15 @@ def render_verdict(
             _print_result(console, r, markup)
     for note in verdict.notes:
         console.print(f"rtgov: note: {escape(note)}", highlight=False, soft_wrap=True)
+    if closing:
+        console.print(_verdict_line(verdict, markup, overridden), highlight=False, soft_wrap=True)
+    return buffer.getvalue()
+
+
+def _verdict_line(verdict: Verdict, markup: bool, overridden: tuple[int, str] | None) -> str:
+    results = verdict.results
     new = sum(1 for r in results if r.status == "new")
-    breaches = sum(1 for r in results if r.status in failing)
+    breaches = sum(1 for r in results if r.status in BREACHING)
     unconfirmed = sum(1 for r in results if r.status == "unconfirmed")
     status = verdict.status
     judged = "accepted" if verdict.baseline_action == "updated" else "breached"
@@ -272,9 +284,20 @@ def render_verdict(
     if overridden is not None and failed_after:
         line = line.rsplit(" exit status ", 1)[0] + f" exit status {overridden[0]}: {overridden[1]}"
     style = "bold green" if status == "passed" and not failed_after else "bold red"
-    console.print(
-        f"[{style}]{escape(line)}[/]" if markup else line, highlight=False, soft_wrap=True
-    )
+    return f"[{style}]{escape(line)}[/]" if markup else escape(line)
+
+
+def render_verdict_line(
+    verdict: Verdict,
+    *,
+    markup: bool,
+    width: int = 100,
+    overridden: tuple[int, str] | None = None,
+) -> str:
+    """The verdict's one status line, ``rtgov gate: STATUS (...) exit status N``: bold
+    green when the gate passed, else bold red (the last line of a pytest session)."""
+    console, buffer = _console(markup, width)
+    console.print(_verdict_line(verdict, markup, overridden), highlight=False, soft_wrap=True)
     return buffer.getvalue()
 
 
@@ -284,9 +307,8 @@ def render_results(
     """Every gate result, one line each (``rtgov baseline diff``)."""
     console, buffer = _console(markup, width)
     for r in results:
-        change = ""
-        if r.relative is not None:
-            change = " (+inf)" if r.relative == float("inf") else f" ({r.relative * 100:+.1f}%)"
+        change = format_change(r.metric, r.baseline, r.current, worse_relative=r.relative)
+        change = f" ({change})" if change else ""
         console.print(
             f"{r.status:8s} {escape(r.gate)}: {escape(r.subject)} {escape(r.metric)}: "
             f"{escape(format_value(r.metric, r.baseline))} -> "
