@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
+from pytest_rtgov.measure import allocator
+
 __all__ = ["RESULT_ENV_VARS", "collect_environment", "collect_git", "plugin_versions"]
 
 # Environment variables that change numeric results or timings of array code.
@@ -21,6 +23,8 @@ RESULT_ENV_VARS = (
     "OPENBLAS_CORETYPE",
     "CUBLAS_WORKSPACE_CONFIG",
     "RTGOV_BACKEND",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
 )
 
 
@@ -122,6 +126,7 @@ def collect_environment(
         "pytest": _version("pytest"),
         "pytest_rtgov": _version("pytest-rtgov"),
         "backend": backend,
+        "allocator": allocator.describe(),
     }
     if gpu_facts:
         env.update(gpu_facts)

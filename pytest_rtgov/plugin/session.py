@@ -47,10 +47,14 @@ _NAMES = (
 def register(config: pytest.Config) -> None:
     """Resolve the settings (usage errors: exit 4) and register the role plugins."""
     from pytest_rtgov.logs import log_event
+    from pytest_rtgov.measure.allocator import pin as pin_allocator
     from pytest_rtgov.plugin.capture import Capture
     from pytest_rtgov.plugin.marks import Marks
 
     settings = config.stash[SETTINGS_KEY] = resolve(config)
+    # Before any test of this process: a kernel's temporaries cost the same whatever ran
+    # before it (measure/allocator.py); recorded in the run record's environment.
+    pin_allocator(config.getoption("rtgov_allocator", "pinned"))
     manager = config.pluginmanager
     capture = config.stash[CAPTURE_KEY] = Capture(config, settings)
     manager.register(Marks(settings), "rtgov-marks")
