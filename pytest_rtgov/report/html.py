@@ -1,7 +1,10 @@
 """The self-contained HTML gate report, rendered at generation time with jinja2.
 
 One file, no network and no external assets: styles and a few lines of script are
-inline, charts are inline SVG with a text alternative each, tables are real tables.
+inline, charts are inline SVG with a text alternative each and axes (values with their
+unit on the y axis, runs numbered oldest to latest with their dates on the x axis),
+tables are real tables. Changes read as the value moved and say better or worse
+(``core.format.format_change``).
 What comes first is what a reviewer needs first: the verdict with its exit status,
 then the breached and unconfirmed gates with their evidence, then everything else.
 
@@ -19,17 +22,20 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from pytest_rtgov.core.delta_index import MEASURED, DeltaIndex, Observation, observations_of
-from pytest_rtgov.core.format import format_value
-from pytest_rtgov.core.metrics import BUILTIN_METRICS
+from pytest_rtgov.core.format import format_change, format_value
+from pytest_rtgov.core.metrics import BUILTIN_METRICS, metric_unit
 from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.core.verdict import BREACHING, Verdict
+from pytest_rtgov.core.subjects import subject_id
+from pytest_rtgov.core.verdict import BREACHING, GateResult, Verdict
 
 __all__ = ["render_report", "report_context"]
 
 _FIRST = (*BREACHING, "unconfirmed")
 _SERIES_LIMIT = 60  # runs per trend chart
-_CHART_W, _CHART_H, _PAD = 360, 120, 6
+_CHART_W, _CHART_H, _PAD = 400, 170, 6
+_LEFT, _BOTTOM = 80, 40  # room for the y axis's tick labels, the x axis's and its title
+_X_TICKS = 5
 
 
 def _fmt(metric: str, value: Any) -> str:
@@ -49,32 +55,84 @@ def _column(metric: str, value: Any) -> str:
     return f"{value * 1e3:.4g}"
 
 
-def _pct(relative: Any) -> str:
-    if isinstance(relative, (int, float)) and math.isfinite(relative):
-        return f"{relative * 100:+.1f}%"
-    return str(relative) if relative not in (None, "") else ""
+def _change(result: GateResult) -> str:
+    """A gate's change as the value moved, better or worse (``core.format``)."""
+    return format_change(
+        result.metric, result.baseline, result.current, worse_relative=result.relative
+    )
+
+
+def _nice_ticks(low: float, high: float) -> list[float]:
+    """Three to six round values (1, 2 or 5 times a power of ten apart) in [low, high]."""
+    span = high - low
+    if not span > 0 or not math.isfinite(span):
+        return [low]
+    power = 10 ** math.floor(math.log10(span))
+    for step in (power * m for m in (5, 2, 1, 0.5, 0.2, 0.1)):
+        first = math.ceil(low / step) * step
+        ticks = [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+        if len(ticks) >= 3:
+            break
+    return [round(t, 12) for t in ticks]
+
+
+def _day_time(stamp: str) -> tuple[str, str]:
+    """(date, hh:mm) of a record's ISO 8601 time."""
+    day, _, clock = stamp.partition("T")
+    return day, clock[:5]
+
+
+def _x_title(runs: Sequence[str]) -> str:
+    """The x axis's title: runs numbered oldest to latest, and the dates they span."""
+    (first_day, first_time), (last_day, last_time) = _day_time(runs[0]), _day_time(runs[-1])
+    if first_day == last_day:
+        span = f"{first_day} {first_time} to {last_time}".strip()
+    else:
+        span = f"{first_day} to {last_day}"
+    return f"run (1 = oldest, {len(runs)} = this one), {span}"
 
 
 def _chart(
-    metric: str, points: Sequence[tuple[str, float, str]], baseline: Any, threshold: Any
+    metric: str,
+    points: Sequence[tuple[str, float, str]],
+    baseline: Any,
+    threshold: Any,
+    *,
+    unit: str = "",
+    started: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """An SVG polyline of a series, with the baseline line and the threshold band."""
+    """An SVG polyline of a series with axes, the baseline line and the threshold band.
+
+    The y axis's ticks are round values in the metric's units (``format_value``: ms,
+    MiB, calibration ratios, or the recorded unit); the x axis numbers the runs oldest
+    to latest and its title gives the dates (``started``: each run's start time).
+    """
     values = [v for _, v, _ in points]
     extra = [x for x in (baseline, threshold) if isinstance(x, (int, float)) and math.isfinite(x)]
     low, high = min(values + extra), max(values + extra)
     span = (high - low) or abs(high) or 1.0
     low, high = low - span * 0.08, high + span * 0.08
+    right, top, bottom = _CHART_W - _PAD, _PAD, _CHART_H - _BOTTOM
 
     def y(v: float) -> float:
-        return round(_CHART_H - _PAD - (v - low) / (high - low) * (_CHART_H - 2 * _PAD), 1)
+        return round(bottom - (v - low) / (high - low) * (bottom - top), 1)
 
-    step = (_CHART_W - 2 * _PAD) / max(len(points) - 1, 1)
-    coords = [(round(_PAD + i * step, 1), y(v)) for i, (_, v, _) in enumerate(points)]
+    step = (right - _LEFT - _PAD) / max(len(points) - 1, 1)
+    coords = [(round(_LEFT + _PAD + i * step, 1), y(v)) for i, (_, v, _) in enumerate(points)]
     band = None
     if extra and isinstance(threshold, (int, float)) and isinstance(baseline, (int, float)):
-        top, bottom = sorted((y(threshold), y(baseline)))
-        band = {"y": top, "h": round(bottom - top, 1)}
+        upper, lower = sorted((y(threshold), y(baseline)))
+        band = {"y": upper, "h": round(lower - upper, 1)}
     bad = [c for c, (_, _, verdict) in zip(coords, points, strict=True) if verdict in _FIRST]
+    builtin = metric in BUILTIN_METRICS or metric.endswith("@calibrated")
+    suffix = f" {unit}" if unit and not builtin else ""
+    y_ticks = [
+        {"y": y(v), "label": _fmt(metric, v) + suffix} for v in _nice_ticks(low, high)
+    ]
+    shown_unit = metric_unit(metric, unit)
+    last = len(points) - 1
+    shown = sorted({round(i * last / (_X_TICKS - 1)) for i in range(_X_TICKS)} if last else {0})
+    x_ticks = [{"x": coords[i][0], "label": str(i + 1)} for i in shown]
     latest = values[-1]
     summary = (
         f"{metric} over {len(points)} runs: first {_fmt(metric, values[0])}, "
@@ -87,14 +145,31 @@ def _chart(
     return {
         "w": _CHART_W,
         "h": _CHART_H,
+        "left": _LEFT,
+        "right": right,
+        "top": top,
+        "bottom": bottom,
         "polyline": " ".join(f"{x},{yv}" for x, yv in coords),
         "points": coords,
         "bad": bad,
         "baseline_y": y(baseline) if isinstance(baseline, (int, float)) else None,
         "threshold_y": y(threshold) if isinstance(threshold, (int, float)) else None,
         "band": band,
+        "y_ticks": y_ticks,
+        "y_title": f"{metric} ({shown_unit})" if shown_unit else metric,
+        "x_ticks": x_ticks,
+        "x_title": _x_title(started) if len(started) == len(points) else "run",
         "summary": summary,
     }
+
+
+def _units(record: RunRecord) -> dict[tuple[str, str], str]:
+    """(subject, metric) -> the unit a test or fixture recorded the metric in."""
+    units = {(subject_id(t), m.name): m.unit for t in record.tests for m in t.metrics}
+    for fx in record.fixtures:
+        for m in (m for setup in fx.setups for m in setup.metrics):
+            units.setdefault((subject_id(fx), m.name), m.unit)
+    return units
 
 
 def report_context(
@@ -108,11 +183,11 @@ def report_context(
     """Plain data for the template: verdict, gates, subjects, charts, provenance."""
     verdict = Verdict.of_record(record)
     gates = [r.to_dict() for r in verdict.results]
-    for g in gates:
+    for g, result in zip(gates, verdict.results, strict=True):
         g["current_s"] = _fmt(g["metric"], g.get("current"))
         g["baseline_s"] = _fmt(g["metric"], g.get("baseline"))
         g["threshold_s"] = _fmt(g["metric"], g.get("threshold"))
-        g["relative_s"] = _pct(g.get("relative"))
+        g["relative_s"] = _change(result)
     first = [g for g in gates if g["status"] in _FIRST]
     first.sort(key=lambda g: (_FIRST.index(g["status"]), g["subject"], g["metric"]))
     evidence: dict[str, str] = {}
@@ -129,7 +204,7 @@ def report_context(
         prev = gate_status.get(g["subject"])
         if prev is None or (g["status"] in _FIRST and prev not in _FIRST):
             gate_status[g["subject"]] = g["status"]
-    gate_rel = {(g["subject"], g["metric"]): g.get("relative") for g in gates}
+    gate_rel = {(r.subject, r.metric): r for r in verdict.results}
     if observations is None:
         observations = observations_of(record)
     for obs in observations:
@@ -141,9 +216,10 @@ def report_context(
             row["cells"][obs.metric] = _column(obs.metric, value)
         elif not obs.metric.startswith("artifact:"):
             row["metrics"].append(f"{obs.metric}={_fmt(obs.metric, value)}")
-        rel = gate_rel.get((obs.subject, obs.metric))
-        if isinstance(rel, (int, float)) and math.isfinite(rel) and abs(rel) >= 0.05:
-            row["deltas"].append(f"{obs.metric} {_pct(rel)}")
+        judged = gate_rel.get((obs.subject, obs.metric))
+        rel = judged.relative if judged is not None else None
+        if judged is not None and rel is not None and math.isfinite(rel) and abs(rel) >= 0.05:
+            row["deltas"].append(f"{obs.metric} {_change(judged)}")
     rows = []
     for subject in sorted(by_subject):
         row = by_subject[subject]
@@ -155,6 +231,7 @@ def report_context(
         rows.append(row)
 
     charts = []
+    units = _units(record)
     if index is not None:
         seen = set()
         for g in sorted(
@@ -164,14 +241,21 @@ def report_context(
             if key in seen or not isinstance(g.get("current"), (int, float)):
                 continue
             seen.add(key)
-            series = [
-                (info.run_id, float(v), verdict_)
+            history = [
+                (info, float(v), verdict_)
                 for info, v, verdict_ in index.series(*key)
                 if isinstance(v, (int, float))
             ][-_SERIES_LIMIT:]
-            if len(series) < 2:
+            if len(history) < 2:
                 continue
-            chart = _chart(g["metric"], series, g.get("baseline"), g.get("threshold"))
+            chart = _chart(
+                g["metric"],
+                [(info.run_id, v, verdict_) for info, v, verdict_ in history],
+                g.get("baseline"),
+                g.get("threshold"),
+                unit=units.get(key, ""),
+                started=[info.started_at for info, _, _ in history],
+            )
             chart.update(
                 subject=g["subject"], metric=g["metric"], gate=g["gate"], status=g["status"]
             )

@@ -114,10 +114,16 @@ def test_a_breach_is_the_first_thing_the_report_shows_and_the_filter_works(
     assert first_table.get_attribute("id") == "breach-table"
     row = first_table.find_element(By.CSS_SELECTOR, "tbody tr.breach")
     assert row.is_displayed() and "test_kernel" in row.text and "kernel time" in row.text
+    assert "% (worse)" in row.text  # the change says which way it went
     chart = browser.find_element(By.CSS_SELECTOR, "#trends svg")
     assert chart.is_displayed() and "cpu_time" in chart.find_element(
         By.TAG_NAME, "title"
     ).get_attribute("textContent")
+    # axes: CPU times with their unit on the y axis, runs numbered on the x axis
+    y_ticks = [t.text for t in chart.find_elements(By.CSS_SELECTOR, "g.y-axis text.tick")]
+    assert y_ticks and all(t.split()[-1] in ("ns", "us", "ms", "s") for t in y_ticks), y_ticks
+    x_ticks = [t.text for t in chart.find_elements(By.CSS_SELECTOR, "g.x-axis text.tick")]
+    assert x_ticks == ["1", "2"], x_ticks
 
     rows = browser.find_elements(By.CSS_SELECTOR, "#subject-table tbody tr")
     visible = [r for r in rows if r.is_displayed()]

@@ -112,3 +112,33 @@ def test_gate_reasons_print_integers_exactly():
 
     assert budget_reasons(None, 20261121, 20261122.0) == ["20261122 > max 20261121"]
     assert budget_reasons(0.9, None, 0.85) == ["0.85 < min 0.9"]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "shown"),
+    [
+        # an accuracy drop judged by a gate (relative: positive is worse)
+        (("val_accuracy", 0.97, 0.942), {"worse_relative": 0.0289}, "-2.9% (worse)"),
+        (("val_accuracy", 0.97, 0.99), {"worse_relative": -0.0206}, "+2.1% (better)"),
+        (("val_accuracy", 0.97, 0.942), {"direction": True}, "-2.9% (worse)"),
+        # built-in metrics: lower is better, from the catalogue
+        (("wall_time", 0.1, 0.112), {}, "+12.0% (worse)"),
+        (("peak_memory", 2.0**20, 2.0**19), {}, "-50.0% (better)"),
+        (("cpu_time@calibrated", 2.0, 3.0), {}, "+50.0% (worse)"),
+        # an A/B gate: the percentage is the gate's (median paired ratio), not the medians'
+        (("wall_time", 1.0, 1.2), {"worse_relative": 0.25}, "+25.0% (worse)"),
+        # no direction known: signed as the value moved, no word
+        (("loss", 1.0, 0.5), {}, "-50.0%"),
+        (("loss", 1.0, 1.0), {"direction": False}, "0.0% (unchanged)"),
+        (
+            ("val_accuracy", 0.9, 0.85),
+            {"absolute": True, "direction": True},
+            "-0.05, -5.6% (worse)",
+        ),
+        (("wall_time", "sha256:ab", 1.0), {}, ""),
+    ],
+)
+def test_changes_are_signed_as_the_value_moved_and_say_better_or_worse(args, kwargs, shown):
+    from pytest_rtgov.core.format import format_change
+
+    assert format_change(*args, **kwargs) == shown
