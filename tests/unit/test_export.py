@@ -233,7 +233,7 @@ def test_prometheus_parses_and_holds_values_thresholds_and_verdicts(record):
         return found[0]
 
     wall = one("rtgov_wall_time_seconds", subject=SOFTMAX)
-    assert wall.labels["run_id"] == record.run_id and wall.labels["backend"] == "numpy"
+    assert wall.labels["backend"] == "numpy"
     row = next(r for r in metrics_of(record) if r.gate == "softmax budget")
     assert wall.value == pytest.approx(row.value)
     assert one("rtgov_gate_threshold", gate="softmax budget").value == pytest.approx(1e-9)
@@ -254,6 +254,36 @@ def test_prometheus_parses_and_holds_values_thresholds_and_verdicts(record):
         for s in samples["rtgov_gate_threshold"]
     }
     assert thresholds == gated
+
+
+def _series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items())))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_prometheus_series_do_not_grow_with_runs(record):
+    """The run's id and commit label the info metric only: a second run exports the
+    same series as the first, but for ``rtgov_run_info``."""
+    first = _series(export(record, "prometheus").decode())
+    later = dataclasses.replace(
+        record,
+        run_id="20261130T120000Z-abcdef",
+        environment={**record.environment, "git.commit": "cd" * 20},
+    )
+    second = _series(export(later, "prometheus").decode())
+    assert {s for s in first if s[0] != "rtgov_run_info"} == {
+        s for s in second if s[0] != "rtgov_run_info"
+    }
+    labelled_by_run = {name for name, labels in first | second if "run_id" in dict(labels)}
+    assert labelled_by_run == {"rtgov_run_info"}
+    (info,) = [dict(labels) for name, labels in second if name == "rtgov_run_info"]
+    assert info["run_id"] == later.run_id and info["commit"] == "cd" * 20
+    assert info["verdict"] == "breached" and info["mode"] == "gate"
 
 
 def test_otlp_json_parses_back_into_the_request(record):

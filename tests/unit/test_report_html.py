@@ -1,5 +1,6 @@
-"""The HTML report's honest output: changes read better or worse in the metric's
-direction, and trend charts have axes with values in their units and dated runs.
+"""The HTML report's and the Markdown export's honest output: changes read better or
+worse in the metric's direction, and trend charts have axes with values in their units
+and dated runs.
 
 The record is the committed fixture record judged by real gates: the accuracy gate
 breaches on a drop from 0.99 to 0.958, the softmax gate on a wall-time regression.
@@ -150,3 +151,12 @@ def test_trend_charts_have_axes_with_units_and_dated_runs(html):
     assert ("title", "val_accuracy") in accuracy["y-axis"]  # recorded with no unit
     accuracy_ticks = [float(t) for kind, t in accuracy["y-axis"] if kind == "tick"]
     assert min(accuracy_ticks) <= 0.96 and max(accuracy_ticks) >= 0.98, accuracy_ticks
+
+
+def test_the_markdown_export_says_the_same_change():
+    from pytest_rtgov.report.export import export
+
+    text = export(_judged(), "markdown").decode()
+    assert "| current | baseline | change | threshold |" in text
+    assert "| val_accuracy | 0.958 | 0.99 | -3.2% (worse) | 0.97 |" in text
+    assert "| wall_time |" in text and "| +100.0% (worse) |" in text

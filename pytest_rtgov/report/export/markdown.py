@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pytest_rtgov.core.format import format_value
+from pytest_rtgov.core.format import format_change, format_value
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, UNGATED, Verdict
 from pytest_rtgov.report.export.common import _number
@@ -34,8 +34,8 @@ def to_markdown(record: RunRecord) -> str:
     if judged:
         lines += [
             "",
-            "| status | subject | metric | current | baseline | threshold | rule |",
-            "|---|---|---|---|---|---|---|",
+            "| status | subject | metric | current | baseline | change | threshold | rule |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for g in judged[:_MARKDOWN_ROWS]:
             metric = g.metric
@@ -45,6 +45,7 @@ def to_markdown(record: RunRecord) -> str:
                 metric,
                 format_value(metric, g.current),
                 format_value(metric, g.baseline),
+                format_change(metric, g.baseline, g.current, worse_relative=g.relative) or "-",
                 format_value(metric, _number(g.threshold)),
                 g.rule or "-",
             ]

@@ -25,11 +25,17 @@ def to_prometheus(record: RunRecord) -> bytes:
     Values: ``rtgov_wall_time_seconds``, ``rtgov_cpu_time_seconds``,
     ``rtgov_gpu_time_seconds``, ``rtgov_peak_memory_bytes``, ``rtgov_gpu_memory_bytes``
     and ``rtgov_metric_value`` (recorded numbers, calibrated times), labelled
-    ``subject``, ``metric``, ``backend``, ``run_id``; digests as
-    ``rtgov_digest_info{digest=...} 1``. Judgements, with a ``gate`` label:
-    ``rtgov_gate_threshold`` and ``rtgov_gate_verdict`` (one sample per state of
-    ``verdict``, 1 for the current one). The run: ``rtgov_run_exit_status``,
-    ``rtgov_run_gate_breaches``, ``rtgov_run_info``.
+    ``subject``, ``metric``, ``backend``; digests as ``rtgov_digest_info{digest=...} 1``.
+    Judgements, with a ``gate`` label: ``rtgov_gate_threshold`` and
+    ``rtgov_gate_verdict`` (one sample per state of ``verdict``, 1 for the current
+    one). The run: ``rtgov_run_exit_status``, ``rtgov_run_gate_breaches``, and
+    ``rtgov_run_info{run_id=..., commit=..., mode=..., verdict=...} 1``.
+
+    Labels are of bounded cardinality: every run exports the same series (one per
+    subject, metric and gate), so a scrape or a push of each run updates them rather
+    than adding new ones. The run's id and commit, which change every run, are labels
+    of the info metric only (Prometheus's convention for such facts, as ``*_build_info``);
+    a query joins them on ``backend`` when it needs them.
     """
     require_format("prometheus")
     from prometheus_client import CollectorRegistry, generate_latest
@@ -37,7 +43,7 @@ def to_prometheus(record: RunRecord) -> bytes:
     from prometheus_client.registry import Collector
 
     run, backend = record.run_id, record.backend
-    series = ["subject", "metric", "backend", "run_id"]
+    series = ["subject", "metric", "backend"]
     families: dict[str, GaugeMetricFamily] = {}
 
     def family(name: str, doc: str, labels: Sequence[str]) -> GaugeMetricFamily:
@@ -48,7 +54,7 @@ def to_prometheus(record: RunRecord) -> bytes:
     verdict = Verdict.of_record(record)
     seen: set[tuple[str, str]] = set()
     for row in metrics_of(record, verdict):
-        key = [row.subject, row.metric, backend, run]
+        key = [row.subject, row.metric, backend]
         if (row.subject, row.metric) not in seen:
             seen.add((row.subject, row.metric))
             if row.text is not None:
@@ -67,8 +73,8 @@ def to_prometheus(record: RunRecord) -> bytes:
                 family(name, doc, labels).add_metric(values, row.value)
         if not row.gate:
             continue
-        gated = [row.subject, row.metric, row.gate, backend, run]
-        gate_labels = ["subject", "metric", "gate", "backend", "run_id"]
+        gated = [row.subject, row.metric, row.gate, backend]
+        gate_labels = ["subject", "metric", "gate", "backend"]
         if row.threshold is not None:
             family(
                 "rtgov_gate_threshold",
@@ -83,17 +89,17 @@ def to_prometheus(record: RunRecord) -> bytes:
         for state in GATE_STATUSES:
             verdicts.add_metric([*gated, state], 1.0 if state == row.verdict else 0.0)
 
-    run_labels = ["run_id", "backend"]
+    run_labels = ["backend"]
     family("rtgov_run_exit_status", "pytest exit status of the run", run_labels).add_metric(
-        [run, backend], verdict.exit_status
+        [backend], verdict.exit_status
     )
     family("rtgov_run_gate_breaches", "Gates breached in the run", run_labels).add_metric(
-        [run, backend], len(verdict.breaches)
+        [backend], len(verdict.breaches)
     )
     family(
         "rtgov_run_info",
-        "The run: mode, verdict, commit",
-        [*run_labels, "mode", "verdict", "commit"],
+        "The run: its id, mode, verdict and commit (the only series labelled by run)",
+        ["run_id", *run_labels, "mode", "verdict", "commit"],
     ).add_metric(
         [
             run,
