@@ -57,7 +57,15 @@ def open_store(args: argparse.Namespace) -> Any:
 def run_id_in_index(args: argparse.Namespace, ref: str, index: Any) -> str:
     from pytest_rtgov.store.runs import RunStore
 
-    run_id = RunStore(args.dir).resolve(ref)
+    try:
+        run_id = RunStore(args.dir).resolve(ref)
+    except RecordNotFoundError:
+        from pytest_rtgov.store.prune import resolve_pruned
+
+        pruned = resolve_pruned(args.dir, ref)  # `rtgov gc` kept its leaves, the index too
+        if pruned is None or pruned not in index.run_pos:
+            raise
+        run_id = pruned
     if run_id not in index.run_pos:
         raise RecordNotFoundError(
             f"run {run_id} is not in the ledger's history (was it recorded with a ledger?)"

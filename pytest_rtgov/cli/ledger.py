@@ -153,6 +153,12 @@ def _verify(args: argparse.Namespace) -> int:
         f"{report.records_checked} run record file(s) match the ledger; "
         f"{report.seals_checked} signed baseline/artifact seal(s) verified"
     )
+    for leaf, at, pruned in report.pruned:  # `rtgov gc`: recorded, so not missing
+        more = f", ... ({len(pruned) - 10} more)" if len(pruned) > 10 else ""
+        print(
+            f"{len(pruned)} run record(s) pruned (by leaf {leaf} at {at}; the ledger keeps "
+            f"their leaves): {', '.join(pruned[:10])}{more}"
+        )
     return 0
 
 
@@ -162,7 +168,15 @@ def _find_leaf(args: argparse.Namespace, ledger: Any) -> int:
 
     if args.index is not None:
         return int(args.index)
-    run_id = RunStore(args.dir).resolve(args.run)
+    try:
+        run_id = RunStore(args.dir).resolve(args.run)
+    except NotFoundError:
+        from pytest_rtgov.store.prune import resolve_pruned
+
+        pruned = resolve_pruned(args.dir, args.run)  # `rtgov gc` kept its leaves
+        if pruned is None:
+            raise
+        run_id = pruned
     kind, key, want = "verdict", None, None
     if args.test is not None:
         kind, key, want = "test", "nodeid", args.test

@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_rtgov.cli import compare as cli_compare
     from pytest_rtgov.cli import export as cli_export
     from pytest_rtgov.cli import graph as cli_graph
+    from pytest_rtgov.cli import gc as cli_gc
     from pytest_rtgov.cli import ledger as cli_ledger
     from pytest_rtgov.cli import merge as cli_merge
     from pytest_rtgov.cli import runs as cli_runs
@@ -60,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_graph.add_parsers(sub)
     cli_export.add_parsers(sub)
     cli_merge.add_parsers(sub)
+    cli_gc.add_parsers(sub)
     return parser
 
 
@@ -158,7 +160,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pytest_rtgov.cli import merge as cli_merge
 
         return cli_merge.run(args)
-    from pytest_rtgov.cli import baseline, compare, export, graph, ledger, runs
+    from pytest_rtgov.cli import baseline, compare, export, gc, graph, ledger, runs
 
     store = RunStore(args.dir)
     commands = {
@@ -169,6 +171,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "graph": lambda: graph.run(args),
         "report": lambda: export.report(args),
         "export": lambda: export.run(args),
+        "gc": lambda: gc.run(args),
     }
     command = commands.get(args.command)
     return command() if command is not None else ledger.run(args)

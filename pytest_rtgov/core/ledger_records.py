@@ -5,6 +5,7 @@ environment: the provenance), one leaf per test (node id order) and per fixture
 (name order), one per gate result (subject, metric order), and a closing ``verdict``
 leaf carrying the sha256 of the canonical run record, which ties the record file
 to the log. The order comes from the record, which is canonical whatever xdist did.
+``rtgov gc`` appends a ``prune`` leaf naming the runs whose files it removes next.
 
 >>> leaf = genesis_leaf("rtgov.local/demo", created_at="2026-11-22T00:00:00Z")
 >>> leaf
@@ -31,6 +32,7 @@ __all__ = [
     "baseline_refresh_leaf",
     "genesis_leaf",
     "parse_leaf",
+    "prune_leaf",
     "record_digest",
     "recovery_leaf",
     "run_leaves",
@@ -47,6 +49,7 @@ LEAF_KINDS = (
     "baseline_refresh",
     "quarantine",
     "recovery",
+    "prune",
 )
 
 
@@ -143,6 +146,27 @@ def recovery_leaf(
     return canonical_json(leaf)
 
 
+def prune_leaf(
+    runs: Mapping[str, str], *, pruned_at: str, policy: str, who: str
+) -> bytes:
+    """``rtgov gc``'s intent, appended and signed before it deletes anything: the runs
+    (``{run_id: record_sha256}``, the digests their verdict leaves hold) whose record,
+    captures and artifacts it removes. Their own leaves stay in the log.
+
+    >>> prune_leaf({"r1": "sha256:" + "0" * 64}, pruned_at="t", policy="keep 1", who="w")[:25]
+    b'{"kind":"prune","policy":'
+    """
+    return canonical_json(
+        {
+            "kind": "prune",
+            "policy": policy,
+            "pruned_at": pruned_at,
+            "runs": [{"run_id": r, "record_sha256": d} for r, d in sorted(runs.items())],
+            "who": who,
+        }
+    )
+
+
 _STR, _INT = (str,), (int,)
 # What every kind must carry, beyond its ``kind``: field -> the exact types allowed
 # (exact: a bool is no int). Readers may rely on these; other fields are optional.
@@ -156,6 +180,7 @@ LEAF_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
     "baseline_refresh": (("seal_sha256", _STR),),
     "quarantine": (),
     "recovery": (("at", _STR), ("torn_bytes", _INT), ("uncovered", (list, type(None)))),
+    "prune": (("pruned_at", _STR), ("runs", (list,))),
 }
 assert tuple(LEAF_FIELDS) == LEAF_KINDS
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -222,5 +247,17 @@ def parse_leaf(payload: bytes) -> dict[str, Any]:
             raise LeafFormatError(f"a {value['kind']} leaf needs {name!r} ({names})")
     if fields is LEAF_FIELDS["verdict"] and not _DIGEST.fullmatch(value["record_sha256"]):
         raise LeafFormatError("a verdict leaf needs 'record_sha256' as sha256:<64 hex digits>")
+    if fields is LEAF_FIELDS["prune"]:
+        for run in value["runs"]:
+            if not (
+                type(run) is dict
+                and type(run.get("run_id")) is str
+                and type(run.get("record_sha256")) is str
+                and _DIGEST.fullmatch(run["record_sha256"])
+            ):
+                raise LeafFormatError(
+                    "a prune leaf's 'runs' are objects with 'run_id' and 'record_sha256' "
+                    "(sha256:<64 hex digits>)"
+                )
     leaf: dict[str, Any] = value  # a dict: ``fields`` is None for anything else
     return leaf

@@ -172,7 +172,12 @@ class RunStore:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise RecordNotFoundError(f"no run record matches {ref!r} under {self.runs_dir}")
+            from pytest_rtgov.store.prune import pruned_message
+
+            pruned = pruned_message(self.state_dir, ref) if ref else None
+            raise RecordNotFoundError(
+                pruned or f"no run record matches {ref!r} under {self.runs_dir}"
+            )
         raise RecordNotFoundError(
             f"{ref!r} matches {len(matches)} runs under {self.runs_dir}: "
             f"{', '.join(matches[:5])}{', ...' if len(matches) > 5 else ''}; give more of the id"

@@ -53,3 +53,5 @@ class VerifyReport:
     records_checked: int = 0
     seals_checked: int = 0
     trusted_prefix: int | None = None
+    # (leaf index, pruned_at, run ids) of each prune leaf whose records are gone
+    pruned: list[tuple[int, str, list[str]]] = field(default_factory=list)

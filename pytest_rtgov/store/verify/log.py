@@ -31,7 +31,13 @@ from pytest_rtgov.store.verify.failures import (
     VerifyFailure,
     VerifyReport,
 )
-from pytest_rtgov.store.verify.records import Coverage, check_record, claim_artifacts
+from pytest_rtgov.store.verify.records import (
+    Coverage,
+    check_record,
+    claim_artifacts,
+    note_prune,
+    settle_pruned,
+)
 
 __all__ = ["verify_ledger"]
 
@@ -162,6 +168,8 @@ def verify_ledger(
                     report.records_checked += check_record(coverage, leaf, index)
                 elif _ARTIFACT_MARK in payload and kind in ("test", "fixture"):
                     claim_artifacts(coverage, leaf, index)
+                elif kind == "prune":
+                    note_prune(coverage, leaf, index)
             except LeafFormatError as exc:
                 raise VerifyFailure(
                     EXIT_LEAF, f"{log}: leaf {index} at byte {offset}", str(exc)
@@ -198,6 +206,7 @@ def verify_ledger(
         raise VerifyFailure(EXIT_FRAME, str(ledger.log_path), str(exc)) from exc
     report.leaves = tree.size
     report.root = tree.root()
+    settle_pruned(coverage, report)  # records missing at their verdict leaf: pruned since?
 
     for cp in [*checkpoints, *([trusted] if trusted else [])]:
         if cp.body.size > tree.size:

@@ -1,10 +1,12 @@
 """``rtgov verify``, run records and artifacts: each present, matching its ledger leaf,
-and none that no leaf names (artifacts also sealed)."""
+and none that no leaf names (artifacts also sealed); a run a later ``prune`` leaf names
+(``rtgov gc``) may be gone, and is reported as pruned."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,14 @@ from pytest_rtgov.store.sealed import ARTIFACT_PREDICATE, ENVELOPE_SUFFIX, SealE
 from pytest_rtgov.store.verify.failures import EXIT_LEAF, EXIT_SEAL, VerifyFailure, VerifyReport
 from pytest_rtgov.store.verify.seals import warn_untrusted
 
-__all__ = ["Coverage", "check_record", "claim_artifacts", "verify_artifacts"]
+__all__ = [
+    "Coverage",
+    "check_record",
+    "claim_artifacts",
+    "note_prune",
+    "settle_pruned",
+    "verify_artifacts",
+]
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")  # a run id, worker or artifact
 _TEMP_SUFFIX = ".rtgov-tmp"  # store.files.atomic_write's temporaries
@@ -32,6 +41,11 @@ class Coverage:
     unclaimed: set[str]  # stems of runs/*.json no verdict leaf has named yet
     # artifacts/RUN/WORKER/NAME.npz -> [(sha256 hex, leaf index), ...]
     artifacts: dict[Path, list[tuple[str, int]]] = field(default_factory=dict)
+    # run id -> (verdict leaf index, record_sha256) of records missing when their verdict
+    # leaf came by: a prune leaf later in the log must name them, else verify fails
+    missing: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # run id -> (prune leaf index, pruned_at, record_sha256)
+    pruned: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
 
 def verify_artifacts(
@@ -39,10 +53,15 @@ def verify_artifacts(
     named: dict[Path, list[tuple[str, int]]],
     trust: Trust,
     report: VerifyReport,
+    pruned: Collection[str] = (),
 ) -> None:
     """Each artifact a leaf names: present, sealed, matching the leaf's digest; and no
-    file under ``artifacts/`` that is neither a named artifact nor its seal."""
+    file under ``artifacts/`` that is neither a named artifact nor its seal. The runs in
+    ``pruned`` (``rtgov gc``) may have lost theirs: what is left of them is checked, and
+    a file of theirs no leaf names is a warning (an interrupted gc), not a failure."""
     for path, claims in sorted(named.items()):
+        if path.parent.parent.name in pruned and not path.is_file():
+            continue
         leaves = " and ".join(f"leaf {index}" for _, index in claims)
         where = f"{path} (named by ledger {leaves})"
         if not path.is_file():
@@ -81,6 +100,12 @@ def verify_artifacts(
             )
             continue
         if path not in expected and not path.is_dir():
+            if path.relative_to(directory).parts[0] in pruned:
+                report.warnings.append(
+                    f"{path}: left by an interrupted `rtgov gc` (its run was pruned); "
+                    "`rtgov gc` removes it"
+                )
+                continue
             raise VerifyFailure(
                 EXIT_SEAL,
                 str(path),
@@ -103,9 +128,9 @@ def check_record(coverage: Coverage, leaf: dict[str, Any], index: int) -> int:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise VerifyFailure(
-            EXIT_LEAF, str(path), f"run record missing: the ledger's verdict leaf {index} names it"
-        ) from None
+        # Missing is fine only if a prune leaf later in the log names it (settle_pruned).
+        coverage.missing[run_id] = (index, leaf["record_sha256"])
+        return 0
     except OSError as exc:
         raise VerifyFailure(EXIT_LEAF, str(path), f"unreadable run record ({exc})") from exc
     # The plugin writes the canonical bytes and a newline: hash them as they are, and
@@ -123,6 +148,46 @@ def check_record(coverage: Coverage, leaf: dict[str, Any], index: int) -> int:
             f"differs from the run record the ledger holds (leaf {index}): the file was edited",
         )
     return 1
+
+
+def note_prune(coverage: Coverage, leaf: dict[str, Any], index: int) -> None:
+    """Remember the runs a prune leaf names (parse_leaf checked their fields)."""
+    for run in leaf["runs"]:
+        if not _PLAIN_NAME.fullmatch(run["run_id"]):
+            raise LeafFormatError(f"run_id {run['run_id']!r} is not a plain name")
+        coverage.pruned[run["run_id"]] = (index, leaf["pruned_at"], run["record_sha256"])
+
+
+def settle_pruned(coverage: Coverage, report: VerifyReport) -> None:
+    """After the pass: every record missing at its verdict leaf must be pruned by a later
+    prune leaf naming the same digest (else the failure verify always gave); reports
+    the pruned runs, and warns about pruned records still present (an interrupted gc)."""
+    by_leaf: dict[tuple[int, str], list[str]] = {}
+    for run_id, (index, digest) in sorted(coverage.missing.items(), key=lambda kv: kv[1][0]):
+        path = coverage.runs_dir / f"{run_id}.json"
+        mark = coverage.pruned.get(run_id)
+        if mark is None or mark[0] < index:
+            raise VerifyFailure(
+                EXIT_LEAF,
+                str(path),
+                f"run record missing: the ledger's verdict leaf {index} names it",
+            )
+        if mark[2] != digest:
+            raise VerifyFailure(
+                EXIT_LEAF,
+                str(path),
+                f"run record missing: the ledger's verdict leaf {index} names it, and prune "
+                f"leaf {mark[0]} pruned another record of that run ({mark[2][:23]}...)",
+            )
+        by_leaf.setdefault(mark[:2], []).append(run_id)
+    report.pruned = [(leaf, at, runs) for (leaf, at), runs in sorted(by_leaf.items())]
+    for run_id, (leaf, at, _) in sorted(coverage.pruned.items()):
+        path = coverage.runs_dir / f"{run_id}.json"
+        if run_id not in coverage.missing and path.is_file():
+            report.warnings.append(
+                f"{path}: pruned by ledger leaf {leaf} ({at}) but still present: an "
+                "interrupted `rtgov gc`; `rtgov gc` removes it"
+            )
 
 
 def claim_artifacts(coverage: Coverage, leaf: dict[str, Any], index: int) -> None:

@@ -72,7 +72,9 @@ def verify_all(
             f"{state_dir / ORPHANED_DIR}, or delete it)",
         )
     verify_baselines(state_dir, baseline_dir, trust, report)
-    verify_artifacts(coverage.artifacts_dir, coverage.artifacts, trust, report)
+    verify_artifacts(
+        coverage.artifacts_dir, coverage.artifacts, trust, report, pruned=coverage.pruned
+    )
     # Temporaries of interrupted atomic writes: reported (the next writer in that folder
     # removes them), never part of what is verified.
     from pytest_rtgov.store.files import stale_temporaries
