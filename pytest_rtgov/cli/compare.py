@@ -16,7 +16,7 @@ from pytest_rtgov.cli.delta import (
 from pytest_rtgov.cli.options import add_gates, add_keyring, paths
 from pytest_rtgov.core.canonical import pretty_json
 from pytest_rtgov.core.constants import ExitCode
-from pytest_rtgov.core.format import format_value
+from pytest_rtgov.core.format import format_change, format_value
 from pytest_rtgov.errors import RecordNotFoundError
 
 __all__ = ["add_parsers", "run"]
@@ -149,7 +149,7 @@ def _render_compare(
             r.metric,
             format_value(r.metric, r.a),
             format_value(r.metric, r.b),
-            f"{r.relative * 100:+.1f}%" if r.relative is not None else "",
+            format_change(r.metric, r.a, r.b),
             r.why,
         )
         for r in rows

@@ -16,7 +16,7 @@ from pytest_rtgov.cli.delta import (
 )
 from pytest_rtgov.cli.options import add_format, add_keyring, add_out
 from pytest_rtgov.core.canonical import pretty_json
-from pytest_rtgov.core.format import format_digest, format_value
+from pytest_rtgov.core.format import format_change, format_digest, format_value
 from pytest_rtgov.core.verdict import BREACHING
 from pytest_rtgov.errors import InvalidOptionError, RecordNotFoundError
 
@@ -105,7 +105,8 @@ def _query(args: argparse.Namespace, index: Any) -> int:
             print(
                 f"  {row['verdict'] or '-':8} {row['subject']} {row['metric']}: "
                 f"{format_value(row['metric'], row['value'])} vs baseline "
-                f"{format_value(row['metric'], row['baseline'])} ({row['relative'] * 100:+.1f}%)"
+                f"{format_value(row['metric'], row['baseline'])} "
+                f"({format_change(row['metric'], row['baseline'], row['value'])})"
                 + (f"  gate {row['gate']!r}" if row["gate"] else "")
             )
         if not found:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_rtgov.core.format import format_change
 from pytest_rtgov.core.metrics import BUILTIN_METRICS
 
 __all__ = ["DEFAULT_THRESHOLD_PCT", "Row", "compare_values"]
@@ -78,7 +79,7 @@ def _row(key: tuple[str, str], a: Side | None, b: Side | None, threshold_pct: fl
     changed = big and (apart if enough else True)
     why = ""
     if changed:
-        pct = f"{relative * 100:+.1f}%" if relative is not None else "from 0"
+        pct = format_change(metric, va, vb) if relative is not None else "from 0"
         why = f"{pct}, IQRs apart" if enough else pct
     return Row(subject, metric, va, vb, delta, relative, changed, why)
 

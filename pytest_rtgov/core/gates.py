@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pytest_rtgov.core.budget import waiting_note
+from pytest_rtgov.core.format import format_change
 from pytest_rtgov.core.gate_rules import (
     budget_reasons,
     gate_threshold,
@@ -90,6 +91,13 @@ def _ab_block(
         return {**out, "breach": False, "reason": reason}
     reason = "; ".join([*exceeded, f"p={p:.3g} < {alpha:.3g}", f"{len(pairs)} pairs"])
     return {**out, "breach": True, "reason": reason}
+
+
+def _change(metric: str, block: dict[str, Any]) -> str:
+    """An A/B block's effect, better or worse (``core.format.format_change``)."""
+    return format_change(
+        metric, block["baseline"], block["current"], worse_relative=block["relative"]
+    )
 
 
 def _evaluate_ab(gate: Gate, subject: Subject, config: GatesConfig, alpha: float) -> GateResult:
@@ -145,7 +153,7 @@ def _evaluate_ab(gate: Gate, subject: Subject, config: GatesConfig, alpha: float
     failed = next(c for c in confirmations if not c["breach"])
     reason = (
         f"{reason}; not confirmed on re-measurement "
-        f"({failed['relative'] * 100:+.1f}%: {failed['reason'] or 'within the threshold'})"
+        f"({_change(gate.metric, failed)}: {failed['reason'] or 'within the threshold'})"
     )
     return GateResult(status="unconfirmed", reason=reason, **fields, **base)
 

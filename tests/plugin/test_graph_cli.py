@@ -125,6 +125,12 @@ def test_a_committed_slowdown_is_compared_located_and_exported(repo, capsys):
     assert ("test_suite.py::test_kernel", "cpu_time") in changed
     assert ("test_suite.py::test_accuracy", "val_accuracy") not in changed
     assert report["comparable"] is True
+    # the text says which way the time went, in the metric's direction
+    assert cli(repo.path, "compare", "baseline", "latest", "--format", "markdown") == 0
+    kernel = [line for line in capsys.readouterr().out.splitlines() if "test_kernel |" in line]
+    assert any("| cpu_time |" in line and "% (worse)" in line for line in kernel), kernel
+    assert cli(repo.path, "graph", "query", "top-regressions") == 0
+    assert "% (worse))" in capsys.readouterr().out
 
     assert cli(repo.path, "graph", "query", "first-regression") == 0
     out = capsys.readouterr().out
