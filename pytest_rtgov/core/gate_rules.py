@@ -1,5 +1,6 @@
 """The arithmetic of one gate rule: how much worse, relative change, why a budget or a
-regression rule fails, significance p-values, and the threshold a gate compares against.
+regression rule fails, significance p-values (:mod:`pytest_rtgov.core.rank_tests`), and
+the threshold a gate compares against.
 
 Pure. :mod:`pytest_rtgov.core.gates` applies these to each subject a gate selects.
 """
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 
 from pytest_rtgov.core.format import format_number
 from pytest_rtgov.core.gates_config import Gate
+from pytest_rtgov.core.rank_tests import mann_whitney_greater_p, wilcoxon_greater_p
 
 __all__ = [
     "budget_reasons",
@@ -26,14 +28,13 @@ __all__ = [
 def mann_whitney_worse_p(current: Sequence[float], baseline: Sequence[float]) -> float:
     """One-sided p-value that ``current`` tends to be larger than ``baseline``.
 
-    scipy's Mann-Whitney U (exact for small samples without ties, normal
-    approximation with tie correction otherwise). Identical samples give p >= 0.5.
+    Mann-Whitney U as scipy computes it (:mod:`pytest_rtgov.core.rank_tests`: exact for
+    small samples without ties, normal approximation with tie correction otherwise).
+    Identical samples give p >= 0.5.
     """
-    from scipy.stats import mannwhitneyu
-
     if len(set(current) | set(baseline)) == 1:
         return 1.0
-    return float(mannwhitneyu(current, baseline, alternative="greater").pvalue)
+    return mann_whitney_greater_p(current, baseline)
 
 
 def worse_by(current: float, baseline: float, higher_is_better: bool) -> float:
@@ -68,13 +69,11 @@ def budget_reasons(minimum: float | None, maximum: float | None, value: float) -
 
 def wilcoxon_worse_p(pairs: Sequence[tuple[float, float]]) -> float:
     """One-sided p-value that current exceeds baseline, paired: Wilcoxon signed-rank
-    test on log(current / baseline) (scipy; exact for small samples)."""
-    from scipy.stats import wilcoxon
-
+    test on log(current / baseline) as scipy computes it (exact for small samples)."""
     logs = [math.log(c / b) for c, b in pairs if c > 0 and b > 0]
     if not logs or all(x == 0 for x in logs):
         return 1.0
-    return float(wilcoxon(logs, alternative="greater", zero_method="zsplit").pvalue)
+    return wilcoxon_greater_p(logs)
 
 
 def gate_threshold(
