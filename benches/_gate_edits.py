@@ -287,7 +287,11 @@ def _load(root: str) -> tuple[object, object]:
 
 
 def measure(base: str, edited: str, tests: list[str], pairs: int) -> dict[str, object]:
-    """Median paired ratio (edited / base) - 1 of each test body, CPU and wall time."""
+    """Median paired ratio (edited / base) - 1 of each test body, CPU and wall time, in
+    the allocator regime a measuring session uses (glibc's mmap threshold pinned)."""
+    from pytest_rtgov.measure.allocator import pin
+
+    regime = pin()
     (perf_b, xp), (perf_e, _) = _load(base), _load(edited)
     arrays = perf_b.arrays.__wrapped__(xp)  # type: ignore[attr-defined]
     rng = random.Random(0)
@@ -319,6 +323,7 @@ def measure(base: str, edited: str, tests: list[str], pairs: int) -> dict[str, o
             "cpu_ratio_quartiles": [round(cq[0], 4), round(cq[2], 4)],
             "wall_ratio_quartiles": [round(wq[0], 4), round(wq[2], 4)],
             "pairs": pairs,
+            "allocator": regime,
         }
     return out
 
