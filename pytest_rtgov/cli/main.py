@@ -33,8 +33,13 @@ _LEDGER_COMMANDS = (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtgov", description="pytest-rtgov command line")
     parser.add_argument(
-        "--dir", default=DEFAULT_STATE_DIR, type=Path, help="state directory (default: .rtgov)"
+        "--dir",
+        default=None,  # cli.options.apply_project_config: the project's pytest setting
+        type=Path,
+        help=f"state directory (default: the project's --rtgov-dir or rtgov_dir in its pytest "
+        f"configuration, else {DEFAULT_STATE_DIR})",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="stderr log format"
     )
@@ -63,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     cli_merge.add_parsers(sub)
     cli_gc.add_parsers(sub)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (``rtgov --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-rtgov")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(version unknown: pytest-rtgov is not installed)"
 
 
 def _setup_logging(fmt: str, level: str) -> tuple[logging.Handler, int]:
@@ -147,8 +162,11 @@ def message(error: BaseException, command: str) -> str:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from pytest_rtgov.cli.options import apply_project_config
     from pytest_rtgov.store.files import symlinks_inside
     from pytest_rtgov.store.runs import RunStore
+
+    apply_project_config(args)  # --dir, --gates, --keyring not given: the pytest config's
 
     links = symlinks_inside(args.dir) if args.command != "keys" and args.dir.is_dir() else []
     if links:  # the ledger, the index or a key would be read from or written to elsewhere

@@ -66,7 +66,10 @@ def add_parsers(sub: Any) -> None:
         "--gate", action="store_true", help="evaluate the gates on the merged run (no refresh)"
     )
     merge.add_argument(
-        "--gates", type=Path, default=Path("gates.toml"), help="gates file (default: gates.toml)"
+        "--gates",
+        type=Path,
+        default=None,  # cli.options.apply_project_config fills it
+        help="gates file (default: the project's pytest setting, else gates.toml)",
     )
     merge.add_argument(
         "--require-baseline",
@@ -76,8 +79,9 @@ def add_parsers(sub: Any) -> None:
     merge.add_argument(
         "--keyring",
         type=Path,
-        default=Path("rtgov.keyring"),
-        help="trusted public keys for the baseline's seal (default: rtgov.keyring)",
+        default=None,  # cli.options.apply_project_config fills it
+        help="trusted public keys for the baseline's seal (default: the project's pytest "
+        "setting, else rtgov.keyring)",
     )
     merge.add_argument(
         "--signing-key",

@@ -1,6 +1,9 @@
 """The options several ``rtgov`` commands share, spelled one way everywhere: ``--gates``,
-``--keyring``, ``--signing-key``, ``-o/--out`` and ``--format``; and the deprecated
-spellings (``--output``, ``--json``) that still work and say so on stderr."""
+``--keyring``, ``--signing-key``, ``-o/--out`` and ``--format``; the deprecated
+spellings (``--output``, ``--json``) that still work and say so on stderr; and
+:func:`apply_project_config`, which fills ``--dir``, ``--gates``, ``--keyring`` and
+``--signing-key`` not given from the project's pytest configuration
+(:mod:`pytest_rtgov.store.pytest_config`), as a pytest session there would resolve them."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ __all__ = [
     "add_keyring",
     "add_out",
     "add_signing_key",
+    "apply_project_config",
     "paths",
 ]
 
@@ -34,10 +38,36 @@ def paths(args: argparse.Namespace) -> paths_module.Paths:
     (where the command has them) resolved in the one place, :mod:`pytest_rtgov.store.paths`."""
     return paths_module.Paths.resolve(
         invocation=Path(),
+        rootdir=getattr(args, "project_root", None),
         state_dir=args.dir,
         gates=getattr(args, "gates", None),
         keyring=getattr(args, "keyring", None),
     )
+
+
+def apply_project_config(args: argparse.Namespace) -> None:
+    """Fill the path options this command has and the user did not give (``None``) from
+    the project's pytest configuration: ``--rtgov-dir``/``--rtgov-gates``/
+    ``--rtgov-keyring``/``--rtgov-signing-key`` in ``addopts`` or ``$PYTEST_ADDOPTS``, an
+    ``-o`` override there, the ``rtgov_*`` ini keys; else the defaults (the state
+    directory ``.rtgov`` here, ``gates.toml`` and ``rtgov.keyring`` in pytest's rootdir).
+    The config file is read only when an option is left to it."""
+    wanted = [
+        name for name in ("dir", "gates", "keyring", "signing_key")
+        if hasattr(args, name) and getattr(args, name) is None
+    ]  # fmt: skip
+    if not wanted:
+        return
+    from pytest_rtgov.store.pytest_config import locate
+
+    project = locate()
+    root = project.rootdir if project.rootdir != Path().absolute() else Path()
+    args.project_root = root
+    defaults = {"dir": DEFAULT_STATE_DIR, "gates": root / DEFAULT_GATES}
+    defaults["keyring"] = root / DEFAULT_KEYRING
+    for name in wanted:
+        key = "rtgov_dir" if name == "dir" else f"rtgov_{name}"
+        setattr(args, name, project.setting(key) or defaults.get(name))
 
 
 class _Deprecated(argparse.Action):
@@ -69,13 +99,19 @@ class _Deprecated(argparse.Action):
 
 def add_gates(parser: argparse.ArgumentParser, what: str = "gates file") -> None:
     parser.add_argument(
-        "--gates", type=Path, default=DEFAULT_GATES, help=f"{what} (default: gates.toml)"
+        "--gates",
+        type=Path,
+        default=None,  # apply_project_config: the project's rtgov_gates, else gates.toml
+        help=f"{what} (default: the project's pytest setting, else gates.toml)",
     )
 
 
 def add_keyring(parser: argparse.ArgumentParser, what: str = "trusted public keys") -> None:
     parser.add_argument(
-        "--keyring", type=Path, default=DEFAULT_KEYRING, help=f"{what} (default: rtgov.keyring)"
+        "--keyring",
+        type=Path,
+        default=None,  # apply_project_config: the project's rtgov_keyring, else rtgov.keyring
+        help=f"{what} (default: the project's pytest setting, else rtgov.keyring)",
     )
 
 
@@ -84,7 +120,8 @@ def add_signing_key(parser: argparse.ArgumentParser, what: str) -> None:
         "--signing-key",
         type=Path,
         default=None,
-        help=f"key that signs {what} (default: $RTGOV_SIGNING_KEY, else the local key)",
+        help=f"key that signs {what} (default: the project's pytest setting, else "
+        "$RTGOV_SIGNING_KEY, else the local key)",
     )
 
 
