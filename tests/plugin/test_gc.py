@@ -4,6 +4,8 @@ prune leaf, the ledger's leaves kept, `rtgov verify` still at 0 and naming them.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,6 +185,35 @@ def test_older_than_keeps_recent_runs_and_leaves_uncovered_records_alone(
     assert cli(pytester, "gc", "--older-than", "0") == 0
     assert "pruned 1 run(s) (older than 0 days)" in capsys.readouterr().out
     assert orphan.is_file()  # never pruned: no leaf vouches for it
+
+
+def test_gc_waits_for_the_ledger_lock_and_deletes_nothing_without_it(
+    pytester: pytest.Pytester,
+    three_runs: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.plugin.test_verify_trust import HOLDER
+
+    state = pytester.path / ".rtgov"
+    log = (state / "ledger" / "log").read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state / "ledger" / "log.lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        monkeypatch.setenv("RTGOV_LEDGER_TIMEOUT", "0")
+        capsys.readouterr()
+        assert cli(pytester, "gc", "--keep", "1") == 7
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert "waiting for the ledger lock" in err and "nothing pruned" in err
+    assert (state / "runs" / f"{three_runs[1]}.json").is_file()
+    assert (state / "ledger" / "log").read_bytes() == log
 
 
 @pytest.mark.parametrize(
