@@ -244,3 +244,23 @@ def test_a_prune_leaf_names_runs_with_digests() -> None:
     bad = {"kind": "prune", "pruned_at": "t", "runs": [{"run_id": "r1"}]}
     with pytest.raises(LeafFormatError, match="record_sha256"):
         parse_leaf(canonical_json(bad))
+
+
+def test_a_prune_leaf_with_another_digest_does_not_excuse_a_missing_record(
+    pytester: pytest.Pytester, three_runs: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_rtgov.store.keys import load_signing_key
+    from pytest_rtgov.store.ledger import Ledger, append_session
+
+    state = pytester.path / ".rtgov"
+    second = three_runs[1]
+    signing = load_signing_key(key_file=None, state_dir=state)
+    leaf = prune_leaf({second: "sha256:" + "0" * 64}, pruned_at="t", policy="p", who="w")
+    append_session(
+        Ledger(state / "ledger"), [leaf], signer=signing.signer, origin="", created_at="t"
+    )
+    (state / "runs" / f"{second}.json").unlink()
+    capsys.readouterr()
+    assert cli(pytester, "verify") == EXIT_LEAF
+    err = capsys.readouterr().err
+    assert "run record missing" in err and "pruned another record of that run" in err
