@@ -191,6 +191,9 @@ class Verdict:
     results: tuple[GateResult, ...] = ()
     notes: tuple[str, ...] = ()
     baseline_action: str | None = None  # updated | created | created-local | None
+    # An update session (``updated``): how many breaches the update accepted
+    # (core/acceptance.py); None otherwise, and the key is then absent from the record.
+    accepted: int | None = None
 
     @property
     def breaches(self) -> list[GateResult]:
@@ -209,6 +212,7 @@ class Verdict:
             "gates_evaluated": len(self.results),
             "notes": list(self.notes),
             "baseline_action": self.baseline_action,
+            **({"accepted": self.accepted} if self.accepted is not None else {}),
         }
 
     def gate_results(self) -> tuple[dict[str, Any], ...]:
@@ -237,13 +241,14 @@ class Verdict:
         if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
             raise _fail(source, "$.verdict.notes", "a list of strings")
         action = _optional(data, "baseline_action", (str,), source, "$.verdict")
+        accepted = _optional(data, "accepted", (int,), source, "$.verdict")
         typed = tuple(
             r
             if isinstance(r, GateResult)
             else GateResult.from_dict(r, source=source, place=f"$.gate_results[{i}]")
             for i, r in enumerate(results)
         )
-        return cls(status, code, typed, tuple(notes), action)
+        return cls(status, code, typed, tuple(notes), action, accepted)
 
     @classmethod
     def of_record(cls, record: RunRecord) -> Verdict:
@@ -292,10 +297,11 @@ def decide(
     In order: a baseline that cannot be trusted is ``error`` (7), one that does not
     parse ``error`` (4); failed tests are ``failed-tests`` with pytest's status; a
     breach (``breach`` or ``missing``) is ``breached`` (6) unless the baseline is being
-    updated (the breaches are accepted); a baseline that is required but absent is
-    ``no-baseline`` (6); else ``passed`` (0). ``baseline`` is one of
-    :data:`BASELINE_STATES`; the baseline action it implies is kept on the verdict
-    only for a session that passes.
+    updated (the breaches are accepted; the update step then keeps breached what it
+    cannot accept, :func:`pytest_rtgov.core.acceptance.settle`); a baseline that is
+    required but absent is ``no-baseline`` (6); else ``passed`` (0). ``baseline`` is
+    one of :data:`BASELINE_STATES`; the baseline action it implies is kept on the
+    verdict only for a session that passes (``settle`` keeps ``updated`` on it).
 
     >>> breach = GateResult("g", "t", "wall_time", "breach", "max 1 s")
     >>> decide([breach], tests_exit_status=0).exit_status

@@ -2,13 +2,18 @@
 
 :meth:`pytest_rtgov.plugin.gating.Gatekeeper.decide` decides, and plans the write
 (``updated``, ``created``, ``created-local``); this module does it, then adds to the
-verdict's notes what was written. Nothing here changes a verdict's status.
+verdict's notes what was written. An update (``--rtgov-update-baseline``) also moves
+the A/B reference (``refs/rtgov/accepted``, :func:`pytest_rtgov.store.ab_ref.accept_code`)
+and accepts exactly what the next session judges the same way
+(:mod:`pytest_rtgov.core.acceptance`): a breach it cannot accept, an absolute budget
+above all, keeps the session ``breached`` (exit 6); no other verdict changes status.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pytest_rtgov.core.acceptance import acceptance_notes, judge_breaches, settle
 from pytest_rtgov.core.fingerprint import fingerprint
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import Verdict
@@ -34,20 +39,23 @@ def write_baseline(
             record, who=who, reason=keeper.reason or "pytest --rtgov-update-baseline"
         )
         _seal(keeper, entry, store)
-        notes = [_accept_code(keeper)] if keeper.gates.ab_gates else []
+        notes, ab_follows, ab_why_not = [], False, ""
+        if keeper.gates.ab_gates:
+            note, ab_follows, ab_why_not = _accept_code(keeper)
+            notes.append(note)
         notes.append(
             f"baseline updated in {store.directory} ({len(entry.changes)} changes, "
             f"by {entry.who}: {entry.reason})"
         )
-        if verdict.breaches:
-            notes.append(f"{len(verdict.breaches)} breach(es) accepted into the new baseline")
+        judged = judge_breaches(verdict.breaches, keeper.gates, ab_follows=ab_follows)
+        notes += acceptance_notes(judged, ab_why_not=ab_why_not)
         stale = store.stale(record)
         if stale:
             notes.append(
                 f"stale baseline subjects kept (not in this run; "
                 f"`rtgov baseline refresh --drop-stale` drops them): {', '.join(stale)}"
             )
-        return verdict.with_notes(*notes)
+        return settle(verdict.with_notes(*notes), judged)
     if kind == "create":
         entry = store.update(
             record,
@@ -76,17 +84,30 @@ def write_baseline(
     )
 
 
-def _accept_code(keeper: Gatekeeper) -> str:
+def _accept_code(keeper: Gatekeeper) -> tuple[str, bool, str]:
     """A refresh accepts the timing of today's code: A/B gates with ``ab_ref =
-    "accepted"`` compare against it from now on."""
-    from pytest_rtgov.store.ab_code import ACCEPTED_REF, AbCodeError, accept_working_tree
+    "accepted"`` compare against it from now on. The note, whether the next session's
+    A/B reference is that code, and if not why (for the "not accepted" sentence)."""
+    from pytest_rtgov.store.ab_code import AbCodeError
+    from pytest_rtgov.store.ab_ref import ACCEPTED, ACCEPTED_REF, accept_code
 
     try:
-        sha = accept_working_tree(keeper.rootdir)
+        sha = accept_code(keeper.rootdir)
     except AbCodeError as exc:
-        return f"A/B baseline code not recorded: {exc}"
+        note = f"A/B baseline code not recorded: {exc}"
+        return note, False, "the accepted code could not be recorded in git (above)"
     log_event("ab.accepted", sha=sha)
-    return f"A/B baseline code is now {ACCEPTED_REF} = {sha[:12]} (this run's code)"
+    note = f"A/B baseline code is now {ACCEPTED_REF} = {sha[:12]} (this run's code)"
+    choice = keeper.ab_choice
+    if choice is not None and choice.follows_acceptance:
+        return note, True, ""
+    asked = choice.asked if choice is not None else keeper.ab_ref
+    why = (
+        f"the A/B reference is ab_ref = {asked!r} (or --rtgov-ab-ref), not the accepted "
+        f"code: it stays breached until that ref holds this code (commit it), or set "
+        f'ab_ref = "{ACCEPTED}" in gates.toml'
+    )
+    return note, False, why
 
 
 def _seal(keeper: Gatekeeper, entry: Any, store: BaselineStore) -> None:

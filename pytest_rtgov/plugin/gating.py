@@ -77,6 +77,7 @@ class Gatekeeper:
         # What write_baseline will write, decided by decide: (state, store) or None.
         self._plan: tuple[str, BaselineStore] | None = None
         self.ab_says: str | None = None  # which code A/B gates compare against (prepare_ab)
+        self.ab_choice: Any = None  # its store.ab_ref.AbChoice (what an update accepts)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -147,7 +148,7 @@ class Gatekeeper:
 
         try:
             choice = resolve_ab_ref(self.rootdir, self.ab_ref)
-            self.ab_ref = choice.ref
+            self.ab_ref, self.ab_choice = choice.ref, choice
             sha, root = export_ref(self.rootdir, self.ab_ref, dest)
         except AbCodeError as exc:
             raise pytest.UsageError(str(exc)) from None

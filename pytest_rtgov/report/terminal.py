@@ -274,9 +274,13 @@ def _verdict_line(verdict: Verdict, markup: bool, overridden: tuple[int, str] | 
     breaches = sum(1 for r in results if r.status in BREACHING)
     unconfirmed = sum(1 for r in results if r.status == "unconfirmed")
     status = verdict.status
-    judged = "accepted" if verdict.baseline_action == "updated" else "breached"
+    judged = f"{breaches} breached"
+    if verdict.baseline_action == "updated":  # an update: what it accepted, and not
+        accepted = breaches if verdict.accepted is None else verdict.accepted
+        judged = f"{breaches - accepted} breached, {accepted} accepted"
+        judged = judged if accepted < breaches else f"{accepted} accepted"
     line = (
-        f"rtgov gate: {status.upper()} ({len(results)} checks, {breaches} {judged}, "
+        f"rtgov gate: {status.upper()} ({len(results)} checks, {judged}, "
         f"{unconfirmed} unconfirmed, {new} new) "
         f"exit status {verdict.exit_status}"
     )

@@ -60,19 +60,11 @@ def _git(rootdir: Path, *args: str) -> str:
 
 
 def accept_working_tree(rootdir: Path) -> str:
-    """Point ``refs/rtgov/accepted`` at the code as it is now, committed or not.
+    """Point ``refs/rtgov/accepted`` at the code as it is now, committed or not
+    (:func:`pytest_rtgov.store.ab_ref.accept_code`, kept under its old name)."""
+    from pytest_rtgov.store.ab_ref import accept_code  # ab_ref imports this module
 
-    ``git stash create`` makes a commit of the working tree without touching it, the
-    index or the stash list; with a clean tree it prints nothing and HEAD is the code.
-    """
-    try:
-        sha = _git(rootdir, "stash", "create", "rtgov: code accepted by a baseline refresh")
-        sha = sha or _git(rootdir, "rev-parse", "HEAD")
-        _git(rootdir, "update-ref", "-m", "rtgov baseline refresh", ACCEPTED_REF, sha)
-        return sha
-    except (OSError, subprocess.CalledProcessError) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
-        raise AbCodeError(f"cannot record the accepted code in git: {detail.strip()}") from None
+    return accept_code(rootdir)
 
 
 def export_ref(rootdir: Path, ref: str, dest: Path) -> tuple[str, Path]:

@@ -13,19 +13,26 @@
 
 The choice is not silent: :meth:`AbChoice.says` is the sentence the session prints,
 logs and keeps in the run record's verdict notes.
+
+:func:`accept_code` moves the accepted code: ``--rtgov-update-baseline`` stores the code
+of the working tree, committed or not, as a commit object under ``refs/rtgov/accepted``
+(the user's branch, index and stash list untouched), so that the next session's A/B
+reference is the accepted code and committing it later changes nothing.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pytest_rtgov.store.ab_code import ACCEPTED_REF, AbCodeError
 
-__all__ = ["ACCEPTED", "MERGE_BASE", "AbChoice", "resolve_ab_ref"]
+__all__ = ["ACCEPTED", "ACCEPTED_REF", "MERGE_BASE", "AbChoice", "accept_code", "resolve_ab_ref"]
 
 ACCEPTED = "accepted"  # refs/rtgov/accepted, else as MERGE_BASE
 MERGE_BASE = "merge-base"  # a pull request's merge base, else HEAD
@@ -45,6 +52,14 @@ class AbChoice:
     ref: str  # what store.ab_code.export_ref resolves: a ref name or a commit id
     how: str  # "given", "accepted", "merge-base" or "head"
     why: str = ""  # for "merge-base": the CI variable it came from
+    asked: str = ""  # what ab_ref or --rtgov-ab-ref asked for, before resolving it
+
+    @property
+    def follows_acceptance(self) -> bool:
+        """Whether, in this clone, the next session compares against the code the
+        next :func:`accept_code` records: ``ab_ref = "accepted"`` (the ref then
+        exists, and comes first) or the accepted ref given by name."""
+        return self.asked in (ACCEPTED, ACCEPTED_REF)
 
     def says(self, sha: str) -> str:
         """What the session tells its user (terminal, log event, verdict notes)."""
@@ -74,6 +89,10 @@ def resolve_ab_ref(
     ``environ`` defaults to ``os.environ``. Raises :class:`AbCodeError` when a
     pull-request job's target branch or merge base is not in the clone.
     """
+    return replace(_resolve(rootdir, ref, environ), asked=ref)
+
+
+def _resolve(rootdir: Path, ref: str, environ: Mapping[str, str] | None) -> AbChoice:
     if ref not in (ACCEPTED, MERGE_BASE):
         return AbChoice(ref, "given")
     if ref == ACCEPTED and _has(rootdir, ACCEPTED_REF):
@@ -144,3 +163,57 @@ def _git_or_empty(rootdir: Path, *args: str) -> str:
 def _has(rootdir: Path, revision: str) -> bool:
     """Whether ``revision`` names an object in this clone."""
     return bool(_git_or_empty(rootdir, "rev-parse", "--verify", "--quiet", revision))
+
+
+# The snapshot is a machine's record, not the user's commit: a fixed identity, so that
+# accepting works where no git identity is configured (a CI runner).
+_SNAPSHOT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "pytest-rtgov",
+    "GIT_AUTHOR_EMAIL": "rtgov@localhost",
+    "GIT_COMMITTER_NAME": "pytest-rtgov",
+    "GIT_COMMITTER_EMAIL": "rtgov@localhost",
+}
+
+
+def accept_code(rootdir: Path) -> str:
+    """Point ``refs/rtgov/accepted`` at the code as it is now, committed or not; its sha.
+
+    The tracked files as they are in the working tree (staged or not, as ``git stash
+    create`` takes them: untracked files are not part of it) become a tree through a
+    private copy of the index, then a commit whose parent is HEAD; a tree equal to
+    HEAD's is HEAD itself. It works in a repository without commits too, and touches
+    neither the working tree, the index, the branch nor the stash list. The ref keeps
+    a reflog (``git reflog refs/rtgov/accepted``). Raises :class:`AbCodeError`.
+    """
+    try:
+        head = _git_or_empty(rootdir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+        index = Path(_git(rootdir, "rev-parse", "--git-path", "index"))
+        index = index if index.is_absolute() else Path(rootdir) / index
+        top = _git(rootdir, "rev-parse", "--show-toplevel")
+        with tempfile.TemporaryDirectory(prefix="rtgov-accept-") as scratch:
+            private = Path(scratch) / "index"
+            if index.is_file():
+                shutil.copyfile(index, private)
+            env = {**os.environ, **_SNAPSHOT_IDENTITY, "GIT_INDEX_FILE": str(private)}
+            _git_env(Path(top), env, "add", "--update", "--", ".")
+            tree = _git_env(Path(top), env, "write-tree")
+            if head and tree == _git(rootdir, "rev-parse", f"{head}^{{tree}}"):
+                sha = head
+            else:
+                parent = ["-p", head] if head else []
+                message = "rtgov: code accepted by a baseline refresh"
+                sha = _git_env(Path(top), env, "commit-tree", tree, *parent, "-m", message)
+        _git(
+            rootdir, "update-ref", "--create-reflog", "-m", "rtgov baseline refresh",
+            ACCEPTED_REF, sha,
+        )
+        return sha
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise AbCodeError(f"cannot record the accepted code in git: {detail.strip()}") from None
+
+
+def _git_env(cwd: Path, env: Mapping[str, str], *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=dict(env), capture_output=True, text=True, check=True
+    ).stdout.strip()
