@@ -43,7 +43,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ),
     ExitCode.INTEGRITY: (
         "a baseline or merged run written but not signed or logged in the ledger; "
-        "`ledger recover`: another writer held the ledger lock past the timeout",
+        "`ledger recover`: another writer held the ledger lock past the timeout; `gc`: "
+        "its prune leaf could not be logged (nothing deleted)",
         "the evidence cannot be trusted or kept: the ledger does not verify or cannot be "
         "appended to, the baseline's seal fails, a recorded baseline is gone, or the run "
         "record cannot be written",
