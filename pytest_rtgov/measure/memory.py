@@ -19,7 +19,9 @@ Five modes, chosen by ``--rtgov-memory``:
 ``rss``
     Linux: resident set high-water mark after resetting it through
     ``/proc/self/clear_refs``. Sees touched pages of any allocator, no Python cost
-    per allocation, a few microseconds per region.
+    per allocation, a few microseconds per region. Elsewhere (macOS, Windows) the
+    process's peak, which cannot be reset: only regions that raise it are measured
+    (:mod:`pytest_rtgov.measure.peak_rss`).
 ``off``
     Nothing.
 
@@ -40,7 +42,7 @@ from pytest_rtgov.core.constants import MEMORY_MODES
 from pytest_rtgov.errors import InvalidOptionError
 from pytest_rtgov.extras import require
 
-if sys.platform != "win32":  # POSIX; the rss probe is Linux only (rss_available)
+if sys.platform != "win32":  # POSIX; this rss probe is Linux only (rss_available)
     from resource import RUSAGE_SELF, getpagesize, getrusage
 
 __all__ = [
@@ -353,16 +355,30 @@ class MemrayProbe:
             self._tracker = None
 
 
+# Off Linux, where clear_refs never is: the peak resident set probe instead (peak_rss.py).
+_OFF_LINUX = sys.platform != "linux"
+
+
+def _rss_probe(cheap: bool) -> MemoryProbe:
+    """``rss``: the clear_refs probe on Linux, the peak resident set probe elsewhere;
+    ``cheap`` (auto's): not measured where neither can run, else a usage error."""
+    if rss_available() or not _OFF_LINUX:
+        return OffProbe() if cheap and not rss_available() else RssProbe()
+    from pytest_rtgov.measure.peak_rss import PeakRssProbe, peak_rss_available
+
+    return OffProbe() if cheap and not peak_rss_available() else PeakRssProbe()
+
+
 def make_probe(mode: str, *, capture_dir: Path) -> MemoryProbe:
     """The probe for ``mode``; raises InvalidOptionError for unknown or unusable modes."""
     if mode == "auto":
-        return AutoProbe(TracemallocProbe(), RssProbe() if rss_available() else OffProbe())
+        return AutoProbe(TracemallocProbe(), _rss_probe(cheap=True))
     if mode == "tracemalloc":
         return TracemallocProbe()
     if mode == "memray":
         return MemrayProbe(capture_dir)
     if mode == "rss":
-        return RssProbe()
+        return _rss_probe(cheap=False)
     if mode == "off":
         return OffProbe()
     raise InvalidOptionError(

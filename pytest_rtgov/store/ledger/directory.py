@@ -8,7 +8,6 @@ hands out one :class:`~pytest_rtgov.store.ledger.writer.LedgerAppender` at a tim
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
@@ -16,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import portalocker
 
 from pytest_rtgov.core.checkpoints import Checkpoint, parse_checkpoint
 from pytest_rtgov.errors import RtgovError
@@ -134,16 +135,13 @@ class Ledger:
                     appender.close()
             finally:
                 lock.truncate(0)
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+                portalocker.unlock(lock)
 
     def _lock(
         self, lock: Any, timeout: float, on_wait: Callable[[str], None] | None
     ) -> None:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _try_lock(lock):
             return
-        except BlockingIOError:
-            pass
         holder = self.lock_holder()
         message = (
             f"{self.lock_path}: waiting for the ledger lock, held by {holder} "
@@ -157,15 +155,13 @@ class Ledger:
         deadline = time.monotonic() + timeout
         pause = 0.01
         while True:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _try_lock(lock):
                 return
-            except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 0.25)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.25)
         raise LedgerLockTimeout(
             f"{self.lock_path}: gave up after {timeout:g} s waiting for the ledger lock, held "
             f"by {self.lock_holder()}: a stopped or hung writer? Resume or end it; "
@@ -181,6 +177,22 @@ class Ledger:
         if len(fields) == 2 and fields[0].isdigit():
             return f"pid {fields[0]} since {fields[1]}"
         return "a process that did not say who it is"
+
+
+def _try_lock(lock: Any) -> bool:
+    """Take the exclusive lock on the open file ``lock`` if no one holds it.
+
+    portalocker: ``flock`` on POSIX (so a writer of an older version, or ``flock(1)``,
+    excludes it as before), ``LockFileEx``/``msvcrt.locking`` on Windows
+    (docs/ledger.md "Lock")."""
+    try:
+        portalocker.lock(lock, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.AlreadyLocked:
+        return False
+    except portalocker.LockException as exc:  # not "held": the system's own error, as before
+        cause = exc.__cause__
+        raise (cause if isinstance(cause, OSError) else OSError(str(exc))) from None
+    return True
 
 
 def _utc_now() -> str:
