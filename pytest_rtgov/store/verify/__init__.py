@@ -7,7 +7,9 @@ and verified, and a trusted earlier checkpoint must be a prefix of the log. Ever
 (canonical JSON of a known kind, with its kind's fields). The run records are checked
 against the verdict leaves both ways (each named one present and matching, none that
 no leaf names), the artifacts against the digests the test and fixture leaves hold
-(each present, matching and sealed, none unnamed), then the baseline seal.
+(each present, matching and sealed, none unnamed), then the baseline seal. A run that a
+later signed ``prune`` leaf names with the same digest (``rtgov gc``) may have lost its
+record and artifacts: it is reported as pruned, not missing.
 
 The first failure stops the check and names the frame, leaf, checkpoint or file.
 
