@@ -49,6 +49,11 @@ def write_baseline(
         )
         judged = judge_breaches(verdict.breaches, keeper.gates, ab_follows=ab_follows)
         notes += acceptance_notes(judged, ab_why_not=ab_why_not)
+        log_event(
+            "baseline.accepted",
+            accepted=sum(j.accepted for j in judged),
+            not_accepted=sorted({j.kind for j in judged if not j.accepted}),
+        )
         stale = store.stale(record)
         if stale:
             notes.append(

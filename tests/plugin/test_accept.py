@@ -173,8 +173,13 @@ def test_a_budget_breach_is_never_accepted_and_the_update_says_which_is_which(py
     pytester.makepyfile(test_model=model(0.8, 20))  # a regression, and over the budget
     assert gated(pytester).ret == EXIT_GATE_BREACHED
 
-    update = accept(pytester, reason="smaller dataset")
+    update = gated(
+        pytester, "--rtgov-update-baseline", "--rtgov-reason=smaller", "--rtgov-log-json=ev.jsonl"
+    )
     assert update.ret == EXIT_GATE_BREACHED, update.stdout.str()
+    events = [json.loads(line) for line in (pytester.path / "ev.jsonl").read_text().splitlines()]
+    (event,) = [e for e in events if e.get("event") == "baseline.accepted"]
+    assert (event["accepted"], event["not_accepted"]) == (1, ["budget breach"])
     out = update.stdout.str()
     update.stdout.fnmatch_lines(
         [
