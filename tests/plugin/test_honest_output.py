@@ -90,3 +90,14 @@ def test_a_record_only_session_prints_no_verdict_line(suite):
     result = suite.runpytest("--rtgov", "-p", "no:randomly")
     assert result.ret == 0
     assert "rtgov gate:" not in result.stdout.str()
+
+
+def test_under_xdist_the_verdict_line_is_still_last(suite, monkeypatch):
+    pytest.importorskip("xdist")
+    suite.runpytest("--rtgov-gate", "-p", "no:randomly")
+    monkeypatch.setenv("SUITE_ACCURACY", "0.90")
+    result = suite.runpytest("--rtgov-gate", "-n", "2", "--color=yes", "-p", "no:randomly")
+    assert result.ret == EXIT_GATE_BREACHED
+    pytest_line, last = _last_lines(result)
+    assert "1 passed" in ANSI.sub("", pytest_line)
+    assert ANSI.sub("", last).startswith("rtgov gate: BREACHED") and last.startswith(BOLD_RED)
