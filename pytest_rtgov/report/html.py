@@ -23,7 +23,7 @@ from markupsafe import Markup, escape
 
 from pytest_rtgov.core.delta_index import MEASURED, DeltaIndex, Observation, observations_of
 from pytest_rtgov.core.format import format_change, format_value
-from pytest_rtgov.core.metrics import BUILTIN_METRICS, metric_unit
+from pytest_rtgov.core.metrics import BUILTIN_METRICS, CALIBRATED_SUFFIX, metric_unit
 from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.subjects import subject_id
@@ -85,11 +85,14 @@ def _day_time(stamp: str) -> tuple[str, str]:
 def _x_title(runs: Sequence[str]) -> str:
     """The x axis's title: runs numbered oldest to latest, and the dates they span."""
     (first_day, first_time), (last_day, last_time) = _day_time(runs[0]), _day_time(runs[-1])
+    title = f"run (1 = oldest, {len(runs)} = latest)"
+    if not first_day or not last_day:
+        return title
     if first_day == last_day:
         span = f"{first_day} {first_time} to {last_time}".strip()
     else:
         span = f"{first_day} to {last_day}"
-    return f"run (1 = oldest, {len(runs)} = this one), {span}"
+    return f"{title}, {span}"
 
 
 def _chart(
@@ -124,7 +127,7 @@ def _chart(
         upper, lower = sorted((y(threshold), y(baseline)))
         band = {"y": upper, "h": round(lower - upper, 1)}
     bad = [c for c, (_, _, verdict) in zip(coords, points, strict=True) if verdict in _FIRST]
-    builtin = metric in BUILTIN_METRICS or metric.endswith("@calibrated")
+    builtin = metric in BUILTIN_METRICS or metric.endswith(CALIBRATED_SUFFIX)
     suffix = f" {unit}" if unit and not builtin else ""
     y_ticks = [
         {"y": y(v), "label": _fmt(metric, v) + suffix} for v in _nice_ticks(low, high)

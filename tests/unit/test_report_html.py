@@ -142,7 +142,7 @@ def test_trend_charts_have_axes_with_units_and_dated_runs(html):
         titles = [text for kind, text in chart["y-axis"] + chart["x-axis"] if kind == "title"]
         assert len(y_ticks) >= 3, chart
         assert x_ticks[0] == "1" and x_ticks[-1] == "3", chart
-        assert "run (1 = oldest, 3 = this one), 2026-11-20 to 2026-11-22" in titles, titles
+        assert "run (1 = oldest, 3 = latest), 2026-11-20 to 2026-11-22" in titles, titles
     wall, accuracy = sorted(parser.charts, key=lambda c: str(c["y-axis"]), reverse=True)
     wall_ticks = [text for kind, text in wall["y-axis"] if kind == "tick"]
     # values with their unit on the y axis: "1.2 ms", "800 us"
