@@ -23,7 +23,7 @@ from pytest_rtgov.store.baselines import BaselineStore, who_am_i
 if TYPE_CHECKING:
     from pytest_rtgov.plugin.gating import Gatekeeper
 
-__all__ = ["write_baseline"]
+__all__ = ["snapshot_measured_code", "write_baseline"]
 
 
 def write_baseline(
@@ -89,6 +89,20 @@ def write_baseline(
     )
 
 
+def snapshot_measured_code(keeper: Gatekeeper) -> str | None:
+    """Before the tests of an update session: a commit of the code they will measure,
+    so that an edit made while they run is not what the update accepts; None when git
+    cannot make it (the update then records the code as it is at the end)."""
+    from pytest_rtgov.store.ab_code import AbCodeError
+    from pytest_rtgov.store.ab_ref import snapshot_code
+
+    try:
+        return snapshot_code(keeper.rootdir)
+    except AbCodeError as exc:
+        log_event("ab.snapshot_failed", level=30, error=str(exc))
+        return None
+
+
 def _accept_code(keeper: Gatekeeper) -> tuple[str, bool, str]:
     """A refresh accepts the timing of today's code: A/B gates with ``ab_ref =
     "accepted"`` compare against it from now on. The note, whether the next session's
@@ -97,7 +111,7 @@ def _accept_code(keeper: Gatekeeper) -> tuple[str, bool, str]:
     from pytest_rtgov.store.ab_ref import ACCEPTED, ACCEPTED_REF, accept_code
 
     try:
-        sha = accept_code(keeper.rootdir)
+        sha = accept_code(keeper.rootdir, keeper.code_snapshot)
     except AbCodeError as exc:
         note = f"A/B baseline code not recorded: {exc}"
         return note, False, "the accepted code could not be recorded in git (above)"

@@ -78,6 +78,7 @@ class Gatekeeper:
         self._plan: tuple[str, BaselineStore] | None = None
         self.ab_says: str | None = None  # which code A/B gates compare against (prepare_ab)
         self.ab_choice: Any = None  # its store.ab_ref.AbChoice (what an update accepts)
+        self.code_snapshot: str | None = None  # an update's measured code (baseline_write)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -153,6 +154,10 @@ class Gatekeeper:
         except AbCodeError as exc:
             raise pytest.UsageError(str(exc)) from None
         self.ab_says = choice.says(sha)  # in the verdict's notes: which code was compared
+        if self.update:  # the code measured from now on is the code the update accepts
+            from pytest_rtgov.plugin.baseline_write import snapshot_measured_code
+
+            self.code_snapshot = snapshot_measured_code(self)
         log_event(
             "ab.prepared", ref=self.ab_ref, sha=sha, root=str(root), chosen=choice.how,
             says=self.ab_says,

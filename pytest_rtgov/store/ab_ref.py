@@ -15,7 +15,8 @@ The choice is not silent: :meth:`AbChoice.says` is the sentence the session prin
 logs and keeps in the run record's verdict notes.
 
 :func:`accept_code` moves the accepted code: ``--rtgov-update-baseline`` stores the code
-of the working tree, committed or not, as a commit object under ``refs/rtgov/accepted``
+it measured (:func:`snapshot_code` of the working tree when the session started,
+committed or not) as a commit object under ``refs/rtgov/accepted``
 (the user's branch, index and stash list untouched), so that the next session's A/B
 reference is the accepted code and committing it later changes nothing.
 """
@@ -32,7 +33,15 @@ from pathlib import Path
 
 from pytest_rtgov.store.ab_code import ACCEPTED_REF, AbCodeError
 
-__all__ = ["ACCEPTED", "ACCEPTED_REF", "MERGE_BASE", "AbChoice", "accept_code", "resolve_ab_ref"]
+__all__ = [
+    "ACCEPTED",
+    "ACCEPTED_REF",
+    "MERGE_BASE",
+    "AbChoice",
+    "accept_code",
+    "resolve_ab_ref",
+    "snapshot_code",
+]
 
 ACCEPTED = "accepted"  # refs/rtgov/accepted, else as MERGE_BASE
 MERGE_BASE = "merge-base"  # a pull request's merge base, else HEAD
@@ -175,42 +184,54 @@ _SNAPSHOT_IDENTITY = {
 }
 
 
-def accept_code(rootdir: Path) -> str:
-    """Point ``refs/rtgov/accepted`` at the code as it is now, committed or not; its sha.
+def snapshot_code(rootdir: Path) -> str:
+    """A commit of the code as it is now, committed or not; its sha (no ref moves).
 
     The tracked files as they are in the working tree (staged or not, as ``git stash
     create`` takes them: untracked files are not part of it) become a tree through a
     private copy of the index, then a commit whose parent is HEAD; a tree equal to
     HEAD's is HEAD itself. It works in a repository without commits too, and touches
-    neither the working tree, the index, the branch nor the stash list. The ref keeps
-    a reflog (``git reflog refs/rtgov/accepted``). Raises :class:`AbCodeError`.
+    neither the working tree, the index, the branch nor the stash list. Raises
+    :class:`AbCodeError`.
     """
     try:
         head = _git_or_empty(rootdir, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
         index = Path(_git(rootdir, "rev-parse", "--git-path", "index"))
         index = index if index.is_absolute() else Path(rootdir) / index
-        top = _git(rootdir, "rev-parse", "--show-toplevel")
+        top = Path(_git(rootdir, "rev-parse", "--show-toplevel"))
         with tempfile.TemporaryDirectory(prefix="rtgov-accept-") as scratch:
             private = Path(scratch) / "index"
             if index.is_file():
                 shutil.copyfile(index, private)
             env = {**os.environ, **_SNAPSHOT_IDENTITY, "GIT_INDEX_FILE": str(private)}
-            _git_env(Path(top), env, "add", "--update", "--", ".")
-            tree = _git_env(Path(top), env, "write-tree")
+            _git_env(top, env, "add", "--update", "--", ".")
+            tree = _git_env(top, env, "write-tree")
             if head and tree == _git(rootdir, "rev-parse", f"{head}^{{tree}}"):
-                sha = head
-            else:
-                parent = ["-p", head] if head else []
-                message = "rtgov: code accepted by a baseline refresh"
-                sha = _git_env(Path(top), env, "commit-tree", tree, *parent, "-m", message)
+                return head
+            parent = ["-p", head] if head else []
+            message = "rtgov: code accepted by a baseline refresh"
+            return _git_env(top, env, "commit-tree", tree, *parent, "-m", message)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or str(exc)
+        raise AbCodeError(f"cannot record the accepted code in git: {detail.strip()}") from None
+
+
+def accept_code(rootdir: Path, snapshot: str | None = None) -> str:
+    """Point ``refs/rtgov/accepted`` at ``snapshot`` (a :func:`snapshot_code` taken
+    when the session started: the code it measured), else at the code as it is now;
+    the sha. The ref keeps a reflog (``git reflog refs/rtgov/accepted``). Raises
+    :class:`AbCodeError`.
+    """
+    sha = snapshot or snapshot_code(rootdir)
+    try:
         _git(
             rootdir, "update-ref", "--create-reflog", "-m", "rtgov baseline refresh",
             ACCEPTED_REF, sha,
         )
-        return sha
     except (OSError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         raise AbCodeError(f"cannot record the accepted code in git: {detail.strip()}") from None
+    return sha
 
 
 def _git_env(cwd: Path, env: Mapping[str, str], *args: str) -> str:

@@ -204,3 +204,27 @@ def test_a_budget_breach_is_never_accepted_and_the_update_says_which_is_which(py
 
     pytester.makefile(".toml", gates=BUDGET_GATES.replace("max = 10", "max = 32"))
     assert gated(pytester).ret == 0
+
+
+EDIT_MEANWHILE = """
+from pathlib import Path
+
+def test_edit_meanwhile():  # a developer editing while the suite runs
+    Path("mykernel.py").write_text(Path("mykernel.py").read_text() + "# edited meanwhile\\n")
+"""
+
+
+def test_the_update_accepts_the_code_it_measured_not_an_edit_made_meanwhile(pytester):
+    pytester.makepyfile(mykernel=kernel(1), test_ab=TEST, test_edit=EDIT_MEANWHILE)
+    pytester.makefile(".toml", gates=AB_GATES)
+    pytester.path.joinpath(".gitignore").write_text(".rtgov/\n__pycache__/\n")
+    pytester.syspathinsert()
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "base")
+    (pytester.path / "mykernel.py").write_text(kernel(2))  # the change to accept
+    result = accept(pytester)
+    assert result.ret in (0, EXIT_GATE_BREACHED), result.stdout.str()
+    assert "edited meanwhile" in (pytester.path / "mykernel.py").read_text()
+    accepted = git(pytester.path, "show", "refs/rtgov/accepted:mykernel.py")
+    assert "n * 2" in accepted and "edited meanwhile" not in accepted
