@@ -56,6 +56,11 @@ def add_parsers(sub: Any) -> None:
     gen = ksub.add_parser("generate", help="new Ed25519 key; its public half joins the keyring")
     gen.add_argument("name", help="key name, e.g. ci.example.org/ml-gates")
     add_out(gen, "private key file (mode 0600; default: DIR/keys/NAME.key)")
+    gen.add_argument(
+        "--force",
+        action="store_true",
+        help="write the private key inside a git work tree even where git does not ignore it",
+    )
     add_keyring(gen, "the keyring the public key joins")
     show = ksub.add_parser("show", help="the keyring and this machine's local key")
     add_keyring(show)
@@ -116,6 +121,12 @@ def _keys(args: argparse.Namespace) -> int:
     where = paths(args)
     if args.keys_command == "generate":
         out = args.out or where.keys_dir / f"{args.name.replace('/', '_')}.key"
+        from pytest_rtgov.cli.project import check_private_key_path
+        from pytest_rtgov.store.paths import create_state_dir
+
+        if args.out is None:
+            create_state_dir(where.state_dir)  # with its .gitignore: keys/ is never committed
+        check_private_key_path(out, force=args.force)  # exit 2 where `git add -A` takes it
         signer = generate_key(args.name, out, where.keyring)
         print(f"private key: {out} (mode 0600; keep it secret, e.g. as a CI secret)")
         print(f"public key added to {where.keyring}: commit that file")

@@ -19,11 +19,46 @@ if TYPE_CHECKING:
     from pytest_rtgov.core.gates_config import GatesConfig
     from pytest_rtgov.store.keys import Trust
 
-__all__ = ["DEFAULT_GATES", "DEFAULT_KEYRING", "DEFAULT_STATE_DIR", "Paths"]
+__all__ = [
+    "DEFAULT_GATES",
+    "DEFAULT_KEYRING",
+    "DEFAULT_STATE_DIR",
+    "STATE_GITIGNORE",
+    "Paths",
+    "create_state_dir",
+    "write_state_gitignore",
+]
 
 DEFAULT_STATE_DIR = ".rtgov"
 DEFAULT_GATES = "gates.toml"
 DEFAULT_KEYRING = "rtgov.keyring"
+# The state directory's own .gitignore, as pytest writes one into .pytest_cache: its runs,
+# ledger and private keys are never committed by a `git add -A`.
+STATE_GITIGNORE = (
+    "# Written by pytest-rtgov: nothing in the state directory (runs, ledger, private keys)\n"
+    "# is committed. Commit gates.toml, rtgov.keyring and the baseline directory instead.\n*\n"
+)
+
+
+def write_state_gitignore(state_dir: Path, *, replace: bool = False) -> bool:
+    """Write ``state_dir/.gitignore`` (``*``) unless one is there (``replace``: even then);
+    True when written. The directory must exist."""
+    path = state_dir / ".gitignore"
+    try:
+        with open(path, "w" if replace else "x", encoding="utf-8") as fh:
+            fh.write(STATE_GITIGNORE)
+    except FileExistsError:
+        return False
+    return True
+
+
+def create_state_dir(state_dir: Path) -> None:
+    """Create a missing state directory with its :func:`write_state_gitignore` file. An
+    existing one is left as it is (its owner may have chosen what git sees there)."""
+    if state_dir.is_dir():
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_state_gitignore(state_dir)
 
 
 def _under(base: Path, path: str | Path) -> Path:
