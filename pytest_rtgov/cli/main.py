@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_rtgov.cli import baseline as cli_baseline
     from pytest_rtgov.cli import compare as cli_compare
     from pytest_rtgov.cli import export as cli_export
-    from pytest_rtgov.cli import graph as cli_graph
     from pytest_rtgov.cli import gc as cli_gc
+    from pytest_rtgov.cli import graph as cli_graph
+    from pytest_rtgov.cli import init as cli_init
     from pytest_rtgov.cli import ledger as cli_ledger
     from pytest_rtgov.cli import merge as cli_merge
     from pytest_rtgov.cli import runs as cli_runs
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_export.add_parsers(sub)
     cli_merge.add_parsers(sub)
     cli_gc.add_parsers(sub)
+    cli_init.add_parsers(sub)
     return parser
 
 
@@ -104,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(message(exc, args.command), file=sys.stderr)
         return int(exit_code(exc, args.command))
     finally:
+        if getattr(args, "fresh_state_dir", False) and args.dir.is_dir():
+            from pytest_rtgov.store.paths import write_state_gitignore
+
+            write_state_gitignore(args.dir)  # a state directory this command made: ignored
         logger = logging.getLogger(LOGGER_NAME)
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
@@ -167,6 +173,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.runs import RunStore
 
     apply_project_config(args)  # --dir, --gates, --keyring not given: the pytest config's
+    args.fresh_state_dir = not args.dir.exists()
 
     links = symlinks_inside(args.dir) if args.command != "keys" and args.dir.is_dir() else []
     if links:  # the ledger, the index or a key would be read from or written to elsewhere
@@ -178,7 +185,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pytest_rtgov.cli import merge as cli_merge
 
         return cli_merge.run(args)
-    from pytest_rtgov.cli import baseline, compare, export, gc, graph, ledger, runs
+    from pytest_rtgov.cli import baseline, compare, export, gc, graph, init, ledger, runs
 
     store = RunStore(args.dir)
     commands = {
@@ -190,6 +197,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "report": lambda: export.report(args),
         "export": lambda: export.run(args),
         "gc": lambda: gc.run(args),
+        "init": lambda: init.run(args),
     }
     command = commands.get(args.command)
     return command() if command is not None else ledger.run(args)

@@ -102,8 +102,9 @@ def ledger_line(outcome: SessionOutcome, settings: Settings) -> str | None:
         return None
     signing = settings.signing
     who = signing.verifier.name
-    if signing.local:
-        who += " (local key, not in any keyring)"
+    if signing.local:  # `rtgov init` puts it in the keyring; a session alone does not
+        listed = settings.trust.is_trusted(signing.verifier)
+        who += " (local key, in the keyring)" if listed else " (local key, not in any keyring)"
     line = (
         f"rtgov: ledger {result.size} leaves, root {result.root.hex()[:16]}..., "
         f"checkpoint {result.checkpoint_path} signed by {who}"

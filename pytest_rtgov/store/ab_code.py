@@ -67,6 +67,26 @@ def accept_working_tree(rootdir: Path) -> str:
     return accept_code(rootdir)
 
 
+def _needs_repository(rootdir: Path) -> str:
+    """Why no A/B gate can run here at all (no repository, no commit), and what can."""
+    try:
+        _git(rootdir, "rev-parse", "--show-toplevel")
+    except (OSError, subprocess.CalledProcessError):
+        where = f"{rootdir} is not in one"
+    else:
+        try:
+            _git(rootdir, "rev-parse", "--verify", "HEAD^{commit}")
+            return ""
+        except (OSError, subprocess.CalledProcessError):
+            where = f"the repository at {rootdir} has no commit yet"
+    return (
+        f": A/B gates (ab = true) run the committed code beside yours, so they need a git "
+        f"repository with a commit, and {where}. Commit the code first; until then gate "
+        "that time without A/B: drop `ab = true` and keep max_regression_pct on metric = "
+        '"cpu_time", judged against the stored baseline (what `rtgov init` writes there)'
+    )
+
+
 def export_ref(rootdir: Path, ref: str, dest: Path) -> tuple[str, Path]:
     """Export ``ref`` of the git repository at ``rootdir`` to ``dest/<sha>``.
 
@@ -82,7 +102,7 @@ def export_ref(rootdir: Path, ref: str, dest: Path) -> tuple[str, Path]:
         detail = getattr(exc, "stderr", "") or str(exc)
         raise AbCodeError(
             f"A/B gates need the baseline code: cannot resolve git ref {ref!r} in {rootdir} "
-            f"({detail.strip()})"
+            f"({detail.strip()})" + _needs_repository(rootdir)
         ) from None
     target = dest / sha
     subdir = Path(rootdir).resolve().relative_to(Path(top).resolve())
