@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 RTGOV_DIR ?= .rtgov
 PYTEST_WORKERS ?= 2
 
-.PHONY: install gate test test-fast test-slow lint bench clean
+.PHONY: install install-check gate test test-fast test-slow lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# A user's install, checked: `pip install .` into a fresh venv in a temporary folder
+# (no extras; PyPI needed), no top-level kernels and no memray there, a tiny project
+# gated twice, and the footprint printed (docs/usage.md "Install").
+install-check:
+	$(PYTHON) tests/install_check.py
 
 # BLAS and OpenMP pinned to one thread while measuring: on 2 shared cores, BLAS
 # threads are the largest single source of timing noise (docs/measurements.md).
