@@ -81,19 +81,19 @@ def _findings(args: argparse.Namespace, where: Any) -> Any:
     from pytest_rtgov.cli.init_gates import from_record, scan_tests
     from pytest_rtgov.store.runs import RunStore
 
-    scanned = scan_tests(Path.cwd())
+    scanned = scan_tests(where.project[0])  # pytest's rootdir: node ids are relative to it
     if args.from_run is not None:
         return from_record(RunStore(where.state_dir).read(args.from_run), scanned)
     return scanned
 
 
-def _validated(text: str, gates: Path) -> Any:
+def _validated(text: str, gates: Path, root: Path) -> Any:
     """The text as the session will read it: a bug here is a message, not a bad file."""
     from pytest_rtgov.core.gates_config import parse_gates
     from pytest_rtgov.store.gates_file import baseline_directory
 
     config = parse_gates(tomllib.loads(text), source=str(gates))
-    baseline_directory(config, [Path.cwd()])
+    baseline_directory(config, [root])
     return config
 
 
@@ -134,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
 
     where = paths(args)
     baseline = _check_targets(args, where)
-    git = git_state(Path.cwd())
+    git = git_state(where.project[0])
     findings = _findings(args, where)
     text = render(findings, git, args.baseline)
-    config = _validated(text, where.gates_file)
+    config = _validated(text, where.gates_file, where.project[0])
 
     where.gates_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(where.gates_file, text.encode("utf-8"))
