@@ -165,7 +165,9 @@ def merge_ini(config: pytest.Config) -> None:
     ini key, else its default, in ``config.option``: every later ``getoption`` (in this
     process: the controller and each xdist worker alike) sees the one merged value.
     A bad ini value is a usage error (exit 4) naming the key and the file."""
-    base = Path(config.inipath).parent if config.inipath else Path(config.rootpath)
+    # pytest's own rule for its "paths" keys: the config file's directory, else the
+    # invocation directory (an -o override without a config file)
+    base = Path(config.inipath).parent if config.inipath else config.invocation_params.dir
     for option in OPTIONS:
         if getattr(config.option, option.key, None) is not None:
             continue

@@ -75,7 +75,7 @@ class PytestConfig:
         value = overrides.get(key) or self.values.get(key)
         if value is None or not str(value).strip():
             return None
-        base = self.inifile.parent if self.inifile is not None else self.rootdir
+        base = self.inifile.parent if self.inifile is not None else Path().absolute()
         return _near(base / str(value).strip())
 
 

@@ -81,9 +81,12 @@ def test_the_config_file_is_the_one_pytest_would_choose(pytester, tmp_path, file
     assert pytester.parseconfig().inipath == pytester.path / chosen
 
 
-def test_without_a_config_file_the_working_directory_is_the_project(tmp_path):
+def test_without_a_config_file_the_working_directory_is_the_project(tmp_path, monkeypatch):
     project = locate(tmp_path, environ={})
     assert project.setting("rtgov_dir") is None and project.rootdir == tmp_path
+    monkeypatch.chdir(tmp_path)
+    overridden = locate(environ={"PYTEST_ADDOPTS": "-o rtgov_dir=x"})
+    assert overridden.setting("rtgov_dir") == Path("x")  # as pytest: the working directory
 
 
 def test_a_config_file_that_cannot_be_parsed_is_exit_4_naming_it(tmp_path, capsys):
