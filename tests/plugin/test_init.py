@@ -109,7 +109,7 @@ def _run(pytester: pytest.Pytester, argv: list[str]) -> tuple[int, str]:
     return int(result.ret), result.stdout.str()
 
 
-def _first_minute_then_regressions(pytester: pytest.Pytester) -> None:
+def _first_minute_then_regressions(pytester: pytest.Pytester, *, xdist: bool) -> None:
     root = _project(pytester)
     commands = first_minute_commands()
     gated = ["pytest", "--rtgov-gate"]
@@ -124,9 +124,13 @@ def _first_minute_then_regressions(pytester: pytest.Pytester) -> None:
     assert (root / "rtgov-baseline" / "metrics.json").is_file()
     assert "WARNING" not in outputs[2]  # the baseline's signer is in the keyring
 
-    # A slowdown: the kernel does 6x the work (CPU time; robust beside other processes).
+    # A slowdown: the kernel does 6x the work (CPU time; robust beside other processes),
+    # caught under xdist too (its workers measure, the controller gates).
     _set(root / "tests" / "test_model.py", "WORK", 6)
-    slow = pytester.runpytest("--rtgov-gate", "-p", "no:randomly")
+    if xdist:
+        slow = pytester.runpytest_subprocess("--rtgov-gate", "-p", "no:randomly", "-n", "2")
+    else:
+        slow = pytester.runpytest("--rtgov-gate", "-p", "no:randomly")
     assert slow.ret == 6, slow.stdout.str()
     slow.stdout.fnmatch_lines(["BREACH kernel time: tests/test_model.py::test_kernel cpu_time"])
     assert "BREACH val_accuracy" not in slow.stdout.str()
@@ -143,14 +147,14 @@ def _first_minute_then_regressions(pytester: pytest.Pytester) -> None:
 
 
 def test_first_minute_without_git(pytester: pytest.Pytester) -> None:
-    _first_minute_then_regressions(pytester)
+    _first_minute_then_regressions(pytester, xdist=True)
     text = (pytester.path / "gates.toml").read_text()
     assert not any(g.ab for g in parse_gates(tomllib.loads(text), source="g").gates)
 
 
 def test_first_minute_in_a_repository_without_commits(pytester: pytest.Pytester) -> None:
     git(pytester.path, "init", "-q", ".")
-    _first_minute_then_regressions(pytester)
+    _first_minute_then_regressions(pytester, xdist=False)
     untracked = git(pytester.path, "status", "--porcelain", "--untracked-files=all")
     # what init says to commit shows; the state directory (runs, ledger, keys) never does
     assert "?? gates.toml" in untracked and "?? rtgov.keyring" in untracked
