@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from pytest_rtgov.cli.init_gates import render
     from pytest_rtgov.cli.project import git_state
     from pytest_rtgov.store.files import atomic_write
-    from pytest_rtgov.store.keys import add_to_keyring
+    from pytest_rtgov.store.keys import LOCAL_PREFIX, add_to_keyring
     from pytest_rtgov.store.paths import write_state_gitignore
 
     where = paths(args)
@@ -167,6 +167,11 @@ def run(args: argparse.Namespace) -> int:
         + ("trusts " if added else "already trusts ")
         + f"{signing.verifier.name}, the key that signs the baseline ({signing.source})"
     )
+    if signing.local and signing.verifier.name.startswith(LOCAL_PREFIX):
+        print(
+            f"rtgov init: note: this state directory's local key was made before, by a "
+            f"session; it keeps its name {signing.verifier.name}, and the keyring now trusts it"
+        )
     if not git.has_commit:
         print(
             f"rtgov init: {git.describe}: timing is gated on CPU time against the stored "

@@ -200,6 +200,10 @@ def test_init_with_a_commit_writes_ab_gates(
     gates = parse_gates(tomllib.loads((root / "gates.toml").read_text()), source="g")
     kernel = next(g for g in gates.gates if g.name == "kernel time")
     assert kernel.ab and kernel.metric == "wall_time"
+    # it runs: the committed code is the A/B reference (exit 6 only for a false alarm)
+    result = pytester.runpytest("--rtgov-gate", "-p", "no:randomly")
+    assert result.ret in (0, 6), result.stdout.str()
+    assert "A/B reference: HEAD = " in result.stdout.str()
 
 
 def test_init_refuses_to_overwrite_unless_forced(
@@ -227,10 +231,16 @@ def test_init_refuses_a_baseline_in_the_state_directory(
     assert not (pytester.path / "gates.toml").exists()
 
 
-def test_init_from_a_recorded_run(pytester: pytest.Pytester) -> None:
+def test_init_from_a_recorded_run(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = _project(pytester)
     assert pytester.runpytest("--rtgov", "-p", "no:randomly").ret == 0
+    capsys.readouterr()
     assert cli(pytester, "init", "--from", "latest") == 0
+    # the session made the local key first: init trusts it as it is, and says so
+    assert "keeps its name rtgov-local-untrusted-" in capsys.readouterr().out
+    assert "\nrtgov-local-untrusted-" in (root / "rtgov.keyring").read_text()
     text = (root / "gates.toml").read_text()
     assert "from\n# run " in text
     gates = {g.name: g for g in parse_gates(tomllib.loads(text), source="g").gates}
