@@ -141,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
 
     where.gates_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(where.gates_file, text.encode("utf-8"))
+    from pytest_rtgov.store.baselines import BaselineStore
+
+    had_baseline = BaselineStore(baseline).exists()
     baseline.mkdir(parents=True, exist_ok=True)
     where.state_dir.mkdir(parents=True, exist_ok=True)
     ignore = write_state_gitignore(where.state_dir, replace=args.force)
@@ -156,7 +159,10 @@ def run(args: argparse.Namespace) -> int:
     state = _relative(where.state_dir)
     files = [_relative(where.gates_file), _relative(where.keyring), _relative(baseline)]
     print(f"rtgov init: {files[0]}: {len(config.gates)} gate(s) ({names}), from {findings.source}")
-    print(f"rtgov init: {files[2]}/: the baseline folder; the first gated run fills it")
+    print(
+        f"rtgov init: {files[2]}/: the baseline folder; "
+        + ("it holds a baseline already" if had_baseline else "the first gated run fills it")
+    )
     print(
         f"rtgov init: {state}/.gitignore: "
         + ("written: " if ignore else "kept: ")

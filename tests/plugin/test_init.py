@@ -247,6 +247,11 @@ def test_init_from_a_recorded_run(
     assert gates["kernel time"].maximum is not None  # a CPU-time budget from the run
     assert gates["val_accuracy"].tests == ("tests/test_model.py::*",)
     assert pytester.runpytest("--rtgov-gate", "-p", "no:randomly").ret == 0
+    capsys.readouterr()
+    assert cli(pytester, "init", "--force") == 0
+    assert "rtgov-baseline/: the baseline folder; it holds a baseline already" in (
+        capsys.readouterr().out
+    )
     assert cli(pytester, "init", "--force", "--from", "no-such-run") == 3
 
 
