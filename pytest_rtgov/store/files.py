@@ -105,7 +105,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
         prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=path.parent
     )
     try:
-        os.fchmod(fd, mode)
+        if os.name != "nt":  # Windows has no fchmod before 3.13, nor these mode bits
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -115,7 +116,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if not durable:
+    if not durable or os.name == "nt":  # Windows opens no directory (NTFS journals renames)
         return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -130,6 +130,8 @@ class TailRecovery:
 
 
 def _fsync_dir(directory: Path) -> None:
+    if os.name == "nt":  # Windows opens no directory (NTFS journals renames)
+        return
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
