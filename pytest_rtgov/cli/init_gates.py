@@ -205,8 +205,9 @@ def _timing_gate(findings: Findings, git: GitState) -> list[str]:
         lines += [
             'metric = "wall_time"          # judged on CPU time where the code is single-threaded',
             'markers = ["rtgov"]           # the tests marked @pytest.mark.rtgov',
-            "ab = true                     # A/B: the code at ab_ref (the last accepted, else",
-            "max_regression_pct = 10       # HEAD) runs interleaved with yours, same process",
+            "ab = true                     # A/B: older code runs interleaved with yours, in the",
+            "max_regression_pct = 10       # same process: the code the last baseline update",
+            "                              # accepted, in a pull request its merge base, else HEAD",
         ]
     else:
         lines += [
