@@ -2,7 +2,8 @@
 and ``rtgov report`` (the HTML gate report of a run).
 
 Exit codes (besides 0), mapped from the errors in ``cli.main.exit_code``:
-    2  the output file cannot be written
+    2  the output file cannot be written; the format needs an extra that is not installed
+       (prometheus, otlp: ``pip install 'pytest-rtgov[exporters]'``)
     3  the requested run record does not exist
     4  the record is unreadable, does not match its schema, or cannot be exported; or the
        ledger does not cover it (no verdict leaf names it, or the file was edited)

@@ -19,7 +19,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.USAGE: (
         "bad arguments; a refresh or sign with `CI=true` and no `--reason`, or of a baseline "
         "whose seal fails without `--reason`; a signing key not in the keyring where "
-        "`CI=true`; an output file that cannot be written",
+        "`CI=true`; an output file that cannot be written; a format whose extra is not "
+        "installed (`export --format prometheus` without `[exporters]`)",
         "interrupted (pytest)",
     ),
     ExitCode.NOT_FOUND: (
@@ -31,7 +32,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "not match its schema (the message names the file, the place, what was expected); a "
         "run record the ledger does not cover given to a command that acts on it; a ledger "
         "whose frames do not check where a command needs its coverage",
-        "usage error: a bad option, marker, gates file, keyring or state directory (pytest)",
+        "usage error: a bad option, marker, gates file, keyring or state directory, or an "
+        "option whose extra is not installed (pytest)",
     ),
     ExitCode.REFUSED: (
         "`baseline refresh` from a run whose tests did not pass",
