@@ -173,6 +173,11 @@ def run(args: argparse.Namespace) -> int:
         + ("trusts " if added else "already trusts ")
         + f"{signing.verifier.name}, the key that signs the baseline ({signing.source})"
     )
+    if args.from_run is None and (where.state_dir / "latest").is_file():
+        print(
+            "rtgov init: note: a run is recorded here; `rtgov init --force --from latest` "
+            "gates what it measured, with a CPU-time budget"
+        )
     if signing.local and signing.verifier.name.startswith(LOCAL_PREFIX):
         print(
             f"rtgov init: note: this state directory's local key was made before, by a "

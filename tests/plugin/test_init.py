@@ -249,9 +249,9 @@ def test_init_from_a_recorded_run(
     assert pytester.runpytest("--rtgov-gate", "-p", "no:randomly").ret == 0
     capsys.readouterr()
     assert cli(pytester, "init", "--force") == 0
-    assert "rtgov-baseline/: the baseline folder; it holds a baseline already" in (
-        capsys.readouterr().out
-    )
+    out = capsys.readouterr().out
+    assert "rtgov-baseline/: the baseline folder; it holds a baseline already" in out
+    assert "a run is recorded here; `rtgov init --force --from latest`" in out
     assert cli(pytester, "init", "--force", "--from", "no-such-run") == 3
 
 
