@@ -17,7 +17,8 @@ from pytest_rtgov.core.records import RunRecord
 
 __all__ = ["Findings", "MetricFound", "from_record", "render", "scan_tests"]
 
-_SKIP_DIRS = {"node_modules", "site-packages", "__pycache__", "build", "dist", "venv", "env"}
+# pytest's default norecursedirs, and __pycache__; virtual environments (pyvenv.cfg) too
+_SKIP_DIRS = {"_darcs", "build", "CVS", "dist", "node_modules", "venv", "{arch}", "__pycache__"}
 _MAX_FILES = 5000
 BUDGET_FACTOR = 3  # a budget from a recorded run: this times the slowest median
 
@@ -50,7 +51,14 @@ def _test_files(root: Path) -> list[Path]:
     """pytest's default test files (``test_*.py``, ``*_test.py``) and ``conftest.py``."""
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and d not in _SKIP_DIRS
+            and not d.endswith(".egg")
+            and not (Path(folder) / d / "pyvenv.cfg").exists()
+        )
         for name in sorted(files):
             if name == "conftest.py" or (
                 name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
@@ -65,7 +73,7 @@ def _fixture_name(node: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
     for decorator in node.decorator_list:
         call = decorator if isinstance(decorator, ast.Call) else None
         text = ast.unparse(call.func if call else decorator)
-        if text in ("pytest.fixture", "fixture"):
+        if text == "fixture" or text.endswith(".fixture"):  # pytest's, pytest_asyncio's
             for keyword in call.keywords if call else ():
                 if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
                     return str(keyword.value.value)
@@ -166,6 +174,13 @@ def _metric_gate(found: MetricFound) -> list[str]:
     selectors = [f"tests = {_list(found.tests)}"] if found.tests else []
     selectors += [f"fixtures = {_list(found.fixtures)}"] if found.fixtures else []
     head = ["[[gates]]", f"name = {_q(found.name)}", f"metric = {_q(found.name)}", *selectors]
+    if not selectors:
+        return [
+            "# Recorded outside a test or fixture (a helper): name the tests that call it.",
+            *(f"# {line}" for line in head),
+            '# tests = ["tests/test_model.py::*"]',
+            f"# {_rule(found)}" if found.higher_is_better is not None else "# max = 1.0",
+        ]
     if found.digest:
         return [
             "# A digest: `exact = true` demands the same bytes as the baseline. Digests of",
@@ -181,11 +196,13 @@ def _metric_gate(found: MetricFound) -> list[str]:
             *(f"# {line}" for line in head),
             "# max_regression_pct = 5",
         ]
+    return [*head, _rule(found)]
+
+
+def _rule(found: MetricFound) -> str:
     if found.higher_is_better:
-        rule = "max_regression_pct = 2        # higher is better: at most 2% below the baseline"
-    else:
-        rule = "max_regression_pct = 10       # lower is better: at most 10% above the baseline"
-    return [*head, rule]
+        return "max_regression_pct = 2        # higher is better: at most 2% below the baseline"
+    return "max_regression_pct = 10       # lower is better: at most 10% above the baseline"
 
 
 def _timing_gate(findings: Findings, git: GitState) -> list[str]:

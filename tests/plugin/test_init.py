@@ -335,3 +335,40 @@ def test_git_is_not_needed(pytester: pytest.Pytester, monkeypatch: pytest.Monkey
     monkeypatch.setattr(subprocess, "run", no_git)
     assert project.git_state(pytester.path) == project.GitState(None, False)
     assert not project.is_ignored(pytester.path / "x")
+
+
+def test_the_scan_reads_what_pytest_would_collect(tmp_path: Path) -> None:
+    from pytest_rtgov.cli.init_gates import render, scan_tests
+    from pytest_rtgov.cli.project import GitState
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text(
+        "import pytest, pytest_asyncio\n"
+        "@pytest_asyncio.fixture(name='server')\n"
+        "async def make_server(rtgov):\n"
+        "    rtgov.record('latency', 1.0)\n"
+        "@pytest.mark.rtgov(rounds=3)\n"
+        "class TestKernels:\n"
+        "    def test_k(self, rtgov):\n"
+        "        rtgov.record_digest('out', b'x')\n"
+        "def helper(rtgov):\n"
+        "    rtgov.record('lost', 1.0, higher_is_better=True)\n"
+        "def test_name(rtgov, name='x'):\n"
+        "    rtgov.record(name, 1.0)\n"
+        "    other.record('not_ours', 1.0)\n"
+    )
+    venv = tmp_path / "venv-3.11"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr\n")
+    (venv / "test_installed.py").write_text("def test_x(rtgov):\n    rtgov.record('v', 1)\n")
+    (tmp_path / "tests" / "test_broken.py").write_text("def (:\n")
+    found = scan_tests(tmp_path)
+    assert sorted(found.metrics) == ["latency", "lost", "out"]
+    assert found.metrics["latency"].fixtures == {"server"}
+    assert found.metrics["out"].digest and found.metrics["out"].tests == {"tests/test_a.py::*"}
+    assert not found.metrics["lost"].tests and not found.metrics["lost"].fixtures
+    assert found.marked == {"tests/test_a.py::TestKernels"}
+    text = render(found, GitState(None, False), "rtgov-baseline")
+    # no direction, a digest, or no test or fixture to select: commented, never a bad gate
+    assert parse_gates(tomllib.loads(text), source="g").gates[0].name == "kernel time"
+    assert '# name = "latency"' in text and "# exact = true" in text
