@@ -70,10 +70,16 @@ def write_baseline(
             only_new=True,
         )
         _seal(keeper, entry, store)
-        return verdict.with_notes(
-            f"no baseline for fingerprint {fp} yet: recorded "
-            f"this run as the baseline in {store.directory}"
-        )
+        note = f"no baseline for fingerprint {fp} yet: recorded this run as the baseline in "
+        state = keeper.state_dir
+        if state is not None and store.directory.resolve().is_relative_to(state.resolve()):
+            note += (  # the default baseline: git-ignored with the state directory
+                f"{store.directory}, inside the state directory, which git ignores: no other "
+                'clone gates against it; set baseline = "DIR" in gates.toml (`rtgov init` '
+                "writes rtgov-baseline) to keep it in a folder to commit"
+            )
+            return verdict.with_notes(note)
+        return verdict.with_notes(note + str(store.directory))
     entry = store.update(
         record,
         who=who,

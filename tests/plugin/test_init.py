@@ -372,3 +372,21 @@ def test_the_scan_reads_what_pytest_would_collect(tmp_path: Path) -> None:
     # no direction, a digest, or no test or fixture to select: commented, never a bad gate
     assert parse_gates(tomllib.loads(text), source="g").gates[0].name == "kernel time"
     assert '# name = "latency"' in text and "# exact = true" in text
+
+
+def test_the_default_baseline_says_it_stays_on_this_machine(pytester: pytest.Pytester) -> None:
+    """Without ``baseline`` in gates.toml it is .rtgov/baseline (kept as the default, so
+    existing baselines there still gate): the run that creates it says git ignores it."""
+    _project(pytester)
+    pytester.makefile(
+        ".toml",
+        gates='[[gates]]\nname = "a"\nmetric = "val_accuracy"\n'
+        'tests = ["tests/test_model.py::*"]\nmax_regression_pct = 2\n',
+    )
+    result = pytester.runpytest("--rtgov-gate", "-p", "no:randomly")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["*recorded this run as the baseline in *baseline, inside the state directory, "
+         "which git ignores: no other clone gates against it*"]
+    )
+    assert (pytester.path / ".rtgov" / "baseline" / "metrics.json").is_file()
