@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-NOT_INSTALLED = ("memray", "prometheus_client", "opentelemetry-proto", "scipy")
+NOT_INSTALLED = ("memray", "prometheus_client", "opentelemetry-proto", "networkx", "scipy")
 TINY_TEST = '''import pytest
 
 

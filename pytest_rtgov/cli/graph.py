@@ -232,6 +232,9 @@ def _lineage(args: argparse.Namespace, index: Any) -> int:
 
 
 def _export(args: argparse.Namespace, index: Any) -> int:
+    from pytest_rtgov.extras import require
+
+    require("networkx", extra="graph", feature="rtgov graph export")
     import networkx as nx
 
     from pytest_rtgov.core.graph import build_graph

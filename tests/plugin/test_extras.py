@@ -87,3 +87,19 @@ def test_rtgov_export_without_the_extra_exits_2_with_the_message(pytester, witho
     assert "Traceback" not in err
     assert out == ""
     assert cli(pytester, "export", "--format", "json") == 0  # the core formats still work
+
+
+def test_rtgov_graph_export_without_networkx_names_the_graph_extra(pytester, without, capsys):
+    """The graph queries read the delta index (no networkx); only the export builds it."""
+    pytester.makepyfile(test_a=TEST)
+    assert pytester.runpytest("--rtgov").ret == 0
+    capsys.readouterr()
+    without("networkx")
+    assert cli(pytester, "graph", "query", "top-regressions") == 0
+    capsys.readouterr()
+    assert cli(pytester, "graph", "export", "--format", "json", "-o", "g.json") == 2
+    err = capsys.readouterr().err
+    assert "rtgov graph export needs networkx" in err
+    assert "pip install 'pytest-rtgov[graph]'" in err
+    assert "Traceback" not in err
+    assert not (pytester.path / "g.json").exists()

@@ -14,4 +14,4 @@ def test_a_fresh_install_is_light_and_gates(tmp_path):
     result = check(tmp_path)
     names = {str(n).lower() for n in result["names"]}  # type: ignore[union-attr]
     assert "pytest-rtgov" in names
-    assert not names & {"memray", "scipy", "prometheus-client", "opentelemetry-proto"}
+    assert not names & {"memray", "scipy", "prometheus-client", "opentelemetry-proto", "networkx"}
