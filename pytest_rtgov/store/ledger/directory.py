@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import portalocker
-
 from pytest_rtgov.core.checkpoints import Checkpoint, parse_checkpoint
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.logs import log_event
@@ -135,7 +133,7 @@ class Ledger:
                     appender.close()
             finally:
                 lock.truncate(0)
-                portalocker.unlock(lock)
+                _unlock(lock)
 
     def _lock(
         self, lock: Any, timeout: float, on_wait: Callable[[str], None] | None
@@ -184,7 +182,9 @@ def _try_lock(lock: Any) -> bool:
 
     portalocker: ``flock`` on POSIX (so a writer of an older version, or ``flock(1)``,
     excludes it as before), ``LockFileEx``/``msvcrt.locking`` on Windows
-    (docs/ledger.md "Lock")."""
+    (docs/ledger.md "Files"). Imported here: a session pays for it when it appends."""
+    import portalocker
+
     try:
         portalocker.lock(lock, portalocker.LockFlags.EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
     except portalocker.AlreadyLocked:
@@ -193,6 +193,12 @@ def _try_lock(lock: Any) -> bool:
         cause = exc.__cause__
         raise (cause if isinstance(cause, OSError) else OSError(str(exc))) from None
     return True
+
+
+def _unlock(lock: Any) -> None:
+    import portalocker
+
+    portalocker.unlock(lock)
 
 
 def _utc_now() -> str:
