@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_rtgov.cli import merge as cli_merge
+from pytest_rtgov.cli.options import apply_project_config
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, ExitCode
 from pytest_rtgov.core.records import (
     FixtureEntry,
@@ -433,7 +434,9 @@ def _merge_args(directory: Path, runs: list[str], *extra: str) -> argparse.Names
     parser.add_argument("--dir", type=Path, default=Path(".rtgov"))
     sub = parser.add_subparsers(dest="command", required=True)
     cli_merge.add_parsers(sub)
-    return parser.parse_args(["--dir", str(directory), "merge", *runs, *extra])
+    args = parser.parse_args(["--dir", str(directory), "merge", *runs, *extra])
+    apply_project_config(args)  # as cli.main does: --gates and --keyring from the project
+    return args
 
 
 def _statuses(gate_results: Any) -> list[tuple[str, str, str, str]]:
