@@ -70,6 +70,7 @@ def rtgov(pytestconfig: pytest.Config) -> Iterator[Rtgov]:
     Session-scoped so that session fixtures (a trained model) can record too; each
     metric is attributed to the fixture setup or test running when it is recorded.
     """
+    from pytest_rtgov.errors import RtgovError
     from pytest_rtgov.plugin.settings import CAPTURE_KEY  # light: no probes, no records
 
     capture = pytestconfig.stash.get(CAPTURE_KEY, None)
@@ -80,5 +81,9 @@ def rtgov(pytestconfig: pytest.Config) -> Iterator[Rtgov]:
         # any measured region, not in the first fixture that saves an artifact (where it
         # added ~1.2 MB and its import time to that fixture's peak and time, in record
         # sessions and xdist workers only: a gated controller had loaded its keys before).
-        capture.artifacts()
+        # A key that cannot be loaded fails where it did before: when an artifact is saved.
+        try:
+            capture.artifacts()
+        except RtgovError:
+            pass
         yield Rtgov(capture.record_metric, artifacts=capture.artifacts, progress=capture.progress)
