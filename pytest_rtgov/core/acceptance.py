@@ -25,12 +25,11 @@ way (docs/gates.md, "Accepting a change"):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
-from pytest_rtgov.core.format import format_number
+from pytest_rtgov.core.format import format_change, format_number
 from pytest_rtgov.core.gates_config import Gate, GatesConfig
 from pytest_rtgov.core.verdict import GateResult, Verdict
 
@@ -86,12 +85,9 @@ def judge_breaches(
 
 
 def _worse(r: GateResult) -> str:
-    """The change in the gate's bad direction (positive ``relative``: worse)."""
-    if r.relative is None or math.isnan(r.relative):
-        return ""
-    if math.isinf(r.relative):
-        return " infinitely worse"
-    return f" {abs(r.relative) * 100:.1f}% {'worse' if r.relative > 0 else 'better'}"
+    """The change the gate judged, better or worse (``core.format.format_change``)."""
+    change = format_change(r.metric, r.baseline, r.current, worse_relative=r.relative)
+    return f" {change}" if change else ""
 
 
 def _named(judged: Sequence[Judged], budget: bool = False) -> str:
@@ -140,10 +136,10 @@ def acceptance_notes(judged: Sequence[Judged], *, ab_why_not: str = "") -> list[
     ``ab_why_not``: why A/B regressions are not accepted (the A/B reference does not
     follow the accepted code), for that sentence.
 
-    >>> r = GateResult("acc", "t.py::t", "acc", "breach", "r", baseline=0.9, relative=0.1)
+    >>> r = GateResult("acc", "t.py::t", "acc", "breach", "r", 0.81, 0.9, relative=0.1)
     >>> (note,) = acceptance_notes([Judged(r, "regression", True)])
     >>> note.split(": the next")[0]
-    'accepted: 1 regression (acc: t.py::t acc 10.0% worse)'
+    'accepted: 1 regression (acc: t.py::t acc -10.0% (worse))'
     """
     notes = []
     accepted = [j for j in judged if j.accepted]

@@ -50,7 +50,7 @@ def test_an_ab_regression_is_not_accepted_when_the_reference_does_not_follow():
     (judged,) = judge_breaches([result], GATES, ab_follows=False)
     assert not judged.accepted
     (note,) = acceptance_notes([judged], ab_why_not="ab_ref = 'HEAD'")
-    assert note == "not accepted: 1 A/B regression (time: t.py::t cpu_time 500.0% worse): " + (
+    assert note == "not accepted: 1 A/B regression (time: t.py::t cpu_time +500.0% (worse)): " + (
         "ab_ref = 'HEAD'"
     )
 
@@ -71,7 +71,7 @@ def test_the_verdict_stays_breached_only_for_what_was_not_accepted():
     both = settle(updated, judged[:1])
     assert (both.status, both.exit_status, both.accepted) == ("passed", 0, 1)
     notes = acceptance_notes(judged)
-    assert notes[0].startswith("accepted: 1 regression (acc: t.py::t acc 11.0% worse)")
+    assert notes[0].startswith("accepted: 1 regression (acc: t.py::t acc -11.0% (worse))")
     assert notes[1].startswith("not accepted: 1 budget breach (size: t.py::t mib r, current 20)")
     assert "change gates.toml" in notes[1]
     assert "accepted" not in Verdict("passed", 0).to_dict()  # only an update says it
