@@ -8,9 +8,8 @@ executed, so no command can drift untested:
   a git repository, as a new user would run them after cloning; each must exit 0;
 - ``<!-- first-minute: ... -->``: by ``tests/plugin/test_init.py``, from an empty project
   through ``rtgov init``;
-- ``<!-- readme-test: make -->``: ``make`` targets, which ``make test`` and CI run
-  (``.ci/run``), and ``tests/plugin/test_workload_end_to_end.py`` runs ``make gate``'s
-  pytest command;
+- ``<!-- readme-test: make -->``: ``make gate`` runs in a test below, ``make test`` is
+  what CI runs (``.ci/run``);
 - ``<!-- readme-test: install -->``: pip installs, run by ``make install-check`` and its
   slow test.
 """
@@ -108,3 +107,24 @@ def test_the_readme_commands_run_as_written_in_a_copy_of_this_repository(tmp_pat
             )
             ran += 1
     assert ran >= 10
+
+
+@pytest.mark.slow
+def test_make_gate_as_the_quick_start_says_then_verify(tmp_path):
+    """The quick start's ``make gate`` (with the state directory in a temporary folder, so
+    the checkout's own ``.rtgov`` is left alone), then ``rtgov verify`` of what it wrote.
+    ``make test`` is what CI runs (``.ci/run``)."""
+    state = tmp_path / "state"
+    env = {key: value for key, value in os.environ.items() if key not in ("CI", "MAKEFLAGS")}
+    venv = Path(sys.executable).parent.parent
+    made = subprocess.run(
+        ["make", "-C", str(ROOT), "gate", f"RTGOV_DIR={state}", f"VENV={venv}"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+    assert f"run record: {state}/runs/" in made.stdout
+    verified = subprocess.run(
+        [str(venv / "bin" / "rtgov"), "--dir", str(state), "verify"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
