@@ -36,6 +36,14 @@ _ONE_ROUND = RoundsSpec()
 class Capture:
     """The measuring hooks, and the ``rtgov`` fixture's sinks."""
 
+    # Slots, as every per-test object here: pluggy's ``dir(plugin)`` at registration
+    # turns a small instance's attributes into a split ``__dict__``, which CPython 3.11
+    # cannot specialize attribute access on (each ``self.x`` took the generic lookup).
+    __slots__ = ("_ab_modules", "_artifact_store", "_auto", "_call", "_fixture_metrics",
+                 "_item", "_measured", "_meter", "_metrics", "_original", "_pending_fixtures",
+                 "_precise_fixtures", "_spec", "backend", "calibration", "config", "gpu",
+                 "settings", "worker")  # fmt: skip
+
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings

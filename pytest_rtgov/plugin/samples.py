@@ -151,6 +151,11 @@ class _TestAccumulator:
 class Collector:
     """The controller's side: every test report of the session, folded."""
 
+    # Slots: see Capture (a registered plugin's split __dict__ defeats specialization).
+    __slots__ = ("_calibration_kernel", "_calibrations", "_fixture_setups", "_tests",
+                 "_workers", "capture", "config", "locations", "settings", "started_ns",
+                 "usage_errors")  # fmt: skip
+
     def __init__(self, config: pytest.Config, settings: Settings, capture: Capture) -> None:
         self.config = config
         self.settings = settings
@@ -172,7 +177,8 @@ class Collector:
         """The one fold of a test phase, wherever it was measured: an xdist worker's
         phase arrives on the report, this process's is drained from the capture."""
         wire = getattr(report, REPORT_ATTR, None)
-        phase = Phase.from_wire(wire) if wire is not None else self.capture.drain(report.when)
+        when = report.when  # a report's attributes live in a dict: read each once
+        phase = Phase.from_wire(wire) if wire is not None else self.capture.drain(when)
         nodeid = report.nodeid  # a property that formats the id: read it once
         acc = self._tests.get(nodeid)
         if acc is None:
@@ -181,7 +187,7 @@ class Collector:
             if self.locations is not None:
                 path, lineno, _ = report.location
                 self.locations[nodeid] = (path, None if lineno is None else lineno + 1)
-        elif acc.torn_down and report.when == "setup":  # the test runs again: a rerun
+        elif acc.torn_down and when == "setup":  # the test runs again: a rerun
             acc.end_attempt(self._take_superseded(nodeid, phase))
         if phase is not None:
             worker = acc.worker = phase.worker
@@ -202,7 +208,7 @@ class Collector:
                     acc.metrics = phase.metrics
                 else:
                     acc.metrics.extend(phase.metrics)
-        acc.take_phase(report.when, report.outcome)
+        acc.take_phase(when, report.outcome)
 
     def _take_superseded(self, nodeid: str, phase: Phase | None) -> tuple[FixtureEntry, ...]:
         """The fixture setups an attempt of ``nodeid`` made that its next attempt (whose

@@ -26,6 +26,8 @@ CALIBRATION = "rtgov_calibration"
 class ControllerTransport:
     """The controller's end; its hooks are optional (they run only with xdist)."""
 
+    __slots__ = ("collector", "settings")  # see Capture: no split __dict__ per plugin
+
     def __init__(self, settings: Settings, collector: Collector) -> None:
         self.settings = settings
         self.collector = collector
@@ -53,6 +55,8 @@ class ControllerTransport:
 
 class WorkerTransport:
     """A worker's end: what it measured goes back to the controller."""
+
+    __slots__ = ("capture", "config")  # see Capture: no split __dict__ per plugin
 
     def __init__(self, config: pytest.Config, capture: Capture) -> None:
         self.config = config
