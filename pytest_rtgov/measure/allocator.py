@@ -9,15 +9,20 @@ same kernel, with the same temporaries, costs what the process freed before it: 
 edit adding a 1 MiB temporary per call +9% in one checkout and +2% in another
 (docs/benchmarks.md, "What the benchmark does not predict yet: a whole clone").
 
-A measuring session therefore pins both thresholds at glibc's starting values with
-``mallopt`` in every process that runs tests (controller and xdist workers), which also
-turns the dynamic adjustment off: every large temporary is mapped and faulted per call,
-as in a fresh process, whatever ran before it, in the baseline's session and the
-current one alike. The regime is recorded in the run record's environment
-(``allocator``). ``--rtgov-allocator system`` leaves the allocator as it is; a
-``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` the user set is respected, and
-recorded. Elsewhere than glibc (macOS, Windows, musl) nothing is pinned, and the record
-says so.
+A measuring session therefore pins both thresholds with ``mallopt``, in every process
+that runs tests (controller and xdist workers), before the first test: the mmap
+threshold at the largest value glibc's dynamic rule reaches (32 MiB) and the trim
+threshold at twice that, as the rule sets it; setting them turns the rule off. Blocks
+up to 32 MiB then come from a heap that is kept, as in a long-running training process
+once it has freed a large array, from the first test on and whatever ran before, in the
+baseline's session and the current one alike: a kernel is timed on its arithmetic, not
+on page faults that depend on the test order. (Pinning the thresholds at their starting
+values instead, 128 KiB, faults every temporary in per call: an extra temporary then
+costs +22% to +55% on the workload's kernels, five times what it costs a warm process.)
+The regime is recorded in the run record's environment (``allocator``).
+``--rtgov-allocator system`` leaves the allocator as it is; a ``MALLOC_MMAP_THRESHOLD_``
+or ``MALLOC_TRIM_THRESHOLD_`` the user set is respected, and recorded. Elsewhere than
+glibc (macOS, Windows, musl) nothing is pinned, and the record says so.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ import ctypes
 import os
 import platform
 
-__all__ = ["ALLOCATOR_MODES", "PINNED_THRESHOLD", "describe", "pin"]
+__all__ = ["ALLOCATOR_MODES", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "describe", "pin"]
 
 ALLOCATOR_MODES = ("pinned", "system")
-PINNED_THRESHOLD = 128 * 1024  # glibc's DEFAULT_MMAP_THRESHOLD_MIN and DEFAULT_TRIM_THRESHOLD
+MMAP_THRESHOLD = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit machines
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # what the dynamic rule sets beside it
 _M_TRIM_THRESHOLD = -1  # <malloc.h>
 _M_MMAP_THRESHOLD = -3
 _USER_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
@@ -62,13 +68,13 @@ def pin(mode: str = "pinned") -> str:
             mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
             mallopt.restype = ctypes.c_int
             done = (
-                mallopt(_M_MMAP_THRESHOLD, PINNED_THRESHOLD) == 1
-                and mallopt(_M_TRIM_THRESHOLD, PINNED_THRESHOLD) == 1
+                mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
             )
         except (OSError, AttributeError):
             done = False
         _regime = (
-            f"glibc pinned: mmap threshold {PINNED_THRESHOLD}, trim threshold {PINNED_THRESHOLD}"
+            f"glibc pinned: mmap threshold {MMAP_THRESHOLD}, trim threshold {TRIM_THRESHOLD}"
             if done
             else "system: not pinned (mallopt refused)"
         )
