@@ -91,24 +91,29 @@ _MM = "    for _ in range({}):\n        _A @ _A\n"
 _CS = "    for _ in range({}):\n        np.cumsum(_V)\n"
 _PY = "    for i in range({}):\n"
 
+# Sized in the allocator regime measuring sessions pin (measure/allocator.py: a kept
+# heap, no page faults per temporary), where each workload kernel's cost is what it
+# computes: GELU's and the MLP step's is mostly the float32 cube (``x**3``, a float32
+# ``pow``: about half the GELU body each), so their edits cube a slice of the input;
+# the others add copies, checks, float64 round trips or recomputations. (A float32
+# power of negative numbers is the slow path: ``abs(x) ** 2.5`` costs a fraction.)
+_D_INNER = "    d_inner = _GELU_C * (1.0 + 3 * 0.044715 * x**2)\n"
+_CHECK = "    assert xp.isfinite(x[:, : x.shape[1] // {}] ** 3).all()\n"
+_DN = "                dn = act_backward(dh, n)\n"
+_MLP_CHECK = "                assert np.isfinite(n[:, : n.shape[1] {}] ** 3).all()\n"
+_GRAD = "    return grad / logits.shape[0]\n"
+_COPY = "    grad = grad * 1.0\n    grad = grad + 0.0\n"
+
 EDITS: tuple[Edit, ...] = (
     Edit(
         "gelu",
         ("test_gelu_forward_backward", "test_mlp_train_step"),
         LAYERS,
         {
-            # the derivative's tanh in float64 (and what follows it)
-            "+10%": ((_TANH, "    t = xp.tanh(inner.astype(xp.float64))\n"),),
-            # that, and the forward pass in float64
-            "+25%": (
-                (_TANH, "    t = xp.tanh(inner.astype(xp.float64))\n"),
-                (
-                    "    return 0.5 * x * (1.0 + xp.tanh(_GELU_C * (x + 0.044715 * x**3)))\n",
-                    "    x64 = x.astype(xp.float64)\n"
-                    "    y = 0.5 * x64 * (1.0 + xp.tanh(_GELU_C * (x64 + 0.044715 * x64**3)))\n"
-                    "    return y.astype(x.dtype)\n",
-                ),
-            ),
+            # the backward pass checks the cube of a fifth of the features is finite
+            "+10%": ((_D_INNER, _CHECK.format(5) + _D_INNER),),
+            # of half of them
+            "+25%": ((_D_INNER, _CHECK.format(2) + _D_INNER),),
         },
     ),
     Edit(
@@ -116,25 +121,17 @@ EDITS: tuple[Edit, ...] = (
         ("test_layer_norm_forward_backward", "test_mlp_train_step"),
         LAYERS,
         {
-            # x_hat from a recomputed mean and a float64 variance
+            # x_hat from a recomputed mean, copied
             "+10%": (
                 (
                     _XHAT,
-                    "    x_hat = (x - x.mean(axis=-1, keepdims=True)) / xp.sqrt(\n"
-                    "        x.var(axis=-1, keepdims=True, dtype=xp.float64).astype(x.dtype)\n"
-                    "        + eps\n"
-                    "    )\n",
+                    "    x_hat = (x - x.mean(axis=-1, keepdims=True)) * inv_std\n"
+                    "    x_hat = x_hat * 1.0\n",
                 ),
             ),
-            # that, and the cached variance in float64 as well
+            # x_hat from a recomputed mean, and the variance in float64
             "+25%": (
-                (
-                    _XHAT,
-                    "    x_hat = (x - x.mean(axis=-1, keepdims=True)) / xp.sqrt(\n"
-                    "        x.var(axis=-1, keepdims=True, dtype=xp.float64).astype(x.dtype)\n"
-                    "        + eps\n"
-                    "    )\n",
-                ),
+                (_XHAT, "    x_hat = (x - x.mean(axis=-1, keepdims=True)) * inv_std\n"),
                 (
                     "    var = x.var(axis=-1, keepdims=True)\n",
                     "    var = x.var(axis=-1, keepdims=True, dtype=xp.float64).astype(x.dtype)\n",
@@ -147,10 +144,10 @@ EDITS: tuple[Edit, ...] = (
         ("test_softmax", "test_cross_entropy_forward_backward", "test_mlp_train_step"),
         LAYERS,
         {
+            # the exponentials copied twice
+            "+10%": ((_NORM, "    e = e * 1.0\n    e = e + 0.0\n" + _NORM),),
             # the exponentials clipped against underflow, and copied
-            "+10%": ((_NORM, "    e = xp.maximum(e, 1e-30)\n    e = e * 1.0\n" + _NORM),),
-            # the exponentials recomputed for the clip
-            "+25%": ((_NORM, "    e = xp.maximum(xp.exp(shifted), 1e-30)\n" + _NORM),),
+            "+25%": ((_NORM, "    e = xp.maximum(e, 1e-30)\n    e = e * 1.0\n" + _NORM),),
         },
     ),
     Edit(
@@ -158,22 +155,18 @@ EDITS: tuple[Edit, ...] = (
         ("test_linear_forward", "test_mlp_train_step"),
         LAYERS,
         {
-            # non-finite outputs replaced by zero
+            # the output checked finite, and copied twice
             "+10%": (
                 (
                     _LIN,
                     "    out = x @ weight + bias\n"
-                    "    return _xp(x).where(_xp(x).isfinite(out), out, 0.0)\n",
+                    "    assert _xp(x).isfinite(out).all()\n"
+                    "    out = out * 1.0\n"
+                    "    return out + 0.0\n",
                 ),
             ),
-            # that, with the product by einsum
-            "+25%": (
-                (
-                    _LIN,
-                    "    out = _xp(x).einsum('ij,jk->ik', x, weight, optimize=True) + bias\n"
-                    "    return _xp(x).where(_xp(x).isfinite(out), out, 0.0)\n",
-                ),
-            ),
+            # non-finite outputs replaced by zero
+            "+25%": ((_LIN, "    return _xp(x).nan_to_num(x @ weight + bias, copy=False)\n"),),
         },
     ),
     Edit(
@@ -181,17 +174,12 @@ EDITS: tuple[Edit, ...] = (
         ("test_cross_entropy_forward_backward",),
         LAYERS,
         {
-            # the log-sum-exp computed twice and averaged
-            "+10%": (
-                (_LSE, _LSE + "    log_z = 0.5 * (log_z + xp.log(xp.exp(shifted).sum(axis=1)))\n"),
-            ),
-            # three times
+            # the gradient copied five times
+            "+10%": ((_GRAD, _COPY + _COPY + "    grad = grad * 1.0\n" + _GRAD),),
+            # the log-sum-exp computed twice and averaged, and the gradient copied
             "+25%": (
-                (
-                    _LSE,
-                    _LSE + "    log_z2 = xp.log(xp.exp(shifted).sum(axis=1))\n"
-                    "    log_z = (log_z + log_z2 + xp.log(xp.exp(shifted).sum(axis=1))) / 3\n",
-                ),
+                (_LSE, _LSE + "    log_z = 0.5 * (log_z + xp.log(xp.exp(shifted).sum(axis=1)))\n"),
+                (_GRAD, "    grad = grad * 1.0\n" + _GRAD),
             ),
         },
     ),
@@ -200,16 +188,10 @@ EDITS: tuple[Edit, ...] = (
         ("test_mlp_train_step",),
         "kernels/mlp.py",
         {
-            # the activation evaluated in float64
-            "+10%": ((_ACT, "            h = act(n.astype(np.float64)).astype(n.dtype)\n"),),
-            # and its derivative too
-            "+25%": (
-                (_ACT, "            h = act(n.astype(np.float64)).astype(n.dtype)\n"),
-                (
-                    "            dn = act_backward(dh, n)\n",
-                    "            dn = act_backward(dh, n.astype(np.float64)).astype(dh.dtype)\n",
-                ),
-            ),
+            # the backward pass checks the cube of a quarter of the hidden units
+            "+10%": ((_DN, _DN + _MLP_CHECK.format("// 4")),),
+            # of five eighths of them
+            "+25%": ((_DN, _DN + _MLP_CHECK.format("* 5 // 8")),),
         },
     ),
     Edit(
