@@ -121,7 +121,8 @@ CONFIGS = {
     "plain, gc disabled": ["-p", "rtgov_no_gc"],
     "rtgov memory=off, gc disabled": ["-p", "rtgov_no_gc", "--rtgov", "--rtgov-memory=off"],
     "rtgov memory=off": ["--rtgov", "--rtgov-memory=off"],
-    "rtgov memory=tracemalloc (default)": ["--rtgov"],
+    "rtgov memory=tracemalloc": ["--rtgov", "--rtgov-memory=tracemalloc"],
+    "rtgov memory=auto (default)": ["--rtgov"],
 }
 
 
