@@ -94,9 +94,9 @@ def main() -> int:
     parser.add_argument("--configs", default=";".join(CONFIGS), help="NAME;NAME;...")
     args = parser.parse_args()
     configs = tuple(c.strip() for c in args.configs.split(";") if c.strip())
-    unknown = sorted(set(configs) - set(CONFIGS))
+    unknown = sorted(set(configs) - set(oi.CONFIGS))  # any of overhead_instructions'
     if unknown:
-        parser.error(f"unknown configs {unknown}: expected some of {list(CONFIGS)}")
+        parser.error(f"unknown configs {unknown}: expected some of {list(oi.CONFIGS)}")
     layouts = [int(k) for k in args.layouts.split(",")] if args.layouts else None
     started = time.perf_counter()
     rows: dict[str, dict[str, float]] = {}
