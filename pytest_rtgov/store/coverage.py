@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf
 from pytest_rtgov.store.ledger import Ledger, LedgerError, scan_frames
@@ -18,15 +20,51 @@ from pytest_rtgov.store.ledger import Ledger, LedgerError, scan_frames
 __all__ = [
     "ORPHANED_DIR",
     "VERDICT_PREFIX",
+    "SignedLeaf",
     "covered_runs",
     "move_orphans",
     "runs_with_leaves",
+    "signed_leaves",
 ]
 
 ORPHANED_DIR = "orphaned"  # <state>/orphaned/{runs,artifacts}: set aside by move_orphans
 
 # Canonical JSON sorts keys: a verdict leaf, and only it, starts with "exit_status".
 VERDICT_PREFIX = b'{"exit_status":'
+
+
+class SignedLeaf(NamedTuple):
+    """A parsed leaf the latest checkpoint covers: its leaf index, where it is (for
+    messages) and its fields."""
+
+    leaf_index: int
+    where: str
+    leaf: dict[str, Any]
+
+
+def signed_leaves(state_dir: Path, prefix: bytes) -> Iterator[SignedLeaf]:
+    """Every leaf of ``state_dir``'s ledger whose canonical JSON
+    starts with ``prefix`` and that its latest checkpoint covers, in ledger order;
+    ``where`` names the log, the leaf index and the byte offset. Every frame is checked
+    (CRC, leaf hash) by the scan; a leaf appended after the last checkpoint (an
+    interrupted session's, a killed gc's, or a forger's) vouches for nothing and is
+    skipped. No ledger yields nothing; a torn tail is ignored. A frame that does not
+    check, or a leaf that does not parse, raises
+    :class:`~pytest_rtgov.store.ledger.LedgerError` naming where."""
+    ledger = Ledger(state_dir / "ledger")
+    if not ledger.exists():
+        return
+    latest = ledger.latest_checkpoint()
+    signed = latest[1].size if latest is not None else 0
+    for frame in scan_frames(ledger.log_path, on_torn=_ignore, select=prefix):
+        if frame.index >= signed:
+            continue
+        where = f"{ledger.log_path}: leaf {frame.index} at byte {frame.offset}"
+        try:
+            leaf = parse_leaf(frame.payload)
+        except LeafFormatError as exc:
+            raise LedgerError(f"{where}: {exc}") from exc
+        yield SignedLeaf(frame.index, where, leaf)
 
 
 def covered_runs(state_dir: Path) -> dict[str, str]:
@@ -40,22 +78,8 @@ def covered_runs(state_dir: Path) -> dict[str, str]:
     that does not check or a verdict leaf that is not a valid leaf, naming the leaf
     index and byte offset. A run id named twice keeps its last digest.
     """
-    ledger = Ledger(state_dir / "ledger")
     covered: dict[str, str] = {}
-    if not ledger.exists():
-        return covered
-    # Only what a checkpoint signs vouches for a record: a verdict leaf appended after
-    # the last checkpoint (an interrupted session's, or a forger's) does not.
-    latest = ledger.latest_checkpoint()
-    signed = latest[1].size if latest is not None else 0
-    for frame in scan_frames(ledger.log_path, on_torn=_ignore, select=VERDICT_PREFIX):
-        if frame.index >= signed:
-            continue  # every frame is still checked (CRC, leaf hash) by the scan
-        where = f"{ledger.log_path}: leaf {frame.index} at byte {frame.offset}"
-        try:
-            leaf = parse_leaf(frame.payload)
-        except LeafFormatError as exc:
-            raise LedgerError(f"{where}: {exc}") from exc
+    for _, where, leaf in signed_leaves(state_dir, VERDICT_PREFIX):
         if leaf["kind"] != "verdict":  # parse_leaf checked a verdict's fields
             raise LedgerError(f"{where}: starts as a verdict leaf but is a {leaf['kind']} leaf")
         covered[leaf["run_id"]] = leaf["record_sha256"]

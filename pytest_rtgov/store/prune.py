@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_rtgov.core.keys import Signer
-from pytest_rtgov.core.ledger_records import LeafFormatError, parse_leaf, prune_leaf
+from pytest_rtgov.core.ledger_records import prune_leaf
 from pytest_rtgov.errors import IntegrityError, RecordNotFoundError, RtgovError
+from pytest_rtgov.store.coverage import signed_leaves
 from pytest_rtgov.store.files import read_json
-from pytest_rtgov.store.ledger import AppendResult, Ledger, LedgerError, append_session, scan_frames
+from pytest_rtgov.store.ledger import AppendResult, Ledger, LedgerError, append_session
 from pytest_rtgov.store.runs import COVERED, EDITED, RunStore
 
 __all__ = [
@@ -64,22 +65,10 @@ def pruned_runs(state_dir: Path) -> dict[str, PruneMark]:
     """``{run_id: PruneMark}`` of the prune leaves the latest checkpoint covers (one
     streaming pass; every frame is checked). A frame that does not check, or a prune
     leaf that does not parse, raises :class:`~pytest_rtgov.store.ledger.LedgerError`."""
-    ledger = Ledger(state_dir / "ledger")
     marks: dict[str, PruneMark] = {}
-    if not ledger.exists():
-        return marks
-    latest = ledger.latest_checkpoint()
-    signed = latest[1].size if latest is not None else 0
-    for frame in scan_frames(ledger.log_path, on_torn=lambda _: None, select=PRUNE_PREFIX):
-        if frame.index >= signed:
-            continue  # an unsigned intent prunes nothing
-        try:
-            leaf = parse_leaf(frame.payload)
-        except LeafFormatError as exc:
-            where = f"{ledger.log_path}: leaf {frame.index} at byte {frame.offset}"
-            raise LedgerError(f"{where}: {exc}") from exc
+    for index, _, leaf in signed_leaves(state_dir, PRUNE_PREFIX):
         for run in leaf["runs"]:
-            marks[run["run_id"]] = PruneMark(frame.index, leaf["pruned_at"], run["record_sha256"])
+            marks[run["run_id"]] = PruneMark(index, leaf["pruned_at"], run["record_sha256"])
     return marks
 
 
