@@ -51,6 +51,7 @@ def run_ab(
     spec: RoundsSpec,
     ab: dict[str, Any] | None,
     tests: int = 1,
+    timing: Meter | None = None,
 ) -> Any:
     """Warm both versions up, then pairs in A B B A order, every round kept, looking
     after ``ab_pairs``, ``2 * ab_pairs``, ... pairs until the sequential rule decides,
@@ -61,6 +62,12 @@ def run_ab(
     version raises (it may not fit today's fixtures), the A/B stops and the current
     version's rounds go on alone. ``tests``: the tests of the session (see
     :func:`plan_of`).
+
+    ``timing``: a meter without a memory probe. Given, only the first measured pair is
+    measured with ``meter`` (the session's memory probe: the test's peak memory, for
+    both versions); every other round with ``timing``, so tracemalloc, whose tracing
+    slows every allocation, does not inflate the effect of an edit that allocates
+    (docs/gates.md, "A/B timing").
     """
     settings = ab or {}
     plan = plan_of(settings, tests)
@@ -72,16 +79,17 @@ def run_ab(
     warmup = max(spec.warmup, 2)
     state: dict[str, Any] = {"result": None, "baseline_ok": True}
 
-    def one(func: Any, variant: str, warm: bool, block: int) -> Any:
+    def one(func: Any, variant: str, warm: bool, block: int, memory: bool) -> Any:
+        used = meter if memory or timing is None else timing
         switches = voluntary_switches()  # outside the clocks: the choice of clock reads it
-        region = meter.open()
+        region = used.open()
         completed = False
         try:
             out = func(*args, **kwargs)
             completed = True
             return out
         finally:
-            sample = meter.close(
+            sample = used.close(
                 region, warmup=warm, completed=completed, variant=variant, block=block
             )
             after = voluntary_switches()
@@ -91,12 +99,13 @@ def run_ab(
 
     def pair(index: int, warm: bool, block: int) -> None:
         order = ("current", "baseline") if index % 2 == 0 else ("baseline", "current")
+        memory = not warm and block == 0 and index == warmup  # the first measured pair
         for variant in order:
             if variant == "current":
-                state["result"] = one(current, "current", warm, block)
+                state["result"] = one(current, "current", warm, block, memory)
             elif state["baseline_ok"]:
                 try:
-                    one(baseline, "baseline", warm, block)
+                    one(baseline, "baseline", warm, block, memory)
                 except Exception:
                     state["baseline_ok"] = False
                     samples[:] = [s for s in samples if s["variant"] == "current"]

@@ -19,7 +19,7 @@ from pytest_rtgov.core.records import Metric, escape_text
 from pytest_rtgov.core.rounds import RoundsSpec
 from pytest_rtgov.errors import InvalidMetricError, RtgovError
 from pytest_rtgov.measure.gpu import GpuProbe, detect_cupy
-from pytest_rtgov.measure.memory import AutoProbe, make_probe
+from pytest_rtgov.measure.memory import AutoProbe, OffProbe, make_probe
 from pytest_rtgov.measure.region import Meter
 from pytest_rtgov.plugin.ab import run_ab
 from pytest_rtgov.plugin.marks import AB_KEY, SPEC_KEY, USAGE_KEY
@@ -41,8 +41,8 @@ class Capture:
     # cannot specialize attribute access on (each ``self.x`` took the generic lookup).
     __slots__ = ("_ab_modules", "_artifact_store", "_auto", "_call", "_fixture_metrics",
                  "_item", "_measured", "_meter", "_metrics", "_original", "_pending_fixtures",
-                 "_precise_fixtures", "_spec", "backend", "calibration", "config", "gpu",
-                 "settings", "worker")  # fmt: skip
+                 "_precise_fixtures", "_spec", "_timing_meter", "backend", "calibration",
+                 "config", "gpu", "settings", "worker")  # fmt: skip
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -58,6 +58,10 @@ class Capture:
                 probe,
                 self.gpu,
                 relative_to=str(settings.state_dir),
+            )
+            # A/B rounds but the first measured pair: time without tracing (plugin/ab.py)
+            self._timing_meter = Meter(
+                OffProbe(), self.gpu, relative_to=str(settings.state_dir)
             )
         except RtgovError as exc:
             raise pytest.UsageError(str(exc)) from exc
@@ -200,11 +204,12 @@ class Capture:
             measured = self._measured
         else:
             meter, spec, samples, ab = self._meter, self._spec, call.samples, self.settings.ab
+            timing = self._timing_meter
 
             def measured(*args: Any, **kwargs: Any) -> Any:
                 return run_ab(
                     original, baseline, args, kwargs, meter, samples, spec, ab,
-                    len(pyfuncitem.session.items),
+                    len(pyfuncitem.session.items), timing,
                 )
 
         pyfuncitem.obj = measured

@@ -376,3 +376,57 @@ def test_the_time_cap_stops_an_undecided_test_after_its_first_look(pytester):
     assert "look 1 of 10, 6 pairs" in gate["reason"], gate["reason"]
     if "clearly within" not in gate["reason"]:
         assert "measuring stopped before the cap: ab_max_seconds" in gate["reason"]
+
+
+ALLOCATING = """
+import numpy as np
+import pytest
+
+@pytest.mark.rtgov(rounds=3)
+def test_alloc():
+    np.ones(1 << 17).sum()  # 1 MiB
+"""
+
+MEMORY_AB_GATES = """
+[defaults]
+baseline = "baseline"
+ab_pairs = 5
+
+[[gates]]
+name = "time"
+metric = "cpu_time"
+tests = ["test_alloc.py::*"]
+max_regression_pct = 500
+ab = true
+
+[[gates]]
+name = "memory"
+metric = "peak_memory"
+tests = ["test_alloc.py::*"]
+max = "16 MiB"
+"""
+
+
+@pytest.mark.parametrize("mode", ["tracemalloc", "auto"])
+def test_ab_pairs_are_timed_untraced_but_the_first_measures_peak_memory(pytester, mode):
+    """Tracing slows every allocation, so it would inflate an allocating edit's effect:
+    only the first measured pair runs under the memory probe, and the memory gate reads
+    the test's peak from it."""
+    pytester.makepyfile(test_alloc=ALLOCATING)
+    pytester.makefile(".toml", gates=MEMORY_AB_GATES)
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", ".")
+    git(pytester.path, "commit", "-q", "-m", "base")
+    args = ("--rtgov-gate", "-p", "no:cacheprovider", "--rtgov-memory", mode)
+    assert pytester.runpytest_subprocess(*args).ret == 0
+    record, gated = results(pytester)
+    (test,) = record["tests"]
+    measured = [s for s in test["samples"] if not s["warmup"]]
+    with_peak = [s for s in measured if s.get("peak_memory_bytes") is not None]
+    assert sorted(s["variant"] for s in with_peak) == ["baseline", "current"]
+    assert all(s["memory_probe"] == "tracemalloc" for s in with_peak)
+    assert all(s["peak_memory_bytes"] >= 1 << 20 for s in with_peak)
+    assert {s.get("memory_probe") for s in measured if s not in with_peak} == {None}
+    assert len(measured) > len(with_peak) >= 2
+    memory = [g for g in record["gate_results"] if g["metric"] == "peak_memory"]
+    assert [g["status"] for g in memory] == ["pass"] and memory[0]["current"] >= 1 << 20
