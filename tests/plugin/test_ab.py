@@ -419,7 +419,7 @@ def test_ab_pairs_are_timed_untraced_but_the_first_measures_peak_memory(pytester
     git(pytester.path, "commit", "-q", "-m", "base")
     args = ("--rtgov-gate", "-p", "no:cacheprovider", "--rtgov-memory", mode)
     assert pytester.runpytest_subprocess(*args).ret == 0
-    record, gated = results(pytester)
+    record, _ = results(pytester)
     (test,) = record["tests"]
     measured = [s for s in test["samples"] if not s["warmup"]]
     with_peak = [s for s in measured if s.get("peak_memory_bytes") is not None]
