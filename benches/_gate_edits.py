@@ -81,12 +81,10 @@ def test_s_pyloop():
 '''
 
 LAYERS, SYN = "kernels/layers.py", "kernels/synthetic.py"
-_TANH = "    t = xp.tanh(inner)\n"
 _XHAT = "    x_hat = (x - mean) * inv_std\n"
 _NORM = "    return e / e.sum(axis=axis, keepdims=True)\n"
 _LIN = "    return x @ weight + bias\n"
 _LSE = "    log_z = xp.log(xp.exp(shifted).sum(axis=1))\n"
-_ACT = "            h = act(n)\n"
 _MM = "    for _ in range({}):\n        _A @ _A\n"
 _CS = "    for _ in range({}):\n        np.cumsum(_V)\n"
 _PY = "    for i in range({}):\n"

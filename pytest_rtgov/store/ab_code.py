@@ -34,7 +34,6 @@ from pytest_rtgov.logs import log_event
 __all__ = [
     "ACCEPTED_REF",
     "AbCodeError",
-    "accept_working_tree",
     "check_export",
     "export_ref",
     "load_baseline_module",
@@ -57,14 +56,6 @@ def _git(rootdir: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=rootdir, capture_output=True, text=True, check=True
     ).stdout.strip()
-
-
-def accept_working_tree(rootdir: Path) -> str:
-    """Point ``refs/rtgov/accepted`` at the code as it is now, committed or not
-    (:func:`pytest_rtgov.store.ab_ref.accept_code`, kept under its old name)."""
-    from pytest_rtgov.store.ab_ref import accept_code  # ab_ref imports this module
-
-    return accept_code(rootdir)
 
 
 def _needs_repository(rootdir: Path) -> str:
