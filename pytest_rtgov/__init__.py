@@ -1,6 +1,7 @@
 """pytest-rtgov: noise-aware, tamper-evident regression gates for ML kernels.
 
-The public API is small: the ``rtgov`` fixture (see :class:`pytest_rtgov.plugin.api.Rtgov`)
+The public API is small: the ``@stage`` fixture decorator (:mod:`pytest_rtgov.plugin.stages`),
+the ``rtgov`` fixture (see :class:`pytest_rtgov.plugin.api.Rtgov`)
 and the record types that ``rtgov show`` and the run files use.
 """
 
@@ -8,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FixtureEntry", "Metric", "RunRecord", "Sample", "TestEntry", "__version__"]
+__all__ = [
+    "FixtureEntry",
+    "Metric",
+    "RunRecord",
+    "Sample",
+    "StageResult",
+    "TestEntry",
+    "__version__",
+    "stage",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from pytest_rtgov.core import records
 
         return getattr(records, name)
+    if name in ("stage", "StageResult"):
+        from pytest_rtgov.plugin import stages
+
+        return getattr(stages, name)
     raise AttributeError(name)

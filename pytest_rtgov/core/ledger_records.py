@@ -2,7 +2,8 @@
 
 A session contributes, in this order: its run header (id, times, arguments,
 environment: the provenance), one leaf per test (node id order) and per fixture
-(name order), one per gate result (subject, metric order), and a closing ``verdict``
+(name order), one per ``@stage`` fixture setup (its key, outcome and output digests, in
+fixture order), one per gate result (subject, metric order), and a closing ``verdict``
 leaf carrying the sha256 of the canonical run record, which ties the record file
 to the log. The order comes from the record, which is canonical whatever xdist did.
 ``rtgov gc`` appends a ``prune`` leaf naming the runs whose files it removes next.
@@ -50,6 +51,7 @@ LEAF_KINDS = (
     "quarantine",
     "recovery",
     "prune",
+    "stage",
 )
 
 
@@ -99,6 +101,15 @@ def run_leaves(record: RunRecord, *, encoded: bytes | None = None) -> list[bytes
     leaves = [canonical_json({"kind": "run", **header})]
     leaves += [_test_leaf(t, run_id) for t in data["tests"]]
     leaves += [canonical_json({"kind": "fixture", "run_id": run_id, **f}) for f in data["fixtures"]]
+    leaves += [
+        canonical_json(
+            {"kind": "stage", "run_id": run_id, "nodeid": f["nodeid"], "worker": s["worker"],
+             **s["stage"]}
+        )
+        for f in data["fixtures"]
+        for s in f["setups"]
+        if "stage" in s
+    ]
     leaves += [
         canonical_json({"kind": "gate", "run_id": run_id, **g}) for g in data["gate_results"]
     ]
@@ -181,6 +192,7 @@ LEAF_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
     "quarantine": (),
     "recovery": (("at", _STR), ("torn_bytes", _INT), ("uncovered", (list, type(None)))),
     "prune": (("pruned_at", _STR), ("runs", (list,))),
+    "stage": (("run_id", _STR), ("stage", _STR), ("key", _STR), ("outcome", _STR)),
 }
 assert tuple(LEAF_FIELDS) == LEAF_KINDS
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")

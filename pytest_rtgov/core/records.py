@@ -248,16 +248,22 @@ class FixtureSetup:
     outcome: Annotated[str, one_of("passed", "error")]
     sample: Sample
     metrics: tuple[Metric, ...] = ()
+    # A @stage fixture's event (core/stages.py: stage, key, outcome, reason, outputs...);
+    # absent for other fixtures, and then absent from the dict too.
+    stage: Mapping[str, Any] | None = None
     required_keys: ClassVar[tuple[str, ...]] = ("metrics",)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "worker": self.worker,
             "requested_by": self.requested_by,
             "outcome": self.outcome,
             "sample": self.sample.to_dict(),
             "metrics": [m.to_dict() for m in self.metrics],
         }
+        if self.stage is not None:
+            data["stage"] = dict(self.stage)
+        return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ def canonical_run(
             outcome=setup.outcome,
             sample=setup.sample,
             metrics=sorted_metrics(setup.metrics),
+            stage=setup.stage,
         )
         grouped.setdefault(entry.key, (entry, []))[1].append(setup)
     ordered_fixtures = tuple(

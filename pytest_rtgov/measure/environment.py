@@ -13,7 +13,13 @@ from pathlib import Path
 
 from pytest_rtgov.measure import allocator
 
-__all__ = ["RESULT_ENV_VARS", "collect_environment", "collect_git", "plugin_versions"]
+__all__ = [
+    "RESULT_ENV_VARS",
+    "collect_blas",
+    "collect_environment",
+    "collect_git",
+    "plugin_versions",
+]
 
 # Environment variables that change numeric results or timings of array code.
 RESULT_ENV_VARS = (
@@ -44,6 +50,11 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "absent"
+
+
+def collect_blas() -> str:
+    """The BLAS numpy was built with (``"scipy-openblas 0.3.27"``), as the fingerprint has it."""
+    return _blas()
 
 
 def _blas() -> str:

@@ -164,9 +164,13 @@ class Capture:
         else:
             region = self._meter.open()
         completed = False
+        stage = None
         try:
             result = yield
             completed = True
+            # a @stage fixture's event (plugin/stages.py): it goes into the record
+            if hasattr(result, "_rtgov_stage_result"):
+                stage = result.event
             return result
         finally:
             sample = self._meter.close(region, completed=completed)
@@ -184,6 +188,7 @@ class Capture:
                     "outcome": "passed" if completed else "error",
                     "sample": sample,
                     "metrics": [m.to_dict() for m in metrics],
+                    **({"stage": stage} if stage is not None else {}),
                 }
             )
 

@@ -84,6 +84,7 @@ def finish_session(
     _gate_step(outcome, settings)
     _baseline_step(outcome, settings)
     _decide_step(outcome)
+    _stage_step(outcome)
     _record_and_ledger_steps(outcome, settings, config)
     if outcome.record_path is None:  # the disk failed: nothing else is written
         return outcome
@@ -122,6 +123,23 @@ def _decide(outcome: SessionOutcome, verdict: Verdict) -> None:
     outcome.verdict = verdict
     outcome.exit_status = int(verdict.exit_status)
     outcome.record = verdict.stamp(outcome.record)
+
+
+def _stage_step(outcome: SessionOutcome) -> None:
+    """A refused stage entry under required signatures (7), or a nondeterminism finding
+    (6 where the session passed), decides the exit status too (core/stages.py)."""
+    import dataclasses
+
+    from pytest_rtgov.core.stages import session_problems
+
+    record = outcome.record
+    assert record is not None
+    status, lines = session_problems(record.fixtures, exit_status=outcome.exit_status)
+    for line in lines:
+        _say(line)
+    if status != outcome.exit_status:
+        outcome.exit_status = status
+        outcome.record = dataclasses.replace(record, exit_status=status)
 
 
 def _record_step(outcome: SessionOutcome, store: RunStore) -> None:

@@ -138,6 +138,14 @@ OPTIONS: tuple[Option, ...] = (
            metavar="I/N", shown_default="none"),
     Option("--rtgov-log-json", "append pytest-rtgov's log events to PATH as JSON lines.",
            path=True, metavar="PATH", shown_default="none"),
+    Option("--rtgov-stage-store",
+           "where @stage entries are cached: a directory or an fsspec URL such as "
+           "s3://bucket/prefix (default: stages/ in the state directory).",
+           metavar="URL", shown_default="`stages/` in the state directory"),
+    Option("--rtgov-stage-recheck",
+           "re-execute these cached stages (comma-separated names, or all) and compare "
+           "their outputs with the entry: a difference is a nondeterminism finding (exit 6).",
+           metavar="NAMES", shown_default="none"),
 )  # fmt: skip
 
 _BY_FLAG = {option.flag: option for option in OPTIONS}

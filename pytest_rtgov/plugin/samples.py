@@ -258,6 +258,7 @@ class Collector:
                 outcome=fx["outcome"],
                 sample=Sample(**fx["sample"]),
                 metrics=tuple(Metric(**m) for m in fx["metrics"]),
+                stage=fx.get("stage"),
             )
             self._fixture_setups.append((entry, setup))
 

@@ -1,0 +1,95 @@
+"""Code digests of a stage: a function's or class's code, normalized, and the names it uses.
+
+Pure: it reads source text handed to it. ``store/stage_code.py`` finds the files and
+follows the names to the objects they resolve to.
+
+The normal form is the abstract syntax tree without positions (``ast.dump`` without
+attributes), with every docstring and every decorator dropped: comments, blank lines,
+indentation, line wrapping and docstrings do not change a digest; any change to a
+statement, a name or a constant does. Decorators are dropped because a stage's own
+decorator carries its params and seeds, which its key covers separately.
+
+>>> a = "def f(x):\\n    # double it\\n    return 2 * x\\n"
+>>> b = "def f(x):\\n    '''Twice x.'''\\n    return 2*x\\n"
+>>> node_digest(find_definition(a, "f")) == node_digest(find_definition(b, "f"))
+True
+>>> sorted(referenced_names(find_definition("def f(x):\\n    return np.sum(g(x))\\n", "f")))
+[('g',), ('np', 'sum'), ('x',)]
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import hashlib
+
+__all__ = ["find_definition", "module_tree", "node_digest", "referenced_names"]
+
+_Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def module_tree(source: str, filename: str = "<source>") -> ast.Module:
+    """Parse ``source``; a SyntaxError propagates (the caller names the file)."""
+    return ast.parse(source, filename=filename)
+
+
+def find_definition(source: str | ast.Module, qualname: str) -> _Definition | None:
+    """The ``def`` or ``class`` node of ``qualname`` (``"C.method"`` for a method) at the
+    module's top level or nested in classes; None if absent or nested in a function."""
+    tree = module_tree(source) if isinstance(source, str) else source
+    body: list[ast.stmt] = tree.body
+    node: _Definition | None = None
+    for part in qualname.split("."):
+        node = None
+        for statement in body:
+            if isinstance(statement, _Definition) and statement.name == part:
+                node = statement  # the last definition wins, as at run time
+        if node is None:
+            return None
+        body = node.body
+    return node
+
+
+def _strip(node: ast.AST) -> ast.AST:
+    node = copy.deepcopy(node)
+    for inner in ast.walk(node):
+        if isinstance(inner, _Definition):
+            inner.decorator_list = []
+        if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = inner.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                inner.body = body[1:] or [ast.Pass()]
+    return node
+
+
+def node_digest(node: ast.AST | None) -> str:
+    """sha256 hex of the normal form of ``node`` (see the module docstring)."""
+    text = "<absent>" if node is None else ast.dump(_strip(node), include_attributes=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def referenced_names(node: ast.AST) -> set[tuple[str, ...]]:
+    """Every dotted name the code loads: ``("np", "sum")`` for ``np.sum``, ``("g",)`` for
+    ``g``. Names the code binds itself are included too; resolving them against the
+    module's globals finds what, if anything, they shadow."""
+    names: set[tuple[str, ...]] = set()
+    inner: set[int] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Attribute) and id(sub) not in inner:
+            chain: list[str] = []
+            current: ast.expr = sub
+            while isinstance(current, ast.Attribute):
+                chain.append(current.attr)
+                current = current.value
+                inner.add(id(current))
+            if isinstance(current, ast.Name):
+                chain.append(current.id)
+                names.add(tuple(reversed(chain)))
+        elif isinstance(sub, ast.Name) and id(sub) not in inner:
+            names.add((sub.id,))
+    return names

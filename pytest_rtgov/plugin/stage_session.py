@@ -1,0 +1,285 @@
+"""A stage in a measuring session: key, lock, verified hit or execution, store, event.
+
+The event (``StageResult.event``) goes into the fixture setup's record (``capture.py``
+adds it), and from there into the run record and one ``stage`` ledger leaf
+(``core/ledger_records.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_rtgov.core.records import Metric
+from pytest_rtgov.core.stages import Upstream, output_differences, provenance_statement
+from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.plugin.stages import (
+    _CACHE,
+    StageResult,
+    _check_value,
+    _host,
+    _is_cupy,
+    _Spec,
+    _upstream_digests,
+    key_inputs,
+)
+from pytest_rtgov.store.stage_cache import Lookup, StageCache, array_bytes, load_array, open_backend
+from pytest_rtgov.store.stage_code import code_digests
+
+__all__ = ["run_cached"]
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _cache(config: pytest.Config, settings: Any) -> StageCache:
+    cache = config.stash.get(_CACHE, None)
+    if cache is None:
+        url = config.getoption("rtgov_stage_store", None) or ""
+        backend = open_backend(str(url), state_dir=settings.state_dir)
+        cache = StageCache(
+            backend,
+            signer=settings.signing.signer,
+            trust=settings.trust,
+            lock_dir=settings.state_dir / "stages" / "locks",
+        )
+        config.stash[_CACHE] = cache
+    return cache
+
+
+def _rechecked(config: pytest.Config, name: str) -> bool:
+    text = str(config.getoption("rtgov_stage_recheck", None) or "")
+    wanted = {part.strip() for part in text.split(",") if part.strip()}
+    return name in wanted or "all" in wanted
+
+
+def _to_device(arrays: dict[str, Any], device: str) -> dict[str, Any]:
+    if device != "cupy":
+        return arrays
+    try:
+        import cupy
+    except ImportError:  # a cupy entry served to a numpy session: host arrays
+        return arrays
+    return {name: cupy.asarray(value) for name, value in arrays.items()}
+
+
+def _moved(
+    spec: _Spec,
+    *,
+    code: Mapping[str, str],
+    functions: list[Any],
+    root: Path,
+    upstream: Mapping[str, StageResult],
+    variables: Mapping[str, str],
+) -> str | None:
+    """The first input that changed while the body ran, or None."""
+    import os
+
+    try:
+        now = code_digests(functions, root=root)
+    except (OSError, SyntaxError) as exc:
+        return f"code ({exc})"
+    for name in sorted(set(code) | set(now)):
+        if code.get(name) != now.get(name):
+            return f"code {name}"
+    for stage_name, result in sorted(upstream.items()):
+        digests = _upstream_digests(result)
+        for output in sorted(digests):
+            if digests[output] != result.outputs.get(output):
+                return f"upstream output {stage_name}/{output} (changed in place)"
+    for variable, value in sorted(variables.items()):
+        if os.environ.get(variable, "") != value:
+            return f"environment variable {variable}"
+    return None
+
+
+def run_cached(
+    spec: _Spec,
+    *,
+    call: dict[str, Any],
+    upstream: Mapping[str, StageResult],
+    functions: list[Any],
+    root: Path,
+    settings: Any,
+    capture: Any,
+    config: pytest.Config,
+) -> StageResult:
+    import os
+
+    from pytest_rtgov.core.stages import StageDefinitionError
+
+    started = time.time()
+    try:
+        code = code_digests(functions, root=root)
+    except SyntaxError as exc:
+        raise StageDefinitionError(
+            f"stage {spec.name!r} ({spec.place}): its code does not parse: {exc}"
+        ) from exc
+    inputs = key_inputs(spec, code=code, backend=capture.backend, upstream=upstream)
+    key = inputs.key()
+    ups = {name: Upstream(r.stage, r.key, r.outputs) for name, r in upstream.items()}
+    event: dict[str, Any] = {
+        "stage": spec.name,
+        "key": key,
+        "upstream": sorted(r.stage for r in upstream.values()),
+    }
+    cache = _cache(config, settings)
+    recheck = _rechecked(config, spec.name)
+    with cache.lock(key):
+        found = cache.lookup(spec.name, key, ups)
+        if found.status == "valid" and not recheck:
+            return _hit(spec, found, key, event, capture)
+        variables = {v: os.environ.get(v, "") for v in spec.env}
+        value = spec.function(**call)
+        arrays, metadata = _check_value(spec, value)
+        objects = {name: array_bytes(_host(array)) for name, array in arrays.items()}
+        outputs = {name: hashlib.sha256(blob).hexdigest() for name, blob in objects.items()}
+        event["outputs"] = dict(sorted(outputs.items()))
+        result = StageResult(spec.name, arrays, metadata, key=key, outputs=outputs, event=event)
+        if recheck and found.status == "valid":
+            return _recheck(spec, found, result, event, capture)
+        if found.status == "refused":
+            event["outcome"], event["reason"] = "refused", found.reason
+            if settings.trust.required:
+                event["fatal"] = True
+            try:
+                event["set_aside"] = cache.set_aside(spec.name, key)
+            except OSError as exc:
+                event["reason"] += f"; the entry could not be set aside ({exc})"
+        moved = _moved(
+            spec,
+            code=code,
+            functions=functions,
+            root=root,
+            upstream=upstream,
+            variables=variables,
+        )
+        if moved is not None:
+            note = f"not cached: input {moved} changed while the stage ran"
+            _finish(event, "miss", note, result)
+            return result
+        metrics = tuple(m.to_dict() for m in _body_metrics(capture))
+        subjects, predicate = provenance_statement(
+            inputs,
+            key=key,
+            outputs=outputs,
+            metadata=metadata,
+            metrics=metrics,
+            device="cupy" if any(_is_cupy(a) for a in arrays.values()) else "numpy",
+            invocation=f"{settings.run_id}/{settings.worker}",
+            started_on=_iso(started),
+            finished_on=_iso(time.time()),
+            builder_version=_version(),
+        )
+        try:
+            status, envelope = cache.store(spec.name, key, subjects, predicate, objects)
+        except (OSError, RtgovError) as exc:
+            _finish(event, "miss", f"not stored: {exc}", result)
+            return result
+        event["envelope_sha256"] = envelope
+        if status == "stored":
+            _finish(event, "stored", "", result)
+            return result
+        # Another session stored this key first (shared storage): one value stays.
+        other = cache.lookup(spec.name, key, ups)
+        if other.status == "valid" and other.sealed is not None:
+            diffs = output_differences(other.sealed.outputs, outputs)
+            if diffs:
+                event["finding"] = (
+                    f"nondeterministic: stage {spec.name} under key {key[:12]} stored "
+                    f"{'; '.join(diffs)} (cached vs this run)"
+                )
+                _finish(event, "miss", "another session stored different outputs", result)
+            else:
+                _finish(event, "miss", "another session stored the same outputs first", result)
+        else:
+            _finish(event, "miss", f"another session's entry is refused: {other.reason}", result)
+        return result
+
+
+def _finish(event: dict[str, Any], outcome: str, reason: str, result: StageResult) -> None:
+    if event.get("outcome") != "refused":
+        event["outcome"] = outcome
+        event["reason"] = reason
+    elif reason:
+        event["reason"] = f"{event['reason']}; {reason}"
+    result.outcome, result.reason = event["outcome"], event["reason"]
+
+
+def _body_metrics(capture: Any) -> list[Metric]:
+    stack = capture._fixture_metrics
+    return list(stack[-1]) if stack else []
+
+
+def _hit(spec: _Spec, found: Lookup, key: str, event: dict[str, Any], capture: Any) -> StageResult:
+    sealed = found.sealed
+    assert sealed is not None
+    arrays = _to_device(
+        {name: load_array(blob) for name, blob in sorted(found.objects.items())}, sealed.device
+    )
+    for metric in sealed.metrics:  # the body's metrics, as it recorded them
+        capture.record_metric(Metric(**metric))
+    event.update(
+        outcome="hit",
+        reason="",
+        outputs=dict(sorted(sealed.outputs.items())),
+        envelope_sha256=found.envelope_sha256,
+        signed_by=list(found.signed_by),
+    )
+    return StageResult(
+        spec.name,
+        arrays,
+        sealed.metadata,
+        key=key,
+        outputs=sealed.outputs,
+        outcome="hit",
+        event=event,
+    )
+
+
+def _recheck(
+    spec: _Spec, found: Lookup, fresh: StageResult, event: dict[str, Any], capture: Any
+) -> StageResult:
+    """Compare a re-execution with the entry; the entry's value is what dependents get."""
+    sealed = found.sealed
+    assert sealed is not None
+    diffs = output_differences(sealed.outputs, fresh.outputs)
+    event.update(outcome="recheck", envelope_sha256=found.envelope_sha256)
+    if diffs:
+        event["reason"] = "outputs differ from the entry"
+        event["finding"] = (
+            f"nondeterministic: stage {spec.name} under key {event['key'][:12]}: "
+            + "; ".join(diffs)
+            + " (cached vs re-executed)"
+        )
+    else:
+        event["reason"] = "re-executed: outputs identical to the entry"
+    arrays = _to_device(
+        {name: load_array(blob) for name, blob in sorted(found.objects.items())}, sealed.device
+    )
+    event["outputs"] = dict(sorted(sealed.outputs.items()))
+    return StageResult(
+        spec.name,
+        arrays,
+        sealed.metadata,
+        key=event["key"],
+        outputs=sealed.outputs,
+        outcome="recheck",
+        reason=event["reason"],
+        event=event,
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pytest-rtgov")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,379 @@
+"""The stage cache: content-addressed output arrays and one signed entry per key.
+
+Layout, under the store's root (``<state dir>/stages`` by default, or any fsspec URL
+given as ``rtgov_stage_store``, such as ``s3://bucket/prefix``)::
+
+    objects/<hex[:2]>/<hex>.npy          an output array's .npy bytes, named by their sha256
+    entries/<stage>/<key>.dsse.json      the DSSE envelope sealing one key's outputs
+    refused/<stage>/<key>.<utc>.dsse.json  an entry that failed its checks, set aside
+
+Every file is written under a temporary name and renamed (locally), or put whole (an
+object store shows an object only once it is complete): no partial entry is ever
+visible. An entry is written after its objects and never overwritten: a key holds
+one value (:meth:`StageCache.store` reports a different value found there instead).
+
+A hit (:meth:`StageCache.lookup`) requires all of: the envelope signed by a trusted
+key (the keyring; outside CI also this machine's local key), the statement a stage
+provenance for this stage and key, the key recomputed from the sealed inputs, the
+chain (the sealed inputs are the upstream outputs in use now) and every output's bytes
+hashing to the sealed digest. Anything less is a refusal naming the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pytest_rtgov.core import dsse
+from pytest_rtgov.core.canonical import pretty_json
+from pytest_rtgov.core.keys import Signer
+from pytest_rtgov.core.stages import (
+    SLSA_PROVENANCE_V1,
+    SealedStage,
+    StageEntryError,
+    Upstream,
+    chain_problem,
+    parse_sealed_stage,
+)
+from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.store.files import atomic_write
+from pytest_rtgov.store.keys import Trust
+
+__all__ = [
+    "Backend",
+    "FsspecBackend",
+    "LocalBackend",
+    "Lookup",
+    "StageCache",
+    "StageStoreError",
+    "array_bytes",
+    "load_array",
+    "open_backend",
+]
+
+
+class StageStoreError(RtgovError):
+    """The stage store cannot be opened or written (the message names the place)."""
+
+
+def array_bytes(array: Any) -> bytes:
+    """The ``.npy`` bytes of a host array: the same array, the same bytes."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def load_array(data: bytes) -> Any:
+    import numpy as np
+
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+
+class Backend(Protocol):
+    url: str
+
+    def read(self, rel: str) -> bytes | None: ...
+    def put(self, rel: str, data: bytes) -> None: ...
+    def create(self, rel: str, data: bytes) -> bool: ...
+    def exists(self, rel: str) -> bool: ...
+    def move(self, rel: str, to: str) -> None: ...
+    def delete(self, rel: str) -> None: ...
+    def list(self, prefix: str) -> list[str]: ...
+
+
+class LocalBackend:
+    """A directory: atomic renames, and ``os.link`` for create-if-absent."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = str(root)
+
+    def _path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return self._path(rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def put(self, rel: str, data: bytes) -> None:
+        atomic_write(self._path(rel), data)
+
+    def create(self, rel: str, data: bytes) -> bool:
+        """Write ``rel`` only if absent, atomically; False when it already exists."""
+        path = self._path(rel)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.create")
+        atomic_write(tmp, data)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def exists(self, rel: str) -> bool:
+        return self._path(rel).exists()
+
+    def move(self, rel: str, to: str) -> None:
+        target = self._path(to)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path(rel), target)
+
+    def delete(self, rel: str) -> None:
+        self._path(rel).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+
+class FsspecBackend:
+    """Shared storage through fsspec (``s3://``, ``gs://``, ``memory://``...).
+
+    An object store has no rename and no create-if-absent that every backend offers:
+    :meth:`create` checks for the key and then puts the whole object, and a session
+    that lost a race finds the other value when it reads the entry back
+    (:meth:`StageCache.store`): one value stays, and a different one is reported.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        try:
+            from fsspec.core import url_to_fs  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:
+            raise StageStoreError(
+                f"stage store {url}: fsspec is not installed; pip install 'pytest-rtgov[remote]'"
+            ) from exc
+        try:
+            self.fs, root = url_to_fs(url, **options)
+        except (ImportError, ValueError) as exc:
+            raise StageStoreError(f"stage store {url}: {exc}") from exc
+        self.root = root.rstrip("/")
+        self.url = url
+
+    def _path(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return bytes(self.fs.cat_file(self._path(rel)))
+        except FileNotFoundError:
+            return None
+
+    def put(self, rel: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(rel), data)
+
+    def create(self, rel: str, data: bytes) -> bool:
+        if self.exists(rel):
+            return False
+        self.put(rel, data)
+        return True
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self._path(rel)))
+
+    def move(self, rel: str, to: str) -> None:
+        data = self.read(rel)
+        if data is not None:
+            self.put(to, data)
+            self.delete(rel)
+
+    def delete(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(rel))
+
+    def list(self, prefix: str) -> list[str]:
+        try:
+            found = self.fs.find(self._path(prefix))
+        except FileNotFoundError:
+            return []
+        start = len(self.root) + 1
+        return sorted(str(p)[start:] for p in found)
+
+
+def open_backend(url: str | None, *, state_dir: Path) -> Backend:
+    """The store at ``url`` (a path, ``file://``, or any fsspec URL), or the state
+    directory's ``stages/`` when ``url`` is empty."""
+    if not url:
+        return LocalBackend(state_dir / "stages")
+    if url.startswith("file://"):
+        return LocalBackend(Path(url[len("file://") :]))
+    if "://" not in url:
+        return LocalBackend(Path(url))
+    return FsspecBackend(url)
+
+
+def object_rel(digest: str) -> str:
+    return f"objects/{digest[:2]}/{digest}.npy"
+
+
+def entry_rel(stage: str, key: str) -> str:
+    return f"entries/{stage}/{key}.dsse.json"
+
+
+@dataclass
+class Lookup:
+    """What :meth:`StageCache.lookup` found at a key."""
+
+    status: str  # "absent", "valid" or "refused"
+    reason: str = ""
+    sealed: SealedStage | None = None
+    objects: dict[str, bytes] = field(default_factory=dict)  # output name -> .npy bytes
+    envelope_sha256: str = ""
+    signed_by: tuple[str, ...] = ()
+    trusted: bool = False
+
+
+class StageCache:
+    """Look up, verify and store stage entries in one backend."""
+
+    def __init__(self, backend: Backend, *, signer: Signer | None, trust: Trust, lock_dir: Path):
+        self.backend = backend
+        self.signer = signer
+        self.trust = trust
+        self.lock_dir = lock_dir
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the key's lock: xdist workers (and sessions) sharing this machine's state
+        directory compute one key once; the others wait, then hit."""
+        import portalocker
+
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_dir / f"{key}.lock", "a+b") as handle:
+            portalocker.lock(handle, portalocker.LockFlags.EXCLUSIVE)
+            try:
+                yield
+            finally:
+                portalocker.unlock(handle)
+
+    def read_entry(self, rel: str) -> tuple[SealedStage, bytes, tuple[str, ...], bool]:
+        """Verify an entry's envelope and read its statement; raises RtgovError."""
+        data = self.backend.read(rel)
+        if data is None:
+            raise StageEntryError("the entry is gone")
+        try:
+            envelope = json.loads(data)
+        except ValueError as exc:
+            raise StageEntryError(f"unreadable envelope ({exc})") from exc
+        if not isinstance(envelope, dict):
+            raise StageEntryError("the envelope is not a JSON object")
+        try:
+            verified = dsse.verify_envelope(envelope, self.trust.verifiers())
+        except dsse.SignatureError as exc:
+            where = "the keyring" if self.trust.required else "the keyring or the local key"
+            raise StageEntryError(f"not signed by a key of {where} ({exc})") from exc
+        statement = dsse.parse_statement(verified.payload)
+        if statement.get("predicateType") != SLSA_PROVENANCE_V1:
+            raise StageEntryError(
+                f"predicateType {statement.get('predicateType')!r}, expected {SLSA_PROVENANCE_V1}"
+            )
+        sealed = parse_sealed_stage(statement)
+        signed_by = tuple(sorted(v.name for v in verified.signed_by))
+        trusted = any(self.trust.is_trusted(v) for v in verified.signed_by)
+        return sealed, data, signed_by, trusted
+
+    def lookup(self, stage: str, key: str, upstream: Mapping[str, Upstream]) -> Lookup:
+        rel = entry_rel(stage, key)
+        if not self.backend.exists(rel):
+            return Lookup("absent")
+        try:
+            sealed, data, signed_by, trusted = self.read_entry(rel)
+        except RtgovError as exc:
+            return Lookup("refused", reason=str(exc))
+        digest = hashlib.sha256(data).hexdigest()
+        if sealed.stage != stage:
+            return Lookup("refused", reason=f"the entry is stage {sealed.stage!r}, not {stage!r}")
+        problem = chain_problem(sealed, key, upstream)
+        if problem is not None:
+            return Lookup("refused", reason=problem, envelope_sha256=digest)
+        objects: dict[str, bytes] = {}
+        for name, expected in sorted(sealed.outputs.items()):
+            blob = self.backend.read(object_rel(expected))
+            if blob is None:
+                return Lookup(
+                    "refused",
+                    reason=f"output {name}: object {expected[:12]} is missing",
+                    envelope_sha256=digest,
+                )
+            actual = hashlib.sha256(blob).hexdigest()
+            if actual != expected:
+                return Lookup(
+                    "refused",
+                    reason=f"output {name}: bytes hash to sha256 {actual[:12]}, "
+                    f"the entry seals {expected[:12]}",
+                    envelope_sha256=digest,
+                )
+            objects[name] = blob
+        return Lookup(
+            "valid",
+            sealed=sealed,
+            objects=objects,
+            envelope_sha256=digest,
+            signed_by=signed_by,
+            trusted=trusted,
+        )
+
+    def set_aside(self, stage: str, key: str) -> str:
+        """Move a refused entry to ``refused/`` (kept as evidence, never deleted)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = f"refused/{stage}/{key}.{stamp}.{os.getpid()}.dsse.json"
+        self.backend.move(entry_rel(stage, key), target)
+        return target
+
+    def store(
+        self,
+        stage: str,
+        key: str,
+        subjects: Mapping[str, str],
+        predicate: Mapping[str, Any],
+        objects: Mapping[str, bytes],
+    ) -> tuple[str, str]:
+        """Write the objects, then the signed entry if the key holds none.
+
+        Returns ``(status, envelope sha256)``: ``"stored"``, or ``"exists"`` when another
+        writer stored this key first (its envelope's digest; the caller compares).
+        """
+        if self.signer is None:
+            raise StageStoreError("no signing key: the stage cache needs --rtgov")
+        for blob in objects.values():
+            digest = hashlib.sha256(blob).hexdigest()
+            rel = object_rel(digest)
+            if not self.backend.exists(rel):
+                self.backend.put(rel, blob)
+        payload = dsse.statement(
+            subjects, predicate_type=SLSA_PROVENANCE_V1, predicate=dict(predicate)
+        )
+        envelope = dsse.sign_envelope(payload, dsse.PAYLOAD_TYPE_INTOTO, [self.signer])
+        data = pretty_json(envelope).encode("utf-8")
+        rel = entry_rel(stage, key)
+        if self.backend.create(rel, data):
+            return "stored", hashlib.sha256(data).hexdigest()
+        existing = self.backend.read(rel) or b""
+        return "exists", hashlib.sha256(existing).hexdigest()
+
+    def entries(self) -> list[tuple[str, str, str]]:
+        """``(stage, key, rel)`` of every entry, sorted."""
+        found = []
+        for rel in self.backend.list("entries"):
+            parts = rel.split("/")
+            if len(parts) == 3 and parts[2].endswith(".dsse.json"):
+                found.append((parts[1], parts[2][: -len(".dsse.json")], rel))
+        return sorted(found)
