@@ -35,22 +35,10 @@ from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [
-    "BUILDER_ID",
-    "BUILD_TYPE",
-    "OUTCOMES",
-    "SLSA_PROVENANCE_V1",
-    "KeyInputs",
-    "SealedStage",
-    "StageDefinitionError",
-    "StageEntryError",
-    "Upstream",
-    "chain_problem",
-    "check_json_value",
-    "output_differences",
-    "parse_sealed_stage",
-    "provenance_statement",
-    "session_problems",
-]
+    "BUILDER_ID", "BUILD_TYPE", "OUTCOMES", "SLSA_PROVENANCE_V1", "KeyInputs", "SealedStage",
+    "StageDefinitionError", "StageEntryError", "Upstream", "chain_problem", "check_json_value",
+    "output_differences", "parse_sealed_stage", "provenance_statement", "session_problems",
+]  # fmt: skip
 
 BUILD_TYPE: Final = "https://pytest-rtgov.dev/stage/v1"
 """The SLSA ``buildType`` of a stage entry."""
@@ -64,6 +52,7 @@ reason says why); re-executed to compare with its entry (``--rtgov-stage-recheck
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class StageDefinitionError(RtgovError):
@@ -84,6 +73,11 @@ def check_json_value(value: Any, place: str) -> None:
     ...
     pytest_rtgov.core.stages.StageDefinitionError: params['lr'] is nan, expected a finite number
     """
+    if type(value).__module__ == "numpy":  # np.float64 is a float: refused by name
+        kind = f"numpy.{type(value).__qualname__}"
+        raise StageDefinitionError(f"{place} is a {kind}, expected JSON: use .item() or .tolist()")
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise StageDefinitionError(f"{place} is a string UTF-8 cannot encode (a lone surrogate)")
     if value is None or isinstance(value, (str, bool, int)):
         return
     if isinstance(value, float):
@@ -98,6 +92,7 @@ def check_json_value(value: Any, place: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise StageDefinitionError(f"{place} has the key {key!r}, expected a string")
+            check_json_value(key, f"{place}'s key {key!r}")
             check_json_value(item, f"{place}[{key!r}]")
         return
     raise StageDefinitionError(
@@ -190,8 +185,10 @@ def provenance_statement(
             "content": base64.b64encode(canonical_json(dict(metadata))).decode("ascii"),
         }
     ]
-    byproducts += [
-        {"name": f"metric:{metric['name']}", "annotations": dict(metric)} for metric in metrics
+    byproducts += [  # a ResourceDescriptor needs one of uri, digest or content
+        {"name": f"metric:{m['name']}", "annotations": dict(m), "mediaType": "application/json",
+         "content": base64.b64encode(canonical_json(dict(m))).decode("ascii")}
+        for m in metrics
     ]
     predicate = {
         "buildDefinition": {
