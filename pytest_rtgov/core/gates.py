@@ -354,6 +354,15 @@ def evaluate_gates(
             )
         elif gate.ab:
             result = _evaluate_ab(gate, subject, config, alpha)
+        elif gate.metric in BUILTIN_METRICS and subject.cached:
+            result = GateResult(
+                gate=gate.name,
+                subject=subject.id,
+                metric=gate.metric,
+                status="not-run",
+                rule=gate.rules(),
+                reason="served from the stage cache: its body did not run in this session",
+            )
         elif gate.metric in BUILTIN_METRICS:
             result = _evaluate_measurement(gate, subject, baseline, config, alpha)
         else:

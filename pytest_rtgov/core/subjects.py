@@ -39,6 +39,9 @@ class Subject:
     # The auto memory mode's cheap probe, whose peak_memory values no gate judges
     # (docs/memory.md): None in the other modes, where the user chose the probe.
     cheap_probe: str | None = None
+    # A @stage fixture every setup of which was served from the cache: nothing measured
+    # its body this session (core/gates.py says so instead of "missing").
+    cached: bool = False
 
     def calibrated(self, metric: str) -> list[float]:
         """Measured time divided by the calibration time of the process that ran it."""
@@ -103,6 +106,10 @@ def subjects_of(record: RunRecord) -> list[Subject]:
         for t in record.tests
     ]
     for f in record.fixtures:
+        # A @stage served from its cache did not run its body: what its setup measured is
+        # the cost of the hit, not of the stage, and is no measurement of it (its recorded
+        # metrics, sealed in the entry, still count).
+        executed = [s for s in f.setups if not s.stage or s.stage.get("outcome") != "hit"]
         subjects.append(
             Subject(
                 id=subject_id(f),
@@ -110,11 +117,12 @@ def subjects_of(record: RunRecord) -> list[Subject]:
                 name=f.name,
                 markers=(),
                 ran=all(s.outcome == "passed" for s in f.setups),
-                samples=tuple(s.sample for s in f.setups),
+                samples=tuple(s.sample for s in executed),
                 metrics=tuple(
                     (m.name, m.value, m.higher_is_better) for s in f.setups for m in s.metrics
                 ),
-                workers=tuple(s.worker for s in f.setups),
+                workers=tuple(s.worker for s in executed),
+                cached=bool(f.setups) and not executed,
                 calibration=calibration,
                 cheap_probe=cheap,
             )

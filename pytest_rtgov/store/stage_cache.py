@@ -148,69 +148,116 @@ class LocalBackend:
 class FsspecBackend:
     """Shared storage through fsspec (``s3://``, ``gs://``, ``memory://``...).
 
-    An object store has no rename and no create-if-absent that every backend offers:
-    :meth:`create` checks for the key and then puts the whole object, and a session
-    that lost a race finds the other value when it reads the entry back
+    Where the store is and how to reach it is fsspec's and the driver's own
+    configuration, as every fsspec user sets it (docs/usage.md "Stage cache in shared
+    storage"): for S3, credentials and ``AWS_ENDPOINT_URL`` through botocore, or
+    ``FSSPEC_S3_ENDPOINT_URL`` and the other ``FSSPEC_S3_*`` variables through fsspec.
+
+    An object store has no rename, but a put is whole: an object is visible only once
+    complete. :meth:`create` is a conditional put (``If-None-Match: *`` on S3: fsspec's
+    ``mode="create"``; a filesystem without it checks and then puts), then reads the
+    object back: a store that ignored the condition and took a later writer's value
+    says so (False), so the session that lost finds the other value
     (:meth:`StageCache.store`): one value stays, and a different one is reported.
+    Listings and existence are asked afresh (fsspec caches listings per instance):
+    another session's entries appear, deleted ones go. A failure of the store (no
+    bucket, no credentials, no network) is a :class:`StageStoreError` naming the URL
+    and the object; a missing object is ``None`` or ``False``, never an error.
     """
 
     def __init__(self, url: str, **options: Any) -> None:
-        try:
-            from fsspec.core import url_to_fs  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            raise StageStoreError(
-                f"stage store {url}: fsspec is not installed; pip install 'pytest-rtgov[remote]'"
-            ) from exc
+        from pytest_rtgov.extras import require
+
+        feature = f"--rtgov-stage-store {url}"
+        require("fsspec", extra="remote", feature=feature)
+        protocol = url.split("://", 1)[0]
+        if protocol in ("s3", "s3a"):
+            require("s3fs", extra="remote", feature=feature)
+        from fsspec.core import url_to_fs
+
         try:
             self.fs, root = url_to_fs(url, **options)
-        except (ImportError, ValueError) as exc:
-            raise StageStoreError(f"stage store {url}: {exc}") from exc
-        self.root = root.rstrip("/")
+        except (ImportError, ValueError) as exc:  # a driver fsspec knows but cannot import
+            raise StageStoreError(f"{feature}: {exc}") from None
+        self.root = str(root).rstrip("/")
         self.url = url
 
     def _path(self, rel: str) -> str:
         return f"{self.root}/{rel}"
 
-    def read(self, rel: str) -> bytes | None:
+    @contextlib.contextmanager
+    def _failing(self, doing: str, rel: str) -> Iterator[None]:
         try:
-            return bytes(self.fs.cat_file(self._path(rel)))
-        except FileNotFoundError:
-            return None
+            yield
+        except (FileNotFoundError, FileExistsError):
+            raise
+        except Exception as exc:  # the drivers' own errors (botocore's, aiohttp's...)
+            where = f"{self.url.rstrip('/')}/{rel}"
+            raise StageStoreError(
+                f"stage store {where}: cannot {doing}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def read(self, rel: str) -> bytes | None:
+        with self._failing("read", rel):
+            try:
+                return bytes(self.fs.cat_file(self._path(rel)))
+            except FileNotFoundError:
+                return None
 
     def put(self, rel: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(rel), data)
+        with self._failing("write", rel):
+            self.fs.pipe_file(self._path(rel), data)
 
     def create(self, rel: str, data: bytes) -> bool:
+        """Put ``rel`` only if absent; False when it exists (or another writer's value
+        replaced this one before it could be read back)."""
         if self.exists(rel):
             return False
-        self.put(rel, data)
-        return True
+        with self._failing("write", rel):
+            try:
+                self.fs.pipe_file(self._path(rel), data, mode="create")
+            except FileExistsError:
+                return False
+        return self.read(rel) == data
 
     def exists(self, rel: str) -> bool:
-        return bool(self.fs.exists(self._path(rel)))
+        path = self._path(rel)
+        with self._failing("look up", rel):
+            self.fs.invalidate_cache(path)
+            return bool(self.fs.exists(path))
 
     def move(self, rel: str, to: str) -> None:
+        """Copy, then delete: the copy is whole before the original goes."""
         data = self.read(rel)
         if data is not None:
             self.put(to, data)
             self.delete(rel)
 
     def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._path(rel))
+        path = self._path(rel)
+        with self._failing("delete", rel):
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(path)
+            self.fs.invalidate_cache(path)
 
     def list(self, prefix: str) -> list[str]:
-        try:
-            found = self.fs.find(self._path(prefix))
-        except FileNotFoundError:
-            return []
+        with self._failing("list", prefix):
+            self.fs.invalidate_cache()
+            try:
+                found = self.fs.find(self._path(prefix))
+            except FileNotFoundError:
+                return []
         start = len(self.root) + 1
         return sorted(str(p)[start:] for p in found)
 
 
 def open_backend(url: str | None, *, state_dir: Path) -> Backend:
     """The store at ``url`` (a path, ``file://``, or any fsspec URL), or the state
-    directory's ``stages/`` when ``url`` is empty."""
+    directory's ``stages/`` when ``url`` is empty.
+
+    Raises :class:`StageStoreError` for a URL whose driver is missing (a
+    :class:`~pytest_rtgov.extras.MissingExtraError`, naming ``[remote]``, for S3).
+    """
     if not url:
         return LocalBackend(state_dir / "stages")
     if url.startswith("file://"):

@@ -23,6 +23,7 @@ same call after the stage's body tells whether its code moved while it ran.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import sys
 import types
@@ -69,8 +70,6 @@ def _is_constant(value: Any, depth: int = 0) -> bool:
 
 
 def _constant_digest(value: Any) -> str | None:
-    import hashlib
-
     if _is_constant(value):
         return hashlib.sha256(repr(value).encode("utf-8", "backslashreplace")).hexdigest()
     module = type(value).__module__
@@ -80,17 +79,37 @@ def _constant_digest(value: Any) -> str | None:
     return None
 
 
+# Parsed files and digested definitions, by the sha256 of the file's bytes: a file is
+# read again on every walk (that is how a change shows), parsed once per content.
+_Digested = tuple[str, str, frozenset[tuple[str, ...]]]
+_PARSED: dict[str, tuple[Any, dict[str, _Digested]]] = {}
+
+
 class _Walker:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.digests: dict[str, str] = {}
-        self._trees: dict[Path, Any] = {}
+        self._files: dict[Path, str] = {}
         self._seen: set[int] = set()
 
-    def _tree(self, path: Path) -> Any:
-        if path not in self._trees:
-            self._trees[path] = module_tree(path.read_text(encoding="utf-8"), str(path))
-        return self._trees[path]
+    def _parsed(self, path: Path) -> tuple[Any, dict[str, _Digested]]:
+        content = self._files.get(path)
+        if content is None:
+            data = path.read_bytes()
+            content = self._files[path] = hashlib.sha256(data).hexdigest()
+            if content not in _PARSED:
+                _PARSED[content] = (module_tree(data.decode("utf-8"), str(path)), {})
+        return _PARSED[content]
+
+    def _definition(self, path: Path, qualname: str) -> _Digested:
+        """(the name digested, its digest, the names it uses) of ``qualname`` in ``path``."""
+        tree, done = self._parsed(path)
+        if qualname not in done:
+            node = find_definition(tree, qualname) if "<locals>" not in qualname else None
+            # a function made inside another: its whole module counts
+            shown, node = (qualname, node) if node is not None else ("<module>", tree)
+            done[qualname] = (shown, node_digest(node), frozenset(referenced_names(node)))
+        return done[qualname]
 
     def _name(self, path: Path, qualname: str) -> str:
         return f"{path.relative_to(self.root).as_posix()}::{qualname}"
@@ -111,12 +130,8 @@ class _Walker:
         if path is None:
             return
         qualname = getattr(obj, "__qualname__", getattr(obj, "__name__", "?"))
-        tree = self._tree(path)
-        node = find_definition(tree, qualname) if "<locals>" not in qualname else None
-        if node is None:  # a function made inside another: its whole module counts
-            node = tree
-            qualname = "<module>"
-        self.digests[self._name(path, qualname)] = node_digest(node)
+        qualname, digest, names = self._definition(path, qualname)
+        self.digests[self._name(path, qualname)] = digest
         module = sys.modules.get(getattr(obj, "__module__", "") or "")
         namespace = dict(vars(module)) if module is not None else {}
         if isinstance(obj, types.FunctionType):
@@ -124,7 +139,7 @@ class _Walker:
             closure = inspect.getclosurevars(obj).nonlocals
             for name, value in sorted(closure.items()):
                 self.value(value, f"{self._name(path, qualname)}.<closure>.{name}", (name,))
-        for chain in sorted(referenced_names(node)):
+        for chain in sorted(names):
             self.resolve(chain, namespace, path)
 
     def resolve(self, chain: tuple[str, ...], namespace: dict[str, Any], path: Path) -> None:

@@ -54,13 +54,20 @@ def test_workload_records_every_test_and_the_training_setup_under_n0_and_n2(tmp_
                     assert s["memory_probe"] == "tracemalloc" and s["peak_memory_bytes"] > 0
                 else:
                     assert s["memory_probe"] == "rss" and s["peak_memory_bytes"] >= 0
-        training = next(f for f in record["fixtures"] if f["name"] == "trained_model")
-        assert [s["worker"] for s in training["setups"]] == record["workers"]
-        for setup in training["setups"]:
-            assert setup["sample"]["wall_ns"] > 0 and setup["sample"]["peak_memory_bytes"] > 0
-            assert setup["sample"]["memory_probe"] == "tracemalloc"  # a memory gate selects it
-            names = {m["name"] for m in setup["metrics"]}
-            assert {"train_loss", "weights_digest"} <= names
+        # training is four stages; in a fresh state directory each runs once (under
+        # -n 2 one worker stores it, the other waits on its key's lock and hits)
+        stages = {f["name"]: f for f in record["fixtures"] if "stage" in f["setups"][0]}
+        assert sorted(stages) == ["dataset", "evaluate", "finetune", "pretrain"]
+        for stage in stages.values():
+            outcomes = sorted(s["stage"]["outcome"] for s in stage["setups"])
+            assert outcomes == (["stored"] if len(outcomes) == 1 else ["hit", "stored"])
+        pretrain = stages["pretrain"]
+        assert [s["worker"] for s in pretrain["setups"]] == record["workers"]
+        (ran,) = [s for s in pretrain["setups"] if s["stage"]["outcome"] == "stored"]
+        assert ran["sample"]["wall_ns"] > 0 and ran["sample"]["peak_memory_bytes"] > 0
+        assert ran["sample"]["memory_probe"] == "tracemalloc"  # a memory gate selects it
+        for setup in pretrain["setups"]:  # a hit records the metrics sealed in the entry
+            assert {"train_loss", "epochs"} <= {m["name"] for m in setup["metrics"]}
         metrics = {m["name"]: m for t in record["tests"] for m in t["metrics"]}
         assert metrics["val_accuracy"]["value"] >= 0.9
         assert metrics["val_loss"]["higher_is_better"] is False
@@ -69,7 +76,7 @@ def test_workload_records_every_test_and_the_training_setup_under_n0_and_n2(tmp_
         m["value"]
         for record in (serial, parallel)
         for f in record["fixtures"]
-        if f["name"] == "trained_model"
+        if f["name"] == "finetune"
         for s in f["setups"]
         for m in s["metrics"]
         if m["name"] == "weights_digest"

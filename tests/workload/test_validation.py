@@ -9,28 +9,28 @@ from kernels import accuracy, cross_entropy
 
 
 def test_val_accuracy(trained_model, dataset, rtgov):
-    acc = accuracy(trained_model, dataset.val.x, dataset.val.y)
+    acc = accuracy(trained_model, dataset["x_val"], dataset["y_val"])
     rtgov.record("val_accuracy", acc, higher_is_better=True)
     assert acc >= 0.90
 
 
 def test_val_loss(trained_model, dataset, rtgov):
-    logits, _ = trained_model.forward(dataset.val.x)
-    loss = cross_entropy(logits, dataset.val.y)
+    logits, _ = trained_model.forward(dataset["x_val"])
+    loss = cross_entropy(logits, dataset["y_val"])
     rtgov.record("val_loss", loss, higher_is_better=False)
     assert loss < 0.5
 
 
 def test_predictions_are_deterministic(trained_model, dataset, rtgov):
-    first = trained_model.predict(dataset.val.x)
-    second = trained_model.predict(dataset.val.x)
+    first = trained_model.predict(dataset["x_val"])
+    second = trained_model.predict(dataset["x_val"])
     rtgov.record_digest("val_predictions", first)
     assert (first == second).all()
 
 
 def test_every_class_is_predicted(trained_model, dataset):
-    predicted = set(int(c) for c in trained_model.predict(dataset.val.x).tolist())
-    assert predicted == set(range(int(dataset.val.y.max()) + 1))
+    predicted = set(int(c) for c in trained_model.predict(dataset["x_val"]).tolist())
+    assert predicted == set(range(int(dataset["y_val"].max()) + 1))
 
 
 def test_checkpoint_round_trip(trained_model, rtgov):
