@@ -1,0 +1,246 @@
+"""A stage's code digests: the normal form (``core/stage_code.py``) and the project code a
+stage reaches, followed function by function (``store/stage_code.py``)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.stage_code import find_definition, node_digest
+from pytest_rtgov.store.stage_code import code_digests
+
+REPO = Path(__file__).resolve().parents[2]
+
+ORIGINAL = '''
+import functools
+
+
+def cached(fn):
+    return functools.lru_cache(fn)
+
+
+def train(x, lr=0.1):
+    """Fit a line."""
+    w = 0.0
+    for _ in range(3):
+        w = w - lr * (w - x)  # a step
+    return w
+'''
+
+
+def digest(source: str, name: str = "train") -> str:
+    return node_digest(find_definition(textwrap.dedent(source), name))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # comments and blank lines
+        ORIGINAL.replace("# a step", "# one gradient step\n        # (more comments)"),
+        # whitespace and line wrapping
+        ORIGINAL.replace("w = w - lr * (w - x)", "w = w - lr*(\n            w - x\n        )"),
+        # indentation of the whole definition (nested one level in a class would change
+        # its qualname; here only the width of the indent changes)
+        ORIGINAL.replace("\n    ", "\n  ").replace("\n        ", "\n    "),
+        # the docstring changed or removed
+        ORIGINAL.replace('"""Fit a line."""', '"""Fit a line to x, three steps of gradient."""'),
+        ORIGINAL.replace('    """Fit a line."""\n', ""),
+        # a decorator added
+        ORIGINAL.replace("def train", "@cached\ndef train"),
+        # another function of the module
+        ORIGINAL.replace("lru_cache(fn)", "lru_cache(maxsize=None)(fn)"),
+    ],
+    ids=["comments", "wrapping", "indent", "docstring", "no-docstring", "decorator", "other"],
+)
+def test_layout_does_not_change_the_digest(source: str) -> None:
+    assert digest(source) == digest(ORIGINAL)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        ORIGINAL.replace("w = 0.0", "w = 1.0"),  # a constant
+        ORIGINAL.replace("lr=0.1", "lr=0.2"),  # a default
+        ORIGINAL.replace("range(3)", "range(4)"),
+        ORIGINAL.replace("w - lr * (w - x)", "w + lr * (x - w)"),  # same value, other code
+        ORIGINAL.replace("    return w", "    w = w * 1\n    return w"),  # a statement
+        ORIGINAL.replace("(x, lr=0.1)", "(x, lr=0.1, *, steps=3)"),  # the signature
+    ],
+    ids=["constant", "default", "range", "expression", "statement", "signature"],
+)
+def test_code_changes_change_the_digest(source: str) -> None:
+    assert digest(source) != digest(ORIGINAL)
+
+
+def test_an_absent_definition_has_its_own_digest() -> None:
+    assert find_definition(ORIGINAL, "missing") is None
+    assert node_digest(None) != digest(ORIGINAL)
+
+
+# -- following the project code a stage reaches ------------------------------------------
+
+FILES = {
+    "demo_pkg/__init__.py": "",
+    "demo_pkg/helpers.py": '''
+        import numpy as np
+
+        SCALE = 3
+
+
+        def scale(x):
+            return x * SCALE
+
+
+        def unrelated():
+            return "not reached"
+
+
+        def through_module(x):
+            return np.sum(x) + 1
+        ''',
+    "demo_pkg/models.py": """
+        class Model:
+            def step(self, x):
+                return _inner(x)
+
+
+        def _inner(x):
+            return x - 1
+
+
+        DEFAULT = Model()
+        """,
+    "demo_pkg/config.py": """
+        EPOCHS = 8
+        LAYERS = (128, 64)
+        """,
+    "demo_top.py": """
+        def top_helper(x):
+            return -x
+        """,
+    "venv/lib/site-packages/vendored.py": """
+        def vendored(x):
+            return x
+        """,
+    "demo_pkg/stage.py": """
+        import numpy as np
+        from numpy import mean
+
+        import demo_pkg.helpers
+        import demo_top
+        from demo_pkg import models
+        from demo_pkg.config import EPOCHS, LAYERS
+        from demo_pkg.helpers import scale
+        from demo_pkg.models import DEFAULT, Model
+        from vendored import vendored
+
+
+        def pretrain(x):
+            y = scale(x) + demo_pkg.helpers.through_module(x) + demo_top.top_helper(x)
+            model = Model()
+            y = model.step(y) + models.Model().step(y) + DEFAULT.step(y)
+            return vendored(np.asarray(y) * EPOCHS * len(LAYERS) + mean(x))
+        """,
+}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A small project in ``tmp_path``, importable; its modules are forgotten after."""
+    for rel, text in FILES.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path / "venv" / "lib" / "site-packages"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield tmp_path
+    for name in [n for n in sys.modules if n.split(".")[0] in ("demo_pkg", "demo_top", "vendored")]:
+        del sys.modules[name]
+
+
+def stage_module() -> ModuleType:
+    return importlib.import_module("demo_pkg.stage")
+
+
+def test_follows_every_kind_of_reference(project: Path) -> None:
+    digests = code_digests([stage_module().pretrain], root=project)
+    assert sorted(digests) == [
+        "demo_pkg/helpers.py::SCALE=value",  # a module constant the helper uses
+        "demo_pkg/helpers.py::scale",  # from m import f
+        "demo_pkg/helpers.py::through_module",  # import m; m.f
+        "demo_pkg/models.py::Model",  # a class, whole (its methods too)
+        "demo_pkg/models.py::_inner",  # what the class's method calls
+        "demo_pkg/stage.py::EPOCHS=value",  # constants, where the stage's module sees them
+        "demo_pkg/stage.py::LAYERS=value",
+        "demo_pkg/stage.py::pretrain",
+        "demo_top.py::top_helper",  # a top-level module: import m; m.f
+    ]
+    for value in digests.values():
+        assert len(value) == 64
+
+
+def test_leaves_out_unrelated_installed_and_vendored_code(project: Path) -> None:
+    names = " ".join(code_digests([stage_module().pretrain], root=project))
+    assert "unrelated" not in names  # another function of a module the stage uses
+    assert "numpy" not in names and "mean" not in names  # an installed package
+    assert "vendored" not in names  # site-packages inside the project folder
+
+
+def test_an_unrelated_edit_changes_nothing_a_helper_edit_changes_the_helper(
+    project: Path,
+) -> None:
+    pretrain = stage_module().pretrain
+    before = code_digests([pretrain], root=project)
+    helpers = project / "demo_pkg" / "helpers.py"
+    text = helpers.read_text()
+    helpers.write_text(text.replace('"not reached"', '"edited"') + "\n# a comment\n")
+    assert code_digests([pretrain], root=project) == before  # read from disk again
+    helpers.write_text(text.replace("return x * SCALE", "return x * SCALE + 0"))
+    after = code_digests([pretrain], root=project)
+    assert {k for k in after if after[k] != before[k]} == {"demo_pkg/helpers.py::scale"}
+
+
+def test_a_method_edit_changes_its_class(project: Path) -> None:
+    pretrain = stage_module().pretrain
+    before = code_digests([pretrain], root=project)
+    models = project / "demo_pkg" / "models.py"
+    models.write_text(models.read_text().replace("return _inner(x)", "return _inner(x) * 2"))
+    after = code_digests([pretrain], root=project)
+    assert {k for k in after if after[k] != before[k]} == {"demo_pkg/models.py::Model"}
+
+
+def test_a_changed_constant_changes_its_value_digest(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = stage_module()
+    before = code_digests([module.pretrain], root=project)
+    monkeypatch.setattr(module, "EPOCHS", 9)
+    after = code_digests([module.pretrain], root=project)
+    assert {k for k in after if after[k] != before[k]} == {"demo_pkg/stage.py::EPOCHS=value"}
+
+
+def test_a_file_that_no_longer_parses_is_a_syntax_error(project: Path) -> None:
+    pretrain = stage_module().pretrain
+    helpers = project / "demo_pkg" / "helpers.py"
+    helpers.write_text(helpers.read_text() + "\ndef broken(:\n")
+    with pytest.raises(SyntaxError):
+        code_digests([pretrain], root=project)
+
+
+def _uses_rtgov(value: object) -> bytes:
+    return canonical_json(value)
+
+
+def test_pytest_rtgov_itself_is_not_project_code() -> None:
+    """In this repository pytest_rtgov lies under the root: it is still left out (its
+    version, not its code, describes it)."""
+    digests = code_digests([_uses_rtgov], root=REPO)
+    assert list(digests) == ["tests/unit/test_stage_code.py::_uses_rtgov"]
