@@ -311,7 +311,9 @@ def _run(spec: _Spec, request: Any, kwargs: dict[str, Any]) -> StageResult:
         return StageResult(spec.name, arrays, metadata, reason="rtgov is off")
     from pytest_rtgov.plugin.stage_session import run_cached
 
-    upstream = {name: value for name, value in kwargs.items() if isinstance(value, StageResult)}
+    # by the marker, not isinstance: a conftest re-imported in one process (pytester,
+    # reloads) may hold another copy of this module's StageResult
+    upstream = {n: v for n, v in kwargs.items() if getattr(v, "_rtgov_stage_result", False)}
     plain = [name for name in spec.wanted if name not in upstream and name != "request"]
     functions = [spec.function, *_fixture_functions(request, plain)]
     return run_cached(
