@@ -28,6 +28,7 @@ from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import BREACHING, GateResult, Verdict
+from pytest_rtgov.report.stages import stage_counts, stage_graph, stage_rows
 
 __all__ = ["render_report", "report_context"]
 
@@ -274,6 +275,7 @@ def report_context(
         ]
     prov = provenance(record)
     notes = list(verdict.notes)
+    stages = stage_rows(record)
     return {
         "run_id": record.run_id,
         "mode": record.mode,
@@ -296,6 +298,9 @@ def report_context(
         "lineage": dict(lineage or {}),
         "tests": len(record.tests),
         "fixtures": len(record.fixtures),
+        "stages": [r.to_dict() for r in stages],
+        "stage_counts": stage_counts(stages) if stages else "",
+        "stage_graph": stage_graph(stages),
     }
 
 

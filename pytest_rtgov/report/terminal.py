@@ -24,6 +24,7 @@ from pytest_rtgov.core.format import (
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stats import SampleSummary, summarize
 from pytest_rtgov.core.verdict import BREACHING, GateResult, Verdict
+from pytest_rtgov.report.stages import print_stages
 
 __all__ = [
     "render_results",
@@ -166,6 +167,7 @@ def render_summary(
         highlight=False,
         soft_wrap=True,
     )
+    print_stages(console, record, compact=compact)
     if ledger_line:
         console.print(ledger_line, highlight=False, soft_wrap=True, markup=False)
     return buffer.getvalue()
@@ -184,6 +186,7 @@ def render_run(record: RunRecord, *, markup: bool, width: int = 120) -> str:
     console.print(f"started {record.started_at}  ended {record.ended_at}", highlight=False)
     for table in _tables(record, limit=len(record.tests) + len(record.fixtures) * 8 + 1):
         console.print(table)
+    print_stages(console, record)
     return buffer.getvalue()
 
 

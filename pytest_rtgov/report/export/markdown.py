@@ -8,6 +8,7 @@ from pytest_rtgov.core.format import format_change, format_value
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, UNGATED, Verdict
 from pytest_rtgov.report.export.common import _number
+from pytest_rtgov.report.stages import stage_markdown
 
 __all__ = ["to_markdown"]
 
@@ -62,6 +63,7 @@ def to_markdown(record: RunRecord) -> str:
         outcomes[test.outcome] = outcomes.get(test.outcome, 0) + 1
     if outcomes:
         lines.append("Tests: " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ".")
+    lines += stage_markdown(record, limit=_MARKDOWN_ROWS)
     if verdict.notes:
         lines += ["", *(f"> {_cell(note)}" for note in verdict.notes[:3])]
     return "\n".join(lines) + "\n"
