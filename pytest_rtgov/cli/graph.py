@@ -52,7 +52,11 @@ def add_parsers(sub: Any) -> None:
     lineage = qsub.add_parser("lineage", help="versions of an artifact, or of the baseline")
     lineage.add_argument("what", choices=("artifact", "baseline"))
     lineage.add_argument("name", nargs="?", help="artifact name")
-    for q in (top, series, first, lineage):
+    stages = qsub.add_parser(
+        "stages", help="@stage cache entries: the runs that used each, what it derived from"
+    )
+    stages.add_argument("name", nargs="?", help="one stage (default: every stage)")
+    for q in (top, series, first, lineage, stages):
         add_format(q, ("text", "json"), "text", "text (default) or json", old_json=True)
     export = gsub.add_parser("export", help="write the graph as GraphML or node-link JSON")
     add_format(export, ("graphml", "json"), "graphml", "graphml (default) or node-link json")
@@ -84,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     index = store.load()
     if args.graph_command == "export":
-        return _export(args, index)
+        return _export(args, index, store)
+    if args.query == "stages":
+        return _stages(args, index, store)
     return _query(args, index)
 
 
@@ -231,7 +237,34 @@ def _lineage(args: argparse.Namespace, index: Any) -> int:
 # -- export -------------------------------------------------------------------------
 
 
-def _export(args: argparse.Namespace, index: Any) -> int:
+def _stages(args: argparse.Namespace, index: Any, store: Any) -> int:
+    from pytest_rtgov.core.stage_graph import stage_history
+    from pytest_rtgov.store.stage_leaves import ledger_stages
+
+    nodes = stage_history(ledger_stages(store), index.run_pos)
+    if args.name:
+        nodes = [n for n in nodes if n.name == args.name]
+        if not nodes:
+            raise RecordNotFoundError(f"no stage {args.name!r} in the ledger's history")
+    if args.format == "json":
+        sys.stdout.write(pretty_json([n.to_dict() for n in nodes]))
+        return 0
+    if not nodes:
+        print("stages: none recorded")
+    for n in nodes:
+        ups = [t.removeprefix("stage:").rpartition("|") for t in n.derived_from]
+        derived = ", ".join(f"{name}|{key[:12]}" for name, _, key in ups)
+        print(
+            f"stage:{n.name}|{n.key[:12]}  used by {len(n.uses)} run(s)"
+            + (f"  derived from {derived}" if derived else "")
+        )
+        for use in n.uses:
+            reason = f"  {use['reason']}" if use["reason"] else ""
+            print(f"  run {use['run_id']}  {use['outcome']}{reason}")
+    return 0
+
+
+def _export(args: argparse.Namespace, index: Any, store: Any) -> int:
     from pytest_rtgov.extras import require
 
     require("networkx", extra="graph", feature="rtgov graph export")
@@ -256,7 +289,9 @@ def _export(args: argparse.Namespace, index: Any) -> int:
             f"each (benches/graph.py), so this graph would take ~{wanted * 2600 / 2**30:.1f} GiB. "
             "Choose fewer runs with --observations, or pass --force"
         )
-    graph = build_graph(index, observations_for=runs)
+    from pytest_rtgov.store.stage_leaves import ledger_stages
+
+    graph = build_graph(index, observations_for=runs, stages=ledger_stages(store))
     out = args.out or Path(f"rtgov-graph.{'graphml' if args.format == 'graphml' else 'json'}")
     if args.format == "graphml":
         nx.write_graphml(graph, out)

@@ -11,7 +11,8 @@ Node ids and kinds:
 - ``run:<id>`` (run), ``commit:<sha>`` (commit), ``env:<fingerprint>`` (environment),
   ``baseline:<n>`` (baseline, the n-th version the ledger saw; ``baseline:0`` is one
   that was there before the ledger began), ``subject:<id>`` (subject),
-  ``artifact:<sha256>`` (artifact);
+  ``artifact:<sha256>`` (artifact), ``stage:<name>|<key>`` (stage: a ``@stage`` cache
+  entry, one node per stage and key, whichever runs used it);
 - ``obs:<run>|<subject>|<metric>`` (observation), only for the runs in ``observations_for``.
 
 Edges (a ``kind`` attribute; keys equal the kind):
@@ -20,6 +21,9 @@ Edges (a ``kind`` attribute; keys equal the kind):
 - run -compared_against-> baseline (the version in force when the run ended);
 - baseline -derived_from-> previous baseline, and -derived_from-> the run it took values from;
 - artifact -produced_by-> run;
+- run -used_stage-> stage (every run with a ``stage`` leaf for it: outcome, reason);
+  stage -produced_by-> run (the runs that executed and stored it); stage -derived_from->
+  the upstream stages' nodes of the same run (via upstream);
 - observation -produced_by-> run, -observes-> subject;
 - observation -delta-> the baseline's observation of the same subject and metric,
   carrying ``delta``, ``relative``, ``statistic`` (the gate) and ``verdict``.
@@ -28,17 +32,27 @@ Edges (a ``kind`` attribute; keys equal the kind):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import networkx as nx
 
 from pytest_rtgov.core.delta_index import VERDICTS, DeltaIndex
+from pytest_rtgov.core.stage_graph import stage_node_id, stage_parts
 from pytest_rtgov.core.verdict import UNGATED
 
-__all__ = ["EDGE_KINDS", "NODE_KINDS", "build_graph"]
+__all__ = ["EDGE_KINDS", "NODE_KINDS", "build_graph", "stage_node_id"]
 
-NODE_KINDS = ("run", "commit", "environment", "baseline", "subject", "observation", "artifact")
+NODE_KINDS = (
+    "run",
+    "commit",
+    "environment",
+    "baseline",
+    "subject",
+    "observation",
+    "artifact",
+    "stage",
+)
 EDGE_KINDS = (
     "ran_on",
     "built_from",
@@ -47,6 +61,7 @@ EDGE_KINDS = (
     "produced_by",
     "observes",
     "delta",
+    "used_stage",
 )
 
 
@@ -60,7 +75,14 @@ def _clean(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_graph(index: DeltaIndex, *, observations_for: Iterable[str] = ()) -> nx.MultiDiGraph:
+def build_graph(
+    index: DeltaIndex,
+    *,
+    observations_for: Iterable[str] = (),
+    stages: Iterable[Mapping[str, Any]] = (),
+) -> nx.MultiDiGraph:
+    """The graph of ``index``'s history; ``stages``: the ledger's ``stage`` leaves
+    (``store.ledger_stages``), whose runs get stage nodes."""
     nodes: dict[str, dict[str, Any]] = {}
     edges: list[tuple[str, str, str, dict[str, Any]]] = []
 
@@ -125,6 +147,11 @@ def build_graph(index: DeltaIndex, *, observations_for: Iterable[str] = ()) -> n
     for artifact in index.artifacts:
         a = node(f"artifact:{artifact['digest']}", "artifact", name=artifact["name"])
         edge(a, f"run:{artifact['run_id']}", "produced_by", subject=artifact["subject"])
+
+    stage_nodes, stage_edges = stage_parts(stages, index.run_pos)
+    for node_id, attrs in stage_nodes.items():
+        nodes.setdefault(node_id, _clean(attrs))
+    edges += [(u, v, kind, _clean(attrs)) for u, v, kind, attrs in stage_edges]
 
     for subject, _ in index.keys:
         node(

@@ -206,7 +206,8 @@ def test_graph_is_deterministic_and_has_every_kind():
     assert list(one.nodes(data=True)) == list(two.nodes(data=True))
     assert list(one.edges(keys=True, data=True)) == list(two.edges(keys=True, data=True))
     kinds = {d["kind"] for _, d in one.nodes(data=True)}
-    assert kinds >= set(NODE_KINDS) - {"commit", "artifact"}  # the fixture record has no git
+    # the fixture record has no git and no stages (stage nodes: tests/plugin/test_stages_views.py)
+    assert kinds >= set(NODE_KINDS) - {"commit", "artifact", "stage"}
     assert {d["kind"] for *_, d in one.edges(data=True)} <= set(EDGE_KINDS)
     assert one.has_edge("baseline:2", "baseline:1", key="derived_from")
     assert one.has_edge(f"run:{RECORD.run_id}", "baseline:1", key="compared_against")
