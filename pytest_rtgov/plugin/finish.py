@@ -137,9 +137,22 @@ def _stage_step(outcome: SessionOutcome) -> None:
     status, lines = session_problems(record.fixtures, exit_status=outcome.exit_status)
     for line in lines:
         _say(line)
-    if status != outcome.exit_status:
+    if status == outcome.exit_status:
+        return
+    if outcome.verdict is None:
         outcome.exit_status = status
         outcome.record = dataclasses.replace(record, exit_status=status)
+        return
+    verdict = outcome.verdict
+    _decide(
+        outcome,
+        dataclasses.replace(
+            verdict,
+            status="error" if status == 7 else "breached",
+            exit_status=status,
+            notes=(*verdict.notes, *lines),
+        ),
+    )
 
 
 def _record_step(outcome: SessionOutcome, store: RunStore) -> None:
