@@ -403,7 +403,8 @@ class StageCache:
         for blob in objects.values():
             digest = hashlib.sha256(blob).hexdigest()
             rel = object_rel(digest)
-            if not self.backend.exists(rel):
+            present = self.backend.read(rel)  # a damaged object (a refusal's cause) is replaced
+            if present is None or hashlib.sha256(present).hexdigest() != digest:
                 self.backend.put(rel, blob)
         payload = dsse.statement(
             subjects, predicate_type=SLSA_PROVENANCE_V1, predicate=dict(predicate)
