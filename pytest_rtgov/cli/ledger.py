@@ -74,6 +74,14 @@ def add_parsers(sub: Any) -> None:
         help=f"a trusted earlier checkpoint file (default: {TRUSTED_CHECKPOINT}, if committed)",
     )
     add_gates(verify, "gates file naming the baseline to check, if present")
+    verify.add_argument(
+        "--stage-store",
+        dest="store",
+        default=None,
+        metavar="URL",
+        help="the @stage cache to check (default: the project's rtgov_stage_store, else "
+        "stages/ in the state directory, if present)",
+    )
 
     prove = sub.add_parser("prove", help="print an inclusion proof for a ledger record")
     prove.add_argument("run", nargs="?", default="latest", help="run id or latest")
@@ -142,6 +150,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from pytest_rtgov.cli.stages import store_url
     from pytest_rtgov.store.verify import verify_all
 
     trust = _trust(args)
@@ -149,7 +158,11 @@ def _verify(args: argparse.Namespace) -> int:
         args.since = TRUSTED_CHECKPOINT
     # A VerifyFailure carries its code (3, 4, 10-15); an unreadable file is exit 4.
     report = verify_all(
-        args.dir, trust, since=args.since, baseline_dir=paths(args).baseline_dir_if_gated()
+        args.dir,
+        trust,
+        since=args.since,
+        baseline_dir=paths(args).baseline_dir_if_gated(),
+        stage_store=store_url(args),
     )
     for warning in report.warnings:
         print(f"rtgov verify: warning: {warning}", file=sys.stderr)
@@ -164,6 +177,14 @@ def _verify(args: argparse.Namespace) -> int:
         f"{report.records_checked} run record file(s) match the ledger; "
         f"{report.seals_checked} signed baseline/artifact seal(s) verified"
     )
+    if report.stage_entries:
+        print(
+            f"{report.stage_entries} stage cache entr"
+            f"{'y' if report.stage_entries == 1 else 'ies'} verified (signature, objects, "
+            "key, chain)"
+        )
+    for note in report.notes:
+        print(f"note: {note}")
     for leaf, at, pruned in report.pruned:  # `rtgov gc`: recorded, so not missing
         more = f", ... ({len(pruned) - 10} more)" if len(pruned) > 10 else ""
         print(

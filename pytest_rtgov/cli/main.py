@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_rtgov.cli import ledger as cli_ledger
     from pytest_rtgov.cli import merge as cli_merge
     from pytest_rtgov.cli import runs as cli_runs
+    from pytest_rtgov.cli import stages as cli_stages
 
     cli_runs.add_parsers(sub)
     cli_baseline.add_parsers(sub)
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_merge.add_parsers(sub)
     cli_gc.add_parsers(sub)
     cli_init.add_parsers(sub)
+    cli_stages.add_parsers(sub)
     return parser
 
 
@@ -185,7 +187,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pytest_rtgov.cli import merge as cli_merge
 
         return cli_merge.run(args)
-    from pytest_rtgov.cli import baseline, compare, export, gc, graph, init, ledger, runs
+    from pytest_rtgov.cli import baseline, compare, export, gc, graph, init, ledger, runs, stages
 
     store = RunStore(args.dir)
     commands = {
@@ -198,6 +200,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         "export": lambda: export.run(args),
         "gc": lambda: gc.run(args),
         "init": lambda: init.run(args),
+        "stages": lambda: stages.run(args),
     }
     command = commands.get(args.command)
     return command() if command is not None else ledger.run(args)

@@ -24,7 +24,9 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "interrupted (pytest)",
     ),
     ExitCode.NOT_FOUND: (
-        "no such run, baseline or ledger; `verify --dir` names no directory",
+        "no such run, baseline or ledger; `verify --dir` names no directory; `stages show`: "
+        "no entry of that stage; `stages recheck`: the stage was never run, or has no valid "
+        "entry to compare with",
         "internal error (pytest)",
     ),
     ExitCode.BAD_INPUT: (
@@ -40,13 +42,15 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "no tests collected (pytest)",
     ),
     ExitCode.GATE_BREACHED: (
-        "`merge --gate`: a gate of the merged run breached",
+        "`merge --gate`: a gate of the merged run breached; `stages recheck`: a "
+        "nondeterminism finding (different outputs under one key)",
         "tests passed but a gate breached, or no baseline where one is required",
     ),
     ExitCode.INTEGRITY: (
         "a baseline or merged run written but not signed or logged in the ledger; "
         "`ledger recover`: another writer held the ledger lock past the timeout; `gc`: "
-        "its prune leaf could not be logged (nothing deleted)",
+        "its prune leaf could not be logged (nothing deleted); `stages recheck`: the entry "
+        "was refused where signatures are required",
         "the evidence cannot be trusted or kept: the ledger does not verify or cannot be "
         "appended to, the baseline's seal fails, a recorded baseline is gone, or the run "
         "record cannot be written",
@@ -76,7 +80,11 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "a consistency proof fails, or the trusted checkpoint is not a prefix of the log",
         "-",
     ),
-    ExitCode.SEAL: ("a baseline or artifact does not match its seal (`verify`)", "-"),
+    ExitCode.SEAL: (
+        "a baseline, artifact or stage cache entry does not match its seal, or a stage "
+        "entry's key or chain does not check (`verify`)",
+        "-",
+    ),
     ExitCode.PROOF: ("`verify-proof`: the inclusion proof does not verify", "-"),
 }
 

@@ -20,6 +20,7 @@ A package; this module only re-exports the public names of its parts, one role e
 - :mod:`.log`: the log and its leaves, checkpoints and consistency proofs;
 - :mod:`.records`: run records and artifacts against the leaves that name them;
 - :mod:`.seals`: the baselines' seals and who signed a seal.
+- :mod:`.stages`: the stage cache's entries: signature, objects, key and chain.
 """
 
 from __future__ import annotations

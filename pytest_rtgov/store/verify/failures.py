@@ -34,7 +34,8 @@ EXIT_CHECKPOINT = ExitCode.CHECKPOINT  # a checkpoint is malformed, unsigned, un
 EXIT_HISTORY = ExitCode.HISTORY  # a consistency proof fails, or the trusted checkpoint is
 # no prefix
 EXIT_SEAL = ExitCode.SEAL  # a baseline or artifact does not match its seal, or an artifact
-# is missing, differs from the digest its ledger leaf holds, or no leaf names it
+# is missing, differs from the digest its ledger leaf holds, or no leaf names it; a stage
+# cache entry's signature, objects, key or chain does not check
 
 
 class VerifyFailure(IntegrityError):
@@ -55,3 +56,5 @@ class VerifyReport:
     trusted_prefix: int | None = None
     # (leaf index, pruned_at, run ids) of each prune leaf whose records are gone
     pruned: list[tuple[int, str, list[str]]] = field(default_factory=list)
+    stage_entries: int = 0  # stage cache entries checked (store/verify/stages.py)
+    notes: list[str] = field(default_factory=list)  # facts, not failures (a gc'd upstream)

@@ -21,6 +21,7 @@ from pytest_rtgov.store.verify.failures import (
 from pytest_rtgov.store.verify.log import verify_ledger
 from pytest_rtgov.store.verify.records import Coverage, verify_artifacts
 from pytest_rtgov.store.verify.seals import verify_baselines
+from pytest_rtgov.store.verify.stages import stage_store_in_use, verify_stage_store
 
 __all__ = ["verify_all"]
 
@@ -31,6 +32,7 @@ def verify_all(
     *,
     since: Path | None = None,
     baseline_dir: Path | None = None,
+    stage_store: str | None = None,
 ) -> VerifyReport:
     if not state_dir.exists():
         raise VerifyFailure(
@@ -75,6 +77,8 @@ def verify_all(
     verify_artifacts(
         coverage.artifacts_dir, coverage.artifacts, trust, report, pruned=coverage.pruned
     )
+    if stage_store_in_use(state_dir, stage_store):  # the stage cache (stages.py)
+        verify_stage_store(state_dir, stage_store, trust, report)
     # Temporaries of interrupted atomic writes: reported (the next writer in that folder
     # removes them), never part of what is verified.
     from pytest_rtgov.store.files import stale_temporaries
