@@ -259,6 +259,32 @@ def test_graph_query_stages_text_and_json(project, capsys):
     assert f"stage:train|{events['train']['key'][:12]}  used by 2 run(s)  derived from " in text
     assert cli(project, "graph", "query", "stages", "nope") == 3
     assert "no stage 'nope'" in capsys.readouterr().err
+    assert cli(project, "show") == 0  # rtgov show: the same section as the session's
+    shown = capsys.readouterr().out.splitlines()
+    assert "rtgov stages: 2 hit, 0 executed" in shown
+    assert any(line.split()[:2] == ["train", "hit"] for line in shown)
+
+
+def test_under_xdist_each_worker_setup_is_a_line_naming_its_worker(project):
+    pytest.importorskip("xdist")
+    project.makepyfile(test_more=TESTS.replace("test_w", "test_w2"))
+    result = project.runpytest("--rtgov", "-p", "no:randomly", "-n", "2")
+    assert result.ret == 0
+    record = latest_record(project.path)
+    setups = [
+        (s["stage"]["stage"], s["worker"], s["stage"]["outcome"])
+        for f in record["fixtures"]
+        for s in f["setups"]
+        if "stage" in s
+    ]
+    section = _section(result.outlines)
+    # one line per setup, each naming its worker: a stage computed once is a hit elsewhere
+    assert [line.split()[:3] for line in section[1:]] == [
+        [name, f"[{worker}]", outcome] for name, worker, outcome in setups
+    ]
+    stored = sum(1 for *_, outcome in setups if outcome == "stored")
+    assert stored == 2  # prepare and train, once each
+    assert section[0].startswith(f"rtgov stages: {len(setups) - 2} hit, 2 executed")
 
 
 # -- pure pieces ----------------------------------------------------------------------------
