@@ -15,6 +15,7 @@ import numpy
 import pytest
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
+from pytest_rtgov.store.verify import EXIT_SEAL
 from tests.plugin._cli import cli
 from tests.plugin._stage_project import (
     STAGES,
@@ -62,6 +63,13 @@ def rerun(*names: str) -> dict[str, str]:
 
 def store(project) -> Path:
     return project.path / ".rtgov" / "stages"
+
+
+def verify(project, capsys) -> tuple[int, str]:
+    """``rtgov verify`` in the project: its status and its stderr."""
+    capsys.readouterr()
+    status = cli(project, "verify")
+    return status, capsys.readouterr().err
 
 
 def entry_files(project) -> dict[str, bytes]:
@@ -180,13 +188,17 @@ def test_upstream_stages_enter_every_sessions_keys(project):
 # -- 2. refusals, 3 of 3 ----------------------------------------------------------------------
 
 
-def test_a_flipped_byte_in_a_cached_object_is_refused_and_re_executed(project):
+def test_a_flipped_byte_in_a_cached_object_is_refused_and_re_executed(project, capsys):
     before = warm(project)
     digest = before["pretrain"]["outputs"]["w"]
     obj = store(project) / "objects" / digest[:2] / f"{digest}.npy"
     data = bytearray(obj.read_bytes())
     data[-1] ^= 0x01
     obj.write_bytes(bytes(data))
+    status, err = verify(project, capsys)
+    assert status == EXIT_SEAL
+    assert f"entries/pretrain/{before['pretrain']['key']}.dsse.json" in err
+    assert "output w: bytes hash to sha256" in err
 
     assert session(project) == {**ALL_HITS, "pretrain": "refused"}
     events = {e["stage"]: e for e in stage_events(project.path)}
@@ -198,13 +210,28 @@ def test_a_flipped_byte_in_a_cached_object_is_refused_and_re_executed(project):
     # the re-execution repaired the object: the next session hits everything
     assert obj.read_bytes() != bytes(data)
     assert session(project) == ALL_HITS
+    assert verify(project, capsys)[0] == 0
 
 
-def test_an_entry_signed_outside_the_keyring_fails_a_ci_session(project, monkeypatch, capsys):
-    warm(project)  # signed by this machine's local key, which is in no keyring
-    assert cli(project, "keys", "generate", "ci.example/stages", "--out", "ci.key") == 0
+def _keyring_line(project, name: str, out: str) -> str:
+    """A key generated into ``rtgov.keyring``; its verifier line."""
+    assert cli(project, "keys", "generate", name, "--out", out) == 0
     lines = (project.path / "rtgov.keyring").read_text().splitlines()
-    trusted = next(ln for ln in lines if ln.startswith("ci.example/stages+"))
+    return next(ln for ln in lines if ln.startswith(name + "+"))
+
+
+@pytest.mark.parametrize("signer", ["local-key", "another-machines-key"])
+def test_an_entry_signed_outside_the_keyring_fails_a_ci_session(project, monkeypatch, signer):
+    if signer == "local-key":  # this machine's local key, which is in no keyring
+        warm(project)
+        trusted = _keyring_line(project, "ci.example/stages", "ci.key")
+    else:  # a laptop's own key: trusted there, and not among the keys CI trusts
+        _keyring_line(project, "laptop.example/dev", "laptop.key")
+        monkeypatch.setenv("RTGOV_SIGNING_KEY", str(project.path / "laptop.key"))
+        hits = warm(project)
+        assert {s for e in hits.values() for s in e["signed_by"]} == {"laptop.example/dev"}
+        (project.path / "rtgov.keyring").unlink()
+        trusted = _keyring_line(project, "ci.example/stages", "ci.key")
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("RTGOV_TRUSTED_KEYS", trusted)
     monkeypatch.setenv("RTGOV_SIGNING_KEY", str(project.path / "ci.key"))
@@ -225,7 +252,7 @@ def test_an_entry_signed_outside_the_keyring_fails_a_ci_session(project, monkeyp
     }
 
 
-def test_a_validly_signed_entry_from_another_run_is_refused(project):
+def test_a_validly_signed_entry_from_another_run_is_refused(project, capsys):
     first = warm(project)
     old_key = first["finetune"]["key"]
     old_entry = store(project) / "entries" / "finetune" / f"{old_key}.dsse.json"
@@ -237,12 +264,15 @@ def test_a_validly_signed_entry_from_another_run_is_refused(project):
     (store(project) / "entries" / "finetune" / f"{new_key}.dsse.json").write_bytes(
         old_entry.read_bytes()
     )
+    status, err = verify(project, capsys)
+    assert status == EXIT_SEAL and f"entries/finetune/{new_key}.dsse.json" in err
 
     assert session(project) == {**ALL_HITS, "finetune": "refused"}
     refused = {e["stage"]: e for e in stage_events(project.path)}["finetune"]
     assert refused["reason"] == f"the entry seals key {old_key[:12]}, not {new_key[:12]}"
     assert refused["outputs"] == second["finetune"]["outputs"]  # re-executed, not served
     assert session(project) == ALL_HITS
+    assert verify(project, capsys)[0] == 0
 
 
 def test_an_artifact_swapped_in_from_another_run_is_refused(project):
@@ -368,15 +398,25 @@ def test_recheck_of_a_deterministic_stage(project):
     assert entry_files(project) == entries
 
 
-NOISE = """\
+NOISE = {  # finetune's weights, made to depend on something outside its key
+    "os.urandom": """\
     w = pretrain["w"].copy()
     w = w + np.frombuffer(os.urandom(24), dtype=np.uint64) * 1e-30
-"""
+""",
+    "a-counter-file": """\
+    w = pretrain["w"].copy()
+    counter = os.path.join(os.path.dirname(__file__), "counter.txt")
+    count = int(open(counter).read()) + 1 if os.path.exists(counter) else 1
+    open(counter, "w").write(str(count))
+    w = w + count * 1e-9
+""",
+}
 
 
-def test_recheck_of_a_nondeterministic_stage_is_a_finding(project):
+@pytest.mark.parametrize("source", list(NOISE))
+def test_recheck_of_a_nondeterministic_stage_is_a_finding(project, capsys, source):
     edit(project, "conftest.py", "import numpy as np\n", "import os\n\nimport numpy as np\n")
-    edit(project, "conftest.py", '    w = pretrain["w"].copy()\n', NOISE)
+    edit(project, "conftest.py", '    w = pretrain["w"].copy()\n', NOISE[source])
     before = warm(project)  # one key, one value: the warm session hits it
     entries = entry_files(project)
     objects = sorted((store(project) / "objects").rglob("*.npy"))
@@ -401,3 +441,4 @@ def test_recheck_of_a_nondeterministic_stage_is_a_finding(project):
     assert event["outputs"]["w"] == cached
     assert entry_files(project) == entries
     assert sorted((store(project) / "objects").rglob("*.npy")) == objects
+    assert verify(project, capsys)[0] == 0
