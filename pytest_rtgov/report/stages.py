@@ -161,6 +161,19 @@ def _depths(order: list[str], upstream: Mapping[str, set[str]]) -> dict[str, int
     return depths
 
 
+def _route(source: tuple[int, int], target: tuple[int, int]) -> str:
+    """An SVG path from a box's right side to another's left side that crosses no box:
+    straight to the next column, else through the gaps: along the lane under the source's
+    row, between the boxes of the columns it passes."""
+    (ux, uy), (x, y) = source, target
+    x1, y1, x2, y2 = ux + _NODE_W, uy + _NODE_H // 2, x - 4, y + _NODE_H // 2
+    if x - ux <= _COL:
+        return f"M{x1},{y1} L{x2},{y2}"
+    gap = (_COL - _NODE_W) // 3
+    lane = uy + _NODE_H + (_ROW - _NODE_H) // 2
+    return f"M{x1},{y1} H{x1 + gap} V{lane} H{x - gap} V{y2} H{x2}"
+
+
 def stage_graph(rows: list[StageRow]) -> dict[str, Any] | None:
     """The stage graph as plain data for an inline SVG: one node per stage name (its
     setups' outcomes, the worst one colouring it), columns by depth, upstream on the
@@ -206,18 +219,14 @@ def stage_graph(rows: list[StageRow]) -> dict[str, Any] | None:
     for name in order:
         for up in sorted(upstream[name]):
             if up in place:
-                (ux, uy), (x, y) = place[up], place[name]
-                edges.append(
-                    {"source": up, "target": name, "x1": ux + _NODE_W, "y1": uy + _NODE_H // 2,
-                     "x2": x - 4, "y2": y + _NODE_H // 2}
-                )
+                edges.append({"source": up, "target": name, "d": _route(place[up], place[name])})
     links = [f"{e['source']} -> {e['target']}" for e in edges]
     summary = "; ".join(f"{n['name']} {n['label']}" for n in nodes)
     return {
         "nodes": nodes,
         "edges": edges,
         "w": _PAD * 2 + max(depths.values()) * _COL + _NODE_W,
-        "h": _PAD * 2 + (max(len(c) for c in columns.values()) - 1) * _ROW + _NODE_H,
+        "h": _PAD * 2 + max(len(c) for c in columns.values()) * _ROW,  # a lane below the last
         "node_w": _NODE_W,
         "node_h": _NODE_H,
         "summary": f"{summary}" + (f" (edges: {', '.join(links)})" if links else ""),

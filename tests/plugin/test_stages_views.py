@@ -303,6 +303,7 @@ def test_stage_graph_puts_each_stage_one_column_after_its_deepest_upstream():
             _setup("b", "stored", ["a"]),
             _setup("c", "refused", ["a"]),
             _setup("d", "miss", ["b", "c"]),
+            _setup("e", "recheck", ["a", "d"]),
         )
 
     rows = stage_rows(Record())  # type: ignore[arg-type]
@@ -310,10 +311,16 @@ def test_stage_graph_puts_each_stage_one_column_after_its_deepest_upstream():
     assert graph is not None
     xs = {n["name"]: n["x"] for n in graph["nodes"]}
     assert xs["a"] < xs["b"] == xs["c"] < xs["d"]
-    assert {(e["source"], e["target"]) for e in graph["edges"]} == {
-        ("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")
-    }
-    assert stage_counts(rows) == "1 hit, 3 executed (1 stored, 1 miss, 1 refused)"
+    assert xs["d"] < xs["e"]
+    paths = {(e["source"], e["target"]): e["d"] for e in graph["edges"]}
+    assert set(paths) == {("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("a", "e"), ("d", "e")}
+    # the next column: a straight line; further: along the lane under the row, so the
+    # edge a -> e does not run through the boxes of b and d, which share a's row
+    assert paths[("a", "b")].count("L") == 1 and "V" not in paths[("a", "b")]
+    lane = int(paths[("a", "e")].split("V")[1].split()[0])
+    ys = {n["name"]: n["y"] for n in graph["nodes"]}
+    assert ys["a"] + graph["node_h"] < lane < ys["a"] + 66
+    assert stage_counts(rows) == "1 hit, 4 executed (1 stored, 1 recheck, 1 miss, 1 refused)"
     assert stage_graph([]) is None
 
 
