@@ -20,12 +20,12 @@ True
 from __future__ import annotations
 
 import ast
-import copy
 import hashlib
 
 __all__ = ["find_definition", "module_tree", "node_digest", "referenced_names"]
 
 _Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+_BODIES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)  # docstrings
 
 
 def module_tree(source: str, filename: str = "<source>") -> ast.Module:
@@ -50,26 +50,39 @@ def find_definition(source: str | ast.Module, qualname: str) -> _Definition | No
     return node
 
 
-def _strip(node: ast.AST) -> ast.AST:
-    node = copy.deepcopy(node)
-    for inner in ast.walk(node):
-        if isinstance(inner, _Definition):
-            inner.decorator_list = []
-        if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
-            body = inner.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                inner.body = body[1:] or [ast.Pass()]
-    return node
+def _normal_form(node: ast.AST) -> str:
+    """``ast.dump`` of ``node`` without docstrings and decorators.
+
+    The fields are swapped on the tree itself and put back before returning, rather
+    than on a ``copy.deepcopy`` of it: the copy was 90% of a stage hit's key time
+    (benches/stages.py), many times more under tracemalloc. The trees are the parsed
+    files ``store/stage_code.py`` caches; nothing else reads them meanwhile (one thread).
+    """
+    swapped: list[tuple[ast.AST, str, object]] = []
+    try:
+        for inner in ast.walk(node):
+            if isinstance(inner, _Definition):
+                swapped.append((inner, "decorator_list", inner.decorator_list))
+                inner.decorator_list = []
+            if isinstance(inner, _BODIES):
+                body = inner.body
+                if (
+                    body
+                    and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)
+                ):
+                    swapped.append((inner, "body", body))
+                    inner.body = body[1:] or [ast.Pass()]
+        return ast.dump(node, include_attributes=False)
+    finally:
+        for inner, name, value in reversed(swapped):
+            setattr(inner, name, value)
 
 
 def node_digest(node: ast.AST | None) -> str:
     """sha256 hex of the normal form of ``node`` (see the module docstring)."""
-    text = "<absent>" if node is None else ast.dump(_strip(node), include_attributes=False)
+    text = "<absent>" if node is None else _normal_form(node)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

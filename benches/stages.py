@@ -1,0 +1,614 @@
+"""Cost of the stage cache on the reference workload: cold and warm sessions, hits, keys.
+
+The workload (``tests/workload``) trains in four ``@stage`` fixtures: dataset ->
+pretrain -> finetune -> evaluate. The code at ``--ref`` (plugin, kernels, workload,
+``gates.toml``) is exported with ``git archive`` into a temporary directory, so what is
+measured is a commit, not a working tree that others are editing; every session is a
+fresh ``python -m pytest tests/workload -q -p no:cacheprovider`` process there
+(``PYTHONPATH`` the export, BLAS pinned to one thread:
+``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1``, ``CI`` unset).
+
+Per round, in a seeded shuffled order: ``plain`` (no ``--rtgov``: every stage runs,
+nothing is cached), and for each memory mode (``--rtgov``, the default ``auto``, and
+``--rtgov --rtgov-memory off``) a *cold* session in an empty ``--rtgov-dir`` followed by
+a *warm* session in the same directory (all four stages hits). Under ``auto`` the
+pretrain stage's setup is measured with tracemalloc (the ``training memory`` gate of
+``gates.toml`` selects it), its hit included; under ``off`` nothing is.
+
+Measured per session: the whole process's wall time, CPU time and peak RSS (``os.wait4``
+on the child), pytest's run-test loop (a ``-p`` plugin times it), and from the run
+record each stage's setup (``fixtures[].setups[]``: wall and CPU time, outcome). Per
+stage, the target of issue 15: a hit's setup at most ``max(50 ms, 1.2 x the time to
+sha256 its artifact bytes)``, the bytes being its objects under
+``<state>/stages/objects`` (hashed in this process, median of ``--hash-repeats``).
+
+Key computation (``--key-repeats``, in ``--key-processes`` fresh processes): the four
+stages' ``code_digests`` and ``key_inputs(...).key()`` as the session calls them, in
+session order, *cold* (a fresh process: every file parsed and digested) and *warm*
+(the same process again: parsed files cached by content); the keys are checked equal to
+those the warm sessions recorded.
+
+Conditions: ``quiet`` and ``hog`` (``benches/_hog.py``: one process spinning on one
+core for the whole condition); ``os.getloadavg()`` before and after every session.
+
+Usage: python benches/stages.py [--rounds 7] [--conditions quiet,hog] [--modes auto,off]
+    [--ref HEAD] [--out benches/results/stages-<commit>.json] [--quick] [--profile]
+    python benches/stages.py --resummarise PATH   (summary and table, nothing run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benches"))
+from _hog import hog  # noqa: E402
+
+SEED = 20261130
+STAGES = ("dataset", "pretrain", "finetune", "evaluate")
+MODES: dict[str, list[str]] = {
+    "auto": ["--rtgov"],
+    "off": ["--rtgov", "--rtgov-memory", "off"],
+}
+COPIED = [
+    ".gitignore", "pyproject.toml", "gates.toml", "rtgov.keyring", "fixtures", "kernels",
+    "pytest_rtgov", "tests/__init__.py", "tests/conftest.py", "tests/workload",
+]  # fmt: skip
+PINNED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+FLOOR_MS = 50.0
+HASH_FACTOR = 1.2
+
+PLUGIN = '''"""Times pytest's run-test loop for benches/stages.py."""
+import json, os, time
+import pytest
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session):
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        return (yield)
+    finally:
+        with open(os.environ["STAGE_BENCH_OUT"], "w") as fh:
+            json.dump({"loop_s": time.perf_counter() - start,
+                       "loop_cpu_s": time.process_time() - cpu}, fh)
+'''
+
+
+# -- running sessions -------------------------------------------------------------------
+
+
+def export_tree(ref: str, dest: Path) -> str:
+    """The code at ``ref`` (``COPIED``) extracted into ``dest``; returns the full sha."""
+    sha = subprocess.run(
+        ["git", "rev-parse", ref], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(["git", "archive", sha, *COPIED], cwd=ROOT, capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {sha} failed: {archive.stderr.decode()}")
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return sha
+
+
+def session_env(tree: Path, plugin_dir: Path, out: Path) -> dict[str, str]:
+    env = dict(os.environ, **PINNED)
+    env["PYTHONPATH"] = os.pathsep.join([str(tree), str(plugin_dir)])
+    env["STAGE_BENCH_OUT"] = str(out)
+    for name in ("CI", "GITHUB_ACTIONS", "RTGOV_SIGNING_KEY", "PYTEST_ADDOPTS"):
+        env.pop(name, None)
+    return env
+
+
+def run_session(tree: Path, plugin_dir: Path, args: Sequence[str], state: Path) -> dict[str, Any]:
+    """One fresh pytest process; its times, peak RSS and (with ``--rtgov``) its stages."""
+    out = plugin_dir / "loop.json"
+    out.unlink(missing_ok=True)
+    cmd = [
+        sys.executable, "-m", "pytest", "tests/workload", "-q", "-p", "no:cacheprovider",
+        "-p", "_stagebench_plugin", *args,
+    ]  # fmt: skip
+    if args:
+        cmd += ["--rtgov-dir", str(state)]
+    log = plugin_dir / "session.log"
+    load0 = os.getloadavg()[0]
+    with open(log, "wb") as sink:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            cmd, cwd=tree, env=session_env(tree, plugin_dir, out), stdout=sink, stderr=sink
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        process_s = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+    loop = json.loads(out.read_text())
+    result: dict[str, Any] = {
+        "process_s": round(process_s, 4),
+        "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
+        "maxrss_kib": usage.ru_maxrss,
+        "loop_s": round(loop["loop_s"], 4),
+        "loop_cpu_s": round(loop["loop_cpu_s"], 4),
+        "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+    }
+    if args:
+        result["stages"] = stage_setups(state)
+    return result
+
+
+def latest_record(state: Path) -> dict[str, Any]:
+    run_id = (state / "latest").read_text().strip()
+    record: dict[str, Any] = json.loads((state / "runs" / f"{run_id}.json").read_text())
+    return record
+
+
+def stage_setups(state: Path) -> dict[str, dict[str, Any]]:
+    """Each stage's setup in the latest run record: outcome, times, key and outputs."""
+    found: dict[str, dict[str, Any]] = {}
+    for fixture in latest_record(state)["fixtures"]:
+        for setup in fixture["setups"]:
+            event = setup.get("stage")
+            if not event:
+                continue
+            sample = setup["sample"]
+            found[event["stage"]] = {
+                "outcome": event["outcome"],
+                "wall_ms": round(sample["wall_ns"] / 1e6, 3),
+                "cpu_ms": round(sample["cpu_ns"] / 1e6, 3),
+                "memory_probe": sample.get("memory_probe"),
+                "key": event["key"],
+                "outputs": event.get("outputs", {}),
+            }
+    return found
+
+
+def artifact_hash_ms(state: Path, outputs: Mapping[str, str], repeats: int) -> dict[str, Any]:
+    """Bytes of a stage's objects and the median time to sha256 them, in this process."""
+    blobs = [
+        (state / "stages" / "objects" / digest[:2] / f"{digest}.npy").read_bytes()
+        for _, digest in sorted(outputs.items())
+    ]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for blob in blobs:
+            hashlib.sha256(blob).hexdigest()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"bytes": sum(len(b) for b in blobs), "sha256_ms": round(statistics.median(times), 4)}
+
+
+# -- key computation, in a child process ------------------------------------------------
+
+
+def key_child(events_path: Path, repeats: int) -> dict[str, Any]:
+    """Run in a fresh process with ``PYTHONPATH`` the export and ``cwd`` its root: time
+    the four stages' code digests and keys as ``run_cached`` computes them, the first
+    walk (cold) and ``repeats`` more (warm)."""
+    sys.path.insert(0, str(Path.cwd()))  # the export's root, as pytest's pythonpath = ["."]
+    import tests.workload.conftest as workload
+    from pytest_rtgov import plugin
+    from pytest_rtgov.plugin.stages import StageResult, key_inputs
+    from pytest_rtgov.store.stage_code import code_digests
+
+    recorded = json.loads(events_path.read_text())
+    root = Path.cwd()
+    specs = {name: getattr(workload, name)._rtgov_stage for name in STAGES}
+
+    def fixture_function(name: str) -> Any:
+        holder = getattr(workload, name, None) or getattr(plugin, name)
+        return holder._get_wrapped_function()
+
+    def one_pass() -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+        times: dict[str, dict[str, float]] = {}
+        keys: dict[str, str] = {}
+        for name in STAGES:
+            spec = specs[name]
+            upstream = {
+                n: StageResult(n, {}, {}, key=keys[n], outputs=recorded[n]["outputs"])
+                for n in spec.wanted
+                if n in specs
+            }
+            plain = [n for n in spec.wanted if n not in specs and n != "request"]
+            functions = [spec.function, *(fixture_function(n) for n in plain)]
+            start = time.perf_counter()
+            code = code_digests(functions, root=root)
+            middle = time.perf_counter()
+            keys[name] = key_inputs(spec, code=code, backend="numpy", upstream=upstream).key()
+            end = time.perf_counter()
+            times[name] = {
+                "code_digests_ms": (middle - start) * 1e3,
+                "key_ms": (end - middle) * 1e3,
+                "total_ms": (end - start) * 1e3,
+                "definitions": len(code),
+            }
+        return times, keys
+
+    cold, keys = one_pass()
+    warm = [one_pass()[0] for _ in range(repeats)]
+    return {
+        "cold": cold,
+        "warm_median": {
+            name: {
+                field: statistics.median(w[name][field] for w in warm)
+                for field in ("code_digests_ms", "key_ms", "total_ms")
+            }
+            for name in STAGES
+        },
+        "keys_match_session": all(keys[n] == recorded[n]["key"] for n in STAGES),
+    }
+
+
+def key_times(tree: Path, events: Mapping[str, Any], repeats: int) -> dict[str, Any]:
+    events_path = tree.parent / "events.json"
+    events_path.write_text(json.dumps(events))
+    env = session_env(tree, tree.parent, tree.parent / "unused.json")
+    proc = subprocess.run(
+        [sys.executable, __file__, "--key-child", str(events_path), "--key-repeats", str(repeats)],
+        cwd=tree, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"key timing failed:\n{proc.stdout}{proc.stderr}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+# -- profile of the warm path -----------------------------------------------------------
+
+PROFILED = {
+    "run_cached": "stage_session.py:run_cached",
+    "code_digests": "stage_code.py:code_digests",
+    "node_digest (normal form + ast.dump)": "stage_code.py:node_digest",
+    "_strip (copy.deepcopy of the definition)": "stage_code.py:_strip",
+    "module_tree (ast.parse)": "stage_code.py:module_tree",
+    "referenced_names": "stage_code.py:referenced_names",
+    "key_inputs (environment)": "stages.py:key_inputs",
+    "StageCache.lookup": "stage_cache.py:lookup",
+    "StageCache.read_entry (DSSE verify)": "stage_cache.py:read_entry",
+    "_hit (load_array, metrics)": "stage_session.py:_hit",
+}
+
+
+def profile_warm(tree: Path, plugin_dir: Path, state: Path, args: Sequence[str]) -> dict[str, Any]:
+    """One more warm session under cProfile: cumulative seconds of the hit path's parts
+    (cProfile inflates Python-heavy code; read the shares, not the absolute times)."""
+    import pstats
+
+    prof = plugin_dir / "warm.prof"
+    cmd = [
+        sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "pytest", "tests/workload",
+        "-q", "-p", "no:cacheprovider", "-p", "_stagebench_plugin", *args,
+        "--rtgov-dir", str(state),
+    ]  # fmt: skip
+    env = session_env(tree, plugin_dir, plugin_dir / "loop.json")
+    subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True)
+    stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    found: dict[str, float] = {}
+    for label, where in PROFILED.items():
+        filename, function = where.split(":")
+        found[label] = round(
+            sum(
+                v[3]
+                for (path, _, name), v in stats.items()
+                if path.endswith("/" + filename) and name == function
+            ),
+            4,
+        )
+    return {"args": list(args), "cumulative_s": found}
+
+
+# -- summary (pure) ---------------------------------------------------------------------
+
+
+def _quartiles(values: Sequence[float]) -> list[float]:
+    if len(values) < 2:
+        return [values[0], values[0]] if values else [0.0, 0.0]
+    q = statistics.quantiles(values, n=4)
+    return [round(q[0], 3), round(q[2], 3)]
+
+
+def _stat(values: Iterable[float]) -> dict[str, Any]:
+    vs = sorted(values)
+    return {"median": round(statistics.median(vs), 3), "q1_q3": _quartiles(vs), "n": len(vs)}
+
+
+def summarise(result: Mapping[str, Any]) -> dict[str, Any]:
+    """Medians and quartiles per condition and mode, and each stage's hit against its
+    target. ``result["conditions"][c]["rounds"]`` is a list of rounds, each
+    ``{"plain": session, "<mode>": {"cold": session, "warm": session}}``."""
+    summary: dict[str, Any] = {}
+    for condition, data in result["conditions"].items():
+        rounds = data["rounds"]
+        hashes = data["artifacts"]
+        plain = [r["plain"] for r in rounds if "plain" in r]
+        out: dict[str, Any] = {"loadavg_1m": _stat(_loads(rounds))}
+        if plain:
+            out["plain"] = _session_stats(plain)
+        for mode in result["modes"]:
+            cold = [r[mode]["cold"] for r in rounds]
+            warm = [r[mode]["warm"] for r in rounds]
+            row: dict[str, Any] = {"cold": _session_stats(cold), "warm": _session_stats(warm)}
+            row["warm_minus_cold"] = {
+                field: _stat(w[field] - c[field] for c, w in zip(cold, warm, strict=True))
+                for field in ("process_s", "loop_s", "maxrss_kib")
+            }
+            if plain:
+                row["minus_plain_maxrss_kib"] = {
+                    which: _stat(
+                        s["maxrss_kib"] - p["maxrss_kib"] for s, p in zip(ss, plain, strict=True)
+                    )
+                    for which, ss in (("cold", cold), ("warm", warm))
+                }
+            row["stages"] = _stage_targets(cold, warm, hashes)
+            row["all_hits_met"] = all(s["met"] for s in row["stages"].values())
+            out[mode] = row
+        summary[condition] = out
+    return summary
+
+
+def _loads(rounds: Sequence[Mapping[str, Any]]) -> list[float]:
+    loads = []
+    for r in rounds:
+        for value in r.values():
+            for session in value.values() if "cold" in value else [value]:
+                loads += session["loadavg_1m"]
+    return loads
+
+
+def _session_stats(sessions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        field: _stat(s[field] for s in sessions)
+        for field in ("process_s", "process_cpu_s", "loop_s", "loop_cpu_s", "maxrss_kib")
+    }
+
+
+def _stage_targets(
+    cold: Sequence[Mapping[str, Any]],
+    warm: Sequence[Mapping[str, Any]],
+    hashes: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    stages = {}
+    for name in STAGES:
+        hits = [w["stages"][name] for w in warm]
+        if any(h["outcome"] != "hit" for h in hits):
+            raise ValueError(f"a warm session did not hit {name}: {[h['outcome'] for h in hits]}")
+        target = max(FLOOR_MS, HASH_FACTOR * hashes[name]["sha256_ms"])
+        walls = [h["wall_ms"] for h in hits]
+        median = statistics.median(walls)
+        stages[name] = {
+            "cold_wall_ms": _stat(c["stages"][name]["wall_ms"] for c in cold),
+            "hit_wall_ms": _stat(walls),
+            "hit_cpu_ms": _stat(h["cpu_ms"] for h in hits),
+            "memory_probe": hits[0]["memory_probe"],
+            "artifact_bytes": hashes[name]["bytes"],
+            "sha256_ms": hashes[name]["sha256_ms"],
+            "target_ms": round(target, 3),
+            "met": median <= target,
+            "rounds_within": sum(w <= target for w in walls),
+        }
+    return stages
+
+
+def table(result: Mapping[str, Any]) -> list[str]:
+    """The docs/benchmarks.md tables of a result (markdown lines)."""
+    summary = result["summary"]
+    lines = [
+        "| condition | session | process s | run-test loop s | peak RSS MiB | RSS - plain MiB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for condition, out in summary.items():
+        if "plain" in out:
+            lines.append(_session_line(condition, "plain (no --rtgov, no cache)", out["plain"]))
+        for mode in result["modes"]:
+            for which in ("cold", "warm"):
+                delta = out[mode].get("minus_plain_maxrss_kib", {}).get(which)
+                label = f"--rtgov, memory {mode}: {which}"
+                lines.append(_session_line(condition, label, out[mode][which], delta))
+    lines += [
+        "",
+        "| condition | memory | stage | artifact MiB | sha256 ms | target ms | cold setup ms "
+        "| hit ms (q1..q3) | hit CPU ms | met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for condition, out in summary.items():
+        for mode in result["modes"]:
+            for name, s in out[mode]["stages"].items():
+                hit = s["hit_wall_ms"]
+                probe = " (tracemalloc)" if s["memory_probe"] == "tracemalloc" else ""
+                lines.append(
+                    f"| {condition} | {mode} | {name}{probe} | {s['artifact_bytes'] / 2**20:.2f} "
+                    f"| {s['sha256_ms']:.2f} | {s['target_ms']:.0f} "
+                    f"| {s['cold_wall_ms']['median']:.0f} "
+                    f"| {hit['median']:.1f} ({hit['q1_q3'][0]:.1f}..{hit['q1_q3'][1]:.1f}) "
+                    f"| {s['hit_cpu_ms']['median']:.1f} "
+                    f"| {'yes' if s['met'] else 'NO'} ({s['rounds_within']}/{hit['n']}) |"
+                )
+    return lines
+
+
+def _session_line(
+    condition: str, label: str, stats: Mapping[str, Any], delta: Mapping[str, Any] | None = None
+) -> str:
+    def med(field: str) -> str:
+        s = stats[field]
+        return f"{s['median']:.2f} ({s['q1_q3'][0]:.2f}..{s['q1_q3'][1]:.2f})"
+
+    rss = stats["maxrss_kib"]["median"] / 1024
+    extra = f"{delta['median'] / 1024:+.1f}" if delta else ""
+    return f"| {condition} | {label} | {med('process_s')} | {med('loop_s')} | {rss:.0f} | {extra} |"
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    tree = tmp / "code"
+    sha = export_tree(args.ref, tree)
+    plugin_dir = tmp / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "_stagebench_plugin.py").write_text(PLUGIN)
+    rng = random.Random(SEED)
+    result: dict[str, Any] = {
+        "benchmark": "stages",
+        "command": " ".join(["python", "benches/stages.py", *sys.argv[1:]]),
+        "commit": sha[:7],
+        "modes": list(args.modes),
+        "rounds": args.rounds,
+        "target": f"hit setup wall <= max({FLOOR_MS:.0f} ms, {HASH_FACTOR} x sha256 of its bytes)",
+        "machine": _machine(),
+        "conditions": {},
+    }
+    for condition in args.conditions:
+        data: dict[str, Any] = {"rounds": [], "loadavg_start": os.getloadavg()}
+        with hog(condition == "hog") as pid:
+            data["hog_pid"] = pid
+            for index in range(args.rounds):
+                jobs = ["plain", *args.modes] if args.plain else list(args.modes)
+                rng.shuffle(jobs)
+                done: dict[str, Any] = {}
+                for job in jobs:
+                    if job == "plain":
+                        done[job] = run_session(tree, plugin_dir, [], tmp / "unused")
+                        continue
+                    state = tmp / f"state-{condition}-{job}-{index}"
+                    cold = run_session(tree, plugin_dir, MODES[job], state)
+                    warm = run_session(tree, plugin_dir, MODES[job], state)
+                    done[job] = {"cold": cold, "warm": warm}
+                    last_state = state
+                    if index < args.rounds - 1:
+                        shutil.rmtree(state)
+                data["rounds"].append(done)
+                print(f"[{condition}] round {index + 1}: {_progress(done)}", file=sys.stderr)
+            warm_stages = done[args.modes[-1]]["warm"]["stages"]
+            data["artifacts"] = {
+                name: artifact_hash_ms(last_state, warm_stages[name]["outputs"], args.hash_repeats)
+                for name in STAGES
+            }
+            data["keys"] = [
+                key_times(tree, warm_stages, args.key_repeats) for _ in range(args.key_processes)
+            ]
+            if args.profile:
+                data["profile"] = [
+                    profile_warm(tree, plugin_dir, last_state, MODES[m]) for m in args.modes
+                ]
+        data["loadavg_end"] = os.getloadavg()
+        result["conditions"][condition] = data
+    result["summary"] = summarise(result)
+    result["keys_summary"] = _keys_summary(result)
+    return result
+
+
+def _keys_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for condition, data in result["conditions"].items():
+        runs = data["keys"]
+        out[condition] = {
+            "processes": len(runs),
+            "keys_match_session": all(r["keys_match_session"] for r in runs),
+            "cold_total_ms": _stat(sum(r["cold"][n]["total_ms"] for n in STAGES) for r in runs),
+            "warm_total_ms": _stat(
+                sum(r["warm_median"][n]["total_ms"] for n in STAGES) for r in runs
+            ),
+            "cold_ms_by_stage": {
+                n: _stat(r["cold"][n]["total_ms"] for r in runs) for n in STAGES
+            },
+            "warm_ms_by_stage": {
+                n: _stat(r["warm_median"][n]["total_ms"] for r in runs) for n in STAGES
+            },
+            "definitions": {n: runs[0]["cold"][n]["definitions"] for n in STAGES},
+        }
+    return out
+
+
+def _progress(done: Mapping[str, Any]) -> str:
+    parts = []
+    for job, value in sorted(done.items()):
+        if job == "plain":
+            parts.append(f"plain {value['process_s']:.1f}s")
+        else:
+            hits = value["warm"]["stages"]
+            parts.append(
+                f"{job} cold {value['cold']['process_s']:.1f}s warm "
+                f"{value['warm']['process_s']:.1f}s hits "
+                + "/".join(f"{hits[n]['wall_ms']:.0f}" for n in STAGES)
+                + "ms"
+            )
+    return "; ".join(parts)
+
+
+def _machine() -> dict[str, Any]:
+    import numpy
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        **PINNED,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--conditions", default="quiet,hog")
+    parser.add_argument("--modes", default="auto,off")
+    parser.add_argument("--no-plain", dest="plain", action="store_false")
+    parser.add_argument("--ref", default="HEAD")
+    parser.add_argument("--hash-repeats", type=int, default=21)
+    parser.add_argument("--key-repeats", type=int, default=9)
+    parser.add_argument("--key-processes", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="one cProfiled warm session")
+    parser.add_argument("--quick", action="store_true", help="1 round, quiet, memory off")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--resummarise", type=Path, help="recount a result; nothing is run")
+    parser.add_argument("--key-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.key_child is not None:
+        print(json.dumps(key_child(args.key_child, args.key_repeats)))
+        return 0
+    if args.resummarise is not None:
+        result = json.loads(args.resummarise.read_text())
+        result["summary"] = summarise(result)
+        result["keys_summary"] = _keys_summary(result)
+        print("\n".join(table(result)))
+        return 0
+    if args.quick:
+        args.rounds, args.conditions, args.modes, args.plain = 1, "quiet", "off", False
+        args.hash_repeats, args.key_repeats, args.key_processes = 3, 2, 1
+    args.conditions = [c for c in args.conditions.split(",") if c]
+    args.modes = [m for m in args.modes.split(",") if m]
+    unknown = [c for c in args.conditions if c not in ("quiet", "hog")]
+    unknown += [m for m in args.modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown condition or mode: {', '.join(unknown)}")
+    with tempfile.TemporaryDirectory(prefix="rtgov-stages-bench-") as tmp:
+        result = measure(args, Path(tmp))
+    out = args.out or ROOT / "benches" / "results" / f"stages-{result['commit']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    print("\n".join(table(result)))
+    for condition, keys in result["keys_summary"].items():
+        print(
+            f"[{condition}] keys of the 4 stages: cold {keys['cold_total_ms']['median']:.1f} ms, "
+            f"warm {keys['warm_total_ms']['median']:.1f} ms; equal to the session's: "
+            f"{keys['keys_match_session']}"
+        )
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
