@@ -123,16 +123,13 @@ def _chain(entries: list[EntryCheck]) -> list[str]:
     """Set each entry's broken chain as its problem; return the notes on missing links."""
     valid = [e for e in entries if e.problem is None and e.sealed is not None]
     by_key = {(e.stage, e.key): e for e in entries}
+    held = {(e.stage, frozenset(e.sealed.outputs.items())) for e in valid if e.sealed}
     notes: list[str] = []
     for entry in valid:
         assert entry.sealed is not None
         for name, upstream in sorted(entry.sealed.upstream.items()):
             wanted = dict(upstream.outputs)
-            if any(
-                other.stage == name and other.sealed is not None
-                and dict(other.sealed.outputs) == wanted
-                for other in valid
-            ):  # fmt: skip
+            if (name, frozenset(wanted.items())) in held:  # in-toto's MATCH: exactly these
                 continue
             named = by_key.get((name, upstream.key))
             if named is not None and named.problem is None and named.sealed is not None:
