@@ -244,8 +244,9 @@ def _recheck(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "pytest", *([test] if test else []), "--rtgov",
                "--rtgov-dir", str(args.dir.absolute()), "--rtgov-stage-recheck", args.name,
                "-p", "no:cacheprovider"]  # fmt: skip
-    if args.store:
-        command += ["--rtgov-stage-store", str(args.store)]
+    if args.store:  # a local path as seen from here; the session runs in the rootdir
+        url = args.store if "://" in args.store else str(Path(args.store).absolute())
+        command += ["--rtgov-stage-store", url]
     if args.require_signature:
         command += ["--rtgov-require-signature"]
     root = locate().rootdir

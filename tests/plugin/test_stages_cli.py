@@ -226,6 +226,17 @@ def test_recheck_of_a_nondeterministic_stage_is_a_finding_exit_6(pytester, capsy
     assert "w: sha256:" in out and " vs sha256:" in out and "(cached vs re-executed)" in out
 
 
+def test_recheck_uses_the_store_it_is_given(pytester, capsys):
+    _project(pytester)
+    _session(pytester, "--rtgov-stage-store", "shared")
+    assert not (pytester.path / ".rtgov" / "stages" / "entries").exists()
+    capsys.readouterr()
+    assert cli(pytester, "stages", "recheck", "prepare", "--store", "shared") == 0
+    out = capsys.readouterr().out
+    assert "--rtgov-stage-store " + str(pytester.path / "shared") in out
+    assert "outputs identical to the entry" in out
+
+
 def test_recheck_of_a_stage_never_run_is_exit_3(pytester, capsys):
     _project(pytester)
     _session(pytester)
