@@ -384,17 +384,19 @@ def _latest(project) -> str:
 # -- 6. rechecks --------------------------------------------------------------------------------
 
 
-def test_recheck_of_a_deterministic_stage(project):
+@pytest.mark.parametrize(
+    ("names", "rechecked"), [("pretrain", ["pretrain"]), ("all", list(STAGES))]
+)
+def test_recheck_of_a_deterministic_stage(project, names, rechecked):
     before = warm(project)
     entries = entry_files(project)
-    assert session(project, "--rtgov-stage-recheck", "pretrain") == {
-        **ALL_HITS,
-        "pretrain": "recheck",
-    }
-    event = {e["stage"]: e for e in stage_events(project.path)}["pretrain"]
-    assert event["reason"] == "re-executed: outputs identical to the entry"
-    assert "finding" not in event
-    assert event["outputs"] == before["pretrain"]["outputs"]
+    expected = {name: "recheck" if name in rechecked else "hit" for name in STAGES}
+    assert session(project, "--rtgov-stage-recheck", names) == expected
+    events = {e["stage"]: e for e in stage_events(project.path)}
+    for name in rechecked:
+        assert events[name]["reason"] == "re-executed: outputs identical to the entry"
+        assert "finding" not in events[name]
+        assert events[name]["outputs"] == before[name]["outputs"]
     assert entry_files(project) == entries
 
 
