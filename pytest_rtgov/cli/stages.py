@@ -128,6 +128,15 @@ def _row(entry: Any, trust: Any) -> dict[str, Any]:
     }
 
 
+def _names(names: list[str], width: int = 32) -> str:
+    """``a,b,c``, or ``a,b,... (11)`` where that is wider than ``width``."""
+    text = ",".join(names)
+    if len(text) <= width:
+        return text or "-"
+    shown = text[: width - 10].rsplit(",", 1)[0]
+    return f"{shown},... ({len(names)})"
+
+
 def _print_json(value: Any) -> None:
     sys.stdout.write(canonical_json(value).decode("utf-8") + "\n")
 
@@ -146,7 +155,7 @@ def _list(args: argparse.Namespace) -> int:
     for row, entry in zip(rows, checked.entries, strict=True):
         signer = ", ".join(cache.trust.describe(n) for n in entry.signed_by) or "-"
         table.append((row["stage"], row["key"][:12], row["created"] or "-",
-                      ",".join(row["outputs"]) or "-", format_bytes(row["bytes"]), signer,
+                      _names(list(row["outputs"])), format_bytes(row["bytes"]), signer,
                       "yes" if row["verifies"] else f"NO: {row['problem']}"))  # fmt: skip
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     for line in table:
@@ -192,8 +201,10 @@ def _show(args: argparse.Namespace) -> int:
         signer = ", ".join(cache.trust.describe(n) for n in entry.signed_by) or "-"
         print(f"  signed by    {signer}")
         print(f"  verifies     {'yes' if row['verifies'] else 'NO: ' + str(row['problem'])}")
+        pad = max((len(name) for name in row["outputs"]), default=0)
         for name, out in row["outputs"].items():
-            print(f"  output       {name}  sha256:{out['sha256']}  {format_bytes(out['bytes'])}")
+            print(f"  output       {name:<{pad}}  sha256:{out['sha256']}  "
+                  f"{format_bytes(out['bytes'])}")  # fmt: skip
         if "params" not in row:
             continue
         for what in ("params", "seeds", "metadata"):
