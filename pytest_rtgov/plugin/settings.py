@@ -130,6 +130,7 @@ def resolve(config: pytest.Config) -> Settings:
         github_actions=os.environ.get("GITHUB_ACTIONS") == "true",
     )
     _check_one_memray_tracker(config, settings.memory_mode)
+    _check_stage_store(config, state_dir)
     # Markers are kept where gates may select by them: gated runs and shards.
     settings.record_markers = settings.mode == "gate" or (
         workerinput is not None and bool(config.getoption("rtgov_shard"))
@@ -253,6 +254,18 @@ def _check_one_memray_tracker(config: pytest.Config, memory_mode: str) -> None:
             "rtgov's per-test memray captures, or choose another --rtgov-memory mode "
             "(tracemalloc, rss) to keep pytest-memray's"
         )
+
+
+def _check_stage_store(config: pytest.Config, state_dir: Path) -> None:
+    """An fsspec ``--rtgov-stage-store`` whose driver is missing (the ``remote`` extra):
+    a usage error naming it, before any test. Opening it reaches no network."""
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.stage_cache import open_backend
+
+    try:
+        open_backend(str(config.getoption("rtgov_stage_store", None) or ""), state_dir=state_dir)
+    except RtgovError as exc:
+        raise pytest.UsageError(f"pytest-rtgov: {exc}") from None
 
 
 def _check_state_dir(state_dir: Path) -> None:

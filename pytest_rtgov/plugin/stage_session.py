@@ -150,7 +150,7 @@ def run_cached(
                 event["fatal"] = True
             try:
                 event["set_aside"] = cache.set_aside(spec.name, key)
-            except OSError as exc:
+            except (OSError, RtgovError) as exc:  # a store that stopped answering
                 event["reason"] += f"; the entry could not be set aside ({exc})"
         moved = _moved(
             spec,

@@ -49,7 +49,6 @@ from pytest_rtgov.store.keys import Trust
 
 __all__ = [
     "Backend",
-    "FsspecBackend",
     "LocalBackend",
     "Lookup",
     "StageCache",
@@ -145,112 +144,6 @@ class LocalBackend:
         )
 
 
-class FsspecBackend:
-    """Shared storage through fsspec (``s3://``, ``gs://``, ``memory://``...).
-
-    Where the store is and how to reach it is fsspec's and the driver's own
-    configuration, as every fsspec user sets it (docs/usage.md "Stage cache in shared
-    storage"): for S3, credentials and ``AWS_ENDPOINT_URL`` through botocore, or
-    ``FSSPEC_S3_ENDPOINT_URL`` and the other ``FSSPEC_S3_*`` variables through fsspec.
-
-    An object store has no rename, but a put is whole: an object is visible only once
-    complete. :meth:`create` is a conditional put (``If-None-Match: *`` on S3: fsspec's
-    ``mode="create"``; a filesystem without it checks and then puts), then reads the
-    object back: a store that ignored the condition and took a later writer's value
-    says so (False), so the session that lost finds the other value
-    (:meth:`StageCache.store`): one value stays, and a different one is reported.
-    Listings and existence are asked afresh (fsspec caches listings per instance):
-    another session's entries appear, deleted ones go. A failure of the store (no
-    bucket, no credentials, no network) is a :class:`StageStoreError` naming the URL
-    and the object; a missing object is ``None`` or ``False``, never an error.
-    """
-
-    def __init__(self, url: str, **options: Any) -> None:
-        from pytest_rtgov.extras import require
-
-        feature = f"--rtgov-stage-store {url}"
-        require("fsspec", extra="remote", feature=feature)
-        protocol = url.split("://", 1)[0]
-        if protocol in ("s3", "s3a"):
-            require("s3fs", extra="remote", feature=feature)
-        from fsspec.core import url_to_fs
-
-        try:
-            self.fs, root = url_to_fs(url, **options)
-        except (ImportError, ValueError) as exc:  # a driver fsspec knows but cannot import
-            raise StageStoreError(f"{feature}: {exc}") from None
-        self.root = str(root).rstrip("/")
-        self.url = url
-
-    def _path(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
-
-    @contextlib.contextmanager
-    def _failing(self, doing: str, rel: str) -> Iterator[None]:
-        try:
-            yield
-        except (FileNotFoundError, FileExistsError):
-            raise
-        except Exception as exc:  # the drivers' own errors (botocore's, aiohttp's...)
-            where = f"{self.url.rstrip('/')}/{rel}"
-            raise StageStoreError(
-                f"stage store {where}: cannot {doing}: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    def read(self, rel: str) -> bytes | None:
-        with self._failing("read", rel):
-            try:
-                return bytes(self.fs.cat_file(self._path(rel)))
-            except FileNotFoundError:
-                return None
-
-    def put(self, rel: str, data: bytes) -> None:
-        with self._failing("write", rel):
-            self.fs.pipe_file(self._path(rel), data)
-
-    def create(self, rel: str, data: bytes) -> bool:
-        """Put ``rel`` only if absent; False when it exists (or another writer's value
-        replaced this one before it could be read back)."""
-        if self.exists(rel):
-            return False
-        with self._failing("write", rel):
-            try:
-                self.fs.pipe_file(self._path(rel), data, mode="create")
-            except FileExistsError:
-                return False
-        return self.read(rel) == data
-
-    def exists(self, rel: str) -> bool:
-        path = self._path(rel)
-        with self._failing("look up", rel):
-            self.fs.invalidate_cache(path)
-            return bool(self.fs.exists(path))
-
-    def move(self, rel: str, to: str) -> None:
-        """Copy, then delete: the copy is whole before the original goes."""
-        data = self.read(rel)
-        if data is not None:
-            self.put(to, data)
-            self.delete(rel)
-
-    def delete(self, rel: str) -> None:
-        path = self._path(rel)
-        with self._failing("delete", rel):
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.rm_file(path)
-            self.fs.invalidate_cache(path)
-
-    def list(self, prefix: str) -> list[str]:
-        with self._failing("list", prefix):
-            self.fs.invalidate_cache()
-            try:
-                found = self.fs.find(self._path(prefix))
-            except FileNotFoundError:
-                return []
-        start = len(self.root) + 1
-        return sorted(str(p)[start:] for p in found)
-
-
 def open_backend(url: str | None, *, state_dir: Path) -> Backend:
     """The store at ``url`` (a path, ``file://``, or any fsspec URL), or the state
     directory's ``stages/`` when ``url`` is empty.
@@ -264,7 +157,18 @@ def open_backend(url: str | None, *, state_dir: Path) -> Backend:
         return LocalBackend(Path(url[len("file://") :]))
     if "://" not in url:
         return LocalBackend(Path(url))
+    from pytest_rtgov.store.stage_remote import FsspecBackend
+
     return FsspecBackend(url)
+
+
+def __getattr__(name: str) -> Any:
+    """``FsspecBackend``, from :mod:`pytest_rtgov.store.stage_remote` (its own module)."""
+    if name == "FsspecBackend":
+        from pytest_rtgov.store.stage_remote import FsspecBackend
+
+        return FsspecBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def object_rel(digest: str) -> str:
@@ -279,7 +183,7 @@ def entry_rel(stage: str, key: str) -> str:
 class Lookup:
     """What :meth:`StageCache.lookup` found at a key."""
 
-    status: str  # "absent", "valid" or "refused"
+    status: str  # "absent", "valid", "refused" or "unavailable" (the store did not answer)
     reason: str = ""
     sealed: SealedStage | None = None
     objects: dict[str, bytes] = field(default_factory=dict)  # output name -> .npy bytes
@@ -338,11 +242,19 @@ class StageCache:
         return sealed, data, signed_by, trusted
 
     def lookup(self, stage: str, key: str, upstream: Mapping[str, Upstream]) -> Lookup:
+        try:
+            return self._lookup(stage, key, upstream)
+        except StageStoreError as exc:  # the store did not answer: no entry, no refusal
+            return Lookup("unavailable", reason=str(exc))
+
+    def _lookup(self, stage: str, key: str, upstream: Mapping[str, Upstream]) -> Lookup:
         rel = entry_rel(stage, key)
         if not self.backend.exists(rel):
             return Lookup("absent")
         try:
             sealed, data, signed_by, trusted = self.read_entry(rel)
+        except StageStoreError:
+            raise
         except RtgovError as exc:
             return Lookup("refused", reason=str(exc))
         digest = hashlib.sha256(data).hexdigest()
