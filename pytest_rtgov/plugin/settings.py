@@ -265,7 +265,7 @@ def _check_stage_store(config: pytest.Config, state_dir: Path) -> None:
     try:
         open_backend(str(config.getoption("rtgov_stage_store", None) or ""), state_dir=state_dir)
     except RtgovError as exc:
-        raise pytest.UsageError(f"pytest-rtgov: {exc}") from None
+        raise pytest.UsageError(f"pytest-rtgov: --rtgov-stage-store: {exc}") from None
 
 
 def _check_state_dir(state_dir: Path) -> None:

@@ -39,7 +39,7 @@ class FsspecBackend:
     def __init__(self, url: str, **options: Any) -> None:
         from pytest_rtgov.extras import require
 
-        feature = f"--rtgov-stage-store {url}"
+        feature = f"the stage store {url}"
         require("fsspec", extra="remote", feature=feature)
         protocol = url.split("://", 1)[0]
         if protocol in ("s3", "s3a"):

@@ -335,7 +335,7 @@ def test_an_s3_store_without_the_remote_extra_is_a_usage_error(pytester, monkeyp
     result = pytester.runpytest("--rtgov", "--rtgov-stage-store", f"s3://{BUCKET}/x")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
-    assert f"--rtgov-stage-store s3://{BUCKET}/x needs s3fs" in err
+    assert f"--rtgov-stage-store: the stage store s3://{BUCKET}/x needs s3fs" in err
     assert "pip install 'pytest-rtgov[remote]'" in err
     assert "Traceback" not in err
     result.stdout.no_fnmatch_line("*1 passed*")  # before any test ran
