@@ -269,6 +269,39 @@ def test_two_sessions_storing_one_key_at_once_leave_one_whole_entry(
         assert cli(pytester, "--dir", state, "verify") == 0
 
 
+def test_ci_refuses_what_a_laptop_signed_with_its_local_key_into_the_bucket(
+    pytester, monkeypatch, s3, store
+):
+    pytester.makeini(f"[pytest]\nrtgov_stage_store = {store}\n")
+    pytester.makepyfile(conftest=CONFTEST, test_model=TEST_FILE)
+    session(pytester, "laptop", store).assert_outcomes(passed=1)  # its local key signs
+    assert cli(pytester, "keys", "generate", "ci.example/stages", "--out", "ci.key") == 0
+    trusted = next(
+        line
+        for line in (pytester.path / "rtgov.keyring").read_text().splitlines()
+        if line.startswith("ci.example/stages+")
+    )
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("RTGOV_TRUSTED_KEYS", trusted)
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(pytester.path / "ci.key"))
+    result = session(pytester, "ci", store)
+    result.assert_outcomes(passed=1)
+    assert result.ret == 7  # the evidence cannot be trusted
+    refused = events(pytester.path / "ci")
+    assert {name: e["outcome"] for name, e in refused.items()} == {
+        "prepare": "refused",
+        "train": "refused",
+    }
+    assert all("not signed by a key of the keyring" in e["reason"] for e in refused.values())
+    assert sum(n.startswith("refused/") for n in keys_in(s3, store)) == 2  # the evidence
+    again = session(pytester, "ci-again", store)  # CI's own entries, stored on refusal
+    assert again.ret == 0
+    assert {n: e["outcome"] for n, e in events(pytester.path / "ci-again").items()} == {
+        "prepare": "hit",
+        "train": "hit",
+    }
+
+
 def test_a_store_that_cannot_be_reached_is_a_miss_not_an_error(
     pytester, monkeypatch, request, s3
 ):
