@@ -192,6 +192,9 @@ def test_a_session_on_another_state_directory_hits_what_the_first_stored(
         capsys.readouterr()
         assert cli(pytester, "--dir", state, "verify") == 0
         assert "2 stage cache entries verified" in capsys.readouterr().out  # in the bucket
+    assert cli(pytester, "--dir", "runner-b", "stages", "list") == 0
+    listed = capsys.readouterr().out
+    assert all(first[name]["key"][:12] in listed for name in ("prepare", "train"))
 
 
 def test_a_tampered_object_in_the_bucket_is_refused_then_replaced(
