@@ -7,7 +7,8 @@ Exit codes (besides the CLI's 0, 2, 3, 4):
     13  a checkpoint is malformed, its signature fails, or it is untrusted or out of order
         (or the repository's keyring disagrees with $RTGOV_TRUSTED_KEYS/$RTGOV_KEYRING_SHA256)
     14  a consistency proof fails, or the trusted checkpoint is not a prefix of the log
-    15  a baseline or artifact file does not match its signature
+    15  a baseline or artifact file does not match its signature, or a stage cache entry's
+        signature, key, objects or chain does not check
     16  an inclusion proof does not verify
 
 The codes are ExitCode.LEDGER_FRAME ... PROOF; commands raise typed errors (a
