@@ -32,7 +32,8 @@ def _session(process_s: float, rss: int, stages: dict[str, tuple[str, float]] | 
     if stages is not None:
         session["stages"] = {
             name: {"outcome": outcome, "wall_ms": wall, "cpu_ms": wall / 2,
-                   "memory_probe": "tracemalloc" if name == "pretrain" else "rss"}
+                   "memory_probe": "tracemalloc" if name == "pretrain" else "rss",
+                   "gen2_gc": int(wall == 70.0), "gen2_gc_cpu_ms": 20.0 if wall == 70.0 else 0.0}
             for name, (outcome, wall) in stages.items()
         }  # fmt: skip
     return session
@@ -60,6 +61,9 @@ def test_summary_judges_each_hit_against_max_of_floor_and_hash_time():
     stages = summary["auto"]["stages"]
     assert stages["dataset"]["target_ms"] == 50.0 and stages["dataset"]["met"]
     assert stages["dataset"]["rounds_within"] == 2
+    assert stages["dataset"]["rounds_with_full_gc"] == 1  # the 70 ms round
+    assert stages["dataset"]["hit_cpu_ms_less_full_gc"]["median"] == 20.0  # 20, 22.5, 35 - 20
+    assert stages["dataset"]["hit_wall_ms_without_full_gc"]["median"] == 42.5
     assert stages["pretrain"]["target_ms"] == 120.0 and stages["pretrain"]["met"]
     assert not stages["finetune"]["met"]
     assert not summary["auto"]["all_hits_met"]
@@ -68,6 +72,7 @@ def test_summary_judges_each_hit_against_max_of_floor_and_hash_time():
     assert summary["plain"]["process_s"]["median"] == 8.0
     lines = bench.table({**_fake_result(hits), "summary": {"quiet": summary}})
     assert any("| finetune | 1.00 | 0.50 | 50 |" in line and "NO (1/3)" in line for line in lines)
+    assert any("| dataset |" in line and "| 1/3 | 20.0 |" in line for line in lines)
     assert any("pretrain (tracemalloc)" in line for line in lines)
 
 
