@@ -54,8 +54,8 @@ def _normal_form(node: ast.AST) -> str:
     """``ast.dump`` of ``node`` without docstrings and decorators.
 
     The fields are swapped on the tree itself and put back before returning, rather
-    than on a ``copy.deepcopy`` of it: the copy was 90% of a stage hit's key time
-    (benches/stages.py), many times more under tracemalloc. The trees are the parsed
+    than on a ``copy.deepcopy`` of it: the copy was most of a stage hit's key time
+    (docs/benchmarks.md, "Stage cache"), more under tracemalloc. The trees are the parsed
     files ``store/stage_code.py`` caches; nothing else reads them meanwhile (one thread).
     """
     swapped: list[tuple[ast.AST, str, object]] = []
