@@ -14,8 +14,10 @@ function's module globals, and followed when it leads to project code:
 Granularity: one digest per function or class (a class counts whole, methods and all).
 An edit to another function of the same module changes nothing. Not followed: code
 reached only through the attributes of a *value* (``model.step()`` where no name in the
-code is ``Model``), code run through ``getattr`` with a computed name, and anything
-outside the project (installed packages: their versions are in the key's environment).
+code is ``Model``), code run through ``getattr`` with a computed name, another stage
+(an argument named like an upstream stage: its outputs are in the key, not its code),
+and anything outside the project (installed packages: their versions are in the key's
+environment).
 
 Files are read from disk every time (:func:`code_digests`), never from ``linecache``: the
 same call after the stage's body tells whether its code moved while it ran.
@@ -116,6 +118,8 @@ class _Walker:
 
     def definition(self, obj: Any) -> None:
         """Digest a project function or class and follow the names it uses."""
+        if getattr(obj, "_rtgov_stage", None) is not None:
+            return  # another stage's fixture: it enters the key by its outputs, not its code
         obj = inspect.unwrap(obj) if callable(obj) else obj
         if id(obj) in self._seen:
             return

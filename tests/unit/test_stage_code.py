@@ -129,6 +129,20 @@ FILES = {
         def vendored(x):
             return x
         """,
+    "demo_pkg/chain.py": """
+        import numpy as np
+
+        from pytest_rtgov import stage
+
+
+        @stage
+        def upstream():
+            return {"x": np.zeros(2)}
+
+
+        def downstream(upstream):
+            return upstream["x"] + 1
+        """,
     "demo_pkg/stage.py": """
         import numpy as np
         from numpy import mean
@@ -244,3 +258,13 @@ def test_pytest_rtgov_itself_is_not_project_code() -> None:
     version, not its code, describes it)."""
     digests = code_digests([_uses_rtgov], root=REPO)
     assert list(digests) == ["tests/unit/test_stage_code.py::_uses_rtgov"]
+
+
+def test_an_upstream_stage_named_in_the_code_is_not_followed(project: Path) -> None:
+    """A stage's argument named like an upstream stage resolves, in its module's globals,
+    to that stage's fixture: the upstream enters the key through its outputs (early
+    cutoff), never through its code."""
+    module = importlib.import_module("demo_pkg.chain")
+    assert list(code_digests([module.downstream], root=project)) == [
+        "demo_pkg/chain.py::downstream"
+    ]
