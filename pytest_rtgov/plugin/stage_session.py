@@ -114,6 +114,7 @@ def run_cached(
 
     from pytest_rtgov.core.stages import StageDefinitionError
 
+    __tracebackhide__ = True  # a failing body's traceback is the user's code
     started = time.time()
     try:
         code = code_digests(functions, root=root)

@@ -117,6 +117,7 @@ def stage(
     values are part of its key."""
 
     def decorate(fn: Callable[..., Any]) -> Any:
+        __tracebackhide__ = True  # a bad declaration's traceback ends at the user's line
         stage_name = name or fn.__name__
         place = _place(fn)
         if not stage_name_ok(stage_name):
@@ -129,7 +130,10 @@ def stage(
             )
         declared = {"params": dict(params or {}), "seeds": dict(seeds or {})}
         for what, value in declared.items():
-            check_json_value(value, f"stage {stage_name!r} ({place}): {what}")
+            try:
+                check_json_value(value, f"stage {stage_name!r} ({place}): {what}")
+            except StageDefinitionError as exc:  # raised here: the user's line is the last
+                raise StageDefinitionError(str(exc)) from None
         variables = tuple(sorted(set(env)))
         for variable in variables:
             if not isinstance(variable, str) or not variable:
@@ -144,7 +148,12 @@ def stage(
 
         @functools.wraps(fn)
         def wrapper(request: Any, **kwargs: Any) -> Any:
-            return _run(spec, request, kwargs)
+            __tracebackhide__ = True  # a failing body's traceback is the user's code
+            try:
+                return _run(spec, request, kwargs)
+            except StageDefinitionError as exc:  # it names the stage and its place
+                message = str(exc)
+            pytest.fail(message, pytrace=False)  # outside the except: no chained exception
 
         wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [
@@ -152,7 +161,9 @@ def stage(
                 for arg in ["request", *fixture_args]
             ]
         )
-        del wrapper.__wrapped__  # pytest must see the signature above, not fn's
+        # pytest sees the signature above (inspect.signature stops at __signature__; pytest
+        # 8's get_real_func at its own fixture wrapper); __wrapped__ stays so its messages
+        # (a fixture cycle) show fn where the user wrote it.
         wrapper._rtgov_stage = spec  # type: ignore[attr-defined]
         return pytest.fixture(scope=scope, name=stage_name, autouse=autouse)(  # type: ignore[call-overload]
             wrapper
@@ -287,6 +298,7 @@ def _upstream_digests(result: StageResult) -> dict[str, str]:
 
 
 def _run(spec: _Spec, request: Any, kwargs: dict[str, Any]) -> StageResult:
+    __tracebackhide__ = True
     config = request.config
     registry = config.stash.setdefault(_REGISTRY, {})
     declared = canonical_json(spec.declared)
