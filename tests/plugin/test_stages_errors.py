@@ -128,6 +128,18 @@ def test_a_value_that_is_not_named_arrays_is_named_with_its_place(
     assert events(pytester.path)["good"]["outcome"] == "hit"
 
 
+def test_a_failing_body_shows_the_users_code_only(pytester: pytest.Pytester) -> None:
+    conftest = GOOD + '\n\n@stage\ndef bad(good):\n    return {"x": good["x"] / missing}\n'
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_a=GOOD_TEST + "\n\ndef test_bad(bad):\n    pass\n")
+    ret, text = run(pytester)
+    assert ret == pytest.ExitCode.TESTS_FAILED, text
+    assert "NameError: name 'missing' is not defined" in text, text
+    assert f"conftest.py:{line_of(conftest, '/ missing')}: NameError" in text, text
+    assert not INTERNAL_FRAME.search(text), text  # the body's frames, none of the plugin's
+    assert events(pytester.path)["good"]["outcome"] == "stored"
+
+
 # -- params that are not JSON: at collection ----------------------------------------------
 
 
