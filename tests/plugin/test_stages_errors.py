@@ -128,6 +128,21 @@ def test_a_value_that_is_not_named_arrays_is_named_with_its_place(
     assert events(pytester.path)["good"]["outcome"] == "hit"
 
 
+def test_under_xdist_a_bad_value_is_the_same_message(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    conftest = GOOD + "\n\n@stage\ndef bad(good):\n    return [good['x']]\n"
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_a=GOOD_TEST + "\n\ndef test_bad(bad):\n    pass\n")
+    result = pytester.runpytest_subprocess("--rtgov", "-n", "2", "-p", "no:randomly")
+    text = output(result)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, text
+    place = pytester.path / f"conftest.py:{line_of(conftest, 'def bad') - 1}"
+    assert f"stage 'bad' ({place}) returned a list, expected a mapping" in text, text
+    no_internal_traceback(text)
+    # one setup of good per worker that needs it; the first one stores it
+    assert ("good", "stored") in ledger_stage_outcomes(pytester.path)
+
+
 def test_a_failing_body_shows_the_users_code_only(pytester: pytest.Pytester) -> None:
     conftest = GOOD + '\n\n@stage\ndef bad(good):\n    return {"x": good["x"] / missing}\n'
     pytester.makeconftest(conftest)
