@@ -93,12 +93,18 @@ def _on_gc(phase, info):
 
 gc.callbacks.append(_on_gc)
 
+_SETUP = {}
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_fixture_setup(fixturedef, request):
+    # outermost: the whole setup, the stage's key and lookup before rtgov's region included
     _STACK.append(fixturedef.argname)
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         return (yield)
     finally:
+        _SETUP[fixturedef.argname] = [(time.perf_counter() - start) * 1e3,
+                                      (time.process_time() - cpu) * 1e3]
         _STACK.pop()
 
 @pytest.hookimpl(wrapper=True)
@@ -109,7 +115,8 @@ def pytest_runtestloop(session):
     finally:
         with open(os.environ["STAGE_BENCH_OUT"], "w") as fh:
             json.dump({"loop_s": time.perf_counter() - start,
-                       "loop_cpu_s": time.process_time() - cpu, "gen2": _GEN2}, fh)
+                       "loop_cpu_s": time.process_time() - cpu, "gen2": _GEN2,
+                       "setup": _SETUP}, fh)
 '''
 
 
@@ -174,6 +181,9 @@ def run_session(tree: Path, plugin_dir: Path, args: Sequence[str], state: Path) 
         for name, stage in result["stages"].items():
             count, ms = loop.get("gen2", {}).get(name, (0, 0.0))
             stage["gen2_gc"], stage["gen2_gc_cpu_ms"] = count, round(ms, 3)
+            wall, cpu = loop.get("setup", {}).get(name, (None, None))
+            if wall is not None:  # the whole setup: the key and lookup, then the region
+                stage["setup_wall_ms"], stage["setup_cpu_ms"] = round(wall, 3), round(cpu, 3)
     return result
 
 
@@ -414,18 +424,26 @@ def _stage_targets(
         if any(h["outcome"] != "hit" for h in hits):
             raise ValueError(f"a warm session did not hit {name}: {[h['outcome'] for h in hits]}")
         target = max(FLOOR_MS, HASH_FACTOR * hashes[name]["sha256_ms"])
-        walls = [h["wall_ms"] for h in hits]
+        # Judged on the whole setup where the bench timed it: since the key and the
+        # lookup run before rtgov's measured region opens, the region alone is only the
+        # load. Results from before that change have the region only.
+        whole = all("setup_wall_ms" in h for h in hits)
+        walls = [h["setup_wall_ms"] if whole else h["wall_ms"] for h in hits]
         median = statistics.median(walls)
         seen_gc = all("gen2_gc" in h for h in hits)  # results before the GC count lack it
-        clean = [h["wall_ms"] for h in hits if seen_gc and not h["gen2_gc"]]
+        clean = [w for w, h in zip(walls, hits, strict=True) if seen_gc and not h["gen2_gc"]]
         stages[name] = {
             "cold_wall_ms": _stat(c["stages"][name]["wall_ms"] for c in cold),
             "hit_wall_ms": _stat(walls),
-            "hit_cpu_ms": _stat(h["cpu_ms"] for h in hits),
+            "hit_judged_on": "whole setup" if whole else "rtgov's region",
+            "hit_region_wall_ms": _stat(h["wall_ms"] for h in hits),
+            "hit_cpu_ms": _stat(h["setup_cpu_ms"] if whole else h["cpu_ms"] for h in hits),
             # a full garbage collection scans the whole process's heap (pytest, numpy, every
             # module): it lands in whichever setup allocates when it falls due
             "rounds_with_full_gc": sum(h["gen2_gc"] > 0 for h in hits) if seen_gc else None,
-            "hit_cpu_ms_less_full_gc": _stat(h["cpu_ms"] - h["gen2_gc_cpu_ms"] for h in hits)
+            "hit_cpu_ms_less_full_gc": _stat(
+                (h["setup_cpu_ms"] if whole else h["cpu_ms"]) - h["gen2_gc_cpu_ms"] for h in hits
+            )
             if seen_gc
             else None,
             "hit_wall_ms_without_full_gc": _stat(clean) if seen_gc and clean else None,

@@ -153,12 +153,20 @@ class Capture:
         __tracebackhide__ = True  # a failing fixture's traceback is the user's code
         if fixturedef.argname in OWN_FIXTURES or _is_direct_param(fixturedef):
             return (yield)
+        # A @stage: its key is computed and looked up first, outside the region, which
+        # then measures the hit or the run alone; a hit is not judged, so the auto mode
+        # measures it with the cheap probe (plugin/stage_session.py).
+        hit = False
+        if hasattr(fixturedef.func, "_rtgov_stage"):
+            from pytest_rtgov.plugin.stage_session import prepare
+
+            hit = prepare(fixturedef, request, self.config)
         metrics: list[Metric] = []
         self._fixture_metrics.append(metrics)
         auto = self._auto
         if auto is not None:  # the fixture's own choice, then the test's again
-            test_precise, auto.precise_next = auto.precise_next, self._precise_fixtures.wants(
-                fixturedef.argname
+            test_precise, auto.precise_next = auto.precise_next, (
+                not hit and self._precise_fixtures.wants(fixturedef.argname)
             )
             region = self._meter.open()
             auto.precise_next = test_precise

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from pytest_rtgov.core.records import Metric
-from pytest_rtgov.core.stages import Upstream, output_differences, provenance_statement
+from pytest_rtgov.core.stages import KeyInputs, Upstream, output_differences, provenance_statement
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.plugin.settings import CAPTURE_KEY, SETTINGS_KEY
 from pytest_rtgov.plugin.stages import (
     _CACHE,
     StageResult,
@@ -27,11 +28,12 @@ from pytest_rtgov.plugin.stages import (
     _Spec,
     _upstream_digests,
     key_inputs,
+    stage_inputs,
 )
 from pytest_rtgov.store.stage_cache import Lookup, StageCache, array_bytes, load_array, open_backend
 from pytest_rtgov.store.stage_code import code_digests
 
-__all__ = ["run_cached"]
+__all__ = ["prepare", "run_cached"]
 
 
 def _iso(epoch: float) -> str:
@@ -99,9 +101,42 @@ def _moved(
     return None
 
 
+_PREPARED: pytest.StashKey[dict[int, tuple[dict[str, str], KeyInputs, str, Lookup, int]]] = (
+    pytest.StashKey()
+)
+
+
+def prepare(fixturedef: Any, request: Any, config: pytest.Config) -> bool:
+    """Compute a stage's key and look it up before its setup's measured region opens
+    (``plugin/capture.py``), so that the region of a hit measures the hit alone and no
+    precise memory probe runs for it (what a hit measures is not judged). True when the
+    entry verifies. Anything unusual returns False and leaves it to the stage itself,
+    which computes again and reports it."""
+    spec = getattr(fixturedef.func, "_rtgov_stage", None)
+    settings = config.stash.get(SETTINGS_KEY, None)
+    capture = config.stash.get(CAPTURE_KEY, None)
+    if spec is None or settings is None or capture is None or _rechecked(config, spec.name):
+        return False
+    start = time.perf_counter_ns()
+    try:
+        kwargs = {name: request.getfixturevalue(name) for name in spec.wanted if name != "request"}
+        upstream, functions = stage_inputs(spec, request, kwargs)
+        code = code_digests(functions, root=Path(config.rootpath))
+        inputs = key_inputs(spec, code=code, backend=capture.backend, upstream=upstream)
+        key = inputs.key()
+        ups = {name: Upstream(r.stage, r.key, r.outputs) for name, r in upstream.items()}
+        found = _cache(config, settings).lookup(spec.name, key, ups)
+    except Exception:  # the stage reports it, with its own message
+        return False
+    elapsed = time.perf_counter_ns() - start
+    config.stash.setdefault(_PREPARED, {})[id(request)] = (code, inputs, key, found, elapsed)
+    return found.status == "valid"
+
+
 def run_cached(
     spec: _Spec,
     *,
+    request: Any,
     call: dict[str, Any],
     upstream: Mapping[str, StageResult],
     functions: list[Any],
@@ -116,22 +151,32 @@ def run_cached(
 
     __tracebackhide__ = True  # a failing body's traceback is the user's code
     started = time.time()
-    try:
-        code = code_digests(functions, root=root)
-    except SyntaxError as exc:
-        raise StageDefinitionError(
-            f"stage {spec.name!r} ({spec.place}): its code does not parse: {exc}"
-        ) from exc
-    inputs = key_inputs(spec, code=code, backend=capture.backend, upstream=upstream)
-    key = inputs.key()
+    prepared = config.stash.get(_PREPARED, {}).pop(id(request), None)
+    if prepared is not None:  # computed just before this setup's region opened
+        code, inputs, key, found, key_ns = prepared
+    else:
+        start = time.perf_counter_ns()
+        try:
+            code = code_digests(functions, root=root)
+        except SyntaxError as exc:
+            raise StageDefinitionError(
+                f"stage {spec.name!r} ({spec.place}): its code does not parse: {exc}"
+            ) from exc
+        inputs = key_inputs(spec, code=code, backend=capture.backend, upstream=upstream)
+        key = inputs.key()
+        key_ns = time.perf_counter_ns() - start
     ups = {name: Upstream(r.stage, r.key, r.outputs) for name, r in upstream.items()}
     event: dict[str, Any] = {
         "stage": spec.name,
         "key": key,
+        # computing the key (and, before the measured region, verifying the entry)
+        "key_ns": key_ns,
         "upstream": sorted(r.stage for r in upstream.values()),
     }
     cache = _cache(config, settings)
     recheck = _rechecked(config, spec.name)
+    if prepared is not None and found.status == "valid" and not recheck:
+        return _hit(spec, found, key, event, capture)  # verified, its bytes in memory
     with cache.lock(key):
         found = cache.lookup(spec.name, key, ups)
         if found.status == "valid" and not recheck:

@@ -323,13 +323,10 @@ def _run(spec: _Spec, request: Any, kwargs: dict[str, Any]) -> StageResult:
         return StageResult(spec.name, arrays, metadata, reason="rtgov is off")
     from pytest_rtgov.plugin.stage_session import run_cached
 
-    # by the marker, not isinstance: a conftest re-imported in one process (pytester,
-    # reloads) may hold another copy of this module's StageResult
-    upstream = {n: v for n, v in kwargs.items() if getattr(v, "_rtgov_stage_result", False)}
-    plain = [name for name in spec.wanted if name not in upstream and name != "request"]
-    functions = [spec.function, *_fixture_functions(request, plain)]
+    upstream, functions = stage_inputs(spec, request, kwargs)
     return run_cached(
         spec,
+        request=request,
         call=call,
         upstream=upstream,
         functions=functions,
@@ -338,6 +335,17 @@ def _run(spec: _Spec, request: Any, kwargs: dict[str, Any]) -> StageResult:
         capture=capture,
         config=config,
     )
+
+
+def stage_inputs(
+    spec: _Spec, request: Any, kwargs: Mapping[str, Any]
+) -> tuple[dict[str, StageResult], list[Any]]:
+    """The upstream stages among the arguments, and the functions whose code is the stage's."""
+    # by the marker, not isinstance: a conftest re-imported in one process (pytester,
+    # reloads) may hold another copy of this module's StageResult
+    upstream = {n: v for n, v in kwargs.items() if getattr(v, "_rtgov_stage_result", False)}
+    plain = [name for name in spec.wanted if name not in upstream and name != "request"]
+    return upstream, [spec.function, *_fixture_functions(request, plain)]
 
 
 def key_inputs(
