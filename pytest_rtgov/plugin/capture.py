@@ -10,6 +10,7 @@ to the controller (``plugin/transport.py``).
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,15 @@ class Capture:
         return NullProgress()
 
     # -- measuring hooks --------------------------------------------------------------
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # Where the collected code declares @stage fixtures (their module was imported),
+        # the stage machinery is imported and the keys loaded now, once per process:
+        # session costs, not the first stage's (plugin/stage_session.py).
+        if "pytest_rtgov.plugin.stages" in sys.modules:
+            from pytest_rtgov.plugin.stage_session import warm_up
+
+            warm_up(self.config)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

@@ -22,6 +22,7 @@ from pytest_rtgov.plugin.settings import CAPTURE_KEY, SETTINGS_KEY
 from pytest_rtgov.plugin.stages import (
     _CACHE,
     StageResult,
+    _blas,
     _check_value,
     _host,
     _is_cupy,
@@ -33,7 +34,7 @@ from pytest_rtgov.plugin.stages import (
 from pytest_rtgov.store.stage_cache import Lookup, StageCache, array_bytes, load_array, open_backend
 from pytest_rtgov.store.stage_code import code_digests
 
-__all__ = ["prepare", "run_cached"]
+__all__ = ["prepare", "run_cached", "warm_up"]
 
 
 def _iso(epoch: float) -> str:
@@ -104,6 +105,20 @@ def _moved(
 _PREPARED: pytest.StashKey[dict[int, tuple[dict[str, str], KeyInputs, str, Lookup, int]]] = (
     pytest.StashKey()
 )
+
+
+def warm_up(config: pytest.Config) -> None:
+    """Open the stage cache before the first test (keys loaded, store opened, the BLAS
+    read): the first stage then costs what every later one does. A failure here is left
+    for the first stage to report."""
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return
+    try:
+        _cache(config, settings)
+        _blas()
+    except Exception:  # reported by the stage that needs it, with its own message
+        return
 
 
 def prepare(fixturedef: Any, request: Any, config: pytest.Config) -> bool:
