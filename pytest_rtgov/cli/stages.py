@@ -17,6 +17,9 @@ nondeterminism finding (``recheck``); 7 an entry refused where signatures are re
 from __future__ import annotations
 
 import argparse
+import base64
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -299,6 +302,20 @@ def _size(backend: Any, rel: str) -> int:
         return 0
 
 
+_HEX64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+def _named_loosely(data: bytes) -> set[str] | None:
+    """Every 64-hex digest anywhere in an entry this rtgov cannot parse (its envelope and
+    its decoded DSSE payload), so gc keeps the objects it may name; None where ``data``
+    is not even an envelope with a base64 payload."""
+    try:
+        payload = base64.b64decode(json.loads(data)["payload"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return {match.decode() for match in _HEX64.findall(data + b"\n" + payload)}
+
+
 def _gc(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.runs import RunStore
     from pytest_rtgov.store.verify.stages import read_unverified
@@ -313,17 +330,23 @@ def _gc(args: argparse.Namespace) -> int:
             used |= {(str(s.stage.get("stage")), str(s.stage.get("key")))
                      for s in fixture.setups if s.stage}  # fmt: skip
     by_stage: dict[str, list[tuple[str, str, str, Any]]] = {}
-    unreadable = []
+    unreadable: list[str] = []
+    named: set[str] = set()
+    opaque = False
     for stage, key, rel in cache.entries():
-        sealed = read_unverified(backend.read(rel) or b"")
-        if sealed is None:
+        data = backend.read(rel) or b""
+        sealed = read_unverified(data)
+        if sealed is None:  # a newer rtgov's, or damaged: the objects it names stay
             unreadable.append(rel)
+            loose = _named_loosely(data)
+            opaque = opaque or loose is None
+            named |= loose or set()
             continue
         by_stage.setdefault(stage, []).append((sealed.finished_on, key, rel, sealed))
-    named = set()
     for rel in backend.list("refused"):  # evidence: what a refused entry names stays too
-        sealed = read_unverified(backend.read(rel) or b"")
-        named |= set(sealed.outputs.values()) if sealed is not None else set()
+        data = backend.read(rel) or b""
+        sealed = read_unverified(data)
+        named |= set(sealed.outputs.values()) if sealed else _named_loosely(data) or set()
     removed, kept = [], 0
     for stage, found in sorted(by_stage.items()):
         found.sort(reverse=True)
@@ -333,7 +356,7 @@ def _gc(args: argparse.Namespace) -> int:
                 named |= set(sealed.outputs.values())
             else:
                 removed.append((stage, key, rel, created))
-    objects = [rel for rel in backend.list("objects")
+    objects = [] if opaque else [rel for rel in backend.list("objects")
                if rel.endswith(".npy") and rel.rsplit("/", 1)[-1][:-4] not in named]  # fmt: skip
     freed = sum(_size(backend, rel) for rel in objects)
     verb = "would remove" if args.dry_run else "removed"
@@ -346,7 +369,11 @@ def _gc(args: argparse.Namespace) -> int:
         if not args.dry_run:
             backend.delete(rel)
     for rel in unreadable:
-        print(f"left alone {rel}: not a readable stage entry (rtgov verify says why)")
+        print(f"left alone {rel}: not a readable stage entry (rtgov verify says why); "
+              "the objects it names are kept")  # fmt: skip
+    if opaque:
+        print("no object removed: an entry above is not even a DSSE envelope, so what it "
+              "names is unknown; remove it (or restore it) and run gc again")  # fmt: skip
     print(f"rtgov stages gc{' --dry-run' if args.dry_run else ''}: {verb} {len(removed)} "
           f"entr{'y' if len(removed) == 1 else 'ies'} and {len(objects)} object(s), "
           f"{format_bytes(freed)}; kept {kept} (keep {args.keep} per stage, and the "

@@ -355,3 +355,59 @@ def test_a_refused_entry_is_repaired_so_the_next_session_hits(pytester):
         _flip_byte(obj)
     assert _session(pytester) == {"prepare": "refused", "train": "refused"}
     assert _session(pytester) == {"prepare": "hit", "train": "hit"}
+
+
+def _from_a_newer_rtgov(entry: Path) -> None:
+    """Rewrite ``entry`` as an rtgov release this one cannot parse would seal it."""
+    import base64
+
+    envelope = json.loads(entry.read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    build = statement["predicate"]["buildDefinition"]
+    build["buildType"] = build["buildType"] + "/v9"
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    entry.write_text(json.dumps(envelope))
+
+
+def _unused_train_key(pytester: pytest.Pytester) -> str:
+    """The train entry the latest session did not use."""
+    latest = (pytester.path / ".rtgov" / "latest").read_text().strip()
+    record = json.loads((pytester.path / ".rtgov" / "runs" / f"{latest}.json").read_text())
+    used = {
+        s["stage"]["key"] for f in record["fixtures"] for s in f["setups"]
+        if s.get("stage", {}).get("stage") == "train"
+    }  # fmt: skip
+    store = pytester.path / ".rtgov" / "stages"
+    (unused,) = {p.name[:64] for p in _entries(store, "train")} - used
+    return unused
+
+
+def test_gc_keeps_the_objects_an_unreadable_entry_names(pytester, capsys):
+    """An entry from a newer rtgov in a shared bucket is left alone, and so are the
+    objects its JSON names: gc keeps every 64-hex digest found in it."""
+    for scale in (2.0, 3.0):
+        _project(pytester, scale)
+        _session(pytester)
+    store = pytester.path / ".rtgov" / "stages"
+    older = _unused_train_key(pytester)
+    _from_a_newer_rtgov(store / "entries" / "train" / f"{older}.dsse.json")
+    assert len(_objects(store)) == 3
+    assert cli(pytester, "stages", "gc", "--keep", "0") == 0
+    out = capsys.readouterr().out
+    assert f"left alone entries/train/{older}.dsse.json" in out
+    assert "removed object" not in out and len(_objects(store)) == 3
+    assert len(_entries(store, "train")) == 2
+
+
+def test_gc_removes_no_object_while_an_entry_cannot_be_read_at_all(pytester, capsys):
+    for scale in (2.0, 3.0):
+        _project(pytester, scale)
+        _session(pytester)
+    store = pytester.path / ".rtgov" / "stages"
+    older = _unused_train_key(pytester)
+    entry = store / "entries" / "train" / f"{older}.dsse.json"
+    entry.write_bytes(entry.read_bytes()[:200])  # half-written: not even JSON
+    assert cli(pytester, "stages", "gc", "--keep", "0") == 0
+    out = capsys.readouterr().out
+    assert "removed object" not in out and "no object removed" in out
+    assert len(_objects(store)) == 3
