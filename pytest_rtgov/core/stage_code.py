@@ -4,10 +4,12 @@ Pure: it reads source text handed to it. ``store/stage_code.py`` finds the files
 follows the names to the objects they resolve to.
 
 The normal form is the abstract syntax tree without positions (``ast.dump`` without
-attributes), with every docstring and every decorator dropped: comments, blank lines,
-indentation, line wrapping and docstrings do not change a digest; any change to a
-statement, a name or a constant does. Decorators are dropped because a stage's own
-decorator carries its params and seeds, which its key covers separately.
+attributes), with every docstring and a stage's own decorator dropped: comments, blank
+lines, indentation, line wrapping and docstrings do not change a digest; any change to a
+statement, a name, a constant or another decorator (``@functools.lru_cache``,
+``@numba.jit(fastmath=True)``) does. A stage's decorator (an expression whose callee is
+named ``stage``: ``@stage``, ``@stage(...)``, ``@pytest_rtgov.stage(...)``) carries its
+params and seeds, which its key covers separately; it is left out of the names too.
 
 >>> a = "def f(x):\\n    # double it\\n    return 2 * x\\n"
 >>> b = "def f(x):\\n    '''Twice x.'''\\n    return 2*x\\n"
@@ -22,7 +24,13 @@ from __future__ import annotations
 import ast
 import hashlib
 
-__all__ = ["find_definition", "module_tree", "node_digest", "referenced_names"]
+__all__ = [
+    "find_definition",
+    "is_stage_decorator",
+    "module_tree",
+    "node_digest",
+    "referenced_names",
+]
 
 _Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 _BODIES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)  # docstrings
@@ -50,8 +58,16 @@ def find_definition(source: str | ast.Module, qualname: str) -> _Definition | No
     return node
 
 
+def is_stage_decorator(expr: ast.expr) -> bool:
+    """``@stage``, ``@stage(...)``, ``@anything.stage(...)``: a stage's own decorator."""
+    callee = expr.func if isinstance(expr, ast.Call) else expr
+    if isinstance(callee, ast.Attribute):
+        return callee.attr == "stage"
+    return isinstance(callee, ast.Name) and callee.id == "stage"
+
+
 def _normal_form(node: ast.AST) -> str:
-    """``ast.dump`` of ``node`` without docstrings and decorators.
+    """``ast.dump`` of ``node`` without docstrings and stage decorators.
 
     The fields are swapped on the tree itself and put back before returning, rather
     than on a ``copy.deepcopy`` of it: the copy was most of a stage hit's key time
@@ -61,9 +77,13 @@ def _normal_form(node: ast.AST) -> str:
     swapped: list[tuple[ast.AST, str, object]] = []
     try:
         for inner in ast.walk(node):
-            if isinstance(inner, _Definition):
+            if isinstance(inner, _Definition) and any(
+                is_stage_decorator(d) for d in inner.decorator_list
+            ):
                 swapped.append((inner, "decorator_list", inner.decorator_list))
-                inner.decorator_list = []
+                inner.decorator_list = [
+                    d for d in inner.decorator_list if not is_stage_decorator(d)
+                ]
             if isinstance(inner, _BODIES):
                 body = inner.body
                 if (
@@ -93,6 +113,10 @@ def referenced_names(node: ast.AST) -> set[tuple[str, ...]]:
     names: set[tuple[str, ...]] = set()
     inner: set[int] = set()
     for sub in ast.walk(node):
+        if isinstance(sub, _Definition):  # a stage's decorator: keyed as params and seeds
+            for decorator in sub.decorator_list:
+                if is_stage_decorator(decorator):
+                    inner |= {id(n) for n in ast.walk(decorator)}
         if isinstance(sub, ast.Attribute) and id(sub) not in inner:
             chain: list[str] = []
             current: ast.expr = sub

@@ -5,8 +5,9 @@ every name the code uses is resolved the way Python resolves it at run time, thr
 function's module globals, and followed when it leads to project code:
 
 - a function or a class defined in a project file: its own definition is digested
-  (``core/stage_code.py``'s normal form: comments, whitespace, docstrings and decorators
-  do not count) and the names *it* uses are followed in turn;
+  (``core/stage_code.py``'s normal form: comments, whitespace, docstrings and a stage's
+  own decorator do not count; other decorators do) and the names *it* uses are followed
+  in turn;
 - a module: only the attributes the code names on it (``helpers.scale``) are followed;
 - a constant of a project module (numbers, strings, tuples, lists and dicts of those,
   numpy arrays): its value is digested (``conftest.py::EPOCHS``).

@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from pytest_rtgov.core.canonical import canonical_json
-from pytest_rtgov.core.stage_code import find_definition, node_digest
+from pytest_rtgov.core.stage_code import find_definition, node_digest, referenced_names
 from pytest_rtgov.store.stage_code import code_digests
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,12 +52,15 @@ def digest(source: str, name: str = "train") -> str:
         # the docstring changed or removed
         ORIGINAL.replace('"""Fit a line."""', '"""Fit a line to x, three steps of gradient."""'),
         ORIGINAL.replace('    """Fit a line."""\n', ""),
-        # a decorator added
-        ORIGINAL.replace("def train", "@cached\ndef train"),
+        # a stage's own decorator (its params and seeds are keyed separately), any spelling
+        ORIGINAL.replace("def train", "@stage(params={'lr': 0.5})\ndef train"),
+        ORIGINAL.replace("def train", "@pytest_rtgov.stage(seeds={'a': 1})\ndef train"),
+        ORIGINAL.replace("def train", "@stage\ndef train"),
         # another function of the module
         ORIGINAL.replace("lru_cache(fn)", "lru_cache(maxsize=None)(fn)"),
     ],
-    ids=["comments", "wrapping", "indent", "docstring", "no-docstring", "decorator", "other"],
+    ids=["comments", "wrapping", "indent", "docstring", "no-docstring", "stage-decorator",
+         "dotted-stage-decorator", "bare-stage-decorator", "other"],
 )
 def test_layout_does_not_change_the_digest(source: str) -> None:
     assert digest(source) == digest(ORIGINAL)
@@ -72,11 +75,28 @@ def test_layout_does_not_change_the_digest(source: str) -> None:
         ORIGINAL.replace("w - lr * (w - x)", "w + lr * (x - w)"),  # same value, other code
         ORIGINAL.replace("    return w", "    w = w * 1\n    return w"),  # a statement
         ORIGINAL.replace("(x, lr=0.1)", "(x, lr=0.1, *, steps=3)"),  # the signature
+        # any other decorator counts: it changes what the function does
+        ORIGINAL.replace("def train", "@cached\ndef train"),
+        ORIGINAL.replace("def train", "@functools.lru_cache(maxsize=8)\ndef train"),
+        ORIGINAL.replace("def train", "@numba.jit(fastmath=True)\ndef train"),
     ],
-    ids=["constant", "default", "range", "expression", "statement", "signature"],
+    ids=["constant", "default", "range", "expression", "statement", "signature",
+         "decorator", "lru-cache", "jit"],
 )
 def test_code_changes_change_the_digest(source: str) -> None:
     assert digest(source) != digest(ORIGINAL)
+
+
+def test_a_decorator_argument_counts() -> None:
+    jit = ORIGINAL.replace("def train", "@numba.jit(fastmath=True)\ndef train")
+    assert digest(jit) != digest(jit.replace("fastmath=True", "fastmath=False"))
+    staged = ORIGINAL.replace("def train", "@stage(params={'lr': 0.5})\n@cached\ndef train")
+    assert digest(staged) == digest(ORIGINAL.replace("def train", "@cached\ndef train"))
+
+
+def test_a_stage_decorator_names_nothing_other_decorators_do() -> None:
+    source = "@stage(params={'lr': LR})\n@functools.cache\ndef f(x):\n    return x\n"
+    assert referenced_names(find_definition(source, "f")) == {("functools", "cache"), ("x",)}
 
 
 def test_an_absent_definition_has_its_own_digest() -> None:
