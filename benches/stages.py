@@ -238,7 +238,12 @@ def key_child(events_path: Path, repeats: int) -> dict[str, Any]:
     sys.path.insert(0, str(Path.cwd()))  # the export's root, as pytest's pythonpath = ["."]
     import tests.workload.conftest as workload
     from pytest_rtgov import plugin
-    from pytest_rtgov.plugin.stages import StageResult, key_inputs
+    from pytest_rtgov.plugin.stages import StageResult
+
+    try:
+        from pytest_rtgov.plugin.stage_key import key_inputs
+    except ImportError:  # commits before key_inputs moved to stage_key.py
+        from pytest_rtgov.plugin.stages import key_inputs  # type: ignore[attr-defined,no-redef]
     from pytest_rtgov.store.stage_code import code_digests
 
     recorded = json.loads(events_path.read_text())

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pytest_rtgov.core.canonical import canonical_json
+from pytest_rtgov.core.stage_findings import output_differences, session_problems
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [
@@ -123,10 +124,14 @@ class KeyInputs:
     seeds: Mapping[str, Any]
     environment: Mapping[str, str]
     upstream: tuple[Upstream, ...] = field(default=())
+    # the param of each parametrized plain fixture the stage reaches (its repr)
+    fixture_params: Mapping[str, str] = field(default_factory=dict)
 
     def key_document(self) -> dict[str, Any]:
         """What is hashed: upstream stages by name and outputs only (early cutoff)."""
+        extra = {"fixture_params": dict(sorted(self.fixture_params.items()))}
         return {
+            **(extra if self.fixture_params else {}),
             "format": KEY_FORMAT,
             "stage": self.stage,
             "code": dict(sorted(self.code.items())),
@@ -197,6 +202,11 @@ def provenance_statement(
                 "stage": inputs.stage,
                 "params": dict(inputs.params),
                 "seeds": dict(inputs.seeds),
+                **(
+                    {"fixtureParams": dict(sorted(inputs.fixture_params.items()))}
+                    if inputs.fixture_params
+                    else {}
+                ),
             },
             "internalParameters": {
                 "key": key,
@@ -236,6 +246,7 @@ class SealedStage:
     metrics: tuple[dict[str, Any], ...]
     invocation: str
     finished_on: str
+    fixture_params: dict[str, str] = field(default_factory=dict)
 
     def key_inputs(self) -> KeyInputs:
         return KeyInputs(
@@ -245,6 +256,7 @@ class SealedStage:
             seeds=self.seeds,
             environment=self.environment,
             upstream=tuple(self.upstream.values()),
+            fixture_params=self.fixture_params,
         )
 
 
@@ -270,14 +282,19 @@ def parse_sealed_stage(statement: Mapping[str, Any]) -> SealedStage:
     outputs: dict[str, str] = {}
     for subject in _get(statement, "subject", list, "statement"):
         name = subject.get("name", "") if isinstance(subject, Mapping) else ""
-        if not name.startswith(prefix):
+        if not isinstance(name, str) or not name.startswith(prefix):
             raise StageEntryError(f"subject {name!r} is not an output of stage {stage!r}")
-        outputs[name[len(prefix) :]] = subject["digest"]["sha256"]
+        digest = _get(_get(subject, "digest", dict, f"subject {name}"), "sha256", str, name)
+        if not _HEX64.match(digest):
+            raise StageEntryError(f"subject {name}: sha256 {digest!r}, expected 64 hex digits")
+        outputs[name[len(prefix) :]] = digest
     code: dict[str, str] = {}
     upstream: dict[str, dict[str, Any]] = {}
     for dep in _get(build, "resolvedDependencies", list, "buildDefinition"):
         name = _get(dep, "name", str, "resolvedDependencies[]")
         digest = _get(_get(dep, "digest", dict, name), "sha256", str, name)
+        if not _HEX64.match(digest):
+            raise StageEntryError(f"{name}: sha256 {digest!r}, expected 64 hex digits")
         if name.startswith("code:"):
             code[name[5:]] = digest
         elif name.startswith("stage:"):
@@ -322,14 +339,18 @@ def parse_sealed_stage(statement: Mapping[str, Any]) -> SealedStage:
         metrics=tuple(metrics),
         invocation=str(run.get("invocationId", "")),
         finished_on=str(run.get("finishedOn", "")),
+        fixture_params={
+            str(k): str(v) for k, v in dict(external.get("fixtureParams") or {}).items()
+        },
     )
 
 
 def chain_problem(sealed: SealedStage, key: str, upstream: Mapping[str, Upstream]) -> str | None:
     """Why ``sealed`` may not serve a stage whose key is ``key`` and whose inputs are
     ``upstream`` (by stage name), or None: the key must match, and the entry's inputs must
-    be exactly the upstream outputs in use now (in-toto's MATCH rule), with the upstream
-    keys they were sealed under."""
+    be exactly the upstream outputs in use now (in-toto's MATCH rule). The upstream keys
+    sealed beside them are provenance, not compared: a re-executed upstream with identical
+    outputs has a new key and the same bytes (early cutoff)."""
     if sealed.key != key:
         return f"the entry seals key {sealed.key[:12]}, not {key[:12]}"
     recomputed = sealed.key_inputs().key()
@@ -352,45 +373,5 @@ def chain_problem(sealed: SealedStage, key: str, upstream: Mapping[str, Upstream
     return None
 
 
-def output_differences(cached: Mapping[str, str], fresh: Mapping[str, str]) -> list[str]:
-    """``"NAME: sha256:<cached> vs sha256:<fresh>"`` for each output that differs.
-
-    >>> output_differences({"w": "a" * 64}, {"w": "b" * 64})[0][:22]
-    'w: sha256:aaaaaaaaaaaa'
-    """
-    return [
-        f"{name}: sha256:{cached.get(name, '-')[:12]} vs sha256:{fresh.get(name, '-')[:12]}"
-        for name in sorted(set(cached) | set(fresh))
-        if cached.get(name) != fresh.get(name)
-    ]
-
-
 def stage_name_ok(name: str) -> bool:
     return bool(_NAME.match(name))
-
-
-def session_problems(fixtures: Any, *, exit_status: int) -> tuple[int, list[str]]:
-    """The exit status a session's stages call for, and the lines that say why.
-
-    ``fixtures``: the run record's fixture entries. An entry refused where signatures are
-    required (``fatal``) makes it 7: the evidence cannot be trusted. A nondeterminism
-    finding makes a passing session 6, as a breached gate does.
-    """
-    lines: list[str] = []
-    status = exit_status
-    for entry in fixtures:
-        for setup in entry.setups:
-            event = setup.stage
-            if not event:
-                continue
-            if event.get("fatal"):
-                lines.append(
-                    f"stage {event.get('stage')}: cache entry refused where signatures are "
-                    f"required: {event.get('reason')}"
-                )
-                status = 7
-            if event.get("finding"):
-                lines.append(f"stage {event.get('stage')}: {event['finding']}")
-                if status == 0:
-                    status = 6
-    return status, lines

@@ -167,7 +167,8 @@ class Capture:
         # then measures the hit or the run alone; a hit is not judged, so the auto mode
         # measures it with the cheap probe (plugin/stage_session.py).
         hit = False
-        if hasattr(fixturedef.func, "_rtgov_stage"):
+        is_stage = hasattr(fixturedef.func, "_rtgov_stage")
+        if is_stage:
             from pytest_rtgov.plugin.stage_session import prepare
 
             hit = prepare(fixturedef, request, self.config)
@@ -194,6 +195,10 @@ class Capture:
         finally:
             sample = self._meter.close(region, completed=completed)
             self._fixture_metrics.pop()
+            if is_stage:
+                from pytest_rtgov.plugin.stage_session import discard
+
+                discard(request, self.config)
             # Node ids and names are escaped here, before xdist sends them: lone
             # surrogates cannot cross its wire nor be written (core.records.escape_text).
             item = self._item

@@ -7,9 +7,10 @@ adds it), and from there into the run record and one ``stage`` ledger leaf
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +20,20 @@ from pytest_rtgov.core.records import Metric
 from pytest_rtgov.core.stages import KeyInputs, Upstream, output_differences, provenance_statement
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.plugin.settings import CAPTURE_KEY, SETTINGS_KEY
+from pytest_rtgov.plugin.stage_key import _blas, key_inputs, stage_inputs
 from pytest_rtgov.plugin.stages import (
     _CACHE,
     StageResult,
-    _blas,
     _check_value,
     _host,
     _is_cupy,
     _Spec,
     _upstream_digests,
-    key_inputs,
-    stage_inputs,
 )
 from pytest_rtgov.store.stage_cache import Lookup, StageCache, array_bytes, load_array, open_backend
 from pytest_rtgov.store.stage_code import code_digests
 
-__all__ = ["prepare", "run_cached", "warm_up"]
+__all__ = ["discard", "prepare", "run_cached", "warm_up"]
 
 
 def _iso(epoch: float) -> str:
@@ -102,9 +101,11 @@ def _moved(
     return None
 
 
-_PREPARED: pytest.StashKey[dict[int, tuple[dict[str, str], KeyInputs, str, Lookup, int]]] = (
-    pytest.StashKey()
-)
+# by id(request): what prepare() found, for the stage it names; taken by run_cached, and
+# discarded when the setup ends whatever happened (an id is reused once freed)
+_PREPARED: pytest.StashKey[
+    dict[int, tuple[str, dict[str, str], KeyInputs, str, Lookup, int]]
+] = pytest.StashKey()
 
 
 def warm_up(config: pytest.Config) -> None:
@@ -135,17 +136,25 @@ def prepare(fixturedef: Any, request: Any, config: pytest.Config) -> bool:
     start = time.perf_counter_ns()
     try:
         kwargs = {name: request.getfixturevalue(name) for name in spec.wanted if name != "request"}
-        upstream, functions = stage_inputs(spec, request, kwargs)
+        upstream, functions, params = stage_inputs(spec, request, kwargs)
         code = code_digests(functions, root=Path(config.rootpath))
-        inputs = key_inputs(spec, code=code, backend=capture.backend, upstream=upstream)
+        inputs = key_inputs(
+            spec, code=code, backend=capture.backend, upstream=upstream, fixture_params=params
+        )
         key = inputs.key()
         ups = {name: Upstream(r.stage, r.key, r.outputs) for name, r in upstream.items()}
         found = _cache(config, settings).lookup(spec.name, key, ups)
     except Exception:  # the stage reports it, with its own message
         return False
     elapsed = time.perf_counter_ns() - start
-    config.stash.setdefault(_PREPARED, {})[id(request)] = (code, inputs, key, found, elapsed)
+    prepared = (spec.name, code, inputs, key, found, elapsed)
+    config.stash.setdefault(_PREPARED, {})[id(request)] = prepared
     return found.status == "valid"
+
+
+def discard(request: Any, config: pytest.Config) -> None:
+    """Forget what :func:`prepare` found for this setup (called when the setup ends)."""
+    config.stash.get(_PREPARED, {}).pop(id(request), None)
 
 
 def run_cached(
@@ -155,6 +164,7 @@ def run_cached(
     call: dict[str, Any],
     upstream: Mapping[str, StageResult],
     functions: list[Any],
+    fixture_params: Mapping[str, str],
     root: Path,
     settings: Any,
     capture: Any,
@@ -167,8 +177,10 @@ def run_cached(
     __tracebackhide__ = True  # a failing body's traceback is the user's code
     started = time.time()
     prepared = config.stash.get(_PREPARED, {}).pop(id(request), None)
+    if prepared is not None and prepared[0] != spec.name:
+        prepared = None  # another setup's: never served to this stage
     if prepared is not None:  # computed just before this setup's region opened
-        code, inputs, key, found, key_ns = prepared
+        _, code, inputs, key, found, key_ns = prepared
     else:
         start = time.perf_counter_ns()
         try:
@@ -177,7 +189,13 @@ def run_cached(
             raise StageDefinitionError(
                 f"stage {spec.name!r} ({spec.place}): its code does not parse: {exc}"
             ) from exc
-        inputs = key_inputs(spec, code=code, backend=capture.backend, upstream=upstream)
+        inputs = key_inputs(
+            spec,
+            code=code,
+            backend=capture.backend,
+            upstream=upstream,
+            fixture_params=fixture_params,
+        )
         key = inputs.key()
         key_ns = time.perf_counter_ns() - start
     ups = {name: Upstream(r.stage, r.key, r.outputs) for name, r in upstream.items()}
@@ -192,7 +210,7 @@ def run_cached(
     recheck = _rechecked(config, spec.name)
     if prepared is not None and found.status == "valid" and not recheck:
         return _hit(spec, found, key, event, capture)  # verified, its bytes in memory
-    with cache.lock(key):
+    with _lock_or_note(cache, key, event):
         found = cache.lookup(spec.name, key, ups)
         if found.status == "valid" and not recheck:
             return _hit(spec, found, key, event, capture)
@@ -205,14 +223,22 @@ def run_cached(
         result = StageResult(spec.name, arrays, metadata, key=key, outputs=outputs, event=event)
         if recheck and found.status == "valid":
             return _recheck(spec, found, result, event, capture)
+        keep_theirs = False
         if found.status == "refused":
             event["outcome"], event["reason"] = "refused", found.reason
             if settings.trust.required:
                 event["fatal"] = True
-            try:
-                event["set_aside"] = cache.set_aside(spec.name, key)
-            except (OSError, RtgovError) as exc:  # a store that stopped answering
-                event["reason"] += f"; the entry could not be set aside ({exc})"
+            elif found.foreign:  # another machine's local key, on a shared store
+                keep_theirs = True
+                event["reason"] += "; left in place (signed by a key not trusted here)"
+            if not keep_theirs:
+                try:
+                    aside = cache.set_aside(spec.name, key, found.envelope_sha256)
+                except (OSError, RtgovError) as exc:  # a store that stopped answering
+                    event["reason"] += f"; the entry could not be set aside ({exc})"
+                else:
+                    if aside is not None:
+                        event["set_aside"] = aside
         moved = _moved(
             spec,
             code=code,
@@ -224,6 +250,9 @@ def run_cached(
         if moved is not None:
             note = f"not cached: input {moved} changed while the stage ran"
             _finish(event, "miss", note, result)
+            return result
+        if keep_theirs:
+            _finish(event, "miss", "not stored: the key holds that entry", result)
             return result
         metrics = tuple(m.to_dict() for m in _body_metrics(capture))
         subjects, predicate = provenance_statement(
@@ -262,6 +291,18 @@ def run_cached(
         else:
             _finish(event, "miss", f"another session's entry is refused: {other.reason}", result)
         return result
+
+
+@contextlib.contextmanager
+def _lock_or_note(cache: StageCache, key: str, event: dict[str, Any]) -> Iterator[None]:
+    """The key's lock; a state directory where it cannot be taken (read-only, full) has
+    the stage computed without it, and the event says so."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(cache.lock(key))
+        except OSError as exc:
+            event["lock"] = f"computed without the key's lock ({exc})"
+        yield
 
 
 def _finish(event: dict[str, Any], outcome: str, reason: str, result: StageResult) -> None:

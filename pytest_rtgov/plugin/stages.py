@@ -27,8 +27,6 @@ import copy
 import functools
 import hashlib
 import inspect
-import os
-import platform
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,12 +35,8 @@ import pytest
 
 from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.stages import (
-    KeyInputs,
     StageDefinitionError,
-    Upstream,
     check_json_value,
-    output_differences,
-    provenance_statement,
     stage_name_ok,
 )
 
@@ -239,52 +233,6 @@ def _check_value(spec: _Spec, value: Any) -> tuple[dict[str, Any], dict[str, Any
 # -- the key ------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _blas() -> str:
-    from pytest_rtgov.measure.environment import collect_blas
-
-    return collect_blas()
-
-
-def _environment(spec: _Spec, backend: str) -> dict[str, str]:
-    """The fields that change a stage's numbers: backend, array stack and BLAS, Python,
-    the GPU, and the variables the stage declared (thread counts)."""
-    import numpy
-
-    env = {
-        "backend": backend,
-        "numpy": str(numpy.__version__),
-        "blas": _blas(),
-        "python": ".".join(platform.python_version_tuple()[:2]),
-    }
-    if backend == "cupy":
-        import cupy
-
-        env["cupy"] = str(cupy.__version__)
-        device = cupy.cuda.Device()
-        name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
-        env["gpu"] = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-    for variable in spec.env:
-        env[f"env.{variable}"] = os.environ.get(variable, "")
-    return env
-
-
-def _fixture_functions(request: Any, names: Sequence[str]) -> list[Any]:
-    """The functions of the plain fixtures a stage requests (their code is its code)."""
-    functions = []
-    manager = request._fixturemanager
-    for name in names:
-        try:
-            defs = manager.getfixturedefs(name, request.node)
-        except Exception:  # pytest's private signature changed: the code is not followed
-            defs = None
-        if defs:
-            function = defs[-1].func
-            if getattr(function, "_rtgov_stage", None) is None:
-                functions.append(function)
-    return functions
-
-
 def _upstream_digests(result: StageResult) -> dict[str, str]:
     from pytest_rtgov.store.stage_cache import array_bytes
 
@@ -321,15 +269,17 @@ def _run(spec: _Spec, request: Any, kwargs: dict[str, Any]) -> StageResult:
     if settings is None or capture is None:
         arrays, metadata = _check_value(spec, spec.function(**call))
         return StageResult(spec.name, arrays, metadata, reason="rtgov is off")
+    from pytest_rtgov.plugin.stage_key import stage_inputs
     from pytest_rtgov.plugin.stage_session import run_cached
 
-    upstream, functions = stage_inputs(spec, request, kwargs)
+    upstream, functions, fixture_params = stage_inputs(spec, request, kwargs)
     return run_cached(
         spec,
         request=request,
         call=call,
         upstream=upstream,
         functions=functions,
+        fixture_params=fixture_params,
         root=Path(config.rootpath),
         settings=settings,
         capture=capture,
@@ -337,31 +287,3 @@ def _run(spec: _Spec, request: Any, kwargs: dict[str, Any]) -> StageResult:
     )
 
 
-def stage_inputs(
-    spec: _Spec, request: Any, kwargs: Mapping[str, Any]
-) -> tuple[dict[str, StageResult], list[Any]]:
-    """The upstream stages among the arguments, and the functions whose code is the stage's."""
-    # by the marker, not isinstance: a conftest re-imported in one process (pytester,
-    # reloads) may hold another copy of this module's StageResult
-    upstream = {n: v for n, v in kwargs.items() if getattr(v, "_rtgov_stage_result", False)}
-    plain = [name for name in spec.wanted if name not in upstream and name != "request"]
-    return upstream, [spec.function, *_fixture_functions(request, plain)]
-
-
-def key_inputs(
-    spec: _Spec, *, code: Mapping[str, str], backend: str, upstream: Mapping[str, StageResult]
-) -> KeyInputs:
-    return KeyInputs(
-        stage=spec.name,
-        code=code,
-        params=spec.declared["params"],
-        seeds=spec.declared["seeds"],
-        environment=_environment(spec, backend),
-        upstream=tuple(
-            Upstream(stage=result.stage, key=result.key, outputs=result.outputs)
-            for _, result in sorted(upstream.items())
-        ),
-    )
-
-
-__all__ += ["key_inputs", "output_differences", "provenance_statement"]

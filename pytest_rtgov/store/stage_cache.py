@@ -105,6 +105,8 @@ class LocalBackend:
             return self._path(rel).read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:  # permissions, an I/O error: the store did not answer
+            raise StageStoreError(f"stage store {self._path(rel)}: cannot read: {exc}") from exc
 
     def put(self, rel: str, data: bytes) -> None:
         atomic_write(self._path(rel), data)
@@ -190,6 +192,13 @@ class Lookup:
     envelope_sha256: str = ""
     signed_by: tuple[str, ...] = ()
     trusted: bool = False
+    # refused only because no key trusted here signed it (another machine's local key,
+    # outside CI): left in place, not replaced, where signatures are not required
+    foreign: bool = False
+
+
+class ForeignEntryError(StageEntryError):
+    """An entry whose signatures verify under no key trusted here."""
 
 
 class StageCache:
@@ -220,6 +229,10 @@ class StageCache:
         data = self.backend.read(rel)
         if data is None:
             raise StageEntryError("the entry is gone")
+        return self.verify_entry(data)
+
+    def verify_entry(self, data: bytes) -> tuple[SealedStage, bytes, tuple[str, ...], bool]:
+        """:meth:`read_entry` on an envelope's bytes already read."""
         try:
             envelope = json.loads(data)
         except ValueError as exc:
@@ -230,7 +243,7 @@ class StageCache:
             verified = dsse.verify_envelope(envelope, self.trust.verifiers())
         except dsse.SignatureError as exc:
             where = "the keyring" if self.trust.required else "the keyring or the local key"
-            raise StageEntryError(f"not signed by a key of {where} ({exc})") from exc
+            raise ForeignEntryError(f"not signed by a key of {where} ({exc})") from exc
         statement = dsse.parse_statement(verified.payload)
         if statement.get("predicateType") != SLSA_PROVENANCE_V1:
             raise StageEntryError(
@@ -249,17 +262,24 @@ class StageCache:
 
     def _lookup(self, stage: str, key: str, upstream: Mapping[str, Upstream]) -> Lookup:
         rel = entry_rel(stage, key)
-        if not self.backend.exists(rel):
+        data = self.backend.read(rel)
+        if data is None:  # none, or removed since (a gc, another machine's set-aside)
             return Lookup("absent")
+        digest = hashlib.sha256(data).hexdigest()
         try:
-            sealed, data, signed_by, trusted = self.read_entry(rel)
+            sealed, data, signed_by, trusted = self.verify_entry(data)
+        except ForeignEntryError as exc:
+            return Lookup("refused", reason=str(exc), envelope_sha256=digest, foreign=True)
         except StageStoreError:
             raise
         except RtgovError as exc:
-            return Lookup("refused", reason=str(exc))
-        digest = hashlib.sha256(data).hexdigest()
+            return Lookup("refused", reason=str(exc), envelope_sha256=digest)
         if sealed.stage != stage:
-            return Lookup("refused", reason=f"the entry is stage {sealed.stage!r}, not {stage!r}")
+            return Lookup(
+                "refused",
+                reason=f"the entry is stage {sealed.stage!r}, not {stage!r}",
+                envelope_sha256=digest,
+            )
         problem = chain_problem(sealed, key, upstream)
         if problem is not None:
             return Lookup("refused", reason=problem, envelope_sha256=digest)
@@ -290,11 +310,18 @@ class StageCache:
             trusted=trusted,
         )
 
-    def set_aside(self, stage: str, key: str) -> str:
-        """Move a refused entry to ``refused/`` (kept as evidence, never deleted)."""
+    def set_aside(self, stage: str, key: str, envelope_sha256: str = "") -> str | None:
+        """Move a refused entry to ``refused/`` (kept as evidence, never deleted); only
+        the envelope that was refused (``envelope_sha256``, when known): an entry another
+        writer stored since stays. None when nothing was moved."""
+        rel = entry_rel(stage, key)
+        if envelope_sha256:
+            current = self.backend.read(rel)
+            if current is None or hashlib.sha256(current).hexdigest() != envelope_sha256:
+                return None
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = f"refused/{stage}/{key}.{stamp}.{os.getpid()}.dsse.json"
-        self.backend.move(entry_rel(stage, key), target)
+        self.backend.move(rel, target)
         return target
 
     def store(
