@@ -16,6 +16,7 @@ executed, so no command can drift untested:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -109,9 +110,14 @@ def test_the_readme_commands_run_as_written_in_a_copy_of_this_repository(tmp_pat
     assert ran >= 10
 
 
+def _latest(state: Path) -> dict:
+    run_id = (state / "latest").read_text().strip()
+    return json.loads((state / "runs" / f"{run_id}.json").read_text())
+
+
 @pytest.mark.slow
 def test_make_gate_as_the_quick_start_says_then_verify(tmp_path):
-    """The quick start's ``make gate`` (with the state directory in a temporary folder, so
+    """The quick start's ``make gate``, twice (with the state directory in a temporary folder, so
     the checkout's own ``.rtgov`` is left alone), then ``rtgov verify`` of what it wrote.
     ``make test`` is what CI runs (``.ci/run``)."""
     state = tmp_path / "state"
@@ -123,6 +129,26 @@ def test_make_gate_as_the_quick_start_says_then_verify(tmp_path):
     )  # fmt: skip
     assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
     assert f"run record: {state}/runs/" in made.stdout
+    assert "rtgov stages: 0 hit, 4 executed (4 stored)" in made.stdout
+    first = _latest(state)
+    # issue 15's done-when: a second `make gate` serves all four stages from the cache,
+    # runs none, and reaches the same verdict
+    again = subprocess.run(
+        ["make", "-C", str(ROOT), "gate", f"RTGOV_DIR={state}", f"VENV={venv}"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "rtgov stages: 4 hit, 0 executed" in again.stdout
+    second = _latest(state)
+    assert second["run_id"] != first["run_id"]
+    outcomes = sorted(
+        s["stage"]["outcome"] for f in second["fixtures"] for s in f["setups"] if "stage" in s
+    )
+    assert outcomes == ["hit"] * 4
+    assert (second["verdict"]["status"], second["exit_status"]) == (
+        first["verdict"]["status"],
+        first["exit_status"],
+    )
     verified = subprocess.run(
         [str(venv / "bin" / "rtgov"), "--dir", str(state), "verify"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
