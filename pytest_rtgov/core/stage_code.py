@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from typing import NamedTuple
 
 __all__ = [
+    "Imported",
+    "bindings",
     "find_definition",
     "is_stage_decorator",
+    "local_imports",
     "module_tree",
     "node_digest",
     "referenced_names",
@@ -130,3 +134,63 @@ def referenced_names(node: ast.AST) -> set[tuple[str, ...]]:
         elif isinstance(sub, ast.Name) and id(sub) not in inner:
             names.add((sub.id,))
     return names
+
+
+class Imported(NamedTuple):
+    """What an ``import`` statement binds a name to: ``module`` (absolute, or relative to
+    the package ``level`` dots up), and ``attribute`` of it for ``from module import
+    attribute``; ``module`` whole for ``import module as name``."""
+
+    module: str
+    attribute: str | None
+    level: int
+
+
+def local_imports(node: ast.AST) -> dict[str, Imported]:
+    """The names ``import`` statements inside ``node`` bind (a function importing in its
+    body), by name: ``import a.b`` binds ``a`` (``Imported("a.b", None, 0)``), ``from .m
+    import x as y`` binds ``y`` (``Imported("m", "x", 1)``). Star imports bind nothing."""
+    bound: dict[str, Imported] = {}
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Import):
+            for alias in sub.names:
+                bound[alias.asname or alias.name.split(".")[0]] = Imported(alias.name, None, 0)
+        elif isinstance(sub, ast.ImportFrom):
+            for alias in sub.names:
+                if alias.name != "*":
+                    imported = Imported(sub.module or "", alias.name, sub.level)
+                    bound[alias.asname or alias.name] = imported
+    return bound
+
+
+def _binds(statement: ast.stmt, name: str) -> bool:
+    targets: list[ast.expr] = []
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+        targets = [statement.target]
+    elif isinstance(statement, (ast.With, ast.AsyncWith)):
+        targets = [item.optional_vars for item in statement.items if item.optional_vars]
+    elif isinstance(statement, ast.ImportFrom):
+        return any((a.asname or a.name) == name for a in statement.names)
+    return any(
+        isinstance(sub, ast.Name) and sub.id == name for t in targets for sub in ast.walk(t)
+    )
+
+
+def bindings(tree: ast.Module, name: str) -> list[ast.stmt]:
+    """The module-level statements that bind ``name``: assignments (plain, annotated,
+    augmented), ``for`` and ``with`` targets and ``from m import name``, also inside a
+    top-level ``if`` or ``try``; in source order."""
+    found: list[ast.stmt] = []
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        statement = pending.pop(0)
+        if isinstance(statement, ast.If):
+            pending[:0] = [*statement.body, *statement.orelse]
+        elif isinstance(statement, ast.Try):
+            blocks = [statement.body, *(h.body for h in statement.handlers)]
+            pending[:0] = [s for block in (*blocks, statement.orelse) for s in block]
+        elif _binds(statement, name):
+            found.append(statement)
+    return found

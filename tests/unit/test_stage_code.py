@@ -3,7 +3,11 @@ stage reaches, followed function by function (``store/stage_code.py``)."""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import json
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -163,6 +167,53 @@ FILES = {
         def downstream(upstream):
             return upstream["x"] + 1
         """,
+    "demo_pkg/lazy.py": """
+        def lazy_helper(x):
+            return x + 1
+        """,
+    "demo_pkg/local.py": """
+        def pretrain_local(x):
+            import json
+
+            import demo_top
+            import demo_pkg.config as cfg
+            from demo_pkg.helpers import scale
+            from demo_pkg.lazy import lazy_helper
+
+            from . import models
+
+            if x is None:
+                from vendored import vendored
+
+                return vendored(x)
+            y = scale(x) + demo_top.top_helper(x) + cfg.EPOCHS + lazy_helper(x)
+            return json.dumps(y + models.Model().step(x))
+        """,
+    "demo_pkg/cfgmod.py": """
+        import functools
+        from dataclasses import dataclass
+
+
+        @dataclass(frozen=True)
+        class Cfg:
+            lr: float
+
+
+        def step_fn(x, lr):
+            return x * lr
+
+
+        LR = 0.1
+        CFG = Cfg(lr=0.1)
+        OTHER: Cfg = Cfg(lr=LR * 2)
+        TAGS = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"}
+        FROZEN = frozenset(TAGS)
+        STEP = functools.partial(step_fn, lr=0.5)
+
+
+        def uses_cfg(x):
+            return x * CFG.lr + OTHER.lr + len(TAGS) + len(FROZEN) + STEP(x)
+        """,
     "demo_pkg/stage.py": """
         import numpy as np
         from numpy import mean
@@ -210,6 +261,7 @@ def test_follows_every_kind_of_reference(project: Path) -> None:
         "demo_pkg/helpers.py::SCALE=value",  # a module constant the helper uses
         "demo_pkg/helpers.py::scale",  # from m import f
         "demo_pkg/helpers.py::through_module",  # import m; m.f
+        "demo_pkg/models.py::DEFAULT=binding",  # an instance: the statement binding it
         "demo_pkg/models.py::Model",  # a class, whole (its methods too)
         "demo_pkg/models.py::_inner",  # what the class's method calls
         "demo_pkg/stage.py::EPOCHS=value",  # constants, where the stage's module sees them
@@ -288,3 +340,84 @@ def test_an_upstream_stage_named_in_the_code_is_not_followed(project: Path) -> N
     assert list(code_digests([module.downstream], root=project)) == [
         "demo_pkg/chain.py::downstream"
     ]
+
+
+# -- imports inside the function, module-level bindings, sets, partials ---------------------
+
+
+def test_imports_inside_the_function_are_followed(project: Path) -> None:
+    assert "demo_pkg.lazy" not in sys.modules  # found on disk, imported: a project file
+    module = importlib.import_module("demo_pkg.local")
+    digests = code_digests([module.pretrain_local], root=project)
+    assert "vendored" not in sys.modules  # an installed module is never imported for it
+    assert sorted(digests) == [
+        "demo_pkg/config.py::EPOCHS=value",  # import m as n; n.CONST
+        "demo_pkg/helpers.py::SCALE=value",
+        "demo_pkg/helpers.py::scale",  # from m import f
+        "demo_pkg/lazy.py::lazy_helper",  # a module nothing had imported yet
+        "demo_pkg/local.py::pretrain_local",
+        "demo_pkg/models.py::Model",  # from . import m; m.C
+        "demo_pkg/models.py::_inner",
+        "demo_top.py::top_helper",  # import m; m.f
+    ]
+    helpers = project / "demo_pkg" / "helpers.py"
+    helpers.write_text(helpers.read_text().replace("return x * SCALE", "return x * SCALE + 0"))
+    after = code_digests([module.pretrain_local], root=project)
+    assert {k for k in after if after[k] != digests[k]} == {"demo_pkg/helpers.py::scale"}
+
+
+def _cfg_digests(project: Path) -> dict[str, str]:
+    return code_digests([importlib.import_module("demo_pkg.cfgmod").uses_cfg], root=project)
+
+
+def test_a_global_instance_counts_by_the_statement_that_binds_it(project: Path) -> None:
+    before = _cfg_digests(project)
+    assert {
+        "demo_pkg/cfgmod.py::CFG=binding",
+        "demo_pkg/cfgmod.py::OTHER=binding",
+        "demo_pkg/cfgmod.py::Cfg",  # the instance's class, and what its statement names
+        "demo_pkg/cfgmod.py::LR=value",  # followed from OTHER's statement
+    } <= set(before)
+    path = project / "demo_pkg" / "cfgmod.py"
+    path.write_text(path.read_text().replace("CFG = Cfg(lr=0.1)", "CFG = Cfg(lr=0.2)"))
+    after = _cfg_digests(project)
+    assert {k for k in after if after[k] != before[k]} == {"demo_pkg/cfgmod.py::CFG=binding"}
+
+
+def test_a_partial_counts_its_function_and_its_arguments(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _cfg_digests(project)
+    assert {"demo_pkg/cfgmod.py::step_fn", "demo_pkg/cfgmod.py::STEP=partial"} <= set(before)
+    module = importlib.import_module("demo_pkg.cfgmod")
+    monkeypatch.setattr(module, "STEP", functools.partial(module.step_fn, lr=0.25))
+    after = _cfg_digests(project)
+    assert {k for k in after if after[k] != before[k]} == {"demo_pkg/cfgmod.py::STEP=partial"}
+    path = project / "demo_pkg" / "cfgmod.py"
+    path.write_text(path.read_text().replace("return x * lr", "return x * lr * 1"))
+    again = _cfg_digests(project)
+    assert {k for k in again if again[k] != after[k]} == {"demo_pkg/cfgmod.py::step_fn"}
+
+
+_SEEDED = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import demo_pkg.cfgmod
+from pytest_rtgov.store.stage_code import code_digests
+print(json.dumps(code_digests([demo_pkg.cfgmod.uses_cfg], root=Path(sys.argv[1]))))
+"""
+
+
+def test_a_set_digest_is_the_same_under_every_hash_seed(project: Path) -> None:
+    """Sets of strings iterate in another order under another PYTHONHASHSEED: their
+    digest is over the sorted reprs of their items."""
+    found = []
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", _SEEDED, str(project)], env=env,
+                              capture_output=True, text=True, check=True, cwd=REPO)  # fmt: skip
+        found.append(json.loads(done.stdout))
+    assert "demo_pkg/cfgmod.py::TAGS=value" in found[0]
+    assert "demo_pkg/cfgmod.py::FROZEN=value" in found[0]
+    assert found[0] == found[1] == found[2]
