@@ -100,7 +100,9 @@ def test_a_decorator_argument_counts() -> None:
 
 def test_a_stage_decorator_names_nothing_other_decorators_do() -> None:
     source = "@stage(params={'lr': LR})\n@functools.cache\ndef f(x):\n    return x\n"
-    assert referenced_names(find_definition(source, "f")) == {("functools", "cache"), ("x",)}
+    node = find_definition(source, "f")
+    assert node is not None
+    assert referenced_names(node) == {("functools", "cache"), ("x",)}
 
 
 def test_an_absent_definition_has_its_own_digest() -> None:
