@@ -158,6 +158,15 @@ def _evaluate_ab(gate: Gate, subject: Subject, config: GatesConfig, alpha: float
     return GateResult(status="unconfirmed", reason=reason, **fields, **base)
 
 
+def _not_run(gate: Gate, subject: Subject) -> str:
+    """Why ``gate`` does not judge ``subject`` this session, or ``""``."""
+    if not subject.ran:
+        return "skipped or failed: not gated"
+    if subject.cached and not gate.ab and gate.metric in BUILTIN_METRICS:
+        return "served from the stage cache: its body did not run in this session"
+    return ""
+
+
 def _evaluate_measurement(
     gate: Gate,
     subject: Subject,
@@ -343,26 +352,18 @@ def evaluate_gates(
     alpha = (1 - config.confidence) / m
     results = []
     for gate, subject in pairs:
-        if not subject.ran:
+        not_run = _not_run(gate, subject)
+        if not_run:
             result = GateResult(
                 gate=gate.name,
                 subject=subject.id,
                 metric=gate.metric,
                 status="not-run",
                 rule=gate.rules(),
-                reason="skipped or failed: not gated",
+                reason=not_run,
             )
         elif gate.ab:
             result = _evaluate_ab(gate, subject, config, alpha)
-        elif gate.metric in BUILTIN_METRICS and subject.cached:
-            result = GateResult(
-                gate=gate.name,
-                subject=subject.id,
-                metric=gate.metric,
-                status="not-run",
-                rule=gate.rules(),
-                reason="served from the stage cache: its body did not run in this session",
-            )
         elif gate.metric in BUILTIN_METRICS:
             result = _evaluate_measurement(gate, subject, baseline, config, alpha)
         else:

@@ -51,6 +51,21 @@ def model_from(arrays: Any, xp: Any, *, seed: int) -> MLP:
     return model
 
 
+def train(model: MLP, dataset: Any, params: Any, seeds: Any, on_epoch: Any = None) -> Any:
+    """One training schedule (``params``: epochs, batch, lr; ``seeds``: shuffle) on the
+    training split; ``on_epoch(loss=...)`` after each epoch."""
+    return train_mlp(
+        model,
+        dataset["x_train"],
+        dataset["y_train"],
+        epochs=params["epochs"],
+        batch_size=params["batch"],
+        seed=seeds["shuffle"],
+        lr=params["lr"],
+        on_epoch=None if on_epoch is None else lambda _, loss: on_epoch(loss=f"{loss:.4f}"),
+    )
+
+
 @stage(params=DATA, seeds={"data": 20261122})
 def dataset(xp, params, seeds, rtgov):
     """Prepare the data set: one seeded draw, split into training and validation."""
@@ -77,16 +92,7 @@ def pretrain(xp, dataset, params, seeds, rtgov):
     """Pretrain the MLP from its seeded initialisation."""
     model = MLP(sizes(), seed=seeds["init"], xp=xp)
     with rtgov.progress("pretraining the MLP", total=params["epochs"]) as bar:
-        result = train_mlp(
-            model,
-            dataset["x_train"],
-            dataset["y_train"],
-            epochs=params["epochs"],
-            batch_size=params["batch"],
-            seed=seeds["shuffle"],
-            lr=params["lr"],
-            on_epoch=lambda epoch, loss: bar.advance(loss=f"{loss:.4f}"),
-        )
+        result = train(model, dataset, params, seeds, on_epoch=bar.advance)
     rtgov.record("train_loss", result.epoch_losses[-1], higher_is_better=False)
     rtgov.record("epochs", params["epochs"], unit="epochs")
     return dict(model.params), {"epoch_losses": result.epoch_losses}
@@ -96,15 +102,7 @@ def pretrain(xp, dataset, params, seeds, rtgov):
 def finetune(xp, dataset, pretrain, params, seeds, rtgov):
     """Fine-tune: the pretrained weights, a second schedule (lower rate, new order)."""
     model = model_from(pretrain, xp, seed=0)
-    result = train_mlp(
-        model,
-        dataset["x_train"],
-        dataset["y_train"],
-        epochs=params["epochs"],
-        batch_size=params["batch"],
-        seed=seeds["shuffle"],
-        lr=params["lr"],
-    )
+    result = train(model, dataset, params, seeds)
     rtgov.record("finetune_loss", result.epoch_losses[-1], higher_is_better=False)
     weights = xp.concatenate([p.ravel() for p in model.params.values()])
     rtgov.record_digest("weights_digest", weights)
