@@ -204,6 +204,7 @@ def run_cached(
         "key": key,
         # computing the key (and, before the measured region, verifying the entry)
         "key_ns": key_ns,
+        "key_before_region": prepared is not None,
         "upstream": sorted(r.stage for r in upstream.values()),
     }
     cache = _cache(config, settings)

@@ -83,7 +83,9 @@ def stage_rows(record: RunRecord) -> list[StageRow]:
                 StageRow(
                     stage=str(event.get("stage", entry.name)),
                     outcome=str(event.get("outcome", "")),
-                    wall_ns=setup.sample.wall_ns,
+                    # a hit's cost: the key and the check before the region, then the load
+                    wall_ns=setup.sample.wall_ns
+                    + (int(event.get("key_ns", 0)) if event.get("key_before_region") else 0),
                     key=str(event.get("key", "")),
                     reason=str(event.get("reason", "") or ""),
                     finding=str(event.get("finding", "") or ""),
