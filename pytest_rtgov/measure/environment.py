@@ -18,6 +18,7 @@ __all__ = [
     "collect_blas",
     "collect_environment",
     "collect_git",
+    "distribution_version",
     "plugin_versions",
 ]
 
@@ -45,7 +46,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _version(dist: str) -> str:
+def distribution_version(dist: str) -> str:
+    """The installed version of distribution ``dist``, or ``"absent"``."""
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -132,16 +134,17 @@ def collect_environment(
         "machine": platform.machine(),
         "cpu_model": _cpu_model(),
         "cpu_count": str(os.cpu_count() or 0),
-        "numpy": _version("numpy"),
+        "numpy": distribution_version("numpy"),
         "blas": _blas(),
-        "pytest": _version("pytest"),
-        "pytest_rtgov": _version("pytest-rtgov"),
+        "pytest": distribution_version("pytest"),
+        "pytest_rtgov": distribution_version("pytest-rtgov"),
         "backend": backend,
         "allocator": allocator.describe(),
     }
     if gpu_facts:
         env.update(gpu_facts)
-        env["cupy"] = _version("cupy") if _version("cupy") != "absent" else _cupy_dist()
+        cupy = distribution_version("cupy")
+        env["cupy"] = cupy if cupy != "absent" else _cupy_dist()
     if plugins:
         env["pytest_plugins"] = plugins
     if rootdir is not None:

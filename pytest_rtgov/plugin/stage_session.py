@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,8 +18,15 @@ from typing import Any
 import pytest
 
 from pytest_rtgov.core.records import Metric
-from pytest_rtgov.core.stages import KeyInputs, Upstream, output_differences, provenance_statement
+from pytest_rtgov.core.stages import (
+    KeyInputs,
+    StageDefinitionError,
+    Upstream,
+    output_differences,
+    provenance_statement,
+)
 from pytest_rtgov.errors import RtgovError
+from pytest_rtgov.measure.environment import distribution_version
 from pytest_rtgov.plugin.settings import CAPTURE_KEY, SETTINGS_KEY
 from pytest_rtgov.plugin.stage_key import _blas, key_inputs, stage_inputs
 from pytest_rtgov.plugin.stages import (
@@ -28,7 +36,6 @@ from pytest_rtgov.plugin.stages import (
     _host,
     _is_cupy,
     _Spec,
-    _upstream_digests,
 )
 from pytest_rtgov.store.stage_cache import Lookup, StageCache, array_bytes, load_array, open_backend
 from pytest_rtgov.store.stage_code import code_digests
@@ -61,6 +68,15 @@ def _rechecked(config: pytest.Config, name: str) -> bool:
     return name in wanted or "all" in wanted
 
 
+def _objects(arrays: Mapping[str, Any]) -> dict[str, bytes]:
+    """Each array's ``.npy`` bytes (copied to the host first): what is stored and hashed."""
+    return {name: array_bytes(_host(array)) for name, array in sorted(arrays.items())}
+
+
+def _digests(objects: Mapping[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(blob).hexdigest() for name, blob in objects.items()}
+
+
 def _to_device(arrays: dict[str, Any], device: str) -> dict[str, Any]:
     if device != "cupy":
         return arrays
@@ -81,8 +97,6 @@ def _moved(
     variables: Mapping[str, str],
 ) -> str | None:
     """The first input that changed while the body ran, or None."""
-    import os
-
     try:
         now = code_digests(functions, root=root)
     except (OSError, SyntaxError) as exc:
@@ -91,7 +105,7 @@ def _moved(
         if code.get(name) != now.get(name):
             return f"code {name}"
     for stage_name, result in sorted(upstream.items()):
-        digests = _upstream_digests(result)
+        digests = _digests(_objects(result.arrays))
         for output in sorted(digests):
             if digests[output] != result.outputs.get(output):
                 return f"upstream output {stage_name}/{output} (changed in place)"
@@ -99,6 +113,28 @@ def _moved(
         if os.environ.get(variable, "") != value:
             return f"environment variable {variable}"
     return None
+
+
+def _key(
+    spec: _Spec,
+    *,
+    functions: list[Any],
+    upstream: Mapping[str, StageResult],
+    fixture_params: Mapping[str, str],
+    root: Path,
+    backend: str,
+) -> tuple[dict[str, str], KeyInputs, str]:
+    """The stage's code digests, key inputs and key (``core/stages.py``)."""
+    try:
+        code = code_digests(functions, root=root)
+    except SyntaxError as exc:
+        raise StageDefinitionError(
+            f"stage {spec.name!r} ({spec.place}): its code does not parse: {exc}"
+        ) from exc
+    inputs = key_inputs(
+        spec, code=code, backend=backend, upstream=upstream, fixture_params=fixture_params
+    )
+    return code, inputs, inputs.key()
 
 
 # by id(request): what prepare() found, for the stage it names; taken by run_cached, and
@@ -137,11 +173,14 @@ def prepare(fixturedef: Any, request: Any, config: pytest.Config) -> bool:
     try:
         kwargs = {name: request.getfixturevalue(name) for name in spec.wanted if name != "request"}
         upstream, functions, params = stage_inputs(spec, request, kwargs)
-        code = code_digests(functions, root=Path(config.rootpath))
-        inputs = key_inputs(
-            spec, code=code, backend=capture.backend, upstream=upstream, fixture_params=params
+        code, inputs, key = _key(
+            spec,
+            functions=functions,
+            upstream=upstream,
+            fixture_params=params,
+            root=Path(config.rootpath),
+            backend=capture.backend,
         )
-        key = inputs.key()
         ups = {name: Upstream(r.stage, r.key, r.outputs) for name, r in upstream.items()}
         found = _cache(config, settings).lookup(spec.name, key, ups)
     except Exception:  # the stage reports it, with its own message
@@ -170,10 +209,6 @@ def run_cached(
     capture: Any,
     config: pytest.Config,
 ) -> StageResult:
-    import os
-
-    from pytest_rtgov.core.stages import StageDefinitionError
-
     __tracebackhide__ = True  # a failing body's traceback is the user's code
     started = time.time()
     prepared = config.stash.get(_PREPARED, {}).pop(id(request), None)
@@ -183,20 +218,14 @@ def run_cached(
         _, code, inputs, key, found, key_ns = prepared
     else:
         start = time.perf_counter_ns()
-        try:
-            code = code_digests(functions, root=root)
-        except SyntaxError as exc:
-            raise StageDefinitionError(
-                f"stage {spec.name!r} ({spec.place}): its code does not parse: {exc}"
-            ) from exc
-        inputs = key_inputs(
+        code, inputs, key = _key(
             spec,
-            code=code,
-            backend=capture.backend,
+            functions=functions,
             upstream=upstream,
             fixture_params=fixture_params,
+            root=root,
+            backend=capture.backend,
         )
-        key = inputs.key()
         key_ns = time.perf_counter_ns() - start
     ups = {name: Upstream(r.stage, r.key, r.outputs) for name, r in upstream.items()}
     event: dict[str, Any] = {
@@ -218,8 +247,8 @@ def run_cached(
         variables = {v: os.environ.get(v, "") for v in spec.env}
         value = spec.function(**call)
         arrays, metadata = _check_value(spec, value)
-        objects = {name: array_bytes(_host(array)) for name, array in arrays.items()}
-        outputs = {name: hashlib.sha256(blob).hexdigest() for name, blob in objects.items()}
+        objects = _objects(arrays)
+        outputs = _digests(objects)
         event["outputs"] = dict(sorted(outputs.items()))
         result = StageResult(spec.name, arrays, metadata, key=key, outputs=outputs, event=event)
         if recheck and found.status == "valid":
@@ -266,7 +295,7 @@ def run_cached(
             invocation=f"{settings.run_id}/{settings.worker}",
             started_on=_iso(started),
             finished_on=_iso(time.time()),
-            builder_version=_version(),
+            builder_version=distribution_version("pytest-rtgov"),
         )
         try:
             status, envelope = cache.store(spec.name, key, subjects, predicate, objects)
@@ -320,40 +349,44 @@ def _body_metrics(capture: Any) -> list[Metric]:
     return list(stack[-1]) if stack else []
 
 
-def _hit(spec: _Spec, found: Lookup, key: str, event: dict[str, Any], capture: Any) -> StageResult:
+def _entry_value(spec: _Spec, found: Lookup, event: dict[str, Any]) -> StageResult:
+    """The entry's value, as dependents get it (arrays back on the GPU for a cupy entry);
+    ``event`` already says how this session got it."""
     sealed = found.sealed
     assert sealed is not None
     arrays = _to_device(
         {name: load_array(blob) for name, blob in sorted(found.objects.items())}, sealed.device
     )
-    for metric in sealed.metrics:  # the body's metrics, as it recorded them
-        capture.record_metric(Metric(**metric))
     event.update(
-        outcome="hit",
-        reason="",
-        outputs=dict(sorted(sealed.outputs.items())),
-        envelope_sha256=found.envelope_sha256,
-        signed_by=list(found.signed_by),
+        outputs=dict(sorted(sealed.outputs.items())), envelope_sha256=found.envelope_sha256
     )
     return StageResult(
         spec.name,
         arrays,
         sealed.metadata,
-        key=key,
+        key=event["key"],
         outputs=sealed.outputs,
-        outcome="hit",
+        outcome=event["outcome"],
+        reason=event["reason"],
         event=event,
     )
+
+
+def _hit(spec: _Spec, found: Lookup, key: str, event: dict[str, Any], capture: Any) -> StageResult:
+    assert found.sealed is not None
+    for metric in found.sealed.metrics:  # the body's metrics, as it recorded them
+        capture.record_metric(Metric(**metric))
+    event.update(outcome="hit", reason="", signed_by=list(found.signed_by))
+    return _entry_value(spec, found, event)
 
 
 def _recheck(
     spec: _Spec, found: Lookup, fresh: StageResult, event: dict[str, Any], capture: Any
 ) -> StageResult:
     """Compare a re-execution with the entry; the entry's value is what dependents get."""
-    sealed = found.sealed
-    assert sealed is not None
-    diffs = output_differences(sealed.outputs, fresh.outputs)
-    event.update(outcome="recheck", envelope_sha256=found.envelope_sha256)
+    assert found.sealed is not None
+    diffs = output_differences(found.sealed.outputs, fresh.outputs)
+    event["outcome"] = "recheck"
     if diffs:
         event["reason"] = "outputs differ from the entry"
         event["finding"] = (
@@ -363,26 +396,4 @@ def _recheck(
         )
     else:
         event["reason"] = "re-executed: outputs identical to the entry"
-    arrays = _to_device(
-        {name: load_array(blob) for name, blob in sorted(found.objects.items())}, sealed.device
-    )
-    event["outputs"] = dict(sorted(sealed.outputs.items()))
-    return StageResult(
-        spec.name,
-        arrays,
-        sealed.metadata,
-        key=event["key"],
-        outputs=sealed.outputs,
-        outcome="recheck",
-        reason=event["reason"],
-        event=event,
-    )
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("pytest-rtgov")
-    except PackageNotFoundError:
-        return "unknown"
+    return _entry_value(spec, found, event)

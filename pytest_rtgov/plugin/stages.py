@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -228,18 +227,6 @@ def _check_value(spec: _Spec, value: Any) -> tuple[dict[str, Any], dict[str, Any
             )
         arrays[output] = array
     return arrays, dict(metadata)
-
-
-# -- the key ------------------------------------------------------------------------------
-
-
-def _upstream_digests(result: StageResult) -> dict[str, str]:
-    from pytest_rtgov.store.stage_cache import array_bytes
-
-    return {
-        name: hashlib.sha256(array_bytes(_host(array))).hexdigest()
-        for name, array in sorted(result.arrays.items())
-    }
 
 
 # -- a session's stage --------------------------------------------------------------------
