@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_rtgov.core.constants import ExitCode
+
 __all__ = ["output_differences", "session_problems"]
 
 
@@ -41,9 +43,9 @@ def session_problems(fixtures: Any, *, exit_status: int) -> tuple[int, list[str]
                     f"stage {event.get('stage')}: cache entry refused where signatures are "
                     f"required: {event.get('reason')}"
                 )
-                status = 7
+                status = int(ExitCode.INTEGRITY)
             if event.get("finding"):
                 lines.append(f"stage {event.get('stage')}: {event['finding']}")
-                if status == 0:
-                    status = 6
+                if status == ExitCode.OK:
+                    status = int(ExitCode.GATE_BREACHED)
     return status, lines

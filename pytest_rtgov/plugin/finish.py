@@ -127,10 +127,10 @@ def _decide(outcome: SessionOutcome, verdict: Verdict) -> None:
 
 def _stage_step(outcome: SessionOutcome) -> None:
     """A refused stage entry under required signatures (7), or a nondeterminism finding
-    (6 where the session passed), decides the exit status too (core/stages.py)."""
+    (6 where the session passed), decides the exit status too (core/stage_findings.py)."""
     import dataclasses
 
-    from pytest_rtgov.core.stages import session_problems
+    from pytest_rtgov.core.stage_findings import session_problems
 
     record = outcome.record
     assert record is not None
@@ -148,7 +148,7 @@ def _stage_step(outcome: SessionOutcome) -> None:
         outcome,
         dataclasses.replace(
             verdict,
-            status="error" if status == 7 else "breached",
+            status="error" if status == EXIT_INTEGRITY else "breached",
             exit_status=status,
             notes=(*verdict.notes, *lines),
         ),

@@ -235,13 +235,12 @@ def stage_graph(rows: list[StageRow]) -> dict[str, Any] | None:
     }
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def stage_markdown(record: RunRecord, *, limit: int = 30) -> list[str]:
     """The Markdown export's lines: the counts, then a table of the setups (none
     without stages)."""
+    # here, not at the top: report/export imports this module (its markdown table)
+    from pytest_rtgov.report.export.common import markdown_cell
+
     rows = stage_rows(record)
     if not rows:
         return []
@@ -256,7 +255,7 @@ def stage_markdown(record: RunRecord, *, limit: int = 30) -> list[str]:
         outcome = f"**{r.outcome}**" if r.outcome == "refused" or r.finding else r.outcome
         reason = "; ".join(t for t in (r.reason, r.finding) if t) or "-"
         cells = [f"`{r.stage}`", outcome, format_ns(r.wall_ns), f"`{r.key[:KEY_SHOWN]}`", reason]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
     if len(rows) > limit:
         lines.append(f"\n... and {len(rows) - limit} more (`rtgov show`).")
     return lines

@@ -216,13 +216,19 @@ class _Walker:
         qualname = getattr(obj, "__qualname__", getattr(obj, "__name__", "?"))
         qualname, digest, names, imports = self._definition(path, qualname)
         self.digests[self._name(path, qualname)] = digest
-        module = sys.modules.get(getattr(obj, "__module__", "") or "")
-        namespace = dict(vars(module)) if module is not None else {}
+        namespace: dict[str, Any]
         if isinstance(obj, types.FunctionType):
             namespace = obj.__globals__
-            closure = inspect.getclosurevars(obj).nonlocals
-            for name, value in sorted(closure.items()):
+            cells = zip(obj.__code__.co_freevars, obj.__closure__ or (), strict=True)
+            for name, cell in sorted(cells, key=lambda pair: pair[0]):
+                try:
+                    value = cell.cell_contents
+                except ValueError:  # a cell not bound yet
+                    continue
                 self.value(value, f"{self._name(path, qualname)}.<closure>.{name}", None)
+        else:  # a class: the names its body uses resolve in its module (read, not copied)
+            module = sys.modules.get(getattr(obj, "__module__", "") or "")
+            namespace = vars(module) if module is not None else {}
         for chain in sorted(names):
             if chain[0] in imports:
                 self.imported(imports[chain[0]], chain, namespace)

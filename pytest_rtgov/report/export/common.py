@@ -31,6 +31,7 @@ __all__ = [
     "ExportError",
     "ExportedMetric",
     "describe_result",
+    "markdown_cell",
     "metrics_of",
 ]
 
@@ -160,3 +161,8 @@ def describe_result(result: GateResult) -> str:
         f"rule: {result.rule or '-'}"
         + (f"; {result.reason}" if result.reason else "")
     )
+
+
+def markdown_cell(text: str) -> str:
+    """``text`` as one markdown table cell: pipes escaped, line breaks made spaces."""
+    return text.replace("|", "\\|").replace("\n", " ")

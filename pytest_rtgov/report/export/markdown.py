@@ -7,16 +7,12 @@ from typing import Final
 from pytest_rtgov.core.format import format_change, format_value
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, UNGATED, Verdict
-from pytest_rtgov.report.export.common import _number
+from pytest_rtgov.report.export.common import _number, markdown_cell
 from pytest_rtgov.report.stages import stage_markdown
 
 __all__ = ["to_markdown"]
 
 _MARKDOWN_ROWS: Final = 30
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(record: RunRecord) -> str:
@@ -50,7 +46,7 @@ def to_markdown(record: RunRecord) -> str:
                 format_value(metric, _number(g.threshold)),
                 g.rule or "-",
             ]
-            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            lines.append("| " + " | ".join(markdown_cell(c) for c in cells) + " |")
         if len(judged) > _MARKDOWN_ROWS:
             lines.append(f"\n... and {len(judged) - _MARKDOWN_ROWS} more (`rtgov show`).")
     if verdict.results:
@@ -65,5 +61,5 @@ def to_markdown(record: RunRecord) -> str:
         lines.append("Tests: " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ".")
     lines += stage_markdown(record, limit=_MARKDOWN_ROWS)
     if verdict.notes:
-        lines += ["", *(f"> {_cell(note)}" for note in verdict.notes[:3])]
+        lines += ["", *(f"> {markdown_cell(note)}" for note in verdict.notes[:3])]
     return "\n".join(lines) + "\n"
