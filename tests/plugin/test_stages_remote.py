@@ -350,6 +350,16 @@ def test_the_backend_creates_once_and_sees_other_writers(s3, store, tmp_path):
     assert backend.list("nothing-here") == []
 
 
+def test_a_conditional_put_refuses_a_writer_that_saw_no_entry(s3, store, tmp_path, monkeypatch):
+    """Two writers that both looked before either wrote: the check cannot stop the second,
+    the conditional put (If-None-Match) must."""
+    backend = open_backend(store, state_dir=tmp_path)
+    monkeypatch.setattr(backend, "exists", lambda rel: False)
+    assert backend.create("entries/s/race.dsse.json", b"first") is True
+    assert backend.create("entries/s/race.dsse.json", b"second") is False
+    assert backend.read("entries/s/race.dsse.json") == b"first"
+
+
 def test_a_bucket_that_does_not_exist_is_a_store_error_naming_it(s3, tmp_path):
     backend = open_backend("s3://no-such-bucket/stages", state_dir=tmp_path)
     assert backend.read("entries/s/k.dsse.json") is None  # absent: a miss

@@ -241,10 +241,15 @@ def test_statement_has_the_in_toto_and_slsa_shapes() -> None:
     assert products["metric:train_loss"]["annotations"] == metric
 
 
-def test_envelope_signature_is_over_the_dsse_pae_of_the_public_vector() -> None:
-    """The entry's envelope is checked here by the rule of tests/vectors/signing.json
-    (secure-systems-lab/dsse protocol.md), independently of ``core/dsse.py``."""
+def test_envelope_signature_is_over_the_dsse_pae_of_the_public_vector(tmp_path) -> None:
+    """The envelope ``StageCache.store`` writes is checked here by the rule of
+    tests/vectors/signing.json (secure-systems-lab/dsse protocol.md), independently of
+    ``core/dsse.py``."""
+    import hashlib
     from pathlib import Path
+
+    from pytest_rtgov.store.keys import Trust
+    from pytest_rtgov.store.stage_cache import LocalBackend, StageCache
 
     vector = json.loads(
         (Path(__file__).parents[1] / "vectors" / "signing.json").read_text(encoding="utf-8")
@@ -255,10 +260,11 @@ def test_envelope_signature_is_over_the_dsse_pae_of_the_public_vector() -> None:
         return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
 
     assert pae(vector["payload_type"], vector["payload_utf8"].encode()).decode() == vector["pae"]
+    blob = b"the output's bytes"
     subjects, predicate = provenance_statement(
         BASE,
         key=BASE.key(),
-        outputs={"w": "1" * 64},
+        outputs={"w": hashlib.sha256(blob).hexdigest()},
         metadata={},
         metrics=(),
         device="numpy",
@@ -267,12 +273,17 @@ def test_envelope_signature_is_over_the_dsse_pae_of_the_public_vector() -> None:
         finished_on="2026-01-01T00:00:00Z",
         builder_version="1",
     )
-    payload = dsse.statement(subjects, predicate_type=SLSA_PROVENANCE_V1, predicate=predicate)
     signer = generate_signer("ci")
-    envelope = dsse.sign_envelope(payload, dsse.PAYLOAD_TYPE_INTOTO, [signer])
+    trust = Trust(keyring=(signer.verifier(),), local=(), keyring_path=None, required=True)
+    cache = StageCache(LocalBackend(tmp_path), signer=signer, trust=trust, lock_dir=tmp_path)
+    status, _ = cache.store(BASE.stage, BASE.key(), subjects, predicate, {"w": blob})
+    assert status == "stored"
+    envelope = json.loads(
+        (tmp_path / "entries" / BASE.stage / f"{BASE.key()}.dsse.json").read_bytes()
+    )
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     body = base64.b64decode(envelope["payload"])
-    assert body == payload
+    assert body == dsse.statement(subjects, predicate_type=SLSA_PROVENANCE_V1, predicate=predicate)
     public = Ed25519PublicKey.from_public_bytes(signer.verifier().public_key_bytes)
     signature = base64.b64decode(envelope["signatures"][0]["sig"])
     public.verify(signature, pae(dsse.PAYLOAD_TYPE_INTOTO, body))  # raises if it does not
