@@ -28,8 +28,11 @@ session order, *cold* (a fresh process: every file parsed and digested) and *war
 (the same process again: parsed files cached by content); the keys are checked equal to
 those the warm sessions recorded.
 
-Conditions: ``quiet`` and ``hog`` (``benches/_hog.py``: one process spinning on one
-core for the whole condition); ``os.getloadavg()`` before and after every session.
+Conditions: ``quiet``, ``hog`` (``benches/_hog.py``: one process spinning on one core
+for the whole condition) and ``loaded`` (one spinning process per core: the session, one
+process with BLAS on one thread, shares its core). On a 2-core machine ``hog`` leaves
+the session a core of its own, so it measures no contention; ``loaded`` does.
+``os.getloadavg()`` before and after every session.
 
 Usage: python benches/stages.py [--rounds 7] [--conditions quiet,hog] [--modes auto,off]
     [--ref HEAD] [--out benches/results/stages-<commit>.json] [--quick] [--profile]
@@ -39,6 +42,7 @@ Usage: python benches/stages.py [--rounds 7] [--conditions quiet,hog] [--modes a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -438,7 +442,10 @@ def _stage_targets(
         seen_gc = all("gen2_gc" in h for h in hits)  # results before the GC count lack it
         clean = [w for w, h in zip(walls, hits, strict=True) if seen_gc and not h["gen2_gc"]]
         stages[name] = {
-            "cold_wall_ms": _stat(c["stages"][name]["wall_ms"] for c in cold),
+            "cold_wall_ms": _stat(
+                c["stages"][name].get("setup_wall_ms", c["stages"][name]["wall_ms"])
+                for c in cold
+            ),
             "hit_wall_ms": _stat(walls),
             "hit_judged_on": "whole setup" if whole else "rtgov's region",
             "hit_region_wall_ms": _stat(h["wall_ms"] for h in hits),
@@ -540,8 +547,9 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
     for condition in args.conditions:
         data: dict[str, Any] = {"rounds": [], "loadavg_start": os.getloadavg()}
-        with hog(condition == "hog") as pid:
-            data["hog_pid"] = pid
+        spinners = {"quiet": 0, "hog": 1, "loaded": os.cpu_count() or 1}[condition]
+        with contextlib.ExitStack() as stack:
+            data["hog_pids"] = [stack.enter_context(hog()) for _ in range(spinners)]
             for index in range(args.rounds):
                 jobs = ["plain", *args.modes] if args.plain else list(args.modes)
                 rng.shuffle(jobs)
@@ -658,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.hash_repeats, args.key_repeats, args.key_processes = 3, 2, 1
     args.conditions = [c for c in args.conditions.split(",") if c]
     args.modes = [m for m in args.modes.split(",") if m]
-    unknown = [c for c in args.conditions if c not in ("quiet", "hog")]
+    unknown = [c for c in args.conditions if c not in ("quiet", "hog", "loaded")]
     unknown += [m for m in args.modes if m not in MODES]
     if unknown:
         parser.error(f"unknown condition or mode: {', '.join(unknown)}")
