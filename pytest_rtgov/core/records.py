@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from pytest_rtgov.core.array_checkpoints import ArrayCheckpoint
 from pytest_rtgov.core.canonical import PRESORTED_ENCODER, canonical_json
 from pytest_rtgov.core.schema import convert, one_of, require_keys
 from pytest_rtgov.errors import RecordFormatError
@@ -221,10 +222,15 @@ class TestEntry:
     metrics: tuple[Metric, ...] = ()
     markers: tuple[str, ...] = ()
     reruns: tuple[Rerun, ...] = ()
+    # rtgov.checkpoint / record_digest values of its call phase (core/array_checkpoints.py)
+    checkpoints: tuple[ArrayCheckpoint, ...] = ()
     required_keys: ClassVar[tuple[str, ...]] = ("rounds", "warmup", "samples", "metrics")
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {  # keys sorted (see Sample.to_dict)
+        data: dict[str, Any] = {}  # keys sorted (see Sample.to_dict)
+        if self.checkpoints:  # written only when there were any: records stay as they were
+            data["checkpoints"] = [c.to_dict() for c in self.checkpoints]
+        data |= {
             "markers": list(self.markers),
             "metrics": [m.to_dict() for m in self.metrics],
             "nodeid": self.nodeid,
@@ -251,6 +257,8 @@ class FixtureSetup:
     # A @stage fixture's event (core/stages.py: stage, key, outcome, reason, outputs...);
     # absent for other fixtures, and then absent from the dict too.
     stage: Mapping[str, Any] | None = None
+    # checkpoints captured during this setup, stage outputs included (absent when none)
+    checkpoints: tuple[ArrayCheckpoint, ...] = ()
     required_keys: ClassVar[tuple[str, ...]] = ("metrics",)
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,6 +271,8 @@ class FixtureSetup:
         }
         if self.stage is not None:
             data["stage"] = dict(self.stage)
+        if self.checkpoints:
+            data["checkpoints"] = [c.to_dict() for c in self.checkpoints]
         return data
 
 
@@ -315,6 +325,9 @@ class RunRecord:
     verdict: Mapping[str, Any] = field(default_factory=dict)
     # {"kernel": description, "workers": {worker: median ns}} when calibrated
     calibration: Mapping[str, Any] = field(default_factory=dict)
+    # A gated session's inputs by digest ({"gates": "sha256:..", "baseline": ..}): their
+    # bytes are kept in the object store, so `rtgov audit` can re-derive the verdict.
+    inputs: Mapping[str, str] = field(default_factory=dict)
     schema: Annotated[str, one_of(SCHEMA)] = SCHEMA
     required_keys: ClassVar[tuple[str, ...]] = ("schema", "exit_status")
 
@@ -352,7 +365,7 @@ class RunRecord:
         )
 
     def _to_dict_without_tests(self) -> dict[str, Any]:
-        return {
+        data = {
             "schema": self.schema,
             "run_id": self.run_id,
             "started_at": self.started_at,
@@ -370,6 +383,9 @@ class RunRecord:
             "verdict": dict(self.verdict),
             "calibration": dict(self.calibration),
         }
+        if self.inputs:  # only when recorded: older records keep their bytes
+            data["inputs"] = dict(self.inputs)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<run record>") -> RunRecord:
