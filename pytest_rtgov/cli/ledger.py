@@ -21,24 +21,19 @@ RTGOV_LEDGER_TIMEOUT (default 60 s), 10 the ledger cannot be recovered.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from pytest_rtgov.cli.options import add_gates, add_keyring, add_out, add_signing_key, paths
-from pytest_rtgov.core import merkle
 from pytest_rtgov.core.canonical import pretty_json
-from pytest_rtgov.core.checkpoints import parse_checkpoint
 from pytest_rtgov.core.constants import ExitCode
 from pytest_rtgov.core.keys import format_verifier_key
-from pytest_rtgov.core.notes import open_note
 from pytest_rtgov.errors import NotFoundError
 
 __all__ = ["add_parsers", "run"]
 
-PROOF_FORMAT = "rtgov-inclusion-proof/1"
 TRUSTED_CHECKPOINT = Path("rtgov.checkpoint")
 
 
@@ -231,79 +226,43 @@ def _find_leaf(args: argparse.Namespace, ledger: Any) -> int:
 
 def _prove(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.ledger import Ledger
+    from pytest_rtgov.store.verify.proofs import inclusion_proof
 
     ledger = Ledger(paths(args).ledger_dir)
-    index = _find_leaf(args, ledger)
-    latest = ledger.latest_checkpoint()
-    if latest is None or index >= latest[1].size:
-        raise NotFoundError(f"leaf {index} is not covered by a signed checkpoint yet")
-    path, body = latest
-    hasher = merkle.RangeHasher(merkle.inclusion_proof_ranges(index, body.size))
-    leaf = b""
-    for frame in ledger.frames():
-        if frame.index >= body.size:
-            break
-        hasher.feed(frame.leaf_hash)
-        if frame.index == index:
-            leaf = frame.payload
-    proof = {
-        "format": PROOF_FORMAT,
-        "leaf_index": index,
-        "tree_size": body.size,
-        "leaf": base64.b64encode(leaf).decode(),
-        "leaf_hash": base64.b64encode(merkle.leaf_hash(leaf)).decode(),
-        "proof": [base64.b64encode(h).decode() for h in hasher.hashes()],
-        "checkpoint": path.read_text(encoding="utf-8"),
-    }
+    proof = inclusion_proof(ledger, _find_leaf(args, ledger))
     text = pretty_json(proof)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
-        print(f"proof of leaf {index} in a tree of {body.size} written to {args.out}")
+        print(f"proof of leaf {proof['leaf_index']} in a tree of {proof['tree_size']} "
+              f"written to {args.out}")  # fmt: skip
     else:
         sys.stdout.write(text)
     return 0
 
 
 def _verify_proof(args: argparse.Namespace) -> int:
-    from pytest_rtgov.errors import RtgovError
+    """An inclusion proof (``rtgov prove``), or a replay attestation (``rtgov replay``):
+    the envelope's signature, the proof of the verdict leaf it names, and their match."""
     from pytest_rtgov.store.verify import VerifyFailure
-
-    def failure(code: ExitCode, reason: str) -> VerifyFailure:
-        return VerifyFailure(code, str(args.proof), reason)
+    from pytest_rtgov.store.verify.proofs import check_inclusion_proof
 
     try:
-        proof = json.loads(args.proof.read_text(encoding="utf-8"))
-        if proof.get("format") != PROOF_FORMAT:
-            raise failure(ExitCode.PROOF, f"format is not {PROOF_FORMAT!r}")
-        leaf = base64.b64decode(proof["leaf"], validate=True)
-        path = [base64.b64decode(h, validate=True) for h in proof["proof"]]
-        index, size = int(proof["leaf_index"]), int(proof["tree_size"])
-        checkpoint_text = str(proof["checkpoint"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise failure(ExitCode.PROOF, f"not a readable proof ({exc})") from exc
+        document = json.loads(args.proof.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise VerifyFailure(
+            ExitCode.PROOF, str(args.proof), f"not a readable proof ({exc})"
+        ) from None
     trust = _trust(args)
-    try:
-        opened = open_note(checkpoint_text, trust.verifiers())
-        checkpoint = parse_checkpoint(opened.text)
-    except RtgovError as exc:
-        raise failure(ExitCode.CHECKPOINT, f"checkpoint: {exc}") from exc
-    if trust.required and not any(trust.is_trusted(v) for v in opened.verified_by):
-        raise failure(ExitCode.CHECKPOINT, "checkpoint is not signed by a keyring key")
-    if checkpoint.size != size:
-        raise failure(ExitCode.PROOF, f"tree_size {size} but the checkpoint says {checkpoint.size}")
-    try:
-        merkle.verify_inclusion(
-            index=index,
-            size=size,
-            leaf_hash=merkle.leaf_hash(leaf),
-            proof=path,
-            root=checkpoint.root_hash,
-        )
-    except merkle.MerkleError as exc:
-        raise failure(ExitCode.PROOF, str(exc)) from exc
-    signers = ", ".join(sorted(v.name for v in opened.verified_by))
-    print(f"proof verifies: leaf {index} of {size}, checkpoint signed by {signers}")
-    print(leaf.decode("utf-8", errors="replace"))
+    if isinstance(document, dict) and "envelope" in document:
+        from pytest_rtgov.cli.replay import verify_attestation
+
+        return verify_attestation(document, trust, where=str(args.proof))
+    if not isinstance(document, dict):
+        raise VerifyFailure(ExitCode.PROOF, str(args.proof), "not a readable proof (not an object)")
+    checked = check_inclusion_proof(document, trust, where=str(args.proof))
+    print(f"proof verifies: leaf {checked.index} of {checked.size}, checkpoint signed by "
+          f"{', '.join(checked.signers)}")  # fmt: skip
+    print(checked.leaf.decode("utf-8", errors="replace"))
     return 0
 
 

@@ -6,7 +6,8 @@ environment: the provenance), one leaf per test (node id order) and per fixture
 fixture order), one per gate result (subject, metric order), and a closing ``verdict``
 leaf carrying the sha256 of the canonical run record, which ties the record file
 to the log. The order comes from the record, which is canonical whatever xdist did.
-``rtgov gc`` appends a ``prune`` leaf naming the runs whose files it removes next.
+``rtgov gc`` appends a ``prune`` leaf naming the runs whose files it removes next;
+``rtgov replay`` a ``replay`` leaf with its verdict on a recorded run.
 
 >>> leaf = genesis_leaf("rtgov.local/demo", created_at="2026-11-22T00:00:00Z")
 >>> leaf
@@ -36,6 +37,7 @@ __all__ = [
     "prune_leaf",
     "record_digest",
     "recovery_leaf",
+    "replay_leaf",
     "run_leaves",
 ]
 
@@ -52,6 +54,7 @@ LEAF_KINDS = (
     "recovery",
     "prune",
     "stage",
+    "replay",
 )
 
 
@@ -132,6 +135,12 @@ def baseline_refresh_leaf(entry: Mapping[str, Any], *, seal_sha256: str) -> byte
     return canonical_json({"kind": "baseline_refresh", **entry, "seal_sha256": seal_sha256})
 
 
+def replay_leaf(result: Mapping[str, Any]) -> bytes:
+    """``rtgov replay``'s verdict on a recorded run (``run_id``): its ``replay_id``, ``at``,
+    ``outcome``, first divergence, counts, drift, the code and the policy digest."""
+    return canonical_json({"kind": "replay", **result})
+
+
 def recovery_leaf(
     *,
     uncovered: tuple[int, int] | None,
@@ -193,6 +202,7 @@ LEAF_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
     "recovery": (("at", _STR), ("torn_bytes", _INT), ("uncovered", (list, type(None)))),
     "prune": (("pruned_at", _STR), ("runs", (list,))),
     "stage": (("run_id", _STR), ("stage", _STR), ("key", _STR), ("outcome", _STR)),
+    "replay": (("run_id", _STR), ("replay_id", _STR), ("outcome", _STR), ("at", _STR)),
 }
 assert tuple(LEAF_FIELDS) == LEAF_KINDS
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
