@@ -26,7 +26,7 @@ __all__ = ["exit_code", "main", "message"]
 # for the others it is an unreadable input (4).
 _LEDGER_COMMANDS = (
     *("keys", "verify", "prove", "verify-proof", "ledger"),
-    *("compare", "graph", "report"),
+    *("compare", "graph", "report", "audit"),
 )
 
 
@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         help="stderr log level (default: warning)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from pytest_rtgov.cli import audit as cli_audit
     from pytest_rtgov.cli import baseline as cli_baseline
     from pytest_rtgov.cli import compare as cli_compare
     from pytest_rtgov.cli import export as cli_export
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_gc.add_parsers(sub)
     cli_init.add_parsers(sub)
     cli_stages.add_parsers(sub)
+    cli_audit.add_parsers(sub)
     return parser
 
 
@@ -183,6 +185,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"{links[0]} is a symbolic link inside the state directory {args.dir}: "
             "rtgov keeps only plain files and folders there; replace it"
         )
+    if args.command == "audit":
+        from pytest_rtgov.cli import audit as cli_audit
+
+        return cli_audit.run(args)
     if args.command == "merge":
         from pytest_rtgov.cli import merge as cli_merge
 

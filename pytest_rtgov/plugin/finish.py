@@ -99,7 +99,12 @@ def _gate_step(outcome: SessionOutcome, settings: Settings) -> None:
     if settings.gatekeeper is None:
         return
     assert outcome.record is not None
-    outcome.verdict = settings.gatekeeper.decide(outcome.record, outcome.exit_status)
+    keeper = settings.gatekeeper
+    outcome.verdict = keeper.decide(outcome.record, outcome.exit_status)
+    if keeper.inputs:  # what it judged with, kept for `rtgov audit`: in the run leaf
+        import dataclasses
+
+        outcome.record = dataclasses.replace(outcome.record, inputs=dict(keeper.inputs))
 
 
 def _baseline_step(outcome: SessionOutcome, settings: Settings) -> None:

@@ -79,6 +79,10 @@ class Gatekeeper:
         self.ab_says: str | None = None  # which code A/B gates compare against (prepare_ab)
         self.ab_choice: Any = None  # its store.ab_ref.AbChoice (what an update accepts)
         self.code_snapshot: str | None = None  # an update's measured code (baseline_write)
+        # The gates file's bytes as parsed, and the digests of the inputs a decision used
+        # (kept in the object store for `rtgov audit`; store/audit.py): the record's inputs.
+        self.gates_bytes: bytes | None = None
+        self.inputs: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -126,6 +130,10 @@ class Gatekeeper:
         )
         if ab_ref:
             keeper.ab_ref = ab_ref
+        try:
+            keeper.gates_bytes = path.read_bytes()  # parsed just above: what audit re-parses
+        except OSError:
+            keeper.gates_bytes = None
         return keeper
 
     def default_rounds(self) -> dict[str, Any] | None:
@@ -232,6 +240,11 @@ class Gatekeeper:
         from pytest_rtgov.store.baselines import baseline_seal_status
 
         self._plan = None
+        self.inputs = {}
+        if self.state_dir is not None and self.gates_bytes is not None:
+            from pytest_rtgov.store.audit import keep_gates
+
+            self.inputs = keep_gates(self.state_dir, self.gates_bytes)
         status = baseline_seal_status(self.store, self.trust, state_dir=self.state_dir)
         if status.stop:
             return self._untrusted(status.notes)
@@ -265,6 +278,11 @@ class Gatekeeper:
         except RecordFormatError as exc:
             notes = [f"baseline: {exc}"]
             return decide((), tests_exit_status=exitstatus, baseline="unreadable", notes=notes)
+        if self.inputs and self.state_dir is not None:  # judged against, before any write
+            from pytest_rtgov.store.audit import keep_baseline
+
+            where, env = self.state_dir, record.environment
+            self.inputs |= keep_baseline(where, self.store, env, local=local is not None)
         results, empty = evaluate_gates(self.gates, record, view)
         incomparable = baseline_comparability_notes(record, view.metrics)
         if incomparable:

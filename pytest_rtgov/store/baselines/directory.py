@@ -171,6 +171,19 @@ class BaselineStore:
             fingerprint_note=note,
         )
 
+    def view_sources(
+        self, environment: Mapping[str, str], *, local: bool = True
+    ) -> tuple[list[Path], list[Path]]:
+        """The files whose values :meth:`view` reads for ``environment``: the committed
+        ones, and this machine's local one (recorded by a gated session for ``rtgov
+        audit``; another fingerprint's file, read only for a note, is not among them)."""
+        fp = fingerprint(environment)
+        committed = [p for p in (self.metrics_path, self.env_path(fp)) if p.is_file()]
+        own = self.local.env_path(fp) if local and self.local is not None else None
+        if self.env_path(fp).is_file() or own is None or not own.is_file():
+            return committed, []
+        return committed, [own]
+
     def has_fingerprint(self, environment: Mapping[str, str]) -> bool:
         return self.env_path(fingerprint(environment)).is_file()
 
