@@ -15,7 +15,9 @@ hands them here; ``rtgov audit`` prints them). For one run:
    :func:`~pytest_rtgov.core.acceptance.settle` and the stages' findings), as the session's
    end ran it. What the session decided from its machine is taken from the recorded
    verdict (:func:`machine_facts`): the baseline state (a seal that failed, an update,
-   a created baseline), the notes, whether the A/B reference follows an accepted code.
+   a created baseline), the notes, whether the A/B reference follows an accepted code,
+   whether ``--rtgov-determinism-check`` found a difference (its second run is not
+   recorded).
 3. :func:`compare`: every gate result field by field against the run's gate leaves, and
    the verdict's status, exit status, counts and baseline action: a difference is a
    :class:`Finding` naming the run, the gate (or the verdict) and the field.
@@ -30,7 +32,7 @@ from typing import Any, Final
 
 from pytest_rtgov.core.acceptance import judge_breaches, settle
 from pytest_rtgov.core.canonical import canonical_json
-from pytest_rtgov.core.constants import EXIT_INTEGRITY
+from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import GatesConfig
 from pytest_rtgov.core.ledger_records import run_leaves
@@ -79,6 +81,7 @@ GATE_FIELDS: Final = (
     "clock",
     "reason",
 )
+DETERMINISM_NOTE: Final = "determinism check: "  # plugin/determinism.py's verdict note
 _STATE_OF_ACTION: Final = {
     "updated": "update",
     "created": "create",
@@ -134,6 +137,9 @@ class MachineFacts:
     tests_exit_status: int
     ab_follows: bool  # an update: the next A/B reference is the code it accepted
     notes: tuple[str, ...]
+    # --rtgov-determinism-check found checkpoints that differ between two runs of a test
+    # (its second run is not recorded: the verdict's note says it)
+    nondeterministic: bool = False
 
 
 def _plain(value: Any) -> Any:
@@ -213,7 +219,8 @@ def machine_facts(record: RunRecord, recorded: Verdict) -> MachineFacts:
     refused_ab = any(
         note.startswith("not accepted:") and "A/B regression" in note for note in recorded.notes
     )
-    return MachineFacts(state, tests, not refused_ab, recorded.notes)
+    nondeterministic = any(note.startswith(DETERMINISM_NOTE) for note in recorded.notes)
+    return MachineFacts(state, tests, not refused_ab, recorded.notes, nondeterministic)
 
 
 def rederive(
@@ -235,6 +242,8 @@ def rederive(
         judged = judge_breaches(verdict.breaches, gates, ab_follows=facts.ab_follows)
         verdict = settle(verdict, judged)
     status, _ = session_problems(record.fixtures, exit_status=verdict.exit_status)
+    if facts.nondeterministic and status == 0:  # plugin/determinism.py: as a breach
+        status = int(EXIT_GATE_BREACHED)
     if status != verdict.exit_status:
         verdict = replace(
             verdict,
