@@ -32,6 +32,7 @@ from pytest_rtgov.core.gates_schema import (
     GateTable,
 )
 from pytest_rtgov.core.metrics import BUILTIN_METRICS
+from pytest_rtgov.core.replay_rules import ReplayRule, parse_replay_rules
 from pytest_rtgov.core.schema import convert, shown
 from pytest_rtgov.errors import ReadError
 
@@ -131,6 +132,8 @@ class GatesConfig:
     ab_max_seconds: float = 30.0
     confirm: int = 0
     rounds: int | None = None
+    # [[replay]]: the tolerances `rtgov replay` grants checkpoints (core/replay_rules.py)
+    replay_rules: tuple[ReplayRule, ...] = ()
 
     @property
     def calibrated(self) -> bool:
@@ -213,6 +216,7 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         ab_max_seconds=defaults.ab_max_seconds,
         confirm=defaults.confirm,
         rounds=None if defaults.rounds is UNSET else defaults.rounds,
+        replay_rules=parse_replay_rules(raw.replay, source=source, error=GatesConfigError),
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Defaults",
     "GateTable",
     "GatesFile",
+    "ReplayTable",
     "json_schema",
     "json_schema_text",
 ]
@@ -151,6 +152,54 @@ class GateTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     calibrated: Annotated[bool, Meta(title="Time / calibration kernel time")] = False
 
 
+class ReplayTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[[replay]]: a tolerance `rtgov replay` grants the checkpoints it selects."""
+
+    name: (
+        Annotated[
+            str,
+            Meta(pattern=r"\S", title="Unique name of the rule", description="a non-empty string"),
+        ]
+        | UnsetType
+    ) = UNSET
+    checkpoint: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            title="Checkpoint name or glob (fnmatch)",
+            description="a checkpoint name or glob",
+        ),
+    ]
+    tests: Annotated[Selector, Meta(title="Node-id globs (fnmatch)")] | UnsetType = UNSET
+    fixtures: Annotated[Selector, Meta(title="Fixture-name globs")] | UnsetType = UNSET
+    markers: Annotated[Selector, Meta(title="Registered marker names")] | UnsetType = UNSET
+    max_ulp: (
+        Annotated[
+            int,
+            Meta(
+                ge=0,
+                title="Most ULP (units in the last place, numpy's) between recorded and replayed",
+                description="an integer >= 0",
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    rtol: (
+        Annotated[
+            float,
+            Meta(ge=0, title="Relative tolerance, as numpy.isclose", description="a number >= 0"),
+        ]
+        | UnsetType
+    ) = UNSET
+    atol: (
+        Annotated[
+            float,
+            Meta(ge=0, title="Absolute tolerance, as numpy.isclose", description="a number >= 0"),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
 class GatesFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """gates.toml: the gates of a project (docs/gates.md)."""
 
@@ -158,6 +207,10 @@ class GatesFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     gates: Annotated[
         tuple[Annotated[GateTable, Meta(description="a table ([[gates]])")], ...],
         Meta(description="an array of tables ([[gates]])"),
+    ] = ()
+    replay: Annotated[
+        tuple[Annotated[ReplayTable, Meta(description="a table ([[replay]])")], ...],
+        Meta(description="an array of tables ([[replay]])"),
     ] = ()
 
 
@@ -208,6 +261,10 @@ def json_schema() -> dict[str, Any]:
                 }
             },
         ),
+    ]
+    schema["$defs"]["ReplayTable"]["allOf"] = [
+        {"anyOf": _any_key(("max_ulp", "rtol", "atol"))},
+        {"not": {"required": ["max_ulp"], "anyOf": _any_key(("rtol", "atol"))}},
     ]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

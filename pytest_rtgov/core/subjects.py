@@ -11,14 +11,14 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pytest_rtgov.core.constants import AUTO_CHEAP_PROBE
-from pytest_rtgov.core.gates_config import Gate
 from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import FixtureEntry, RunRecord, Sample, TestEntry
 from pytest_rtgov.core.stats import counts, measured
 
-__all__ = ["BaselineView", "Subject", "selects", "subject_id", "subjects_of"]
+__all__ = ["BaselineView", "Selectors", "Subject", "selects", "subject_id", "subjects_of"]
 
 _SAMPLE_FIELD = {m.name: (m.field, m.scale) for m in BUILTIN_METRICS.values()}
 
@@ -130,7 +130,21 @@ def subjects_of(record: RunRecord) -> list[Subject]:
     return subjects
 
 
-def selects(gate: Gate, subject: Subject) -> bool:
+class Selectors(Protocol):
+    """What selects subjects: a gate, or a ``[[replay]]`` tolerance rule
+    (``core/replay_rules.py``), with the same meaning and matching."""
+
+    @property
+    def tests(self) -> tuple[str, ...]: ...
+
+    @property
+    def fixtures(self) -> tuple[str, ...]: ...
+
+    @property
+    def markers(self) -> tuple[str, ...]: ...
+
+
+def selects(gate: Selectors, subject: Subject) -> bool:
     if subject.kind == "test":
         if any(fnmatch.fnmatchcase(subject.name, pattern) for pattern in gate.tests):
             return True
