@@ -50,6 +50,7 @@ def canonical_run(
             sample=setup.sample,
             metrics=sorted_metrics(setup.metrics),
             stage=setup.stage,
+            checkpoints=setup.checkpoints,
         )
         grouped.setdefault(entry.key, (entry, []))[1].append(setup)
     ordered_fixtures = tuple(

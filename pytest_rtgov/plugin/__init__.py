@@ -86,4 +86,9 @@ def rtgov(pytestconfig: pytest.Config) -> Iterator[Rtgov]:
             capture.artifacts()
         except RtgovError:
             pass
-        yield Rtgov(capture.record_metric, artifacts=capture.artifacts, progress=capture.progress)
+        yield Rtgov(
+            capture.record_metric,
+            artifacts=capture.artifacts,
+            progress=capture.progress,
+            checkpoints=capture,
+        )

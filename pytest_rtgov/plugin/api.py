@@ -23,7 +23,7 @@ class Rtgov:
     switched on, so a NaN loss fails the same way with and without ``--rtgov``.
     """
 
-    __slots__ = ("_artifacts", "_progress", "_sink")
+    __slots__ = ("_artifacts", "_checkpoints", "_progress", "_sink")
 
     def __init__(
         self,
@@ -31,8 +31,10 @@ class Rtgov:
         *,
         artifacts: Callable[[], ArtifactStore] | None = None,
         progress: Callable[[str, float | None], Any] | None = None,
+        checkpoints: Any = None,
     ) -> None:
         self._sink = sink
+        self._checkpoints = checkpoints  # plugin.capture.Capture: checkpoint sinks
         self._artifacts = artifacts
         self._progress = progress
 
@@ -68,7 +70,24 @@ class Rtgov:
         metric = digest_metric(name, data)
         if self._sink is not None:
             self._sink(metric)
+            if self._checkpoints is not None:  # also a checkpoint of kind "digest"
+                self._checkpoints.digest_checkpoint(metric, data)
         return str(metric.value)
+
+    def checkpoint(self, name: str, array: Any, keep: bool = False) -> str:
+        """Record an intermediate array as a checkpoint a replay compares; returns
+        ``"sha256:<hex>"`` of its ``.npy`` bytes (a cupy array is copied to the host).
+
+        With ``keep=True`` (or ``--rtgov-keep-checkpoints``) the array's bytes are kept
+        in the state directory's object store, so a divergence can be shown element by
+        element. Without rtgov the array is checked and nothing is recorded. A bad name,
+        a non-array or an object array raises :class:`InvalidMetricError`.
+        """
+        if self._checkpoints is None:
+            from pytest_rtgov.plugin.checkpoints import array_checkpoint
+
+            return array_checkpoint(name, array)
+        return str(self._checkpoints.checkpoint(name, array, keep))
 
     def save_artifact(self, name: str, arrays: Mapping[str, Any]) -> Path | None:
         """Save arrays as a signed ``.npz`` and record its digest as ``artifact:NAME``.

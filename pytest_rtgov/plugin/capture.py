@@ -23,6 +23,7 @@ from pytest_rtgov.measure.gpu import GpuProbe, detect_cupy
 from pytest_rtgov.measure.memory import AutoProbe, OffProbe, make_probe
 from pytest_rtgov.measure.region import Meter
 from pytest_rtgov.plugin.ab import run_ab
+from pytest_rtgov.plugin.checkpoints import Checkpoints
 from pytest_rtgov.plugin.marks import AB_KEY, SPEC_KEY, USAGE_KEY
 from pytest_rtgov.plugin.memory_select import PRECISE_KEY, FixtureSelection
 from pytest_rtgov.plugin.samples import Phase
@@ -43,7 +44,7 @@ class Capture:
     __slots__ = ("_ab_modules", "_artifact_store", "_auto", "_call", "_fixture_metrics",
                  "_item", "_measured", "_meter", "_metrics", "_original", "_pending_fixtures",
                  "_precise_fixtures", "_spec", "_timing_meter", "backend", "calibration",
-                 "config", "gpu", "settings", "worker")  # fmt: skip
+                 "checkpoints", "config", "gpu", "settings", "worker")  # fmt: skip
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -85,6 +86,8 @@ class Capture:
         self._artifact_store: Any = None
         # This process's calibration: timed before its first test, when asked.
         self.calibration: dict[str, Any] | None = None
+        keep_all = bool(config.getoption("rtgov_keep_checkpoints", False))
+        self.checkpoints = Checkpoints(settings.state_dir, keep_all=keep_all)
 
     def close(self) -> None:
         self._meter.close_probes()
@@ -108,6 +111,23 @@ class Capture:
                 f"metric {metric.name!r} recorded outside any test or fixture setup; "
                 "record from a test body or a fixture"
             )
+
+    def checkpoint(self, name: str, array: Any, keep: bool) -> str:
+        """``rtgov.checkpoint``: attributed as a metric is (plugin/checkpoints.py)."""
+        return self.checkpoints.capture(name, array, keep=keep, in_test=self._item is not None)
+
+    def digest_checkpoint(self, metric: Metric, data: Any) -> None:
+        """``rtgov.record_digest``'s checkpoint (kind ``digest``), beside its metric."""
+        in_test = self._item is not None
+        self.checkpoints.digest(metric.name, str(metric.value), data, in_test=in_test)
+
+    def forget_unlogged(self) -> None:
+        """After the determinism check's unlogged run of a test (plugin/determinism.py):
+        what it measured is dropped, except the setups of wider-scoped fixtures, which
+        the logged run reuses and does not make again."""
+        self._pending_fixtures = [f for f in self._pending_fixtures if f["scope"] != "function"]
+        self._metrics = self._call = None
+        self.checkpoints.test = None
 
     def artifacts(self) -> Any:
         """This process's artifact store, created on first use."""
@@ -174,6 +194,9 @@ class Capture:
             hit = prepare(fixturedef, request, self.config)
         metrics: list[Metric] = []
         self._fixture_metrics.append(metrics)
+        checkpoints: list[dict[str, Any]] = []  # compared twice only at function scope
+        owner = f"fixture {fixturedef.argname}" if fixturedef.scope == "function" else None
+        self.checkpoints.fixtures.append((owner, checkpoints))
         auto = self._auto
         if auto is not None:  # the fixture's own choice, then the test's again
             test_precise, auto.precise_next = auto.precise_next, (
@@ -194,7 +217,10 @@ class Capture:
             return result
         finally:
             sample = self._meter.close(region, completed=completed)
+            if stage is not None:  # its outputs, as checkpoints of this setup
+                self.checkpoints.stage_outputs(stage, result, metrics)
             self._fixture_metrics.pop()
+            self.checkpoints.fixtures.pop()
             if is_stage:
                 from pytest_rtgov.plugin.stage_session import discard
 
@@ -213,6 +239,7 @@ class Capture:
                     "sample": sample,
                     "metrics": [m.to_dict() for m in metrics],
                     **({"stage": stage} if stage is not None else {}),
+                    **({"checkpoints": checkpoints} if checkpoints else {}),
                 }
             )
 
@@ -272,7 +299,7 @@ class Capture:
         over: the lists go with it, so nothing is copied. The call phase is the object
         the rounds filled; a setup or teardown phase gets one only when it carries
         fixture setups or metrics."""
-        fixtures, metrics = self._pending_fixtures, self._metrics
+        fixtures, metrics, checkpoints = self._pending_fixtures, self._metrics, self.checkpoints
         phase = self._call if when == "call" else None
         if phase is not None:
             self._call = None
@@ -284,7 +311,7 @@ class Capture:
                 phase.samples = []
             if item is not None and USAGE_KEY in item.stash:
                 phase.usage_error = item.stash[USAGE_KEY]
-        elif fixtures or metrics:
+        elif fixtures or metrics or checkpoints.test:
             phase = Phase(self.worker)
         if when == "teardown":
             self._item = self._call = None
@@ -294,6 +321,8 @@ class Capture:
             phase.fixtures, self._pending_fixtures = fixtures, []
         if metrics:
             phase.metrics, self._metrics = metrics, None
+        if checkpoints.test:
+            phase.checkpoints, checkpoints.test = checkpoints.test, None
         return phase
 
 

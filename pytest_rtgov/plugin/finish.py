@@ -84,7 +84,7 @@ def finish_session(
     _gate_step(outcome, settings)
     _baseline_step(outcome, settings)
     _decide_step(outcome)
-    _stage_step(outcome)
+    _stage_step(outcome, config)
     _record_and_ledger_steps(outcome, settings, config)
     if outcome.record_path is None:  # the disk failed: nothing else is written
         return outcome
@@ -130,16 +130,19 @@ def _decide(outcome: SessionOutcome, verdict: Verdict) -> None:
     outcome.record = verdict.stamp(outcome.record)
 
 
-def _stage_step(outcome: SessionOutcome) -> None:
+def _stage_step(outcome: SessionOutcome, config: pytest.Config) -> None:
     """A refused stage entry under required signatures (7), or a nondeterminism finding
-    (6 where the session passed), decides the exit status too (core/stage_findings.py)."""
+    (6 where the session passed), decides the exit status too (core/stage_findings.py);
+    so do the determinism check's findings (plugin/determinism.py)."""
     import dataclasses
 
     from pytest_rtgov.core.stage_findings import session_problems
+    from pytest_rtgov.plugin.determinism import session_problems as determinism_problems
 
     record = outcome.record
     assert record is not None
     status, lines = session_problems(record.fixtures, exit_status=outcome.exit_status)
+    status, lines = determinism_problems(config, status, lines)
     for line in lines:
         _say(line)
     if status == outcome.exit_status:

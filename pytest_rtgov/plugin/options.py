@@ -146,6 +146,18 @@ OPTIONS: tuple[Option, ...] = (
            "re-execute these cached stages (comma-separated names, or all) and compare "
            "their outputs with the entry: a difference is a nondeterminism finding (exit 6).",
            metavar="NAMES", shown_default="none"),
+    Option("--rtgov-stage-cache",
+           "on (default): @stage entries are looked up and stored; off: every stage body "
+           "runs and nothing is looked up or stored (rtgov replay recomputes stages so).",
+           default="on", choices=("on", "off"), shown_default="`on`"),
+    Option("--rtgov-keep-checkpoints",
+           "keep every checkpoint's array in the state directory's object store, as "
+           "rtgov.checkpoint(..., keep=True) does.",
+           default=False, ini="bool", shown_default="false"),
+    Option("--rtgov-determinism-check",
+           "run each selected test twice in this process and report every checkpoint that "
+           "differs between the two runs (exit 6); session fixtures are set up once.",
+           default=False, ini="bool", shown_default="false"),
 )  # fmt: skip
 
 _BY_FLAG = {option.flag: option for option in OPTIONS}

@@ -34,6 +34,7 @@ from pytest_rtgov.core.records import (
 from pytest_rtgov.core.run_order import canonical_run, sorted_metrics
 from pytest_rtgov.measure.clock import epoch_ns
 from pytest_rtgov.measure.memory import TRACEMALLOC_UNMEASURED
+from pytest_rtgov.plugin.checkpoints import from_wire as checkpoints_from_wire
 from pytest_rtgov.plugin.settings import MAIN_WORKER, OUTCOME_KEY, Settings
 
 if TYPE_CHECKING:
@@ -50,8 +51,8 @@ class Phase:
     ``samples`` is None except for a call phase; ``fixtures`` holds the fixture setups
     that ran as builtins (as measured, ready for the wire)."""
 
-    __slots__ = ("fixtures", "markers", "metrics", "rounds", "samples", "usage_error", "warmup",
-                 "worker")
+    __slots__ = ("checkpoints", "fixtures", "markers", "metrics", "rounds", "samples",
+                 "usage_error", "warmup", "worker")
 
     def __init__(self, worker: str, *, fixtures: list[dict[str, Any]] | None = None) -> None:
         self.worker = worker
@@ -62,6 +63,7 @@ class Phase:
         self.samples: list[dict[str, Any]] | None = None
         self.metrics: list[Metric] | None = None
         self.usage_error: str | None = None
+        self.checkpoints: list[dict[str, Any]] | None = None  # the test's (plugin/checkpoints.py)
 
     def to_wire(self) -> dict[str, Any]:
         """Builtin types only: what an xdist worker attaches to the report."""
@@ -76,6 +78,8 @@ class Phase:
             wire["metrics"] = [m.to_dict() for m in self.metrics]
         if self.usage_error is not None:
             wire["usage_error"] = self.usage_error
+        if self.checkpoints:
+            wire["checkpoints"] = self.checkpoints
         return wire
 
     @classmethod
@@ -92,6 +96,7 @@ class Phase:
             phase.metrics = [Metric(**m) for m in wire["metrics"]]
         if "usage_error" in wire:
             phase.usage_error = str(wire["usage_error"])
+        phase.checkpoints = wire.get("checkpoints")
         return phase
 
 
@@ -104,6 +109,7 @@ class _TestAccumulator:
     warmup: int = 0
     samples: list[dict[str, Any]] | None = None
     metrics: list[Metric] | None = None
+    checkpoints: list[dict[str, Any]] | None = None  # as metrics: the final attempt's
     markers: tuple[str, ...] = ()
     call_outcome: str | None = None
     skipped: bool = False
@@ -137,7 +143,7 @@ class _TestAccumulator:
         if self.reruns is None:
             self.reruns = []
         self.reruns.append(rerun)
-        self.samples = self.metrics = self.call_outcome = None
+        self.samples = self.metrics = self.checkpoints = self.call_outcome = None
         self.skipped = self.errored = self.torn_down = False
 
     def outcome(self) -> str:
@@ -208,6 +214,8 @@ class Collector:
                     acc.metrics = phase.metrics
                 else:
                     acc.metrics.extend(phase.metrics)
+            if phase.checkpoints:
+                acc.checkpoints = (acc.checkpoints or []) + phase.checkpoints
         acc.take_phase(when, report.outcome)
 
     def _take_superseded(self, nodeid: str, phase: Phase | None) -> tuple[FixtureEntry, ...]:
@@ -259,6 +267,7 @@ class Collector:
                 sample=Sample(**fx["sample"]),
                 metrics=tuple(Metric(**m) for m in fx["metrics"]),
                 stage=fx.get("stage"),
+                checkpoints=checkpoints_from_wire(fx.get("checkpoints")),
             )
             self._fixture_setups.append((entry, setup))
 
@@ -281,6 +290,7 @@ class Collector:
                     markers=acc.markers,
                     metrics=tuple(acc.metrics) if acc.metrics else (),
                     reruns=tuple(acc.reruns) if acc.reruns else (),
+                    checkpoints=checkpoints_from_wire(acc.checkpoints),
                 )
                 for nodeid, acc in self._tests.items()
             ),

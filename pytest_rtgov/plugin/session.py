@@ -36,6 +36,7 @@ __all__ = ["register", "unregister"]
 _NAMES = (
     "rtgov-marks",
     "rtgov-capture",
+    "rtgov-determinism",
     "rtgov-worker",
     "rtgov-collector",
     "rtgov-controller",
@@ -59,6 +60,10 @@ def register(config: pytest.Config) -> None:
     capture = config.stash[CAPTURE_KEY] = Capture(config, settings)
     manager.register(Marks(settings), "rtgov-marks")
     manager.register(capture, "rtgov-capture")
+    if config.getoption("rtgov_determinism_check", False):  # each test twice, compared
+        from pytest_rtgov.plugin.determinism import DeterminismCheck
+
+        manager.register(DeterminismCheck(config, capture), "rtgov-determinism")
     if settings.is_worker:
         from pytest_rtgov.plugin.transport import WorkerTransport
 

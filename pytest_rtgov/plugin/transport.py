@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_rtgov.plugin.capture import Capture
+from pytest_rtgov.plugin.determinism import FINDINGS_KEY, WORKER_OUTPUT
 from pytest_rtgov.plugin.samples import REPORT_ATTR, Collector
 from pytest_rtgov.plugin.settings import Settings
 
@@ -51,6 +52,9 @@ class ControllerTransport:
         calibration = output.get(CALIBRATION)
         if calibration is not None:
             self.collector.add_calibration(str(node.workerinput["workerid"]), calibration)
+        findings = output.get(WORKER_OUTPUT)  # --rtgov-determinism-check's, as builtins
+        if findings:
+            self.collector.config.stash.setdefault(FINDINGS_KEY, []).extend(findings)
 
 
 class WorkerTransport:
