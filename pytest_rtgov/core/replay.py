@@ -34,7 +34,6 @@ from pytest_rtgov.core.replay_verdict import (
     ReplayResult,
     decide,
     environment_drift,
-    replay_result,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +53,6 @@ __all__ = [  # the verdict's names too (core/replay_verdict.py): one import for 
     "decide",
     "environment_drift",
     "fixture_owner",
-    "replay_result",
 ]
 
 
@@ -301,8 +299,8 @@ class Comparison:
 
 
 def compare(
-    recorded: RunRecord,
-    replayed: RunRecord,
+    recorded: RunRecord | Sequence[CheckpointRef],
+    replayed: RunRecord | Sequence[CheckpointRef],
     *,
     load: Callable[[CheckpointRef], NDArray[Any] | None],
     rules: Sequence[ReplayRule] = (),
@@ -310,14 +308,19 @@ def compare(
     """Walk the replay's checkpoints in causal order, each against the recorded one of
     the same owner, name and occurrence (see the module's docstring). ``load`` gives a
     kept array (None when it was not kept); rules apply as the recorded checkpoint is
-    selected. Owners the replay did not run are not compared."""
-    recorded_refs = checkpoint_refs(recorded)
+    selected. Owners the replay did not run are not compared: given the replay's
+    record, an owner ran when it has an entry (a test that stopped before its first
+    checkpoint too); given its checkpoints only, when it produced one."""
+    recorded_refs = _refs(recorded)
     by_key = {ref.key: ref for ref in recorded_refs}
-    owners = {("test", t.nodeid) for t in replayed.tests}
-    owners |= {("fixture", fixture_owner(f)) for f in replayed.fixtures}
+    replayed_refs = _refs(replayed)
+    owners = {(ref.owner_kind, ref.owner) for ref in replayed_refs}
+    if isinstance(replayed, RunRecord):
+        owners |= {("test", t.nodeid) for t in replayed.tests}
+        owners |= {("fixture", fixture_owner(f)) for f in replayed.fixtures}
     placed: list[tuple[tuple[int, int, int], CheckpointResult]] = []
     matched: dict[tuple[str, str, str, int], int] = {}
-    for position, rep in enumerate(checkpoint_refs(replayed)):
+    for position, rep in enumerate(replayed_refs):
         rec = by_key.get(rep.key)
         if rec is None:
             result = CheckpointResult(NEW, None, rep, "not in the record")
@@ -336,3 +339,7 @@ def compare(
             placed.append(((last, 1, index), result))
     placed.sort(key=lambda item: item[0])
     return Comparison(tuple(result for _, result in placed))
+
+
+def _refs(source: RunRecord | Sequence[CheckpointRef]) -> list[CheckpointRef]:
+    return checkpoint_refs(source) if isinstance(source, RunRecord) else list(source)

@@ -64,6 +64,9 @@ class ReplayRule:
         """The rule's name, else its place in the file (``replay[1]``)."""
         return self.name or self.place or f"checkpoint {self.checkpoint!r}"
 
+    def __str__(self) -> str:
+        return self.label
+
     def tolerance(self) -> str:
         """``max_ulp 2`` or ``rtol 1e-06, atol 0``."""
         if self.max_ulp is not None:

@@ -31,7 +31,6 @@ __all__ = [
     "ReplayResult",
     "decide",
     "environment_drift",
-    "replay_result",
 ]
 
 # A compared checkpoint's status; diverged and not reproduced are divergences.
@@ -92,14 +91,9 @@ _EXIT = {
 }
 
 
-def decide(
-    comparison: Comparison | None,
-    drift: Sequence[tuple[str, str, str]],
-    allow_env_drift: bool,
+def _outcome(
+    comparison: Comparison | None, drift: Sequence[tuple[str, str, str]], allow_env_drift: bool
 ) -> ReplayOutcome:
-    """Drift without ``allow_env_drift``: not comparable (``comparison`` may then be
-    None: the replay need not run). Else diverged when any checkpoint diverged or was
-    not reproduced, within tolerance when a rule was needed, else identical."""
     if drift and not allow_env_drift:
         return ReplayOutcome.NOT_COMPARABLE
     if comparison is None:
@@ -151,16 +145,19 @@ class ReplayResult:
         }
 
 
-def replay_result(
+def decide(
     comparison: Comparison | None,
     drift: Iterable[tuple[str, str, str]],
-    *,
     allow_env_drift: bool,
 ) -> ReplayResult:
-    """:func:`decide`, with the reason a not comparable replay gives: each field, its
-    recorded and replayed value."""
+    """The replay's outcome (``.outcome``), with what it rests on. Drift without
+    ``allow_env_drift``: not comparable, naming each field with its recorded and
+    replayed value (``comparison`` may then be None: the replay need not run). Else
+    diverged when any checkpoint diverged or was not reproduced, within tolerance when
+    a rule was needed, else identical; drifted fields that were allowed are listed
+    beside the first divergence as candidate causes."""
     drift = tuple(drift)
-    outcome = decide(comparison, drift, allow_env_drift)
+    outcome = _outcome(comparison, drift, allow_env_drift)
     reason = ""
     if outcome is ReplayOutcome.NOT_COMPARABLE:
         fields = "; ".join(f"{f}: {a!r} vs {b!r}" for f, a, b in drift)

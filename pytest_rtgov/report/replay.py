@@ -23,8 +23,10 @@ from pytest_rtgov.core.replay import STATUSES, ReplayResult
 
 __all__ = [
     "print_replay",
+    "render_html",
     "render_replay_page",
     "render_replay_section",
+    "render_terminal",
     "replay_context",
     "replay_lines",
 ]
@@ -121,6 +123,11 @@ def replay_lines(result: ReplayResult | Mapping[str, Any], *, shown: int = SHOWN
     return lines
 
 
+def render_terminal(result: ReplayResult | Mapping[str, Any]) -> str:
+    """:func:`replay_lines` as one text."""
+    return "\n".join(replay_lines(result))
+
+
 def print_replay(console: Console, result: ReplayResult | Mapping[str, Any]) -> None:
     """:func:`replay_lines` on a rich console, the outcome line coloured."""
     data = _data(result)
@@ -135,7 +142,22 @@ def replay_context(result: ReplayResult | Mapping[str, Any]) -> dict[str, Any]:
     checkpoint listed."""
     data = _data(result)
     first = data.get("first_divergence")
+    code = data.get("code") or {}
+    facts = [
+        (label, str(value))
+        for label, value in (
+            ("run", data.get("run_id")),
+            ("replay", data.get("replay_id")),
+            ("at", data.get("at")),
+            ("selection", data.get("selection")),
+            ("code", " ".join(str(v) for v in (code.get("commit"), code.get("how")) if v)),
+            ("policy", format_digest("sha256:" + data["policy_sha256"])
+             if data.get("policy_sha256") else None),
+        )
+        if value
+    ]
     return {
+        "facts": facts,
         "outcome": data["outcome"],
         "headline": _headline(data).removeprefix("rtgov replay: "),
         "first": first,
@@ -170,7 +192,14 @@ def render_replay_section(result: ReplayResult | Mapping[str, Any]) -> str:
 
 
 def render_replay_page(
-    result: ReplayResult | Mapping[str, Any], *, title: str = "rtgov replay"
+    result: ReplayResult | Mapping[str, Any], *, title: str | None = None
 ) -> str:
-    """The replay as a self-contained HTML page."""
-    return str(_template().render(page=True, title=title, **replay_context(result)))
+    """The replay as a self-contained HTML page (titled by the replayed run when the
+    data names it: the ``replay`` leaf's summary does)."""
+    data = _data(result)
+    if title is None:
+        title = f"rtgov replay of run {data['run_id']}" if data.get("run_id") else "rtgov replay"
+    return str(_template().render(page=True, title=title, **replay_context(data)))
+
+
+render_html = render_replay_page

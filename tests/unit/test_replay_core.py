@@ -22,7 +22,6 @@ from pytest_rtgov.core.replay import (
     compare,
     decide,
     environment_drift,
-    replay_result,
 )
 from pytest_rtgov.core.replay_rules import ReplayRule, ulp_distance, unused_rules
 from pytest_rtgov.store.stage_cache import array_bytes
@@ -182,13 +181,13 @@ def test_identical_and_bitwise():
     comparison = _one(BASE.copy())
     assert comparison.counts()["identical"] == 1
     assert comparison.first_divergence is None
-    assert decide(comparison, [], False) is ReplayOutcome.IDENTICAL
+    assert decide(comparison, [], False).outcome is ReplayOutcome.IDENTICAL
 
 
 def test_one_ulp_is_within_max_ulp_2_and_three_ulp_diverge_naming_the_index():
     within = _one(ulps(BASE, 1, (1, 2)), rules=[RULE])
     assert [r.status for r in within.results] == ["within_tolerance"]
-    assert decide(within, [], False) is ReplayOutcome.WITHIN_TOLERANCE
+    assert decide(within, [], False).outcome is ReplayOutcome.WITHIN_TOLERANCE
     assert ReplayOutcome.WITHIN_TOLERANCE.exit_code == ExitCode.OK
 
     beyond = _one(ulps(ulps(BASE, 3, (1, 2)), 1, (2, 3)), rules=[RULE])
@@ -199,7 +198,7 @@ def test_one_ulp_is_within_max_ulp_2_and_three_ulp_diverge_naming_the_index():
     assert (diff.index, diff.index_nd, diff.ulp, diff.max_ulp) == (6, (1, 2), 3, 3)
     assert diff.mismatches == 1  # the 1-ULP change at (2, 3) is inside the tolerance
     assert diff.expected == str(BASE[1, 2]) and diff.actual != diff.expected
-    assert decide(beyond, [], False) is ReplayOutcome.DIVERGED
+    assert decide(beyond, [], False).outcome is ReplayOutcome.DIVERGED
     assert ReplayOutcome.DIVERGED.exit_code == ExitCode.GATE_BREACHED
 
     # without a rule, 1 ULP diverges too, and every changed element counts
@@ -279,7 +278,20 @@ def test_not_reproduced_is_a_divergence_in_place_and_new_is_not():
         ("t.py::test_b", "extra", "new"),
     ]
     assert comparison.first_divergence.ref.name == "y"
-    assert decide(comparison, [], False) is ReplayOutcome.DIVERGED
+    assert decide(comparison, [], False).outcome is ReplayOutcome.DIVERGED
+    # given checkpoints alone, the same walk
+    as_refs = compare(checkpoint_refs(rec), checkpoint_refs(rep), load=Arrays(a))
+    assert as_refs == comparison
+
+
+def test_a_replayed_test_that_stopped_before_its_first_checkpoint():
+    a = np.arange(3.0)
+    rec = record([entry("t.py::test_a", [cp("x", 0, a)])])
+    rep = record([entry("t.py::test_a")])
+    first = compare(rec, rep, load=Arrays(a)).first_divergence
+    assert (first.ref.name, first.status) == ("x", "not_reproduced")
+    # only the record says the test ran: its checkpoints alone cannot
+    assert compare(checkpoint_refs(rec), [], load=Arrays(a)).results == ()
 
 
 def test_refs_owners_occurrences_and_first_worker_of_a_session_fixture():
@@ -331,11 +343,11 @@ def test_environment_drift_fields():
 def test_drift_is_not_comparable_unless_allowed_then_candidate_causes():
     drift = [("env.OPENBLAS_NUM_THREADS", "1", "4")]
     diverged = _one(ulps(BASE, 1, 0))
-    refused = replay_result(None, drift, allow_env_drift=False)
+    refused = decide(None, drift, allow_env_drift=False)
     assert refused.outcome is ReplayOutcome.NOT_COMPARABLE
     assert refused.exit_code == ExitCode.INCOMPARABLE
     assert "env.OPENBLAS_NUM_THREADS: '1' vs '4'" in refused.reason
-    allowed = replay_result(diverged, drift, allow_env_drift=True).to_dict()
+    allowed = decide(diverged, drift, allow_env_drift=True).to_dict()
     assert allowed["outcome"] == "diverged" and allowed["exit_code"] == 6
     assert allowed["first_divergence"]["candidate_causes"] == ["env.OPENBLAS_NUM_THREADS"]
     assert ReplayOutcome.REFUSED.exit_code == ExitCode.REFUSED
@@ -345,7 +357,7 @@ def test_to_dict_is_canonical_json_ready_and_stable():
     a, b = np.array([1.0, np.nan, -0.0]), np.array([1.0, np.inf, 0.0])
     rec = record([entry("t.py::test_é", [cp("x", 0, a), cp("y", 1, a)])])
     rep = record([entry("t.py::test_é", [cp("x", 0, b), cp("y", 1, b)])])
-    result = replay_result(compare(rec, rep, load=Arrays(a, b)), [], allow_env_drift=False)
+    result = decide(compare(rec, rep, load=Arrays(a, b)), [], allow_env_drift=False)
     data = result.to_dict()
     encoded = canonical_json(data)  # no NaN, no numpy scalars
     assert json.loads(encoded) == data

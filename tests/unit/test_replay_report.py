@@ -10,12 +10,14 @@ import re
 import numpy as np
 from rich.console import Console
 
-from pytest_rtgov.core.replay import compare, replay_result
+from pytest_rtgov.core.replay import compare, decide
 from pytest_rtgov.core.replay_rules import ReplayRule
 from pytest_rtgov.report.replay import (
     print_replay,
+    render_html,
     render_replay_page,
     render_replay_section,
+    render_terminal,
     replay_lines,
 )
 from tests.unit.test_replay_core import Arrays, cp, entry, record, ulps
@@ -34,7 +36,7 @@ def _diverged(*, drift=(), allow=True, owner="t.py::test_<b>"):
         rec, rep, load=Arrays(BASE, changed, later, later + 1),
         rules=[ReplayRule(checkpoint="logits", max_ulp=2, name="logits-ulp")],
     )
-    return replay_result(comparison, drift, allow_env_drift=allow)
+    return decide(comparison, drift, allow_env_drift=allow)
 
 
 def test_terminal_lines_put_the_first_divergence_first():
@@ -73,14 +75,14 @@ def test_a_stored_verdict_renders_as_a_fresh_one_and_long_lists_are_cut():
 
 def test_not_comparable_and_identical():
     drift = [("numpy", "2.0", "2.1")]
-    lines = replay_lines(replay_result(None, drift, allow_env_drift=False))
+    lines = replay_lines(decide(None, drift, allow_env_drift=False))
     assert lines[0] == (
         "rtgov replay: NOT COMPARABLE (exit 8): the environment differs from the record: "
         "numpy: '2.0' vs '2.1'"
     )
     assert not any(line.startswith("first divergence") for line in lines)
     same = record([entry("t.py::test_a", [cp("x", 0, BASE)])])
-    identical = replay_result(compare(same, same, load=Arrays()), [], allow_env_drift=False)
+    identical = decide(compare(same, same, load=Arrays()), [], allow_env_drift=False)
     assert replay_lines(identical) == [
         "rtgov replay: IDENTICAL (exit 0)",
         "checkpoints: 1 identical, 0 within tolerance, 0 diverged, 0 new, 0 not reproduced",
@@ -106,3 +108,23 @@ def test_html_section_escapes_and_orders_and_the_page_is_whole():
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<title>rtgov replay of &lt;run&gt;: DIVERGED (exit 6)</title>" in page
     assert html in page
+
+
+def test_the_replay_leafs_summary_renders_with_its_facts():
+    """``rtgov replay`` renders the summary it logs: the result plus the run, the replay,
+    the code and the policy."""
+    summary = {
+        "run_id": "20261130-<x>",
+        "replay_id": "r2",
+        "at": "2026-11-30T18:00:00Z",
+        "code": {"commit": "abc123", "how": "in place"},
+        "selection": "all 3 tests",
+        "policy_sha256": "ab" * 32,
+        **_diverged().to_dict(),
+    }
+    assert render_terminal(summary) == "\n".join(replay_lines(_diverged()))
+    page = render_html(summary)
+    assert "<title>rtgov replay of run 20261130-&lt;x&gt;: DIVERGED (exit 6)</title>" in page
+    facts = re.search(r'<p id="replay-facts"[^>]*>(.*?)</p>', page).group(1)
+    assert "abc123 in place" in facts and "sha256:abababababab…" in facts
+    assert "all 3 tests" in facts

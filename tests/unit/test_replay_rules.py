@@ -56,6 +56,7 @@ rtol = 1e-6
         "replay[1]", ("finetune",), 1e-6, 0.0
     )
     assert second.tolerance() == "rtol 1e-06, atol 0"
+    assert f"rule {first} and rule {second}" == "rule logits and rule replay[1]"
     assert json.loads(json.dumps(first.to_dict()))["max_ulp"] == 2
     assert config.gates == ()
 
