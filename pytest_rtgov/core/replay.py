@@ -130,13 +130,14 @@ def checkpoint_refs(record: RunRecord) -> list[CheckpointRef]:
 class ArrayDiff:
     """Two kept arrays of one checkpoint, element by element (C order). ``mismatches``
     counts the elements outside the rule's tolerance (without a rule: whose bytes
-    differ); ``index`` is the first of them. ULP distances as numpy defines them (None
+    differ); ``index`` is the first of them in C order, ``position`` the same element as an
+    index into the shape (``np.unravel_index``). ULP distances as numpy defines them (None
     for dtypes without one); values as numpy prints them, exact for the dtype."""
 
-    size: int
-    mismatches: int
+    size: int | None
+    mismatches: int | None
     index: int | None = None
-    index_nd: tuple[int, ...] | None = None
+    position: tuple[int, ...] | None = None
     expected: str | None = None
     actual: str | None = None
     ulp: int | None = None
@@ -147,7 +148,7 @@ class ArrayDiff:
             "actual": self.actual,
             "expected": self.expected,
             "index": self.index,
-            "index_nd": None if self.index_nd is None else list(self.index_nd),
+            "position": None if self.position is None else list(self.position),
             "max_ulp": self.max_ulp,
             "mismatches": self.mismatches,
             "size": self.size,
@@ -173,7 +174,7 @@ def _array_diff(
             size=int(expected.size),
             mismatches=int(flat.size),
             index=first,
-            index_nd=nd,
+            position=nd,
             expected=str(expected[nd]),
             actual=str(actual[nd]),
             ulp=None if ulp is None else int(ulp[nd]),
@@ -210,7 +211,6 @@ class CheckpointResult:
         return {
             **ref.to_dict(),
             "actual_sha256": rep.checkpoint.sha256 if rep else None,
-            "diff": self.diff.to_dict() if self.diff else None,
             "dtype": ref.checkpoint.dtype,
             "expected_sha256": rec.checkpoint.sha256 if rec else None,
             "kept": self.diff is not None,
@@ -218,7 +218,12 @@ class CheckpointResult:
             "rule": self.rule,
             "shape": _shape(ref.checkpoint.shape),
             "status": self.status,
+            # the arrays' difference, flat (all None when a side was not kept)
+            **(self.diff or _NO_DIFF).to_dict(),
         }
+
+
+_NO_DIFF = ArrayDiff(size=None, mismatches=None)
 
 
 def _shape(shape: tuple[int, ...] | None) -> list[int] | None:

@@ -60,15 +60,14 @@ def _first_rows(first: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("checkpoint", f"{first['checkpoint']} ({first['kind']}), occurrence {first['occurrence']}")
     ]
-    diff = first.get("diff")
-    if diff and diff.get("index") is not None:
-        nd = ", ".join(str(i) for i in diff["index_nd"])
-        rows.append(("index", f"{diff['index']} (flat), [{nd}]"))
-        rows.append(("expected", str(diff["expected"])))
-        rows.append(("actual", str(diff["actual"])))
-        if diff.get("ulp") is not None:
-            rows.append(("ULP", f"{diff['ulp']} (max {diff['max_ulp']} over the array)"))
-        rows.append(("mismatches", f"{diff['mismatches']} of {diff['size']} elements"))
+    if first.get("index") is not None:
+        position = ", ".join(str(i) for i in first["position"])
+        rows.append(("index", f"{first['index']} (flat), [{position}]"))
+        rows.append(("expected", str(first["expected"])))
+        rows.append(("actual", str(first["actual"])))
+        if first.get("ulp") is not None:
+            rows.append(("ULP", f"{first['ulp']} (max {first['max_ulp']} over the array)"))
+        rows.append(("mismatches", f"{first['mismatches']} of {first['size']} elements"))
     elif not first.get("kept"):
         rows.append(("kept", "no: digests only"))
     if first.get("dtype") or first.get("shape") is not None:
@@ -91,7 +90,7 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 
 def _headline(data: Mapping[str, Any]) -> str:
-    line = f"rtgov replay: {_label(data['outcome']).upper()} (exit {data['exit_code']})"
+    line = f"rtgov replay: {_label(data['outcome'])} (exit {data['exit_code']})"
     return f"{line}: {data['reason']}" if data.get("reason") else line
 
 

@@ -42,7 +42,7 @@ def _diverged(*, drift=(), allow=True, owner="t.py::test_<b>"):
 def test_terminal_lines_put_the_first_divergence_first():
     drift = [("env.OPENBLAS_NUM_THREADS", "1", "4")]
     lines = replay_lines(_diverged(drift=drift))
-    assert lines[0] == "rtgov replay: DIVERGED (exit 6)"
+    assert lines[0] == "rtgov replay: diverged (exit 6)"
     assert lines[1] == "first divergence: test t.py::test_<b>"
     text = "\n".join(lines)
     for expected in [
@@ -77,19 +77,19 @@ def test_not_comparable_and_identical():
     drift = [("numpy", "2.0", "2.1")]
     lines = replay_lines(decide(None, drift, allow_env_drift=False))
     assert lines[0] == (
-        "rtgov replay: NOT COMPARABLE (exit 8): the environment differs from the record: "
+        "rtgov replay: not comparable (exit 8): the environment differs from the record: "
         "numpy: '2.0' vs '2.1'"
     )
     assert not any(line.startswith("first divergence") for line in lines)
     same = record([entry("t.py::test_a", [cp("x", 0, BASE)])])
     identical = decide(compare(same, same, load=Arrays()), [], allow_env_drift=False)
     assert replay_lines(identical) == [
-        "rtgov replay: IDENTICAL (exit 0)",
+        "rtgov replay: identical (exit 0)",
         "checkpoints: 1 identical, 0 within tolerance, 0 diverged, 0 new, 0 not reproduced",
     ]
     out = io.StringIO()
     print_replay(Console(file=out, width=200), identical)
-    assert out.getvalue().splitlines()[0] == "rtgov replay: IDENTICAL (exit 0)"
+    assert out.getvalue().splitlines()[0] == "rtgov replay: identical (exit 0)"
 
 
 def test_html_section_escapes_and_orders_and_the_page_is_whole():
@@ -106,7 +106,7 @@ def test_html_section_escapes_and_orders_and_the_page_is_whole():
     assert rows[:6] == ["checkpoint", "index", "expected", "actual", "ULP", "mismatches"]
     page = render_replay_page(result, title="rtgov replay of <run>")
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
-    assert "<title>rtgov replay of &lt;run&gt;: DIVERGED (exit 6)</title>" in page
+    assert "<title>rtgov replay of &lt;run&gt;: diverged (exit 6)</title>" in page
     assert html in page
 
 
@@ -124,7 +124,7 @@ def test_the_replay_leafs_summary_renders_with_its_facts():
     }
     assert render_terminal(summary) == "\n".join(replay_lines(_diverged()))
     page = render_html(summary)
-    assert "<title>rtgov replay of run 20261130-&lt;x&gt;: DIVERGED (exit 6)</title>" in page
+    assert "<title>rtgov replay of run 20261130-&lt;x&gt;: diverged (exit 6)</title>" in page
     facts = re.search(r'<p id="replay-facts"[^>]*>(.*?)</p>', page).group(1)
     assert "abc123 in place" in facts and "sha256:abababababab…" in facts
     assert "all 3 tests" in facts
