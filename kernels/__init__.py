@@ -2,8 +2,11 @@
 
 ``xp`` is numpy or cupy; :func:`kernels.backend.get_xp` chooses. The kernels know
 nothing of pytest or of pytest-rtgov: they are the code that gets measured.
+``KERNELS_FAULT="<kernel>:<flat index>:<ulps>"`` is a test-only fault hook
+(:mod:`kernels.faults`): it moves one element of that kernel's outputs by a few ULPs.
 """
 
+from kernels import faults
 from kernels.backend import BackendError, backend_name, get_xp
 from kernels.data import make_classification
 from kernels.layers import (
@@ -23,6 +26,8 @@ from kernels.layers import (
 from kernels.mlp import MLP
 from kernels.optim import SGD, Adam
 from kernels.train import TrainResult, accuracy, train_mlp
+
+faults.check_known()  # KERNELS_FAULT naming no public kernel fails here, at import
 
 __all__ = [
     "MLP",

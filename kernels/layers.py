@@ -1,13 +1,17 @@
 """Layers with forward and backward passes, vectorized over the batch.
 
 Every function takes its array module from its inputs (``xp``) so the same code runs
-on numpy and cupy. Backward functions take the upstream gradient first.
+on numpy and cupy. Backward functions take the upstream gradient first. Each public
+kernel carries the test-only fault hook (:mod:`kernels.faults`, ``KERNELS_FAULT``): it is
+the function itself unless that variable names it.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+from kernels.faults import faultable
 
 __all__ = [
     "cross_entropy",
@@ -39,20 +43,24 @@ def _xp(a: Array) -> Any:
     return numpy
 
 
+@faultable
 def linear(x: Array, weight: Array, bias: Array) -> Array:
     """``x @ weight + bias``; x is (batch, in), weight (in, out), bias (out,)."""
     return x @ weight + bias
 
 
+@faultable
 def linear_backward(dy: Array, x: Array, weight: Array) -> tuple[Array, Array, Array]:
     """Gradients of :func:`linear` with respect to x, weight and bias."""
     return dy @ weight.T, x.T @ dy, dy.sum(axis=0)
 
 
+@faultable
 def relu(x: Array) -> Array:
     return _xp(x).maximum(x, 0)
 
 
+@faultable
 def relu_backward(dy: Array, x: Array) -> Array:
     return dy * (x > 0)
 
@@ -60,12 +68,14 @@ def relu_backward(dy: Array, x: Array) -> Array:
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
+@faultable
 def gelu(x: Array) -> Array:
     """GELU, tanh approximation (Hendrycks and Gimpel)."""
     xp = _xp(x)
     return 0.5 * x * (1.0 + xp.tanh(_GELU_C * (x + 0.044715 * x**3)))
 
 
+@faultable
 def gelu_backward(dy: Array, x: Array) -> Array:
     xp = _xp(x)
     inner = _GELU_C * (x + 0.044715 * x**3)
@@ -74,6 +84,7 @@ def gelu_backward(dy: Array, x: Array) -> Array:
     return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * d_inner)
 
 
+@faultable
 def softmax(x: Array, axis: int = -1) -> Array:
     """Softmax, shifted by the row maximum so large logits do not overflow."""
     xp = _xp(x)
@@ -82,11 +93,13 @@ def softmax(x: Array, axis: int = -1) -> Array:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+@faultable
 def softmax_backward(dy: Array, s: Array, axis: int = -1) -> Array:
     """Gradient through softmax, given its output ``s``."""
     return s * (dy - (dy * s).sum(axis=axis, keepdims=True))
 
 
+@faultable
 def cross_entropy(logits: Array, labels: Array) -> float:
     """Mean cross-entropy of integer ``labels`` under ``logits`` (log-sum-exp stable)."""
     xp = _xp(logits)
@@ -96,6 +109,7 @@ def cross_entropy(logits: Array, labels: Array) -> float:
     return float((log_z - picked).mean())
 
 
+@faultable
 def cross_entropy_backward(logits: Array, labels: Array) -> Array:
     """Gradient of :func:`cross_entropy` with respect to the logits."""
     xp = _xp(logits)
@@ -104,6 +118,7 @@ def cross_entropy_backward(logits: Array, labels: Array) -> Array:
     return grad / logits.shape[0]
 
 
+@faultable
 def layer_norm(
     x: Array, gamma: Array, beta: Array, eps: float = 1e-5
 ) -> tuple[Array, tuple[Array, Array]]:
@@ -116,6 +131,7 @@ def layer_norm(
     return x_hat * gamma + beta, (x_hat, inv_std)
 
 
+@faultable
 def layer_norm_backward(
     dy: Array, gamma: Array, cache: tuple[Array, Array]
 ) -> tuple[Array, Array, Array]:
