@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_rtgov.core.array_checkpoints import ArrayCheckpoint
 from pytest_rtgov.core.records import FixtureEntry, RunRecord
-from pytest_rtgov.core.replay_rules import ReplayRule, mismatch_mask, rule_for, ulp_distance
+from pytest_rtgov.core.replay_rules import (
+    ReplayRule,
+    check_rules_used,
+    mismatch_mask,
+    rule_for,
+    ulp_distance,
+    unused_rules,
+)
 from pytest_rtgov.core.replay_verdict import (
     DIVERGED,
     DRIFT_FIELDS,
@@ -39,7 +46,7 @@ from pytest_rtgov.core.replay_verdict import (
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-__all__ = [  # the verdict's names too (core/replay_verdict.py): one import for the CLI
+__all__ = [  # the verdict's and the rules' names too: one import for the CLI
     "DRIFT_FIELDS",
     "STATUSES",
     "ArrayDiff",
@@ -48,11 +55,13 @@ __all__ = [  # the verdict's names too (core/replay_verdict.py): one import for 
     "Comparison",
     "ReplayOutcome",
     "ReplayResult",
+    "check_rules_used",
     "checkpoint_refs",
     "compare",
     "decide",
     "environment_drift",
     "fixture_owner",
+    "unused_rules",
 ]
 
 
