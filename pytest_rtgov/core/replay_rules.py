@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ReplayRule",
+    "bitwise_mismatch",
     "check_rules_used",
     "mismatch_mask",
     "parse_replay_rules",
@@ -239,28 +240,43 @@ def ulp_distance(expected: NDArray[Any], actual: NDArray[Any]) -> NDArray[np.uin
 
 
 def mismatch_mask(
-    expected: NDArray[Any], actual: NDArray[Any], rule: ReplayRule | None
+    expected: NDArray[Any],
+    actual: NDArray[Any],
+    rule: ReplayRule | None,
+    ulp: NDArray[np.uint64] | None = None,
 ) -> tuple[NDArray[np.bool_], str]:
     """Which elements mismatch, and why none could be measured when the rule does not
     apply to the dtype (``""`` otherwise). Without a rule: every element whose bytes
     differ (a NaN's payload and ``-0.0`` against ``0.0`` included); with one: every
-    element outside its tolerance. Same shape and dtype."""
+    element outside its tolerance. Same shape and dtype; ``ulp``: their
+    :func:`ulp_distance`, when the caller has it already."""
     import numpy as np
 
     a, b = _native(expected), _native(actual)
-    width = max(a.dtype.itemsize, 1)
-    differ = (a.view(np.uint8).reshape(a.size, width) != b.view(np.uint8).reshape(b.size, width))
-    bitwise = differ.any(axis=1).reshape(a.shape)
     if rule is None:
-        return bitwise, ""
+        return bitwise_mismatch(a, b), ""
     if rule.max_ulp is not None:
-        ulp = ulp_distance(a, b)
+        ulp = ulp if ulp is not None else ulp_distance(a, b)
         if ulp is None:
-            return bitwise, f"max_ulp does not apply to dtype {a.dtype.str}"
+            return bitwise_mismatch(a, b), f"max_ulp does not apply to dtype {a.dtype.str}"
         return ulp > np.uint64(rule.max_ulp), ""
     if a.dtype.kind not in "biufc":
-        return bitwise, f"rtol/atol do not apply to dtype {a.dtype.str}"
+        return bitwise_mismatch(a, b), f"rtol/atol do not apply to dtype {a.dtype.str}"
     if a.dtype.kind == "b":
         a, b = a.astype(np.uint8), b.astype(np.uint8)
     close = np.isclose(b, a, rtol=rule.rtol or 0.0, atol=rule.atol or 0.0, equal_nan=True)
     return ~close, ""
+
+
+def bitwise_mismatch(a: NDArray[Any], b: NDArray[Any]) -> NDArray[np.bool_]:
+    """Elements whose bytes differ (``a`` and ``b`` of one dtype and shape)."""
+    import numpy as np
+
+    size = a.dtype.itemsize
+    if size in (1, 2, 4, 8):
+        uint = np.dtype(f"u{size}")
+        return a.view(uint) != b.view(uint)  # type: ignore[no-any-return]
+    width = max(size, 1)
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    differ = a.view(np.uint8).reshape(a.size, width) != b.view(np.uint8).reshape(b.size, width)
+    return differ.any(axis=1).reshape(a.shape)  # type: ignore[no-any-return]

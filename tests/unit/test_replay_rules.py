@@ -17,6 +17,7 @@ from pytest_rtgov.core.gates_schema import json_schema_text
 from pytest_rtgov.core.replay import CheckpointRef
 from pytest_rtgov.core.replay_rules import (
     ReplayRule,
+    bitwise_mismatch,
     check_rules_used,
     mismatch_mask,
     rule_for,
@@ -209,3 +210,13 @@ def test_the_docs_example_parses():
     block = section.split("```toml\n", 1)[1].split("```", 1)[0]
     rules = _parse(block).replay_rules
     assert [r.label for r in rules] == ["logits", "replay[1]"]
+
+
+def test_bitwise_mismatch_for_wide_and_foreign_dtypes():
+    wide = np.array([1 + 2j, 3 + 4j, np.nan]), np.array([1 + 2j, 3 - 4j, np.nan])
+    assert bitwise_mismatch(*wide).tolist() == [False, True, False]
+    strided = np.arange(12.0).reshape(3, 4).astype(np.complex128)[:, ::2]
+    assert bitwise_mismatch(strided, strided.copy()).tolist() == [[False, False]] * 3
+    big = np.array([1.0, 2.0], dtype=">f8")
+    flipped = (big * np.array([1.0, -1.0])).astype(">f8")
+    assert bitwise_mismatch(big, flipped).tolist() == [False, True]
