@@ -164,3 +164,17 @@ def test_no_view_recorded_means_no_gate_was_judged():
     result = audit(record, GATES, None)
     assert result.ok and result.derived is not None and result.derived.results == ()
     assert json.loads(canonical_json(result.derived.to_dict()))["status"] == "error"
+
+
+def test_a_record_with_checkpoints_makes_canonical_leaves_that_rebuild_it():
+    """``checkpoints`` sorts before ``kind``: the test leaf is still canonical JSON."""
+    from pytest_rtgov.core.array_checkpoints import ArrayCheckpoint
+    from pytest_rtgov.core.ledger_records import parse_leaf
+
+    checkpoint = ArrayCheckpoint("logits", 0, "array", "sha256:" + "0" * 64, "float32", (2,), False)
+    record = accuracy(0.95)
+    test = dataclasses.replace(record.tests[0], checkpoints=(checkpoint,))
+    record = gated(dataclasses.replace(record, tests=(test,)), GATES, view(metrics=ACC))
+    leaves = [parse_leaf(leaf) for leaf in run_leaves(record)]  # canonical, or it raises
+    assert leaves[1]["kind"] == "test" and leaves[1]["checkpoints"][0]["name"] == "logits"
+    assert audit(record, GATES, view(metrics=ACC)).ok
