@@ -50,7 +50,9 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "a baseline or merged run written but not signed or logged in the ledger; "
         "`ledger recover`: another writer held the ledger lock past the timeout; `gc`: "
         "its prune leaf could not be logged (nothing deleted); `stages recheck`: the entry "
-        "was refused where signatures are required",
+        "was refused where signatures are required; `audit`: a gated verdict or gate result "
+        "does not re-derive from the ledger, an input it kept is missing or corrupt, or "
+        "(`--strict`) a gated run recorded no inputs",
         "the evidence cannot be trusted or kept: the ledger does not verify or cannot be "
         "appended to, the baseline's seal fails, a recorded baseline is gone, or the run "
         "record cannot be written",
@@ -58,21 +60,24 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.INCOMPARABLE: ("`compare`: the two sides are not comparable", "-"),
     ExitCode.NOT_MERGEABLE: ("`merge`: the records are not shards of one run", "-"),
     ExitCode.LEDGER_FRAME: (
-        "a ledger frame does not check (`verify`, `prove`, `compare`, `graph`, `report`); "
+        "a ledger frame does not check (`verify`, `prove`, `compare`, `graph`, `report`, "
+        "`audit`); "
         "`ledger recover` cannot recover the ledger",
         "-",
     ),
     ExitCode.LEDGER_LEAF: (
         "a ledger leaf is not canonical JSON of a known kind, or a run record file was "
-        "edited, is missing or is orphaned (`verify`, `compare`, `graph`, `report`)",
+        "edited, is missing or is orphaned (`verify`, `compare`, `graph`, `report`, `audit`)",
         "-",
     ),
     ExitCode.LEDGER_ROOT: (
-        "the log does not hash to a signed root (`verify`, `compare`, `graph`, `report`)",
+        "the log does not hash to a signed root (`verify`, `compare`, `graph`, `report`, "
+        "`audit`)",
         "-",
     ),
     ExitCode.CHECKPOINT: (
-        "a checkpoint is malformed, unsigned, untrusted or out of order, or the keyring "
+        "a checkpoint is malformed, unsigned, untrusted or out of order (`audit`: no signed "
+        "checkpoint), or the keyring "
         "disagrees with `RTGOV_TRUSTED_KEYS` / `RTGOV_KEYRING_SHA256`",
         "-",
     ),
