@@ -210,6 +210,11 @@ def ulp_distance(expected: NDArray[Any], actual: NDArray[Any]) -> NDArray[np.uin
     booleans: the difference of the values (every integer is representable). None for
     other dtypes (complex, strings, long double): the rule cannot measure them.
     Both arrays have the same shape and dtype.
+
+    >>> import numpy as np
+    >>> one = np.float32([1.0, -0.0, np.nan])
+    >>> ulp_distance(one, np.float32([np.nextafter(one[0], 2), 0.0, -np.nan])).tolist()
+    [1, 0, 0]
     """
     import numpy as np
 
