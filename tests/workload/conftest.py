@@ -38,6 +38,19 @@ def xp():
     return get_xp()
 
 
+@pytest.fixture(scope="module")
+def arrays(xp):
+    """The kernel tests' inputs (test_kernel_perf.py, test_kernel_outputs.py), seeded."""
+    rng = np.random.Generator(np.random.PCG64(42))
+    return {
+        "x": xp.asarray(rng.standard_normal((512, 256), dtype=np.float32)),
+        "w": xp.asarray(rng.standard_normal((256, 256), dtype=np.float32)),
+        "b": xp.asarray(rng.standard_normal(256, dtype=np.float32)),
+        "logits": xp.asarray(rng.standard_normal((1000, 100), dtype=np.float32) * 10),
+        "labels": xp.asarray(rng.integers(0, 100, size=1000)),
+    }
+
+
 def sizes() -> tuple[int, ...]:
     return (DATA["features"], *MODEL["hidden"], DATA["classes"])
 

@@ -1,4 +1,7 @@
-"""Kernel performance tests: each body runs warmup + rounds times, every round measured."""
+"""Kernel performance tests: each body runs warmup + rounds times, every round measured.
+
+Their inputs are the ``arrays`` fixture (conftest.py); the kernels' outputs on the same
+inputs are checkpointed once, outside these measured rounds, by test_kernel_outputs.py."""
 
 from __future__ import annotations
 
@@ -19,18 +22,6 @@ from kernels import (
 )
 
 ROUNDS = pytest.mark.rtgov(rounds=7, warmup=1)
-
-
-@pytest.fixture(scope="module")
-def arrays(xp):
-    rng = np.random.Generator(np.random.PCG64(42))
-    return {
-        "x": xp.asarray(rng.standard_normal((512, 256), dtype=np.float32)),
-        "w": xp.asarray(rng.standard_normal((256, 256), dtype=np.float32)),
-        "b": xp.asarray(rng.standard_normal(256, dtype=np.float32)),
-        "logits": xp.asarray(rng.standard_normal((1000, 100), dtype=np.float32) * 10),
-        "labels": xp.asarray(rng.integers(0, 100, size=1000)),
-    }
 
 
 @ROUNDS

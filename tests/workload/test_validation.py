@@ -16,6 +16,7 @@ def test_val_accuracy(trained_model, dataset, rtgov):
 
 def test_val_loss(trained_model, dataset, rtgov):
     logits, _ = trained_model.forward(dataset["x_val"])
+    rtgov.checkpoint("val_logits", logits, keep=True)  # a replay shows it element by element
     loss = cross_entropy(logits, dataset["y_val"])
     rtgov.record("val_loss", loss, higher_is_better=False)
     assert loss < 0.5
