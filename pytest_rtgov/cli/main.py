@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_rtgov.cli import init as cli_init
     from pytest_rtgov.cli import ledger as cli_ledger
     from pytest_rtgov.cli import merge as cli_merge
+    from pytest_rtgov.cli import replay as cli_replay
     from pytest_rtgov.cli import runs as cli_runs
     from pytest_rtgov.cli import stages as cli_stages
 
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_init.add_parsers(sub)
     cli_stages.add_parsers(sub)
     cli_audit.add_parsers(sub)
+    cli_replay.add_parsers(sub)
     return parser
 
 
@@ -193,6 +195,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pytest_rtgov.cli import merge as cli_merge
 
         return cli_merge.run(args)
+    if args.command == "replay":
+        from pytest_rtgov.cli import replay as cli_replay
+
+        return cli_replay.run(args)
     from pytest_rtgov.cli import baseline, compare, export, gc, graph, init, ledger, runs, stages
 
     store = RunStore(args.dir)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 from pytest_rtgov.core.array_checkpoints import ArrayCheckpoint
 from pytest_rtgov.core.records import FixtureEntry, RunRecord
@@ -336,7 +336,7 @@ def compare(
     by_key = {ref.key: ref for ref in recorded_refs}
     replayed_refs = _refs(replayed)
     owners = {(ref.owner_kind, ref.owner) for ref in replayed_refs}
-    if isinstance(replayed, RunRecord):
+    if _is_record(replayed):
         owners |= {("test", t.nodeid) for t in replayed.tests}
         owners |= {("fixture", fixture_owner(f)) for f in replayed.fixtures}
     placed: list[tuple[tuple[int, int, int], CheckpointResult]] = []
@@ -362,5 +362,13 @@ def compare(
     return Comparison(tuple(result for _, result in placed))
 
 
+def _is_record(source: object) -> TypeGuard[RunRecord]:
+    """A run record, told by its shape: a class identity check fails where a module
+    was imported twice (pytester's in-process runs drop and re-import modules)."""
+    return hasattr(source, "tests") and hasattr(source, "fixtures")
+
+
 def _refs(source: RunRecord | Sequence[CheckpointRef]) -> list[CheckpointRef]:
-    return checkpoint_refs(source) if isinstance(source, RunRecord) else list(source)
+    if _is_record(source):
+        return checkpoint_refs(source)
+    return list(cast("Sequence[CheckpointRef]", source))

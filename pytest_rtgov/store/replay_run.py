@@ -10,9 +10,10 @@
   that this working tree does not have, or a commit missing from the repository, is
   refused. A record without git facts replays the working tree as it is, and says so.
 - :func:`replay_environment`: the replay's process environment. Every variable that
-  changes numeric results (``measure.environment.RESULT_ENV_VARS``, ``CUPY_*``,
-  ``PYTHONHASHSEED``) is set to its recorded value, or removed where the record has
-  none, before the interpreter starts: before numpy or cupy is imported. ``--env
+  changes numeric results and that a record holds when it was set
+  (``measure.environment.RESULT_ENV_VARS``, ``CUPY_*``) is set to its recorded value, or
+  removed where the record has none, before the interpreter starts: before numpy or cupy
+  is imported. ``--env
   NAME=VALUE`` varies one on purpose (the fingerprint check then names it).
 - :func:`run_session`: pytest in a subprocess, on the recorded node ids in the
   record's order, with ``--rtgov`` into a throwaway state directory, every stage body
@@ -43,8 +44,6 @@ __all__ = [
     "xdist_installed",
 ]
 
-# Variables a replay restores beyond RESULT_ENV_VARS (all CUPY_* as recorded, too).
-_ALSO_RESTORED = ("PYTHONHASHSEED",)
 # Not passed to the replay session: it is a measurement in a throwaway state directory,
 # signed by this machine's local key, not a CI gate (the replay leaf is signed apart).
 _DROPPED = ("CI", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS")
@@ -134,7 +133,7 @@ def remove_worktree(plan: CodePlan) -> None:
 
 def restored_names(recorded: Mapping[str, str]) -> list[str]:
     """The variables a replay sets from the record (or removes): sorted."""
-    names = set(RESULT_ENV_VARS) | set(_ALSO_RESTORED)
+    names = set(RESULT_ENV_VARS)
     names |= {k[4:] for k in recorded if k.startswith("env.CUPY_")}
     return sorted(names)
 

@@ -1,0 +1,182 @@
+"""``rtgov replay``, end to end as a user meets it: a session recorded with
+``--rtgov``, replayed at its code and environment, each checkpoint compared.
+
+The project's test perturbs its array by whole ULPs when ``DEMO_FAULT`` (``index:ulps``)
+is set: the replay passes the caller's environment through (only determinism-relevant
+variables are restored), so a fault set for the replay alone is a divergence the replay
+must name exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests._git import git
+from tests.plugin._cli import cli
+
+TEST = '''
+import os
+
+import numpy as np
+
+
+def _fault(a):
+    spec = os.environ.get("DEMO_FAULT")
+    if spec:
+        index, ulps = (int(v) for v in spec.split(":"))
+        flat = a.reshape(-1)
+        for _ in range(ulps):
+            flat[index] = np.nextafter(flat[index], np.float32(np.inf))
+    return a
+
+
+def test_forward(rtgov):
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    hidden = _fault(np.tanh(x))
+    rtgov.checkpoint("hidden", hidden, keep=True)
+    rtgov.checkpoint("out", hidden.sum(axis=1), keep=True)
+    rtgov.record_digest("hidden_digest", hidden)
+
+
+def test_other(rtgov):
+    rtgov.checkpoint("ones", np.ones(3), keep=True)
+'''
+
+
+@pytest.fixture
+def project(pytester, monkeypatch):
+    monkeypatch.delenv("DEMO_FAULT", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    pytester.makepyfile(test_demo=TEST)
+    result = pytester.runpytest("--rtgov", "-p", "no:cacheprovider", "-p", "no:randomly")
+    assert result.ret == 0, result.stdout.str()
+    return pytester
+
+
+def _ledger_leaves(pytester, kind):
+    from pytest_rtgov.store.ledger import Ledger
+
+    ledger = Ledger(pytester.path / ".rtgov" / "ledger")
+    leaves = [json.loads(f.payload) for f in ledger.frames()]
+    return [leaf for leaf in leaves if leaf["kind"] == kind]
+
+
+def test_a_replay_of_an_unchanged_session_is_identical_and_signed(project, capsys):
+    assert cli(project, "replay", "latest") == 0
+    out = capsys.readouterr().out
+    assert "identical" in out
+    (leaf,) = _ledger_leaves(project, "replay")
+    assert leaf["outcome"] == "identical"
+    assert leaf["first_divergence"] is None
+    # every checkpoint of the record was compared: 2 arrays + 1 digest + 1 array
+    assert leaf["counts"]["identical"] == 4
+    attestation = next((project.path / ".rtgov" / "replays").glob("*/attestation.json"))
+    assert cli(project, "verify-proof", str(attestation)) == 0
+    assert "RTGOV_REPLAY_IDENTICAL" in capsys.readouterr().out
+    assert cli(project, "verify") == 0
+
+
+@pytest.mark.parametrize("index", [0, 13, 31])
+def test_a_one_ulp_fault_is_named_exactly(project, capsys, monkeypatch, index):
+    monkeypatch.setenv("DEMO_FAULT", f"{index}:1")
+    assert cli(project, "replay", "latest") == 6
+    out = capsys.readouterr().out
+    (leaf,) = _ledger_leaves(project, "replay")
+    first = leaf["first_divergence"]
+    assert leaf["outcome"] == "diverged"
+    assert first["owner"] == "test_demo.py::test_forward"
+    assert first["checkpoint"] == "hidden"
+    assert first["index"] == index
+    assert first["ulp"] == 1
+    assert first["mismatches"] == 1
+    assert list(first["position"]) == [index // 8, index % 8]
+    assert "hidden" in out.split("downstream")[0]
+    # what the fault changed later is downstream, never first
+    assert {d["checkpoint"] for d in leaf["downstream"]} <= {"out", "hidden_digest"}
+
+
+@pytest.mark.parametrize(("ulps", "outcome", "code"), [(1, "within_tolerance", 0),
+                                                       (3, "diverged", 6)])
+def test_max_ulp_2_takes_one_ulp_and_not_three(pytester, monkeypatch, capsys, ulps, outcome,
+                                                code):
+    monkeypatch.delenv("DEMO_FAULT", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    no_digest = TEST.replace('    rtgov.record_digest("hidden_digest", hidden)\n', "")
+    pytester.makepyfile(test_demo=no_digest)
+    assert pytester.runpytest("--rtgov", "-p", "no:cacheprovider").ret == 0
+    (pytester.path / "gates.toml").write_text(
+        '[[replay]]\ncheckpoint = "hidden"\nmax_ulp = 2\n\n'
+        '[[replay]]\ncheckpoint = "out"\ntests = ["test_demo.py::*"]\nrtol = 1e-5\n'
+    )
+    monkeypatch.setenv("DEMO_FAULT", f"9:{ulps}")
+    assert cli(pytester, "replay", "latest") == code
+    (leaf,) = _ledger_leaves(pytester, "replay")
+    assert leaf["outcome"] == outcome
+    if outcome == "diverged":
+        first = leaf["first_divergence"]
+        assert (first["checkpoint"], first["index"], first["ulp"]) == ("hidden", 9, 3)
+    else:
+        assert leaf["counts"]["within_tolerance"] >= 1 and leaf["first_divergence"] is None
+
+
+def test_a_changed_thread_count_is_not_comparable_and_named(project, capsys):
+    assert cli(project, "replay", "latest", "--env", "OPENBLAS_NUM_THREADS=2") == 8
+    out = capsys.readouterr().out
+    assert "not comparable" in out
+    assert "env.OPENBLAS_NUM_THREADS" in out
+    assert _ledger_leaves(project, "replay")[-1]["outcome"] == "not_comparable"
+
+
+def test_an_edited_record_is_refused_and_nothing_is_appended(project, capsys):
+    runs = project.path / ".rtgov" / "runs"
+    (record,) = runs.glob("*.json")
+    data = json.loads(record.read_text())
+    data["tests"][0]["outcome"] = "passed" if data["tests"][0]["outcome"] != "passed" else "failed"
+    record.write_text(json.dumps(data))
+    before = (project.path / ".rtgov" / "ledger" / "log").read_bytes()
+    assert cli(project, "replay", "latest") == 5
+    assert "refused" in capsys.readouterr().err
+    assert (project.path / ".rtgov" / "ledger" / "log").read_bytes() == before
+
+
+def test_an_unknown_run_is_exit_3(project, capsys):
+    assert cli(project, "replay", "no-such-run") == 3
+
+
+def test_a_rule_that_selects_nothing_or_a_negative_bound_is_exit_4(project, capsys):
+    gates = project.path / "gates.toml"
+    gates.write_text('[[replay]]\ncheckpoint = "nothing_like_this"\nmax_ulp = 1\n')
+    assert cli(project, "replay", "latest") == 4
+    assert "selects none of the run's 4 checkpoints" in capsys.readouterr().err
+    gates.write_text('[[replay]]\ncheckpoint = "hidden"\nmax_ulp = -1\n')
+    assert cli(project, "replay", "latest") == 4
+    err = capsys.readouterr().err
+    assert "gates.toml" in err and "max_ulp" in err
+
+
+def test_replay_checks_out_the_recorded_commit(pytester, monkeypatch, capsys):
+    monkeypatch.delenv("DEMO_FAULT", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(test_demo=TEST)
+    (pytester.path / ".gitignore").write_text(".rtgov/\n__pycache__/\n")
+    git(pytester.path, "init", "-q")
+    git(pytester.path, "add", "-A")
+    git(pytester.path, "commit", "-q", "-m", "recorded")
+    assert pytester.runpytest("--rtgov", "-p", "no:cacheprovider").ret == 0
+    # the code changes after the record: a replay runs the recorded commit, not this
+    (pytester.path / "test_demo.py").write_text(TEST.replace("np.tanh(x)", "np.tanh(x) * 2"))
+    git(pytester.path, "commit", "-q", "-am", "changed")
+    assert cli(pytester, "replay", "latest") == 0
+    out = capsys.readouterr().out
+    assert "checked out in a temporary worktree" in out
+    assert git(pytester.path, "worktree", "list").count("\n") == 0  # removed afterwards
+    # uncommitted changes that are gone: refused
+    data_dirty = pytester.path / "test_demo.py"
+    data_dirty.write_text(TEST + "\n# local edit\n")
+    assert pytester.runpytest("--rtgov", "-p", "no:cacheprovider").ret == 0
+    git(pytester.path, "checkout", "--", "test_demo.py")
+    assert cli(pytester, "replay", "latest") == 5
+    assert "uncommitted changes" in capsys.readouterr().err
