@@ -44,7 +44,9 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.GATE_BREACHED: (
         "`merge --gate`: a gate of the merged run breached; `stages recheck`: a "
         "nondeterminism finding (different outputs under one key)",
-        "tests passed but a gate breached, or no baseline where one is required",
+        "tests passed but a gate breached, or no baseline where one is required; a stage's "
+        "nondeterminism finding; `--rtgov-determinism-check`: a checkpoint differs between "
+        "the two runs of its test",
     ),
     ExitCode.INTEGRITY: (
         "a baseline or merged run written but not signed or logged in the ledger; "
