@@ -217,3 +217,59 @@ def test_n2_and_n0_records_carry_the_same_checkpoints(pytester, read_latest):
     pytester.runpytest_subprocess("--rtgov", "-n", "2").assert_outcomes(passed=6)
     assert entries() == serial  # only seq and worker may differ
     assert any(cps for _, cps in serial[0])
+
+
+def test_a_rerun_test_keeps_its_final_attempts_checkpoints_as_its_metrics(
+    pytester, read_latest
+):
+    pytest.importorskip("pytest_rerunfailures")
+    pytester.makepyfile(
+        """
+        import numpy as np
+        import pytest
+
+        ATTEMPTS = [0]
+
+        @pytest.mark.flaky(reruns=1)
+        def test_flaky(rtgov):
+            ATTEMPTS[0] += 1
+            rtgov.checkpoint("attempt", np.array([ATTEMPTS[0]]))
+            rtgov.record("attempt", ATTEMPTS[0])
+            assert ATTEMPTS[0] == 2
+        """
+    )
+    assert pytester.runpytest("--rtgov").parseoutcomes() == {"passed": 1, "rerun": 1}
+    import numpy as np
+
+    (test,) = read_latest(pytester.path)["tests"]
+    assert [m["value"] for m in test["metrics"]] == [2.0]
+    assert [c["sha256"] for c in test["checkpoints"]] == [_npy_digest(np.array([2]))]
+
+
+CUPY_SCATTER = """
+import cupy
+import cupyx
+
+def test_atomic_scatter_add(rtgov):
+    # float32 atomics into one bin, magnitudes 1e-6..1e6: the sum's bits depend on the
+    # order the GPU's atomics landed in
+    rng = cupy.random.default_rng(0)
+    values = (rng.standard_normal(1 << 20, dtype=cupy.float32)
+              * 10.0 ** rng.integers(-6, 7, size=1 << 20)).astype(cupy.float32)
+    out = cupy.zeros(4, dtype=cupy.float32)
+    cupyx.scatter_add(out, cupy.zeros(1 << 20, dtype=cupy.int64) + (cupy.arange(1 << 20) % 4),
+                      values)
+    rtgov.checkpoint("sums", out)
+"""
+
+
+def test_gpu_the_determinism_check_flags_a_nondeterministic_cupy_kernel(pytester):
+    cupy = pytest.importorskip("cupy")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # cupy without a GPU
+        pytest.skip("no GPU")
+    pytester.makepyfile(test_gpu=CUPY_SCATTER)
+    result = pytester.runpytest_subprocess("--rtgov", "--rtgov-determinism-check")
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["*test_atomic_scatter_add: test checkpoint 'sums' occurrence 0*"])
