@@ -18,6 +18,7 @@ hands the values to :mod:`pytest_rtgov.core.audit`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -53,11 +54,16 @@ __all__ = [
     "audit_ledger",
     "keep_baseline",
     "keep_gates",
+    "machine_note",
     "signed_runs",
 ]
 
 GATES, BASELINE, BASELINE_LOCAL = "gates", "baseline", "baseline_local"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # a baseline file's name: flat, no ..
+# BaselineStore.view's note when it read this machine's local baseline (a path in it)
+_LOCAL_NOTE, _UNCOMMITTED = "measurements compared with this machine's local baseline ", (
+    " (not committed)"
+)
 
 
 # -- the session's side: keep the inputs -----------------------------------------------
@@ -216,7 +222,22 @@ def _audit_one(run: RunLeaves, objects: ObjectStore) -> RunAudit:
         view = None
         if BASELINE in inputs:
             view = _view(run.run_id, inputs, objects, root, record.environment, findings)
-    return audit_run(run, record, gates, view, findings=findings)
+    return audit_run(run, record, gates, machine_note(view, record), findings=findings)
+
+
+def machine_note(view: BaselineView | None, record: Any) -> BaselineView | None:
+    """The view with the session machine's path of its local baseline in its note (the
+    reason of a ``new`` result): the one the record says, where it says it; the audit
+    put the file elsewhere."""
+    if view is None or not view.fingerprint_note.startswith(_LOCAL_NOTE):
+        return view
+    name = Path(view.fingerprint_note.removeprefix(_LOCAL_NOTE).removesuffix(_UNCOMMITTED)).name
+    said = [str(g.get("reason", "")) for g in record.gate_results]
+    said += [str(n) for n in record.verdict.get("notes", [])]
+    for text in said:
+        if text.startswith(_LOCAL_NOTE) and text.endswith(f"{name}{_UNCOMMITTED}"):
+            return dataclasses.replace(view, fingerprint_note=text)
+    return view
 
 
 def _fetch(run_id: str, digest: str, objects: ObjectStore, what: str,

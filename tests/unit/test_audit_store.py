@@ -60,3 +60,34 @@ def test_the_gates_file_is_kept_by_its_exact_bytes(tmp_path):
     data = b"# a comment the parser drops\n[[gates]]\nname = 'g'\nmetric = 'wall_time'\n"
     digest = keep_gates(tmp_path, data)["gates"]
     assert ObjectStore.of_state_dir(tmp_path).get(digest) == data
+
+
+def test_another_fingerprints_file_is_kept_for_the_note_a_new_result_gives(tmp_path):
+    state = tmp_path / ".rtgov"
+    store = BaselineStore(tmp_path / "baseline", local_dir=state / "baseline-local")
+    write(store.metrics_path, {})
+    write(store.env_path("other"), {}, environment={"python": "3.10", "cpu": "test"})
+    inputs = keep_baseline(state, store, ENV, local=True)  # no local file either
+    objects = ObjectStore.of_state_dir(state)
+    assert list(json.loads(objects.get(inputs[BASELINE]))) == ["env-other.json", "metrics.json"]
+    root = tmp_path / "audit"
+    root.mkdir()
+    view = _view("r", inputs, objects, root, ENV, [])
+    assert view is not None and "env-other.json is not comparable" in view.fingerprint_note
+    assert view.fingerprint_note == store.view(ENV).fingerprint_note
+
+
+def test_the_local_baselines_path_in_a_note_is_the_one_the_record_says():
+    import dataclasses
+
+    from pytest_rtgov.core.subjects import BaselineView
+    from pytest_rtgov.store.audit import machine_note
+    from tests.unit.test_gates import run
+
+    said = "measurements compared with this machine's local baseline /p/.rtgov/baseline-local/"
+    said += "env-ab.json (not committed)"
+    moved = BaselineView({}, {}, said.replace("/p/.rtgov", "/tmp/audit-x"))
+    result = {"gate": "g", "subject": "s", "metric": "wall_time", "status": "new", "reason": said}
+    record = dataclasses.replace(run(), gate_results=(result,))
+    assert machine_note(moved, record).fingerprint_note == said
+    assert machine_note(moved, run()) is moved  # the record says nothing: left as it is

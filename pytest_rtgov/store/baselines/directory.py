@@ -174,15 +174,19 @@ class BaselineStore:
     def view_sources(
         self, environment: Mapping[str, str], *, local: bool = True
     ) -> tuple[list[Path], list[Path]]:
-        """The files whose values :meth:`view` reads for ``environment``: the committed
-        ones, and this machine's local one (recorded by a gated session for ``rtgov
-        audit``; another fingerprint's file, read only for a note, is not among them)."""
+        """The files :meth:`view` reads for ``environment`` (kept by a gated session for
+        ``rtgov audit``): the committed ones, and this machine's local one. Another
+        fingerprint's file, whose environment the note of a ``new`` result names, is
+        among the committed ones when the view reads it."""
         fp = fingerprint(environment)
         committed = [p for p in (self.metrics_path, self.env_path(fp)) if p.is_file()]
-        own = self.local.env_path(fp) if local and self.local is not None else None
-        if self.env_path(fp).is_file() or own is None or not own.is_file():
+        if self.env_path(fp).is_file():
             return committed, []
-        return committed, [own]
+        own = self.local.env_path(fp) if local and self.local is not None else None
+        if own is not None and own.is_file():
+            return committed, [own]
+        others = sorted(self.directory.glob("env-*.json"))
+        return committed + others[:1], []
 
     def has_fingerprint(self, environment: Mapping[str, str]) -> bool:
         return self.env_path(fingerprint(environment)).is_file()
