@@ -17,10 +17,11 @@ Exit codes (besides the CLI's 2, 3, 4):
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from pytest_rtgov.cli.options import add_keyring, paths
+from pytest_rtgov.cli.options import add_format, add_keyring, paths
 from pytest_rtgov.core.audit import RunAudit
 from pytest_rtgov.core.constants import ExitCode
 from pytest_rtgov.errors import InvalidOptionError, RtgovError
@@ -45,6 +46,7 @@ def add_parsers(sub: Any) -> None:
         action="store_true",
         help="fail (exit 7) on gated runs that recorded no inputs (older sessions)",
     )
+    add_format(audit, ("text", "json"), "text", "text (default) or json: every run and finding")
     add_keyring(audit)
     audit.add_argument(
         "--require-signature",
@@ -77,12 +79,17 @@ def run(args: argparse.Namespace) -> int:
     since = _since(args.since)
     trust = paths(args).trust(required=require_signatures(args.require_signature))
     counts = {"re-derived": 0, "differs": 0, "not auditable": 0}
-    print(f"rtgov audit: gated runs in {args.dir / 'ledger'}" + (
-        f" whose verdict leaf is at {since} or later" if since else ""))
+    text = args.format == "text"
+    if text:
+        print(f"rtgov audit: gated runs in {args.dir / 'ledger'}" + (
+            f" whose verdict leaf is at {since} or later" if since else ""))
+    runs = []
     for audit in audit_ledger(args.dir, trust, since=since):
         counts[audit.outcome] += 1
-        for line in _lines(audit):
-            print(line)
+        if text:
+            print("\n".join(_lines(audit)))
+        else:
+            runs.append(_as_json(audit))
         log_event(
             "audit.run",
             run_id=audit.run_id,
@@ -98,10 +105,33 @@ def run(args: argparse.Namespace) -> int:
         f"{counts['not auditable']} not auditable"
         + (" (--strict: a failure)" if args.strict and counts["not auditable"] else "")
     )
-    print(summary)
-    log_event("audit.done", runs=total, failed=failed, **{k.replace(" ", "_").replace(
-        "-", "_"): v for k, v in counts.items()})
+    named = {k.replace(" ", "_").replace("-", "_"): v for k, v in counts.items()}
+    if text:
+        print(summary)
+    else:
+        from pytest_rtgov.core.canonical import pretty_json
+
+        document = {"since": since, "strict": bool(args.strict), "ok": not failed}
+        sys.stdout.write(pretty_json({**document, "counts": named, "runs": runs}))
+    log_event("audit.done", runs=total, failed=failed, **named)
     return int(ExitCode.INTEGRITY) if failed else 0
+
+
+def _as_json(audit: RunAudit) -> dict[str, Any]:
+    derived = audit.derived
+    return {
+        "run_id": audit.run_id,
+        "verdict_leaf": audit.verdict_index,
+        "outcome": audit.outcome,
+        "reason": audit.reason or None,
+        "verdict": None if derived is None else {
+            "status": derived.status, "exit_status": derived.exit_status,
+            "gate_results": len(derived.results), "breaches": len(derived.breaches),
+        },
+        "findings": [
+            {"place": f.place, "field": f.field, "detail": f.detail} for f in audit.findings
+        ],
+    }
 
 
 def _lines(audit: RunAudit) -> list[str]:

@@ -200,6 +200,15 @@ def test_a_verdict_re_signed_as_passed_verifies_but_does_not_audit(history, caps
     assert "verdict: status: recorded 'passed', re-derived 'breached'" in out
     assert "verdict: exit_status: recorded 0, re-derived 6" in out
     assert "rtgov audit: FAILED: 5 gated runs, 4 re-derived, 1 not re-derived" in out
+    assert cli(pytester, "audit", "--format", "json") == EXIT_INTEGRITY
+    document = json.loads(capsys.readouterr().out)
+    assert not document["ok"]
+    assert document["counts"] == {"re_derived": 4, "differs": 1, "not_auditable": 0}
+    (forged,) = [r for r in document["runs"] if r["outcome"] == "differs"]
+    assert forged["run_id"] == run_id and forged["verdict"]["status"] == "breached"
+    finding = {"place": "verdict", "field": "status", "detail": "recorded 'passed', "
+               "re-derived 'breached'"}
+    assert finding in forged["findings"]
 
 
 def test_a_gate_leaf_re_signed_as_passing_names_the_gate(history, capsys):
