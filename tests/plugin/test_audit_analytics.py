@@ -139,3 +139,38 @@ def test_a_missing_or_corrupt_input_is_a_finding_not_a_traceback(history, capsys
     (state / "objects" / gates[:2] / gates).unlink()
     assert cli(history, "audit") == 7
     assert "inputs: gates: missing from the object store" in capsys.readouterr().out
+
+
+def test_a_ledger_that_does_not_check_is_the_verify_code(history, capsys):
+    from pytest_rtgov.store.ledger import MAGIC, Ledger, encode_frame
+
+    ledger = Ledger(history.path / ".rtgov" / "ledger")
+    log = ledger.log_path.read_bytes()
+    payloads = [frame.payload for frame in ledger.frames()]
+    checkpoint = ledger.checkpoint_paths()[-1]
+    signed = checkpoint.read_text()
+    # a leaf changed and framed again, the checkpoint not re-signed: the root differs
+    payloads[0] = payloads[0].replace(b'"created_at":"2', b'"created_at":"1', 1)
+    ledger.log_path.write_bytes(MAGIC + b"".join(encode_frame(p) for p in payloads))
+    capsys.readouterr()
+    assert cli(history, "audit") == 12
+    assert "do not hash to the root" in capsys.readouterr().err
+    # a flipped byte in a frame
+    damaged = bytearray(log)
+    damaged[len(MAGIC) + 60] ^= 0x20
+    ledger.log_path.write_bytes(bytes(damaged))
+    assert cli(history, "audit") == 10
+    ledger.log_path.write_bytes(log)
+    # a checkpoint whose signature does not verify
+    body, _, signatures = signed.partition("\n\n")
+    checkpoint.write_text(body.replace(body.split("\n")[1], "999", 1) + "\n\n" + signatures)
+    assert cli(history, "audit") == 13
+    checkpoint.write_text(signed)
+    assert cli(history, "audit") == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+
+
+def test_no_ledger_is_not_found(pytester, capsys):
+    assert cli(pytester, "audit") == 3
+    assert "no ledger" in capsys.readouterr().err
