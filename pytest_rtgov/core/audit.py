@@ -39,7 +39,7 @@ from pytest_rtgov.core.ledger_records import run_leaves
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stage_findings import session_problems
 from pytest_rtgov.core.subjects import BaselineView
-from pytest_rtgov.core.verdict import EXIT_USAGE, Verdict, decide
+from pytest_rtgov.core.verdict import BREACHING, EXIT_USAGE, Verdict, decide
 from pytest_rtgov.errors import RtgovError
 
 __all__ = [
@@ -270,10 +270,7 @@ def compare(
             have = "recorded, not re-derived" if new is None else "re-derived, not recorded"
             findings.append(Finding(run_id, _gate_place(old or new or {}), "result", have))
             continue
-        was, now = old.get("status") in ("breach", "missing"), new["status"] in (
-            "breach",
-            "missing",
-        )
+        was, now = old.get("status") in BREACHING, new.get("status") in BREACHING
         if was != now:
             findings.append(
                 Finding(run_id, _gate_place(old), "breach", f"recorded {was}, re-derived {now}")
