@@ -109,7 +109,8 @@ def test_runs_without_inputs_are_listed_and_fail_only_under_strict(history, caps
     from tests.plugin.test_audit import _rewrite
 
     state = history.path / ".rtgov"
-    first = sorted((state / "runs").glob("*.json"))[0].stem
+    records = [json.loads(path.read_text()) for path in (state / "runs").glob("*.json")]
+    first = min(records, key=lambda r: r["started_at"])["run_id"]  # ids tie within a second
 
     def older(data: dict) -> None:
         del data["inputs"]
