@@ -364,22 +364,27 @@ def run_step(step: str, ctx: dict[str, Any]) -> dict[str, Any]:
     return done
 
 
-def profile_replay(ctx: dict[str, Any], top: int = 25) -> list[dict[str, Any]]:
-    """One ``rtgov replay`` under cProfile (the command's process; the session is one
-    ``subprocess.run``): the ``top`` functions by cumulative time."""
+def profile_replay(ctx: dict[str, Any], top: int = 30) -> dict[str, Any]:
+    """One ``rtgov replay`` under cProfile (the command's own process: the session is
+    one ``subprocess.run``): its total, and rtgov's ``top`` functions by cumulative time
+    (where the time beyond the session goes)."""
     prof = ctx["plugin_dir"] / "replay.prof"
     cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "pytest_rtgov.cli",
            "--dir", str(ctx["state"]), "replay", ctx["gate_run"]]  # fmt: skip
     run_process(cmd, ctx["tree"], ctx["plugin_dir"], ok=(0,))
     import pstats
 
-    stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
-    rows = sorted(stats.items(), key=lambda kv: kv[1][3], reverse=True)[:top]
-    return [
-        {"function": f"{Path(f[0]).name}:{f[1]}({f[2]})", "calls": v[1],
-         "cumulative_ms": round(v[3] * 1e3, 1), "own_ms": round(v[2] * 1e3, 1)}
-        for f, v in rows
-    ]  # fmt: skip
+    stats = pstats.Stats(str(prof))
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)  # type: ignore[attr-defined]
+    ours = [(f, v) for f, v in rows if "/pytest_rtgov/" in f[0]][:top]
+    return {
+        "total_ms": round(stats.total_tt * 1e3, 1),  # type: ignore[attr-defined]
+        "functions": [
+            {"function": f"pytest_rtgov/{f[0].split('/pytest_rtgov/')[1]}:{f[1]}({f[2]})",
+             "calls": v[1], "cumulative_ms": round(v[3] * 1e3, 1), "own_ms": round(v[2] * 1e3, 1)}
+            for f, v in ours
+        ],
+    }  # fmt: skip
 
 
 # -- comparing, in a child process ------------------------------------------------------
