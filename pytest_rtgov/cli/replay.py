@@ -99,8 +99,9 @@ def _verdict_leaf(state_dir: Path, run_id: str) -> tuple[int, bytes]:
 
 def _selection(args: argparse.Namespace, record: Any) -> tuple[list[str], str]:
     from pytest_rtgov.core.records import unescape_text
+    from pytest_rtgov.core.replay_order import execution_order
 
-    recorded = [t.nodeid for t in record.tests]
+    recorded = execution_order(record)
     if args.test:
         missing = [t for t in args.test if t not in recorded]
         if missing:

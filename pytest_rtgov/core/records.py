@@ -222,8 +222,8 @@ class TestEntry:
     metrics: tuple[Metric, ...] = ()
     markers: tuple[str, ...] = ()
     reruns: tuple[Rerun, ...] = ()
-    # rtgov.checkpoint / record_digest values of its call phase (core/array_checkpoints.py)
-    checkpoints: tuple[ArrayCheckpoint, ...] = ()
+    checkpoints: tuple[ArrayCheckpoint, ...] = ()  # its checkpoints (core/array_checkpoints.py)
+    seq: Count | None = None  # its start in its process's causal order (core/replay_order.py)
     required_keys: ClassVar[tuple[str, ...]] = ("rounds", "warmup", "samples", "metrics")
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +240,8 @@ class TestEntry:
             data["reruns"] = [r.to_dict() for r in self.reruns]
         data["rounds"] = self.rounds
         data["samples"] = [s.to_dict() for s in self.samples]
+        if self.seq is not None:
+            data["seq"] = self.seq
         data["warmup"] = self.warmup
         data["worker"] = self.worker
         return data

@@ -175,6 +175,7 @@ class Capture:
         stash = item.stash
         self._spec = stash[SPEC_KEY] if SPEC_KEY in stash else _ONE_ROUND
         self._call = Phase(self.worker)
+        self._call.seq = self.checkpoints.start_test()
         if self._auto is not None:
             self._auto.precise_next = PRECISE_KEY in stash
 

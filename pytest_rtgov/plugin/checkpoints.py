@@ -130,6 +130,13 @@ class Checkpoints:
         if self.tap is not None:
             self.tap(owner, checkpoint)
 
+    def start_test(self) -> int:
+        """A test starts: it takes the next ``seq`` itself, so that tests and checkpoints
+        share one causal order (``TestEntry.seq``: where a replay runs it)."""
+        seq = self._seq
+        self._seq += 1
+        return seq
+
     def digest(self, name: str, value: str, data: Any, *, in_test: bool) -> None:
         """``rtgov.record_digest``: a ``digest`` checkpoint of the metric's value."""
         dtype = shape = None

@@ -51,7 +51,7 @@ class Phase:
     ``samples`` is None except for a call phase; ``fixtures`` holds the fixture setups
     that ran as builtins (as measured, ready for the wire)."""
 
-    __slots__ = ("checkpoints", "fixtures", "markers", "metrics", "rounds", "samples",
+    __slots__ = ("checkpoints", "fixtures", "markers", "metrics", "rounds", "samples", "seq",
                  "usage_error", "warmup", "worker")
 
     def __init__(self, worker: str, *, fixtures: list[dict[str, Any]] | None = None) -> None:
@@ -64,6 +64,7 @@ class Phase:
         self.metrics: list[Metric] | None = None
         self.usage_error: str | None = None
         self.checkpoints: list[dict[str, Any]] | None = None  # the test's (plugin/checkpoints.py)
+        self.seq: int | None = None  # a call phase: its test's start in causal order
 
     def to_wire(self) -> dict[str, Any]:
         """Builtin types only: what an xdist worker attaches to the report."""
@@ -80,6 +81,8 @@ class Phase:
             wire["usage_error"] = self.usage_error
         if self.checkpoints:
             wire["checkpoints"] = self.checkpoints
+        if self.seq is not None:
+            wire["seq"] = self.seq
         return wire
 
     @classmethod
@@ -97,6 +100,7 @@ class Phase:
         if "usage_error" in wire:
             phase.usage_error = str(wire["usage_error"])
         phase.checkpoints = wire.get("checkpoints")
+        phase.seq = wire.get("seq")
         return phase
 
 
@@ -110,6 +114,7 @@ class _TestAccumulator:
     samples: list[dict[str, Any]] | None = None
     metrics: list[Metric] | None = None
     checkpoints: list[dict[str, Any]] | None = None  # as metrics: the final attempt's
+    seq: int | None = None  # the final attempt's start, in its process's causal order
     markers: tuple[str, ...] = ()
     call_outcome: str | None = None
     skipped: bool = False
@@ -216,6 +221,8 @@ class Collector:
                     acc.metrics.extend(phase.metrics)
             if phase.checkpoints:
                 acc.checkpoints = (acc.checkpoints or []) + phase.checkpoints
+            if phase.seq is not None:
+                acc.seq = phase.seq
         acc.take_phase(when, report.outcome)
 
     def _take_superseded(self, nodeid: str, phase: Phase | None) -> tuple[FixtureEntry, ...]:
@@ -291,6 +298,7 @@ class Collector:
                     metrics=tuple(acc.metrics) if acc.metrics else (),
                     reruns=tuple(acc.reruns) if acc.reruns else (),
                     checkpoints=checkpoints_from_wire(acc.checkpoints),
+                    seq=acc.seq,
                 )
                 for nodeid, acc in self._tests.items()
             ),
