@@ -26,24 +26,30 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.NOT_FOUND: (
         "no such run, baseline or ledger; `verify --dir` names no directory; `stages show`: "
         "no entry of that stage; `stages recheck`: the stage was never run, or has no valid "
-        "entry to compare with",
+        "entry to compare with; `replay --test/--stage`: the run recorded no such test or "
+        "stage",
         "internal error (pytest)",
     ),
     ExitCode.BAD_INPUT: (
         "a record, baseline, gates, key, keyring or `latest` file that cannot be read or does "
         "not match its schema (the message names the file, the place, what was expected); a "
         "run record the ledger does not cover given to a command that acts on it; a ledger "
-        "whose frames do not check where a command needs its coverage",
+        "whose frames do not check where a command needs its coverage; `replay`: a "
+        "`[[replay]]` rule that selects no recorded checkpoint or has a negative bound, or a "
+        "replay session that wrote no record",
         "usage error: a bad option, marker, gates file, keyring or state directory, or an "
         "option whose extra is not installed (pytest)",
     ),
     ExitCode.REFUSED: (
-        "`baseline refresh` from a run whose tests did not pass",
+        "`baseline refresh` from a run whose tests did not pass; `replay`: a record that does "
+        "not match its verdict leaf (edited), recorded uncommitted changes this working tree "
+        "does not have, or a recorded commit missing from the repository",
         "no tests collected (pytest)",
     ),
     ExitCode.GATE_BREACHED: (
         "`merge --gate`: a gate of the merged run breached; `stages recheck`: a "
-        "nondeterminism finding (different outputs under one key)",
+        "nondeterminism finding (different outputs under one key); `replay`: a checkpoint "
+        "diverged (the first divergence is named)",
         "tests passed but a gate breached, or no baseline where one is required; a stage's "
         "nondeterminism finding; `--rtgov-determinism-check`: a checkpoint differs between "
         "the two runs of its test",
@@ -59,7 +65,12 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "appended to, the baseline's seal fails, a recorded baseline is gone, or the run "
         "record cannot be written",
     ),
-    ExitCode.INCOMPARABLE: ("`compare`: the two sides are not comparable", "-"),
+    ExitCode.INCOMPARABLE: (
+        "`compare`: the two sides are not comparable; `replay`: the replaying environment's "
+        "fingerprint differs from the record's (the fields are named; `--allow-env-drift` "
+        "replays anyway)",
+        "-",
+    ),
     ExitCode.NOT_MERGEABLE: ("`merge`: the records are not shards of one run", "-"),
     ExitCode.LEDGER_FRAME: (
         "a ledger frame does not check (`verify`, `prove`, `compare`, `graph`, `report`, "

@@ -154,3 +154,11 @@ def test_make_gate_as_the_quick_start_says_then_verify(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-3000:]
+    # issue 16's done-when: the last session replays with every recorded checkpoint identical
+    replayed = subprocess.run(
+        [str(venv / "bin" / "rtgov"), "--dir", str(state), "replay", "latest"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+    assert "rtgov replay: identical (exit 0)" in replayed.stdout
+    assert " 0 diverged, " in replayed.stdout
