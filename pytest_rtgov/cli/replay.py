@@ -29,6 +29,7 @@ from pytest_rtgov.cli.options import add_gates, add_keyring, add_signing_key, pa
 from pytest_rtgov.core.canonical import canonical_json, pretty_json
 from pytest_rtgov.core.constants import ExitCode
 from pytest_rtgov.errors import InvalidOptionError, NotFoundError, RecordFormatError, RtgovError
+from pytest_rtgov.logs import log_event
 
 __all__ = ["add_parsers", "run", "verify_attestation"]
 
@@ -191,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         for name, have, want in changed:
             print(f"  environment: {name}={want if want is not None else '(unset)'} "
                   f"(here: {have if have is not None else 'unset'})")  # fmt: skip
+        log_event("replay.started", run_id=run_id, replay_id=replay_id, code=plan.how,
+                  selection=selection, restored=[name for name, _, _ in changed])  # fmt: skip
         started = time.monotonic()
         done = replay_run.run_session(command, cwd=plan.cwd, env=env, timeout=args.timeout)
         seconds = time.monotonic() - started
@@ -226,6 +229,11 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
     }
     _log_and_attest(args, summary, verdict_leaf, home)
+    first = summary.get("first_divergence") or {}
+    log_event("replay.done", run_id=run_id, replay_id=replay_id, outcome=summary["outcome"],
+              counts=summary.get("counts"), seconds=summary["seconds"],
+              first=f"{first.get('owner')} :: {first.get('checkpoint')}" if first else None,
+              exit_status=int(result.exit_code))  # fmt: skip
     from pytest_rtgov.report.replay import render_html, render_terminal
 
     (home / "replay.html").write_text(render_html(summary), encoding="utf-8")

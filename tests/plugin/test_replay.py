@@ -180,3 +180,75 @@ def test_replay_checks_out_the_recorded_commit(pytester, monkeypatch, capsys):
     git(pytester.path, "checkout", "--", "test_demo.py")
     assert cli(pytester, "replay", "latest") == 5
     assert "uncommitted changes" in capsys.readouterr().err
+
+
+def test_a_session_of_two_xdist_workers_replays_identical(pytester, monkeypatch, capsys):
+    monkeypatch.delenv("DEMO_FAULT", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(test_demo=TEST)
+    result = pytester.runpytest_subprocess("--rtgov", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert cli(pytester, "replay", "latest") == 0
+    (leaf,) = _ledger_leaves(pytester, "replay")
+    assert leaf["outcome"] == "identical" and leaf["counts"]["identical"] == 4
+
+
+def test_selection_by_test_and_a_test_never_recorded(project, capsys, monkeypatch):
+    assert cli(project, "replay", "latest", "--test", "test_demo.py::test_other") == 0
+    (leaf,) = _ledger_leaves(project, "replay")
+    # only the selected test ran: its one checkpoint compared, the others not counted
+    assert leaf["counts"]["identical"] == 1 and leaf["counts"]["not_reproduced"] == 0
+    assert cli(project, "replay", "latest", "--test", "test_demo.py::test_nope") == 3
+    assert "recorded no test" in capsys.readouterr().err
+    monkeypatch.setenv("DEMO_FAULT", "2:1")
+    assert cli(project, "replay", "latest", "-k", "other") == 0  # the fault is not in it
+
+
+def test_a_bad_env_argument_is_a_usage_error(project, capsys):
+    assert cli(project, "replay", "latest", "--env", "NO_EQUALS_SIGN") == 2
+    assert "--env 'NO_EQUALS_SIGN': expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_an_attestation_that_was_altered_or_names_another_leaf_fails(project, capsys):
+    assert cli(project, "replay", "latest") == 0
+    path = next((project.path / ".rtgov" / "replays").glob("*/attestation.json"))
+    bundle = json.loads(path.read_text())
+    # the proof of another leaf (the run header, leaf 1) beside this envelope
+    other = project.path / "other-proof.json"
+    assert cli(project, "prove", "--index", "1", "-o", str(other)) == 0
+    swapped = {**bundle, "input_proof": json.loads(other.read_text())}
+    (project.path / "swapped.json").write_text(json.dumps(swapped))
+    capsys.readouterr()
+    assert cli(project, "verify-proof", "swapped.json") == 16
+    assert "not a verdict leaf" in capsys.readouterr().err
+    # a changed payload no longer matches its signature
+    import base64
+
+    statement = json.loads(base64.b64decode(bundle["envelope"]["payload"]))
+    statement["predicate"]["verificationResult"] = "FAILED"
+    envelope = {**bundle["envelope"], "payload": base64.b64encode(
+        json.dumps(statement).encode()).decode()}  # fmt: skip
+    (project.path / "altered.json").write_text(json.dumps({**bundle, "envelope": envelope}))
+    assert cli(project, "verify-proof", "altered.json") == 16
+    assert "does not verify" in capsys.readouterr().err
+
+
+def test_a_recorded_commit_missing_from_the_repository_is_refused(pytester, monkeypatch, capsys):
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(test_demo=TEST)
+    (pytester.path / ".gitignore").write_text(".rtgov/\n__pycache__/\n")
+    git(pytester.path, "init", "-q", "-b", "main")
+    git(pytester.path, "add", "-A")
+    git(pytester.path, "commit", "-q", "-m", "recorded")
+    recorded = git(pytester.path, "rev-parse", "HEAD")
+    assert pytester.runpytest("--rtgov", "-p", "no:cacheprovider").ret == 0
+    # history rewritten: the recorded commit is gone from the repository
+    git(pytester.path, "checkout", "-q", "--orphan", "rewritten")
+    git(pytester.path, "commit", "-q", "-m", "rewritten")
+    git(pytester.path, "branch", "-q", "-D", "main")
+    git(pytester.path, "reflog", "expire", "--expire=now", "--all")
+    git(pytester.path, "gc", "-q", "--prune=now")
+    capsys.readouterr()
+    assert cli(pytester, "replay", "latest") == 5
+    err = capsys.readouterr().err
+    assert f"recorded on commit {recorded}, which is not in the repository" in err

@@ -74,7 +74,7 @@ def test_every_module_the_architecture_names_exists() -> None:
 # An event name is "<area>.<what>", passed to logs.log_event (or, for index.rebuilt, in a
 # warning's fields); the areas are those docs/usage.md lists.
 EVENT = re.compile(
-    r"(ab|audit|baseline|cli|export|gate|index|ledger|record|report|session|store)\.[a-z_]+"
+    r"(ab|audit|baseline|cli|export|gate|index|ledger|record|replay|report|session|store)\.[a-z_]+"
 )
 FILE_SUFFIXES = {"html", "json", "jsonl", "md", "pub", "key", "toml", "txt", "xml"}
 
