@@ -138,3 +138,31 @@ def test_a_breach_is_the_first_thing_the_report_shows_and_the_filter_works(
     browser.get(report.as_uri())
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_a_replay_page_shows_the_first_divergence_first(pytester, monkeypatch, browser):
+    """``rtgov replay``'s page (docs/replay.md), in a browser: the verdict, then the
+    first divergence with its element, then what is downstream of it."""
+    from selenium.webdriver.common.by import By
+
+    from tests.plugin._cli import cli
+    from tests.plugin.test_replay import TEST
+
+    monkeypatch.delenv("DEMO_FAULT", raising=False)
+    pytester.makepyfile(test_demo=TEST)
+    assert pytester.runpytest("--rtgov", "-p", "no:cacheprovider").ret == 0
+    monkeypatch.setenv("DEMO_FAULT", "17:1")
+    assert cli(pytester, "replay", "latest") == 6
+    page = next((pytester.path / ".rtgov" / "replays").glob("*/replay.html"))
+    html = page.read_text()
+    assert "<link" not in html and "src=" not in html  # no external assets
+
+    browser.get(page.as_uri())
+    verdict = browser.find_element(By.ID, "replay-verdict")
+    assert verdict.is_displayed() and "diverged" in verdict.text.lower()
+    first = browser.find_element(By.ID, "first-divergence")
+    downstream = browser.find_element(By.ID, "downstream")
+    assert "test_demo.py::test_forward" in first.text
+    assert first.location["y"] < downstream.location["y"]  # first, then downstream
+    table = browser.find_element(By.ID, "first-divergence-table").text
+    assert "hidden" in table and "17" in table and "[2, 1]" in table
