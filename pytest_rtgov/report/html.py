@@ -341,18 +341,24 @@ def rows_html(rows: Sequence[Mapping[str, Any]]) -> Markup:
 
 
 @functools.cache
-def _template() -> Any:
-    """The compiled template, once per process (compiling it takes ~50 ms)."""
+def templates() -> Any:
+    """The jinja2 environment of every page rtgov writes (report/templates/): escaping
+    on, undefined names an error."""
     import jinja2
 
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("pytest_rtgov.report", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    return env.get_template("report.html.j2")
+
+
+@functools.cache
+def _template() -> Any:
+    """The compiled template, once per process (compiling it takes ~50 ms)."""
+    return templates().get_template("report.html.j2")
 
 
 def render_report(context: Mapping[str, Any]) -> str:

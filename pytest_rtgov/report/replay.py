@@ -173,16 +173,9 @@ def replay_context(result: ReplayResult | Mapping[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def _template() -> Any:
-    import jinja2
+    from pytest_rtgov.report.html import templates
 
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("pytest_rtgov.report", "templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template("replay.html.j2")
+    return templates().get_template("replay.html.j2")
 
 
 def render_replay_section(result: ReplayResult | Mapping[str, Any]) -> str:
