@@ -252,3 +252,40 @@ def test_a_recorded_commit_missing_from_the_repository_is_refused(pytester, monk
     assert cli(pytester, "replay", "latest") == 5
     err = capsys.readouterr().err
     assert f"recorded on commit {recorded}, which is not in the repository" in err
+
+
+def test_replay_of_one_stage_recomputes_it_and_a_changed_stage_diverges(
+    pytester, monkeypatch, capsys
+):
+    from tests.plugin._stage_project import edit, write_project
+
+    monkeypatch.delenv("CI", raising=False)
+    write_project(pytester)
+    assert pytester.runpytest("--rtgov", "-p", "no:cacheprovider").ret == 0
+    assert pytester.runpytest("--rtgov", "-p", "no:cacheprovider").ret == 0  # all hits
+    assert cli(pytester, "replay", "latest", "--stage", "pretrain") == 0
+    out = capsys.readouterr().out
+    assert "--stage pretrain (via test_model.py::test_model)" in out
+    (leaf,) = _ledger_leaves(pytester, "replay")
+    assert leaf["outcome"] == "identical" and leaf["counts"]["identical"] >= 4
+    # a stage whose code now computes something else: the replay recomputes it (the
+    # cache is off), and its output is the first divergence, named with its element
+    edit(pytester, "helpers.py", "np.tanh(x * 2.0)", "np.tanh(x * 2.0) + 1e-7")
+    assert cli(pytester, "replay", "latest", "--stage", "pretrain") == 6
+    first = _ledger_leaves(pytester, "replay")[-1]["first_divergence"]
+    assert first["role"] == "stage" and first["owner"] == "pretrain", first
+    assert first["index"] is not None and first["ulp"] >= 1
+
+
+def test_allow_env_drift_replays_and_names_the_drift_beside_the_divergence(
+    project, capsys, monkeypatch
+):
+    monkeypatch.setenv("DEMO_FAULT", "3:1")
+    code = cli(project, "replay", "latest", "--env", "OPENBLAS_NUM_THREADS=2",
+               "--allow-env-drift")  # fmt: skip
+    assert code == 6
+    out = capsys.readouterr().out
+    leaf = _ledger_leaves(project, "replay")[-1]
+    assert leaf["outcome"] == "diverged" and leaf["first_divergence"]["index"] == 3
+    assert [d["field"] for d in leaf["drift"]] == ["env.OPENBLAS_NUM_THREADS"]
+    assert out.index("first divergence") < out.index("env.OPENBLAS_NUM_THREADS")
