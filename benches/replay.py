@@ -157,7 +157,8 @@ REPLAY_FIELDS = (*SESSION_FIELDS, "session_s", "beyond_session_s")
 
 def summarise(result: Mapping[str, Any]) -> dict[str, Any]:
     """Per condition: each step's statistics, and the paired ratios of the replay to
-    each original (``replay.loop_s / original.loop_s`` is the target's test time;
+    each original (``replay.loop_s / original.loop_s`` is the target's test time, judged;
+    the same on CPU time, which a loaded machine does not inflate;
     ``replay.process_s / original.process_s`` the whole command over the whole
     session), with how many rounds were within ``TARGET``."""
     summary: dict[str, Any] = {}
@@ -176,6 +177,7 @@ def summarise(result: Mapping[str, Any]) -> dict[str, Any]:
             test_time = [rep["loop_s"] / orig["loop_s"] for rep, orig in pairs]
             out["ratios"][original] = {
                 "test_time": stat(test_time),
+                "test_cpu": stat(rep["loop_cpu_s"] / o["loop_cpu_s"] for rep, o in pairs),
                 "session_over_process": stat(rep["session_s"] / o["process_s"] for rep, o in pairs),
                 "command_over_process": stat(rep["process_s"] / o["process_s"] for rep, o in pairs),
                 "rounds_within": sum(r <= TARGET for r in test_time),
@@ -201,7 +203,7 @@ def table(result: Mapping[str, Any]) -> list[str]:
         "| condition | session | process s | run-test loop s | CPU s | peak RSS MiB |",
         "|---|---|---|---|---|---|",
     ]
-    for condition, out in summary.items():
+    for condition, out in ((c, summary[c]) for c in _conditions(summary)):
         for step, s in out["steps"].items():
             lines.append(
                 f"| {condition} | {LABELS[step]} | {_med(s['process_s'])} | {_med(s['loop_s'])} "
@@ -213,7 +215,7 @@ def table(result: Mapping[str, Any]) -> list[str]:
         "| replay loop s |",
         "|---|---|---|---|---|",
     ]
-    for condition, out in summary.items():
+    for condition, out in ((c, summary[c]) for c in _conditions(summary)):
         for step in ("replay", "replay_fault"):
             s = out["steps"].get(step)
             if s:
@@ -225,20 +227,39 @@ def table(result: Mapping[str, Any]) -> list[str]:
     lines += [
         "",
         f"| condition | original | replay test time / original test time (target <= {TARGET}) "
-        "| rounds within | replay session / original process | replay command / original "
-        "process |",
-        "|---|---|---|---|---|---|",
+        "| rounds within | test CPU time ratio | replay session / original process "
+        "| replay command / original process |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for condition, out in summary.items():
+    for condition, out in ((c, summary[c]) for c in _conditions(summary)):
         for original, r in out["ratios"].items():
             verdict = "met" if r["met"] else "NOT met"
             lines.append(
                 f"| {condition} | {LABELS[original]} | {_med(r['test_time'])} {verdict} "
-                f"| {r['rounds_within']}/{r['test_time']['n']} "
+                f"| {r['rounds_within']}/{r['test_time']['n']} | {_med(r['test_cpu'])} "
                 f"| {_med(r['session_over_process'])} | {_med(r['command_over_process'])} |"
             )
     lines += _compare_lines(result)
     return lines
+
+
+CASES = ("identical", "1 element", "every element", "read")
+
+
+def _order(item: tuple[str, Any]) -> tuple[int, int, int, str]:
+    """Workload rows first, then by size and case (JSON sorts the keys)."""
+    name = item[0]
+    if not name.startswith("float32 "):
+        return (0, 0, 0, name)
+    size, case = name.split(" MiB: ", 1)
+    rank = next((i for i, c in enumerate(CASES) if case.startswith(c)), len(CASES))
+    return (1, int(size.split()[1]), rank, name)
+
+
+def _conditions(mapping: Mapping[str, Any]) -> list[str]:
+    """Quiet before loaded (JSON sorts the keys)."""
+    known = ("quiet", "loaded")
+    return sorted(mapping, key=lambda c: (known.index(c) if c in known else len(known), c))
 
 
 def _med(s: Mapping[str, Any]) -> str:
@@ -251,11 +272,11 @@ def _compare_lines(result: Mapping[str, Any]) -> list[str]:
         "| condition | compared | MiB | ms | ms per MiB | tracemalloc peak MiB | RSS delta MiB |",
         "|---|---|---|---|---|---|---|",
     ]
-    for condition, data in result["conditions"].items():
-        cmp = data.get("compare")
+    for condition in _conditions(result["conditions"]):
+        cmp = result["conditions"][condition].get("compare")
         if not cmp:
             continue
-        for name, row in [*cmp["real"].items(), *cmp["synthetic"].items()]:
+        for name, row in sorted([*cmp["real"].items(), *cmp["synthetic"].items()], key=_order):
             rate = "-" if row["ms_per_mib"] is None else f"{row['ms_per_mib']:.2f}"
             lines.append(
                 f"| {condition} | {name} | {row['mib']:.1f} | {row['ms']:.2f} | {rate} "

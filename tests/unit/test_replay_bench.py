@@ -66,6 +66,7 @@ def test_summary_pairs_each_replay_with_the_originals_of_its_round():
     assert (gate["rounds_within"], gate["met"]) == (2, True)
     assert gate["command_over_process"]["median"] == pytest.approx(5.0 / 6.0, abs=1e-4)
     assert gate["session_over_process"]["median"] == 0.75
+    assert gate["test_cpu"]["median"] == pytest.approx(0.8333, abs=1e-4)  # both 0.9 x wall
     warm = summary["ratios"]["gate_warm"]
     # 2/1, 2.5/2, 4/3 -> median 1.3333: not met, no round within
     assert warm["test_time"]["median"] == pytest.approx(1.3333, abs=1e-4)
