@@ -136,6 +136,9 @@ def checkpoint_refs(record: RunRecord) -> list[CheckpointRef]:
     return refs
 
 
+CHUNK = 1 << 20  # elements compared at once (see _array_diff)
+
+
 @dataclass(frozen=True, slots=True)
 class ArrayDiff:
     """Two kept arrays of one checkpoint, element by element (C order). ``mismatches``
@@ -171,30 +174,47 @@ def _array_diff(
 ) -> tuple[ArrayDiff, str]:
     """Only the elements whose bytes differ are measured: an identical element has 0
     ULP and satisfies every tolerance. So a large array with a few changes costs one
-    bitwise pass."""
+    bitwise pass. The arrays are walked in chunks of :data:`CHUNK` elements, so that the
+    memory a comparison takes beyond the two arrays is bounded, however many differ."""
     import numpy as np
 
-    differ = np.flatnonzero(bitwise_mismatch(expected, actual))
-    some_expected, some_actual = expected.ravel()[differ], actual.ravel()[differ]
-    ulp = ulp_distance(some_expected, some_actual)
-    outside, why = mismatch_mask(some_expected, some_actual, rule, ulp)
-    which = np.flatnonzero(outside)
-    max_ulp = None if ulp is None else int(ulp.max()) if ulp.size else 0
+    flat_expected, flat_actual = expected.ravel(), actual.ravel()
+    mismatches, max_ulp, why = 0, 0, ""
+    has_ulp = True
+    first: tuple[int, str, str, int | None] | None = None  # index, expected, actual, ulp
+    for start in range(0, int(expected.size), CHUNK):
+        part_expected = flat_expected[start : start + CHUNK]
+        part_actual = flat_actual[start : start + CHUNK]
+        differ = np.flatnonzero(bitwise_mismatch(part_expected, part_actual))
+        if not differ.size:
+            continue
+        some_expected, some_actual = part_expected[differ], part_actual[differ]
+        ulp = ulp_distance(some_expected, some_actual)
+        outside, why = mismatch_mask(some_expected, some_actual, rule, ulp)
+        which = np.flatnonzero(outside)
+        has_ulp = ulp is not None
+        if ulp is not None and ulp.size:
+            max_ulp = max(max_ulp, int(ulp.max()))
+        mismatches += int(which.size)
+        if first is None and which.size:
+            j = int(which[0])
+            first = (start + int(differ[j]), str(some_expected[j]), str(some_actual[j]),
+                     None if ulp is None else int(ulp[j]))  # fmt: skip
     size = int(expected.size)
-    if not which.size:
-        return ArrayDiff(size=size, mismatches=0, max_ulp=max_ulp), why
-    j = int(which[0])
-    first = int(differ[j])
+    top = max_ulp if has_ulp else None
+    if first is None:
+        return ArrayDiff(size=size, mismatches=0, max_ulp=top), why
+    index, shown_expected, shown_actual, first_ulp = first
     return (
         ArrayDiff(
             size=size,
-            mismatches=int(which.size),
-            index=first,
-            position=tuple(int(i) for i in np.unravel_index(first, expected.shape)),
-            expected=str(some_expected[j]),
-            actual=str(some_actual[j]),
-            ulp=None if ulp is None else int(ulp[j]),
-            max_ulp=max_ulp,
+            mismatches=mismatches,
+            index=index,
+            position=tuple(int(i) for i in np.unravel_index(index, expected.shape)),
+            expected=shown_expected,
+            actual=shown_actual,
+            ulp=first_ulp,
+            max_ulp=top,
         ),
         why,
     )

@@ -370,3 +370,35 @@ def test_to_dict_is_canonical_json_ready_and_stable():
         "allow_env_drift", "counts", "downstream", "drift", "exit_code",
         "first_divergence", "outcome", "reason",
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    chunk=st.integers(min_value=1, max_value=9),
+    changed=st.sets(st.integers(min_value=0, max_value=47), max_size=12),
+    ulps=st.integers(min_value=1, max_value=4),
+)
+def test_the_chunked_walk_finds_what_one_pass_finds(chunk, changed, ulps):
+    """However the arrays are cut into chunks, the first mismatch, the count and the
+    largest distance are those of the whole arrays."""
+    import pytest_rtgov.core.replay as replay
+
+    expected = np.linspace(-3, 3, 48, dtype=np.float32).reshape(6, 8)
+    actual = expected.copy()
+    flat = actual.reshape(-1)
+    for index in changed:
+        for _ in range(ulps):
+            flat[index] = np.nextafter(flat[index], np.float32(np.inf))
+    old = replay.CHUNK
+    replay.CHUNK = chunk
+    try:
+        diff, _ = replay._array_diff(expected, actual, None)
+    finally:
+        replay.CHUNK = old
+    assert diff.mismatches == len(changed)
+    if changed:
+        first = min(changed)
+        assert diff.index == first and diff.position == (first // 8, first % 8)
+        assert diff.ulp == ulps and diff.max_ulp == ulps
+    else:
+        assert diff.index is None and diff.max_ulp == 0
