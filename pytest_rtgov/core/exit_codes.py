@@ -35,8 +35,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "not match its schema (the message names the file, the place, what was expected); a "
         "run record the ledger does not cover given to a command that acts on it; a ledger "
         "whose frames do not check where a command needs its coverage; `replay`: a "
-        "`[[replay]]` rule that selects no recorded checkpoint or has a negative bound, or a "
-        "replay session that wrote no record",
+        "`[[replay]]` rule that selects no recorded checkpoint or has a negative bound, a "
+        "replay session that wrote no record or ran past `--timeout`",
         "usage error: a bad option, marker, gates file, keyring or state directory, or an "
         "option whose extra is not installed (pytest)",
     ),

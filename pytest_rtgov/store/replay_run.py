@@ -30,12 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_rtgov.errors import RefusedError
+from pytest_rtgov.errors import RefusedError, RtgovError
 from pytest_rtgov.measure.environment import RESULT_ENV_VARS, collect_git
 
 __all__ = [
     "CodePlan",
     "ReplayRefusedError",
+    "ReplayTimeoutError",
     "plan_code",
     "remove_worktree",
     "replay_command",
@@ -51,6 +52,10 @@ _DROPPED = ("CI", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS")
 
 class ReplayRefusedError(RefusedError):
     """The recorded session cannot be replayed as recorded (the message says why)."""
+
+
+class ReplayTimeoutError(RtgovError):
+    """The replay session ran past ``--timeout`` (exit 4)."""
 
 
 @dataclass(frozen=True)
@@ -181,11 +186,18 @@ def replay_command(
 def run_session(
     command: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the replay session; its output is returned, not shown."""
-    return subprocess.run(
-        list(command), cwd=cwd, env=dict(env), capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
+    """Run the replay session; its output is returned, not shown. A session that runs
+    past ``timeout`` seconds is stopped: a :class:`ReplayTimeoutError`."""
+    try:
+        return subprocess.run(
+            list(command), cwd=cwd, env=dict(env), capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise ReplayTimeoutError(
+            f"the replay session did not finish within --timeout {timeout:g} s and was "
+            "stopped: nothing was compared or recorded"
+        ) from None
 
 
 def xdist_installed() -> bool:

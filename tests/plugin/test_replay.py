@@ -289,3 +289,13 @@ def test_allow_env_drift_replays_and_names_the_drift_beside_the_divergence(
     assert leaf["outcome"] == "diverged" and leaf["first_divergence"]["index"] == 3
     assert [d["field"] for d in leaf["drift"]] == ["env.OPENBLAS_NUM_THREADS"]
     assert out.index("first divergence") < out.index("env.OPENBLAS_NUM_THREADS")
+
+
+def test_a_replay_past_its_timeout_is_stopped_with_a_message(project, capsys):
+    before = (project.path / ".rtgov" / "ledger" / "log").read_bytes()
+    # no git here: the replay runs the files as they are, and the recorded test now sleeps
+    slow = "def test_other(rtgov):\n    __import__('time').sleep(30)"
+    (project.path / "test_demo.py").write_text(TEST.replace("def test_other(rtgov):", slow))
+    assert cli(project, "replay", "latest", "--timeout", "3") == 4
+    assert "did not finish within --timeout 3 s" in capsys.readouterr().err
+    assert (project.path / ".rtgov" / "ledger" / "log").read_bytes() == before
