@@ -16,6 +16,7 @@ VerifyFailure carries its code) and ``cli.main.exit_code`` maps them.
 ``rtgov verify``: 3 when --dir names no directory, 4 when it names a file.
 ``rtgov ledger recover``: 3 no ledger, 7 another writer held the ledger lock past
 RTGOV_LEDGER_TIMEOUT (default 60 s), 10 the ledger cannot be recovered.
+``rtgov ledger push|pull``: :mod:`pytest_rtgov.cli.ledger_sync`.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ def add_parsers(sub: Any) -> None:
         "(the next session does the same)",
     )
     add_signing_key(recover, "the recovery checkpoint")
+    from pytest_rtgov.cli import ledger_sync
+
+    ledger_sync.add_parsers(lsub, _trust_arguments)  # push, pull (docs/ledger.md)
 
 
 def _trust(args: argparse.Namespace) -> Any:
@@ -114,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         "verify": _verify,
         "prove": _prove,
         "verify-proof": _verify_proof,
-        "ledger": _recover,
+        "ledger": _ledger,
     }
     return commands[args.command](args)
 
@@ -264,6 +268,14 @@ def _verify_proof(args: argparse.Namespace) -> int:
           f"{', '.join(checked.signers)}")  # fmt: skip
     print(checked.leaf.decode("utf-8", errors="replace"))
     return 0
+
+
+def _ledger(args: argparse.Namespace) -> int:
+    if args.ledger_command in ("push", "pull"):
+        from pytest_rtgov.cli import ledger_sync
+
+        return ledger_sync.run(args, _trust(args))
+    return _recover(args)
 
 
 def _recover(args: argparse.Namespace) -> int:

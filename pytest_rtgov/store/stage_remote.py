@@ -36,10 +36,12 @@ class FsspecBackend:
     and the object; a missing object is ``None`` or ``False``, never an error.
     """
 
+    what = "stage store"  # the store's name in messages (the shared ledger names its own)
+
     def __init__(self, url: str, **options: Any) -> None:
         from pytest_rtgov.extras import require
 
-        feature = f"the stage store {url}"
+        feature = f"the {self.what} {url}"
         require("fsspec", extra="remote", feature=feature)
         protocol = url.split("://", 1)[0]
         if protocol in ("s3", "s3a"):
@@ -69,12 +71,12 @@ class FsspecBackend:
                 raise
             where = f"{self.url.rstrip('/')}/{rel}"
             raise StageStoreError(
-                f"stage store {where}: cannot {doing}: {exc or 'not found'}"
+                f"{self.what} {where}: cannot {doing}: {exc or 'not found'}"
             ) from None
         except Exception as exc:  # the drivers' own errors (botocore's, aiohttp's...)
             where = f"{self.url.rstrip('/')}/{rel}"
             raise StageStoreError(
-                f"stage store {where}: cannot {doing}: {type(exc).__name__}: {exc}"
+                f"{self.what} {where}: cannot {doing}: {type(exc).__name__}: {exc}"
             ) from exc
 
     def read(self, rel: str) -> bytes | None:
