@@ -37,8 +37,9 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "whose frames do not check where a command needs its coverage; `replay`: a "
         "`[[replay]]` rule that selects no recorded checkpoint or has a negative bound, a "
         "replay session that wrote no record or ran past `--timeout`",
-        "usage error: a bad option, marker, gates file, keyring or state directory, or an "
-        "option whose extra is not installed (pytest)",
+        "usage error: a bad option, marker, gates file, keyring or state directory, an "
+        "option whose extra is not installed, or a schedule that cannot be planned (more "
+        "workers than tests) (pytest)",
     ),
     ExitCode.REFUSED: (
         "`baseline refresh` from a run whose tests did not pass; `replay`: a record that does "
@@ -52,7 +53,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "diverged (the first divergence is named)",
         "tests passed but a gate breached, or no baseline where one is required; a stage's "
         "nondeterminism finding; `--rtgov-determinism-check`: a checkpoint differs between "
-        "the two runs of its test",
+        "the two runs of its test; `--rtgov-schedule`: a worker did not run its planned "
+        "sequence (the first deviation is named)",
     ),
     ExitCode.INTEGRITY: (
         "a baseline or merged run written but not signed or logged in the ledger; "

@@ -7,7 +7,10 @@ fixture order), one per gate result (subject, metric order), and a closing ``ver
 leaf carrying the sha256 of the canonical run record, which ties the record file
 to the log. The order comes from the record, which is canonical whatever xdist did.
 ``rtgov gc`` appends a ``prune`` leaf naming the runs whose files it removes next;
-``rtgov replay`` a ``replay`` leaf with its verdict on a recorded run.
+``rtgov replay`` a ``replay`` leaf with its verdict on a recorded run. A session run
+under ``--rtgov-schedule`` adds, after its fixtures' and stages' leaves, a ``schedule``
+leaf and one ``execution`` leaf per worker (:func:`schedule_leaves`, from the record's
+``schedule``).
 
 >>> leaf = genesis_leaf("rtgov.local/demo", created_at="2026-11-22T00:00:00Z")
 >>> leaf
@@ -39,6 +42,7 @@ __all__ = [
     "recovery_leaf",
     "replay_leaf",
     "run_leaves",
+    "schedule_leaves",
 ]
 
 FORMAT = 1
@@ -55,6 +59,8 @@ LEAF_KINDS = (
     "prune",
     "stage",
     "replay",
+    "schedule",
+    "execution",
 )
 
 
@@ -115,6 +121,7 @@ def run_leaves(record: RunRecord, *, encoded: bytes | None = None) -> list[bytes
         for s in f["setups"]
         if "stage" in s
     ]
+    leaves += schedule_leaves(run_id, record.schedule)
     leaves += [
         canonical_json({"kind": "gate", "run_id": run_id, **g}) for g in data["gate_results"]
     ]
@@ -130,6 +137,21 @@ def run_leaves(record: RunRecord, *, encoded: bytes | None = None) -> list[bytes
         )
     )
     return leaves
+
+
+def schedule_leaves(run_id: str, schedule: Mapping[str, Any]) -> list[bytes]:
+    """A scheduled run's ``schedule`` leaf (seed, policy, workers, the plan's and the cost
+    model's digests, re-plans) and one ``execution`` leaf per worker that ran tests, with
+    its observed sequence; none for a run without a schedule."""
+    if not schedule:
+        return []
+    observed = schedule.get("observed", {})
+    head = {key: value for key, value in schedule.items() if key != "observed"}
+    return [canonical_json({"kind": "schedule", "run_id": run_id, **head})] + [
+        canonical_json({"kind": "execution", "run_id": run_id, "worker": worker,
+                        "sequence": list(sequence)})
+        for worker, sequence in sorted(observed.items())
+    ]  # fmt: skip
 
 
 def baseline_refresh_leaf(entry: Mapping[str, Any], *, seal_sha256: str) -> bytes:
@@ -205,7 +227,10 @@ LEAF_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
     "prune": (("pruned_at", _STR), ("runs", (list,))),
     "stage": (("run_id", _STR), ("stage", _STR), ("key", _STR), ("outcome", _STR)),
     "replay": (("run_id", _STR), ("replay_id", _STR), ("outcome", _STR), ("at", _STR)),
-}
+    "schedule": (("run_id", _STR), ("seed", _INT), ("policy", _STR), ("workers", (list,)),
+                 ("plan", _STR), ("cost_model", _STR)),
+    "execution": (("run_id", _STR), ("worker", _STR), ("sequence", (list,))),
+}  # fmt: skip
 assert tuple(LEAF_FIELDS) == LEAF_KINDS
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 

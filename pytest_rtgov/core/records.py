@@ -330,6 +330,8 @@ class RunRecord:
     # A gated session's inputs by digest ({"gates": "sha256:..", "baseline": ..}): their
     # bytes are kept in the object store, so `rtgov audit` can re-derive the verdict.
     inputs: Mapping[str, str] = field(default_factory=dict)
+    # --rtgov-schedule: plan digest, seed, policy, workers, observed sequences (schedule.md)
+    schedule: Mapping[str, Any] = field(default_factory=dict)
     schema: Annotated[str, one_of(SCHEMA)] = SCHEMA
     required_keys: ClassVar[tuple[str, ...]] = ("schema", "exit_status")
 
@@ -339,14 +341,10 @@ class RunRecord:
         return data
 
     def canonical_json(self, *, chunk: int = 64) -> bytes:
-        """``canonical_json(self.to_dict())``, the same bytes, made faster.
-
-        The tests are encoded ``chunk`` at a time, so the dicts of all tests never
-        exist at once: on a large run that keeps tens of thousands of containers
-        from pushing the garbage collector through pytest's whole heap. And their
-        dicts are built with sorted keys (``TestEntry``, ``Sample`` and ``Metric``
-        ``to_dict``), so the encoder need not sort them: half the encoding time.
-        """
+        """``canonical_json(self.to_dict())``, the same bytes, made faster: tests are
+        encoded ``chunk`` at a time (the dicts of all tests never exist at once, which
+        kept the garbage collector busy on large runs), from dicts built with sorted
+        keys (``to_dict``), so the encoder need not sort them: half the time."""
         data = self._to_dict_without_tests()
         data["tests"] = _TESTS_PLACE
         tests = self.tests
@@ -387,6 +385,8 @@ class RunRecord:
         }
         if self.inputs:  # only when recorded: older records keep their bytes
             data["inputs"] = dict(self.inputs)
+        if self.schedule:
+            data["schedule"] = dict(self.schedule)
         return data
 
     @classmethod

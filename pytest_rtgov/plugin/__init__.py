@@ -8,6 +8,7 @@ nothing runs per test.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -44,10 +45,25 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_rtgov.plugin.shard import register as register_shard
 
         register_shard(config)
+    if config.getoption("rtgov_schedule") is not None:
+        from pytest_rtgov.plugin.schedule import register as register_schedule
+
+        register_schedule(config)
     if config.getoption("rtgov") or config.getoption("rtgov_gate"):
         from pytest_rtgov.plugin.session import register
 
         register(config)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Here, in the entry point registered before any conftest, and trylast: after -k/-m
+    # deselection and other plugins' reordering, and before a conftest's own trylast
+    # reordering, which the schedule check then names (plugin/schedule).
+    if config.getoption("rtgov_schedule") is not None:
+        from pytest_rtgov.plugin.schedule import reorder
+
+        reorder(config, items)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -61,6 +77,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         from pytest_rtgov.plugin.session import unregister
 
         unregister(config)
+
+
+@pytest.fixture
+def rtgov_rng(request: pytest.FixtureRequest) -> Any:
+    """A ``numpy.random.Generator`` seeded with this test's own seed: from
+    ``--rtgov-schedule``'s seed (0 without it) and the node id, whatever ran before."""
+    from pytest_rtgov.plugin.schedule import rng_for
+
+    return rng_for(request)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.logs import log_event
 from pytest_rtgov.plugin.samples import Collector
+from pytest_rtgov.plugin.schedule import attach as attach_schedule
 from pytest_rtgov.plugin.settings import OUTCOME_KEY, Settings
 from pytest_rtgov.store.runs import RunStore
 
@@ -81,6 +82,7 @@ def finish_session(
         exitstatus = int(pytest.ExitCode.USAGE_ERROR)
     outcome = SessionOutcome(exit_status=exitstatus)
     outcome.record = collector.build_record(exitstatus)
+    outcome.record = attach_schedule(config, outcome.record, settings.state_dir)
     _gate_step(outcome, settings)
     _baseline_step(outcome, settings)
     _decide_step(outcome)
@@ -138,11 +140,13 @@ def _stage_step(outcome: SessionOutcome, config: pytest.Config) -> None:
 
     from pytest_rtgov.core.stage_findings import session_problems
     from pytest_rtgov.plugin.determinism import session_problems as determinism_problems
+    from pytest_rtgov.plugin.schedule import problems as schedule_problems
 
     record = outcome.record
     assert record is not None
     status, lines = session_problems(record.fixtures, exit_status=outcome.exit_status)
     status, lines = determinism_problems(config, status, lines)
+    status, lines = schedule_problems(config, status, lines)
     for line in lines:
         _say(line)
     if status == outcome.exit_status:

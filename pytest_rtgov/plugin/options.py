@@ -158,11 +158,21 @@ OPTIONS: tuple[Option, ...] = (
            "run each selected test twice in this process and report every checkpoint that "
            "differs between the two runs (exit 6); session fixtures are set up once.",
            default=False, ini="bool", shown_default="false"),
+    Option("--rtgov-schedule",
+           "run a schedule planned from this seed (a non-negative integer): the order, each "
+           "xdist worker's tests and a seed per test; a run that leaves it fails (exit 6).",
+           metavar="SEED", shown_default="none"),
+    Option("--rtgov-schedule-policy",
+           "how --rtgov-schedule plans: hash (default), lpt (longest first on the last runs' "
+           "times) or group (xdist_group and module kept on one worker).",
+           default="hash", choices=("hash", "lpt", "group"), shown_default="`hash`"),
 )  # fmt: skip
 
 _BY_FLAG = {option.flag: option for option in OPTIONS}
 # Options that do something without --rtgov/--rtgov-gate: never "ignored".
-_WORK_ALONE = ("--rtgov", "--rtgov-gate", "--rtgov-shard")
+_WORK_ALONE = (
+    "--rtgov", "--rtgov-gate", "--rtgov-shard", "--rtgov-schedule", "--rtgov-schedule-policy"
+)
 
 
 def add_options(parser: pytest.Parser) -> None:
