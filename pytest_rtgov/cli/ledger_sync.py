@@ -87,7 +87,8 @@ def run(args: argparse.Namespace, trust: Any) -> int:
     shared = result.shared.describe() if result.shared else args.url
     local = result.local.describe() if result.local else str(ledger.directory)
     lines = {
-        "pushed": f"pushed: {shared} now holds {local}",
+        "pushed": f"pushed: {args.url.rstrip('/')}/checkpoint now holds {local}"
+        + (f" (it held {shared})" if result.shared else ""),
         "pulled": f"pulled: {ledger.directory} now holds {shared}"
         + (f" (it held {local})" if result.local else ""),
         "rebased": f"rebased: {ledger.directory} holds {shared}, then its own leaves, "

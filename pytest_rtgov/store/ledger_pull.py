@@ -38,6 +38,7 @@ from pytest_rtgov.store.ledger_sync import (
     fork,
     make_prover,
     shared_tip,
+    write_pulled_mark,
 )
 
 __all__ = ["pull"]
@@ -74,7 +75,7 @@ def pull(
                 local_hashes: list[bytes] = []
                 check_log(ledger.log_path, str(ledger.log_path), local, prover, local_hashes)
                 if not consistent(shared, local, prover):
-                    return _rebase(ledger, appender, temp, end, shared, local, local_hashes,
+                    return _rebase(place, ledger, appender, temp, end, shared, local, local_hashes,
                                    shared_hashes, note, rebase)  # fmt: skip
                 same = local.checkpoint.size == shared.checkpoint.size
                 return SyncResult("up to date" if same else "ahead", local, shared)
@@ -84,13 +85,14 @@ def pull(
                 if not consistent(local, shared, prover):
                     local_hashes = []
                     check_log(ledger.log_path, str(ledger.log_path), local, None, local_hashes)
-                    return _rebase(ledger, appender, temp, end, shared, local, local_hashes,
+                    return _rebase(place, ledger, appender, temp, end, shared, local, local_hashes,
                                    shared_hashes, note, rebase)  # fmt: skip
                 status = "pulled"
             _truncate(temp, end)  # leaves past the shared checkpoint are not taken
             os.replace(temp, ledger.log_path)
             _fsync_dir(ledger.directory)
             appender.write_checkpoint(note.decode("utf-8"))
+            write_pulled_mark(ledger, shared.checkpoint.size, place.url)
         return SyncResult(status, local, shared)
     finally:
         temp.unlink(missing_ok=True)
@@ -104,6 +106,7 @@ def _truncate(path: Path, end: int) -> None:
 
 
 def _rebase(
+    place: SharedPlace,
     ledger: Ledger,
     appender: LedgerAppender,
     temp: Path,
@@ -157,6 +160,7 @@ def _rebase(
     _fsync_dir(ledger.directory)
     appender.write_checkpoint(note.decode("utf-8"))
     written = appender.write_checkpoint(signed)
+    write_pulled_mark(ledger, shared.checkpoint.size, place.url)
     return SyncResult("rebased", Tip(str(written), body), shared)
 
 

@@ -171,9 +171,26 @@ class FsspecPlace(SharedPlace):
     the object); the head's conditional write is S3's ``If-Match`` / ``If-None-Match``."""
 
     def __init__(self, url: str) -> None:
+        from pytest_rtgov.extras import require
+
         self.url = url
+        protocol = url.split("://", 1)[0]
+        self.s3 = protocol in ("s3", "s3a")
+        fsspec = require("fsspec", extra="remote", feature=f"the shared ledger {url}")
+        if not self.s3:  # S3's driver is the [remote] extra's, named by the backend
+            try:
+                fsspec.get_filesystem_class(protocol)
+            except ImportError as exc:  # a driver fsspec knows of, not installed
+                raise InvalidOptionError(
+                    f"the shared ledger {url} needs fsspec's driver for {protocol}://, which "
+                    f"is not installed ({exc})"
+                ) from None
+            except ValueError:
+                raise InvalidOptionError(
+                    f"the shared ledger {url}: fsspec knows no storage {protocol}:// (expected "
+                    "a path, file://, s3://, or another fsspec protocol)"
+                ) from None
         self.backend = _Backend(url)
-        self.s3 = url.split("://", 1)[0] in ("s3", "s3a")
 
     def read_head(self) -> Head | None:
         backend = self.backend

@@ -16,6 +16,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from pytest_rtgov.core import merkle
 from pytest_rtgov.core.checkpoints import Checkpoint, parse_checkpoint
@@ -45,11 +46,37 @@ __all__ = [
     "fork",
     "make_prover",
     "open_checkpoint",
+    "pulled_mark",
     "push",
     "shared_tip",
+    "write_pulled_mark",
 ]
 
 _MAX_NOTE = 64 * 1024  # a checkpoint is a few hundred bytes
+PULLED = "pulled.json"  # in the ledger directory: how many leaves came from where
+
+
+def write_pulled_mark(ledger: Ledger, size: int, url: str) -> None:
+    """Leaves below ``size`` came from ``url``: their run records and artifacts may stay
+    where their sessions ran (``rtgov verify`` notes them, checks those present)."""
+    from pytest_rtgov.core.canonical import canonical_json
+    from pytest_rtgov.store.files import atomic_write
+
+    atomic_write(ledger.directory / PULLED, canonical_json({"size": size, "url": url}))
+
+
+def pulled_mark(ledger: Ledger) -> tuple[int, str]:
+    """(size, url) of the last pull, or (0, "") (a damaged mark: nothing excused)."""
+    import json
+
+    try:
+        mark = json.loads((ledger.directory / PULLED).read_bytes())
+        size, url = mark["size"], mark["url"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0, ""
+    if type(size) is not int or type(url) is not str or size < 0:
+        return 0, ""
+    return size, url
 
 
 class SyncRefused(RefusedError):
@@ -220,30 +247,31 @@ def push(ledger: Ledger, place: SharedPlace, trust: Trust) -> SyncResult:
     shared_found = shared_tip(place, trust)
     with tempfile.TemporaryDirectory(prefix="rtgov-push-") as tmp:
         shared, head = None, None
+        shared_hashes: list[bytes] = []
         if shared_found is not None:
             shared, _, head = shared_found
             copy = Path(tmp) / "shared.log"
             where = fetch(place, shared, copy)
             prover = make_prover(local.checkpoint, shared.checkpoint)
-            check_log(copy, where, shared, prover)  # the shared log matches its checkpoint
+            check_log(copy, where, shared, prover, shared_hashes)  # matches its checkpoint
             if local.checkpoint == shared.checkpoint or (
                 shared.checkpoint.size == local.checkpoint.size
                 and consistent(shared, local, None)
             ):
                 return SyncResult("up to date", local, shared)
-            if shared.checkpoint.size > local.checkpoint.size:
-                if consistent(local, shared, prover):
-                    raise SyncRefused(
-                        f"the shared ledger {shared.describe()} has "
-                        f"{shared.checkpoint.size - local.checkpoint.size} leaves this one "
-                        f"({local.describe()}) lacks: `rtgov ledger pull {place.url}`, then "
-                        "push"
-                    )
-                raise fork(local, shared)
+            if shared.checkpoint.size > local.checkpoint.size and consistent(
+                local, shared, prover
+            ):
+                raise SyncRefused(
+                    f"the shared ledger {shared.describe()} has "
+                    f"{shared.checkpoint.size - local.checkpoint.size} leaves this one "
+                    f"({local.describe()}) lacks: `rtgov ledger pull {place.url}`, then push"
+                )
         prover = make_prover(shared.checkpoint, local.checkpoint) if shared else None
-        end = check_log(ledger.log_path, str(ledger.log_path), local, prover)
+        local_hashes: list[bytes] = []
+        end = check_log(ledger.log_path, str(ledger.log_path), local, prover, local_hashes)
         if shared is not None and not consistent(shared, local, prover):
-            raise fork(local, shared)
+            _diverged(place, local, shared, local_hashes, shared_hashes)
         upload = Path(tmp) / "local.log"
         _copy_prefix(ledger.log_path, upload, end)
         name = log_name(local.checkpoint)
@@ -262,6 +290,26 @@ def push(ledger: Ledger, place: SharedPlace, trust: Trust) -> SyncResult:
             if other not in keep:
                 place.delete(other)
     return SyncResult("pushed", local, shared)
+
+
+def _diverged(
+    place: SharedPlace, local: Tip, shared: Tip, mine: list[bytes], theirs: list[bytes]
+) -> NoReturn:
+    """Both logs have leaves the other lacks: after a common start, the shared ledger moved
+    on since the last pull (exit 5: pull --rebase, then push); else a fork (exit 14)."""
+    common = 0
+    for a, b in zip(mine, theirs, strict=False):
+        if a != b:
+            break
+        common += 1
+    if not common:
+        raise fork(local, shared)
+    raise SyncRefused(
+        f"the shared ledger moved on since this one last matched it: both share their first "
+        f"{common} leaves, then differ. Local: {local.describe()}; shared: "
+        f"{shared.describe()}. `rtgov ledger pull --rebase {place.url}` appends this "
+        "ledger's own leaves after the shared ones; then push again"
+    )
 
 
 def _copy_prefix(source: Path, dest: Path, end: int) -> None:

@@ -56,7 +56,7 @@ def test_push_to_an_empty_place_then_pull_into_an_empty_ledger(tmp_path):
     shared = open_shared(f"file://{tmp_path / 'shared'}")
     session(tmp_path / "a", "r1")
     pushed = push(ledger(tmp_path / "a"), shared, TRUST)
-    assert pushed.status == "pushed" and pushed.shared is None
+    assert pushed.status == "pushed" and pushed.shared is None and pushed.local is not None
     names = sorted(p.relative_to(tmp_path / "shared").as_posix()
                    for p in (tmp_path / "shared").rglob("*") if p.is_file())  # fmt: skip
     assert HEAD in names
@@ -104,7 +104,9 @@ def test_a_fork_is_refused_naming_both_checkpoints(tmp_path):
             attempt(ledger(tmp_path / "b"), shared, TRUST)
         text = str(caught.value)
         for state in ("a", "b"):
-            cp = ledger(tmp_path / state).latest_checkpoint()[1]
+            latest = ledger(tmp_path / state).latest_checkpoint()
+            assert latest is not None
+            cp = latest[1]
             assert f"tree size {cp.size}, root {cp.root_hash.hex()}" in text
         assert caught.value.exit_code == ExitCode.HISTORY
     assert log_bytes(tmp_path / "b") == before  # nothing taken
@@ -162,10 +164,13 @@ def test_exactly_one_of_two_pushers_that_read_the_same_head_wins(tmp_path):
     with pytest.raises(SyncRefused, match=r"another push replaced .* pull --rebase"):
         push(ledger(tmp_path / "b"), place, TRUST)
     place.read_head = real  # type: ignore[method-assign]
+    with pytest.raises(SyncRefused, match="both share their first 3 leaves, then differ") as moved:
+        push(ledger(tmp_path / "b"), place, TRUST)  # the head it reads now: moved on
+    assert moved.value.exit_code == ExitCode.REFUSED
     with pytest.raises(ForkError, match="Both share their first 3 leaves"):
         pull(ledger(tmp_path / "b"), place, TRUST)
     rebased = pull(ledger(tmp_path / "b"), place, TRUST, rebase=SIGNER)
-    assert rebased.status == "rebased"
+    assert rebased.status == "rebased" and rebased.local is not None
     assert rebased.local.checkpoint.size == 7  # a's 5, then b's own 2
     assert any((tmp_path / "b" / "ledger" / "rebased").rglob("*.txt"))  # set aside
     assert push(ledger(tmp_path / "b"), place, TRUST).status == "pushed"

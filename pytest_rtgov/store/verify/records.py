@@ -46,6 +46,10 @@ class Coverage:
     missing: dict[str, tuple[int, str]] = field(default_factory=dict)
     # run id -> (prune leaf index, pruned_at, record_sha256)
     pruned: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    # leaves below this index came from a shared ledger (`rtgov ledger pull`): their
+    # records and artifacts may be where their sessions ran; those here are checked
+    pulled_below: int = 0
+    elsewhere: list[str] = field(default_factory=list)  # run ids of records not here
 
 
 def verify_artifacts(
@@ -128,6 +132,9 @@ def check_record(coverage: Coverage, leaf: dict[str, Any], index: int) -> int:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
+        if index < coverage.pulled_below:  # pulled: the record stayed where it was made
+            coverage.elsewhere.append(run_id)
+            return 0
         # Missing is fine only if a prune leaf later in the log names it (settle_pruned).
         coverage.missing[run_id] = (index, leaf["record_sha256"])
         return 0
@@ -228,4 +235,6 @@ def claim_artifacts(coverage: Coverage, leaf: dict[str, Any], index: int) -> Non
             if "/" in worker:
                 continue  # merged run: the shard's own leaves claim the file (checked)
             path = coverage.artifacts_dir / run_id / worker / f"{artifact}.npz"
+            if index < coverage.pulled_below and not path.exists():
+                continue  # pulled: the artifact stayed where its session ran
             coverage.artifacts.setdefault(path, []).append((value[len("sha256:") :], index))

@@ -53,7 +53,15 @@ def verify_all(
         {p.stem for p in runs_dir.glob("*.json")} if runs_dir.is_dir() else set(),
     )
     if ledger.exists():
+        from pytest_rtgov.store.ledger_sync import pulled_mark
+
+        coverage.pulled_below, pulled_from = pulled_mark(ledger)
         verify_ledger(ledger, trust, since, coverage, report)
+        if coverage.elsewhere:
+            report.notes.append(
+                f"{len(coverage.elsewhere)} run record(s) of leaves pulled from {pulled_from} "
+                "are not here: they stay, and are verified, where their sessions ran"
+            )
     elif _any_checkpoint(ledger):
         newest = sorted(ledger.checkpoint_dir.glob("*.txt"))[-1]
         raise VerifyFailure(
