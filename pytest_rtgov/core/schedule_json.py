@@ -20,7 +20,7 @@ from pytest_rtgov.core.schedule import (
     Replan,
 )
 
-__all__ = ["collection_difference", "plan_from_json"]
+__all__ = ["collection_difference", "fit_plan", "plan_from_json"]
 
 _SHOWN = 3
 
@@ -49,6 +49,19 @@ def collection_difference(planned: Collection[str], collected: Collection[str]) 
     if missing:
         parts.append(f"does not plan {len(missing)} collected test(s) ({_names(missing)})")
     return "; ".join(parts) or None
+
+
+def fit_plan(plan: Plan, nodeids: Collection[str], workers: int, *, source: str) -> None:
+    """Refuse to run ``plan`` (read from ``source``) in a session that collected
+    ``nodeids`` for ``workers`` workers: :class:`PlanFileError` naming what differs."""
+    if len(plan.workers) != workers:
+        raise PlanFileError(
+            f"{source}: a plan for {len(plan.workers)} worker(s): this session runs {workers} "
+            f"({'-n ' + str(workers) if workers > 1 else 'no xdist'})"
+        )
+    difference = collection_difference(plan.nodeids, nodeids)
+    if difference is not None:
+        raise PlanFileError(f"{source}: a plan of another collection: it {difference}")
 
 
 def _workers(source: str, value: Any) -> tuple[tuple[str, ...], ...]:
@@ -111,14 +124,15 @@ def plan_from_json(
         isinstance(g, str) and g and n in planned_set for n, g in groups.items()
     ):
         raise _fail(source, "groups", "an object of planned node id to group name")
-    if nodeids is not None:
-        difference = collection_difference(planned, nodeids)
-        if difference is not None:
-            raise PlanFileError(f"{source}: a plan of another collection: it {difference}")
-    return Plan(
+    plan = Plan(
         seed=seed,
         policy=cast(Policy, value["policy"]),
         workers=workers,
         groups=groups,
         replans=_replans(source, value["replans"], len(workers)),
     )
+    if nodeids is not None:
+        difference = collection_difference(planned, nodeids)
+        if difference is not None:
+            raise PlanFileError(f"{source}: a plan of another collection: it {difference}")
+    return plan

@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_rtgov.plugin.shard import register as register_shard
 
         register_shard(config)
-    if config.getoption("rtgov_schedule") is not None:
+    if _scheduled(config):
         from pytest_rtgov.plugin.schedule import register as register_schedule
 
         register_schedule(config)
@@ -60,10 +60,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Here, in the entry point registered before any conftest, and trylast: after -k/-m
     # deselection and other plugins' reordering, and before a conftest's own trylast
     # reordering, which the schedule check then names (plugin/schedule).
-    if config.getoption("rtgov_schedule") is not None:
+    if _scheduled(config):
         from pytest_rtgov.plugin.schedule import reorder
 
         reorder(config, items)
+
+
+def _scheduled(config: pytest.Config) -> bool:
+    return any(
+        config.getoption(key) is not None for key in ("rtgov_schedule", "rtgov_schedule_plan")
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -166,12 +166,17 @@ OPTIONS: tuple[Option, ...] = (
            "how --rtgov-schedule plans: hash (default), lpt (longest first on the last runs' "
            "times) or group (xdist_group and module kept on one worker).",
            default="hash", choices=("hash", "lpt", "group"), shown_default="`hash`"),
+    Option("--rtgov-schedule-plan",
+           "run this plan file (a plan's JSON, as kept in the object store) as it is: its "
+           "seed, policy, workers and order; exit 4 when it plans another collection.",
+           path=True, metavar="PATH", shown_default="none"),
 )  # fmt: skip
 
 _BY_FLAG = {option.flag: option for option in OPTIONS}
 # Options that do something without --rtgov/--rtgov-gate: never "ignored".
 _WORK_ALONE = (
-    "--rtgov", "--rtgov-gate", "--rtgov-shard", "--rtgov-schedule", "--rtgov-schedule-policy"
+    "--rtgov", "--rtgov-gate", "--rtgov-shard", "--rtgov-schedule", "--rtgov-schedule-policy",
+    "--rtgov-schedule-plan",
 )
 
 

@@ -226,3 +226,71 @@ def test_lpt_costs_come_from_the_last_runs(pytester, read_latest):
     schedule = read_latest(pytester.path)["schedule"]
     assert schedule["policy"] == "lpt"
     assert schedule["cost_model"] != cost_model_digest({})
+
+
+def test_a_recorded_plan_runs_again_and_another_collections_is_refused(pytester, read_latest):
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.runpytest("--rtgov", "--rtgov-schedule", "4").assert_outcomes(passed=11)
+    digest = read_latest(pytester.path)["schedule"]["plan"]
+    file = ObjectStore.of_state_dir(pytester.path / ".rtgov").path(digest)
+    again = pytester.runpytest("--rtgov", "--rtgov-schedule-plan", str(file))
+    again.assert_outcomes(passed=11)
+    record = read_latest(pytester.path)
+    assert record["schedule"]["plan"] == digest and record["schedule"]["seed"] == 4
+    assert record["schedule"]["observed"]["main"] == list(_plan(pytester.path, record).nodeids)
+
+    pytester.makepyfile(test_more="def test_more():\n    pass\n")
+    result = pytester.runpytest("--rtgov", "--rtgov-schedule-plan", str(file))
+    assert result.ret == 4
+    result.stderr.fnmatch_lines([
+        f"*--rtgov-schedule-plan: {file}: a plan of another collection: it does not plan 1 "
+        "collected test(s) (test_more.py::test_more)*"
+    ])  # fmt: skip
+    other_seed = pytester.runpytest("--rtgov-schedule", "5", "--rtgov-schedule-plan", str(file))
+    assert other_seed.ret == 4
+    other_seed.stderr.fnmatch_lines(["*--rtgov-schedule 5: *planned from seed 4*"])
+    bad = pytester.path / "plan.json"
+    bad.write_text('{"schema": "rtgov.plan/1"}')
+    broken = pytester.runpytest("--rtgov-schedule-plan", "plan.json")
+    assert broken.ret == 4
+    broken.stderr.fnmatch_lines([f"*--rtgov-schedule-plan: {bad}: at the top: expected*"])
+
+
+def test_a_plan_for_other_workers_is_refused_under_xdist(pytester, read_latest):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.runpytest("--rtgov", "--rtgov-schedule", "4").assert_outcomes(passed=11)
+    digest = read_latest(pytester.path)["schedule"]["plan"]
+    file = ObjectStore.of_state_dir(pytester.path / ".rtgov").path(digest)
+    result = pytester.runpytest_subprocess("--rtgov-schedule-plan", str(file), "-n", "2")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*a plan for 1 worker(s): this session runs 2 (-n 2)*"])
+
+
+def test_the_plan_does_not_depend_on_hash_seed_file_order_or_worker_start(
+    pytester, read_latest, monkeypatch
+):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_suite=SUITE, test_other="def test_x():\n    pass\n")
+    pytester.makeconftest(
+        """
+        import random
+        import time
+
+        def pytest_configure(config):
+            if hasattr(config, "workerinput"):  # workers come up in any order
+                time.sleep(random.random() / 2)
+        """
+    )
+    digests, observed = set(), []
+    for hashseed, files in (("1", ("test_suite.py", "test_other.py")),
+                            ("777", ("test_other.py", "test_suite.py")),
+                            ("31337", ("test_suite.py", "test_other.py"))):  # fmt: skip
+        monkeypatch.setenv("PYTHONHASHSEED", hashseed)
+        result = pytester.runpytest_subprocess("--rtgov", "--rtgov-schedule", "42", "-n", "2",
+                                               *files)  # fmt: skip
+        result.assert_outcomes(passed=12)
+        schedule = read_latest(pytester.path)["schedule"]
+        digests.add(schedule["plan"])
+        observed.append(schedule["observed"])
+    assert len(digests) == 1 and observed[0] == observed[1] == observed[2]

@@ -199,3 +199,51 @@ def test_digest_does_not_depend_on_pythonhashseed() -> None:
         for hashseed in ("0", "12345")
     }
     assert len(outputs) == 1
+
+
+def test_first_deviation_names_worker_position_expected_and_ran() -> None:
+    from pytest_rtgov.core.schedule_check import first_deviation
+
+    expected = {"gw0": ("a", "b", "c"), "gw1": ("d", "e")}
+    assert first_deviation(expected, {"gw0": ["a", "b", "c"], "gw1": ["d", "e"]}) is None
+    assert first_deviation(expected, {"gw0": ["a", "b", "c"], "gw1": ["e", "d"]}) == (
+        "worker gw1: expected d at position 1, ran e"
+    )
+    assert first_deviation(expected, {"gw0": ["a", "c", "b"], "gw1": ["e"]}) == (
+        "worker gw0: expected b at position 2, ran c"
+    )
+    assert first_deviation(expected, {"gw0": ["a", "b"], "gw1": ["d", "e"]}) == (
+        "worker gw0: expected c at position 3, ran nothing more"
+    )
+    assert first_deviation(expected, {"gw0": ["a"], "gw1": ["d"]}, stopped=True) is None
+    assert first_deviation(expected, {"gw0": ["a", "b", "c", "e"], "gw1": ["d"]}) == (
+        "worker gw0: ran e after its 3 planned tests"
+    )
+    assert first_deviation({"gw0": ("a",)}, {"gw0": ["a"], "gw2": ["b"]}) == (
+        "worker gw2: ran b with no planned test"
+    )
+
+
+def test_schedule_leaves_come_from_the_record_and_parse() -> None:
+    from pytest_rtgov.core.ledger_records import parse_leaf, schedule_leaves
+    from pytest_rtgov.core.schedule_check import schedule_facts
+
+    plan = plan_schedule(9, ["t::a", "t::b", "t::c"], workers=2)
+    observed = {"gw0": list(plan.workers[0]), "gw1": list(plan.workers[1])}
+    facts = schedule_facts(plan, ("gw0", "gw1"), observed, cost_model=cost_model_digest({}))
+    leaves = [parse_leaf(leaf) for leaf in schedule_leaves("r1", facts)]
+    assert [leaf["kind"] for leaf in leaves] == ["schedule", "execution", "execution"]
+    assert leaves[0]["plan"] == plan.digest and leaves[0]["seed"] == 9
+    assert [(leaf["worker"], leaf["sequence"]) for leaf in leaves[1:]] == sorted(observed.items())
+    assert schedule_leaves("r1", {}) == []
+
+
+def test_fit_plan_refuses_other_workers_and_collections() -> None:
+    from pytest_rtgov.core.schedule_json import fit_plan
+
+    plan = plan_schedule(1, ["t::a", "t::b"], workers=2)
+    fit_plan(plan, ["t::b", "t::a"], 2, source="p.json")
+    with pytest.raises(PlanFileError, match=r"p\.json: a plan for 2 worker"):
+        fit_plan(plan, ["t::a", "t::b"], 1, source="p.json")
+    with pytest.raises(PlanFileError, match="does not plan 1 collected test"):
+        fit_plan(plan, ["t::a", "t::b", "t::c"], 2, source="p.json")

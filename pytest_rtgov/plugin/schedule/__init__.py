@@ -26,9 +26,25 @@ from typing import Any
 import pytest
 
 from pytest_rtgov.core.constants import ExitCode
-from pytest_rtgov.core.schedule import POLICIES, Plan, ScheduleError, per_test_seed, plan_schedule
+from pytest_rtgov.core.schedule import (
+    POLICIES,
+    Plan,
+    PlanFileError,
+    ScheduleError,
+    per_test_seed,
+    plan_schedule,
+)
+from pytest_rtgov.core.schedule_json import fit_plan
 
-__all__ = ["PLUGIN_NAME", "ScheduleState", "register", "reorder", "rng_for", "state_of"]
+__all__ = [
+    "PLUGIN_NAME",
+    "ScheduleState",
+    "make_plan",
+    "register",
+    "reorder",
+    "rng_for",
+    "state_of",
+]
 
 PLUGIN_NAME = "rtgov-schedule"
 _STATE_KEY = pytest.StashKey["ScheduleState"]()
@@ -48,6 +64,8 @@ class ScheduleState:
     observed: dict[str, list[str]] = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     error: str | None = None  # the plan could not be made (exit 4)
+    given: Plan | None = None  # --rtgov-schedule-plan's plan, run as it is
+    source: str = ""  # its file
 
 
 def state_of(config: pytest.Config) -> ScheduleState | None:
@@ -67,10 +85,34 @@ def _parse_seed(text: str) -> int:
     return seed
 
 
+def _read_plan(config: pytest.Config, path: str) -> Plan:
+    """``--rtgov-schedule-plan``'s plan; a file that is not one is a usage error naming it."""
+    from pathlib import Path
+
+    from pytest_rtgov.core.schedule import PlanFileError
+
+    file = Path(config.invocation_params.dir) / path
+    try:
+        return Plan.from_json(file.read_bytes(), source=str(file))
+    except OSError as exc:
+        what = exc.strerror or str(exc)
+        raise pytest.UsageError(f"pytest-rtgov: --rtgov-schedule-plan: {file}: {what}") from None
+    except PlanFileError as exc:
+        raise pytest.UsageError(f"pytest-rtgov: --rtgov-schedule-plan: {exc}") from None
+
+
 def register(config: pytest.Config) -> None:
     """Check the options (usage errors: exit 4) and register the schedule's hooks."""
-    seed = _parse_seed(config.getoption("rtgov_schedule"))
-    policy = str(config.getoption("rtgov_schedule_policy") or "hash")
+    path = config.getoption("rtgov_schedule_plan")
+    given = _read_plan(config, str(path)) if path is not None else None
+    text = config.getoption("rtgov_schedule")
+    seed = _parse_seed(text) if text is not None else given.seed if given else 0
+    if given is not None and seed != given.seed:
+        raise pytest.UsageError(
+            f"pytest-rtgov: --rtgov-schedule {seed}: --rtgov-schedule-plan {path} was planned "
+            f"from seed {given.seed}"
+        )
+    policy = given.policy if given else str(config.getoption("rtgov_schedule_policy") or "hash")
     if policy not in POLICIES:  # an ini value; the option's choices refuse it earlier
         raise pytest.UsageError(
             f"pytest-rtgov: --rtgov-schedule-policy: unknown policy {policy!r}: "
@@ -80,9 +122,10 @@ def register(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "pytest-rtgov: --rtgov-schedule plans each test on one worker: not with --dist each"
         )
-    state = config.stash[_STATE_KEY] = ScheduleState(seed=seed, policy=policy)
+    state = config.stash[_STATE_KEY] = ScheduleState(seed=seed, policy=policy, given=given)
+    state.source = str(path)
     is_worker = hasattr(config, "workerinput")
-    if policy != "hash" and not is_worker:
+    if policy != "hash" and not is_worker and given is None:
         from pytest_rtgov.plugin.schedule.costs import history_costs
 
         state.costs = history_costs(config)
@@ -112,15 +155,29 @@ def reorder(config: pytest.Config, items: list[pytest.Item]) -> None:
     if state is None or not items or config.getoption("dist", "no") != "no":
         return
     try:
-        state.plan = plan_schedule(
-            state.seed, [item.nodeid for item in items], workers=1, policy=state.policy,
-            groups=groups_of(items) if state.policy == "group" else {}, costs=state.costs,
-        )  # fmt: skip
+        state.plan = make_plan(state, [item.nodeid for item in items], 1, groups_of(items))
+    except PlanFileError as exc:
+        raise pytest.UsageError(f"pytest-rtgov: --rtgov-schedule-plan: {exc}") from None
     except ScheduleError as exc:
         raise pytest.UsageError(f"pytest-rtgov: --rtgov-schedule: {exc}") from None
     state.names = ("main",)
     position = {nodeid: i for i, nodeid in enumerate(state.plan.workers[0])}
     items.sort(key=lambda item: position[item.nodeid])
+
+
+def make_plan(
+    state: ScheduleState, nodeids: list[str], workers: int, groups: dict[str, str]
+) -> Plan:
+    """The session's plan: ``--rtgov-schedule-plan``'s when it fits this collection and
+    these workers (else :class:`PlanFileError`), else planned now (else
+    :class:`ScheduleError`)."""
+    if state.given is not None:
+        fit_plan(state.given, nodeids, workers, source=state.source)
+        return state.given
+    return plan_schedule(
+        state.seed, nodeids, workers=workers, policy=state.policy,
+        groups=groups if state.policy == "group" else {}, costs=state.costs,
+    )  # fmt: skip
 
 
 def rng_for(request: pytest.FixtureRequest) -> Any:

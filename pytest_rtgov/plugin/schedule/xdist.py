@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScheduling
 
-from pytest_rtgov.core.schedule import ScheduleError, plan_schedule, replan
-from pytest_rtgov.plugin.schedule import ScheduleState
+from pytest_rtgov.core.schedule import PlanFileError, ScheduleError, replan
+from pytest_rtgov.plugin.schedule import ScheduleState, make_plan
 
 __all__ = ["PlannedScheduling", "SchedulerHook"]
 
@@ -95,13 +95,12 @@ class PlannedScheduling(LoadScheduling):
         self.planned = sorted(self.nodes, key=_index)
         state = self.state
         try:
-            state.plan = plan_schedule(
-                state.seed, self.collection, workers=len(self.planned), policy=state.policy,
-                groups=_groups(self.collection) if state.policy == "group" else {},
-                costs=state.costs,
-            )  # fmt: skip
-        except ScheduleError as exc:
-            state.error = f"--rtgov-schedule: {exc}"
+            state.plan = make_plan(
+                state, self.collection, len(self.planned), _groups(self.collection)
+            )
+        except (ScheduleError, PlanFileError) as exc:
+            option = "--rtgov-schedule-plan" if state.given else "--rtgov-schedule"
+            state.error = f"{option}: {exc}"
             self.collection = []
             for node in self.nodes:
                 node.shutdown()
