@@ -132,9 +132,8 @@ def exit_code(error: BaseException, command: str) -> ExitCode:
         return ExitCode.NOT_MERGEABLE
     if isinstance(error, TrustAnchorError) and command in _LEDGER_COMMANDS:
         return ExitCode.CHECKPOINT  # the repository's keyring is not the one CI pinned
-    carried = getattr(error, "exit_code", None)
-    if command == "ledger" and isinstance(carried, int):  # ledger push|pull: their own codes
-        return ExitCode(carried)
+    if command == "ledger" and hasattr(error, "exit_code"):  # ledger push|pull: their own
+        return exit_code_for(error, face="cli")
     if command == "ledger" and not isinstance(error, NotFoundError):  # ledger recover
         locked = isinstance(error, LedgerLockTimeout)
         return ExitCode.INTEGRITY if locked else ExitCode.LEDGER_FRAME

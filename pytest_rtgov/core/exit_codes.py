@@ -20,14 +20,16 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "bad arguments; a refresh or sign with `CI=true` and no `--reason`, or of a baseline "
         "whose seal fails without `--reason`; a signing key not in the keyring where "
         "`CI=true`; an output file that cannot be written; a format whose extra is not "
-        "installed (`export --format prometheus` without `[exporters]`)",
+        "installed (`export --format prometheus` without `[exporters]`); `ledger push`, `pull`: "
+        "a URL whose fsspec driver is not installed, a push to a storage without the "
+        "conditional write rtgov uses (S3 or a directory)",
         "interrupted (pytest)",
     ),
     ExitCode.NOT_FOUND: (
         "no such run, baseline or ledger; `verify --dir` names no directory; `stages show`: "
         "no entry of that stage; `stages recheck`: the stage was never run, or has no valid "
         "entry to compare with; `replay --test/--stage`: the run recorded no such test or "
-        "stage",
+        "stage; `ledger push`: no signed ledger here",
         "internal error (pytest)",
     ),
     ExitCode.BAD_INPUT: (
@@ -36,7 +38,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "run record the ledger does not cover given to a command that acts on it; a ledger "
         "whose frames do not check where a command needs its coverage; `replay`: a "
         "`[[replay]]` rule that selects no recorded checkpoint or has a negative bound, a "
-        "replay session that wrote no record or ran past `--timeout`",
+        "replay session that wrote no record or ran past `--timeout`; `ledger push`, `pull`: "
+        "the shared storage cannot be read or written (no bucket, no credentials)",
         "usage error: a bad option, marker, gates file, keyring or state directory, an "
         "option whose extra is not installed, or a schedule that cannot be planned (more "
         "workers than tests) (pytest)",
@@ -44,7 +47,10 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.REFUSED: (
         "`baseline refresh` from a run whose tests did not pass; `replay`: a record that does "
         "not match its verdict leaf (edited), recorded uncommitted changes this working tree "
-        "does not have, or a recorded commit missing from the repository",
+        "does not have, or a recorded commit missing from the repository; `ledger push`: "
+        "another push landed first, or the shared ledger has leaves this one lacks (pull, "
+        "`--rebase` when both have their own, then push again); `ledger pull`: leaves here no "
+        "checkpoint signs (`ledger recover` first)",
         "no tests collected (pytest)",
     ),
     ExitCode.GATE_BREACHED: (
@@ -58,7 +64,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ),
     ExitCode.INTEGRITY: (
         "a baseline or merged run written but not signed or logged in the ledger; "
-        "`ledger recover`: another writer held the ledger lock past the timeout; `gc`: "
+        "`ledger recover`, `ledger pull` (`push` to a directory): another writer held the "
+        "lock past the timeout; `gc`: "
         "its prune leaf could not be logged (nothing deleted); `stages recheck`: the entry "
         "was refused where signatures are required; `audit`: a gated verdict or gate result "
         "does not re-derive from the ledger, an input it kept is missing or corrupt, or "
@@ -77,27 +84,32 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.LEDGER_FRAME: (
         "a ledger frame does not check (`verify`, `prove`, `compare`, `graph`, `report`, "
         "`audit`); "
-        "`ledger recover` cannot recover the ledger",
+        "`ledger recover` cannot recover the ledger; `ledger push`, `pull`: a frame of the "
+        "shared log does not check",
         "-",
     ),
     ExitCode.LEDGER_LEAF: (
         "a ledger leaf is not canonical JSON of a known kind, or a run record file was "
-        "edited, is missing or is orphaned (`verify`, `compare`, `graph`, `report`, `audit`)",
+        "edited, is missing or is orphaned (`verify`, `compare`, `graph`, `report`, `audit`; "
+        "`ledger push`, `pull`: a leaf of the shared log)",
         "-",
     ),
     ExitCode.LEDGER_ROOT: (
         "the log does not hash to a signed root (`verify`, `compare`, `graph`, `report`, "
-        "`audit`)",
+        "`audit`; `ledger push`, `pull`: the shared log, or it is missing)",
         "-",
     ),
     ExitCode.CHECKPOINT: (
         "a checkpoint is malformed, unsigned, untrusted or out of order (`audit`: no signed "
         "checkpoint), or the keyring "
-        "disagrees with `RTGOV_TRUSTED_KEYS` / `RTGOV_KEYRING_SHA256`",
+        "disagrees with `RTGOV_TRUSTED_KEYS` / `RTGOV_KEYRING_SHA256`; `ledger push`, `pull`: the "
+        "shared checkpoint (unreadable, unsigned or untrusted)",
         "-",
     ),
     ExitCode.HISTORY: (
-        "a consistency proof fails, or the trusted checkpoint is not a prefix of the log",
+        "a consistency proof fails, or the trusted checkpoint is not a prefix of the log; "
+        "`ledger push`, `pull`: a fork, the shared ledger and this one share no history (pull "
+        "without `--rebase`: neither extends the other)",
         "-",
     ),
     ExitCode.SEAL: (
