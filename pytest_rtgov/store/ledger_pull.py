@@ -34,10 +34,9 @@ from pytest_rtgov.store.ledger_sync import (
     Tip,
     check_log,
     consistent,
-    fetch,
+    fetch_shared,
     fork,
     make_prover,
-    shared_tip,
     write_pulled_mark,
 )
 
@@ -49,14 +48,17 @@ def pull(
 ) -> SyncResult:
     """Take the shared ledger at ``place`` if it extends the local one; with ``rebase``
     (a signer), also when the local one has leaves of its own after a common prefix."""
-    found = shared_tip(place, trust)
-    if found is None:
+    head = place.read_head()
+    if head is None:
         return SyncResult("empty", None, None)
-    shared, note, _ = found
     ledger.directory.mkdir(parents=True, exist_ok=True)
     temp = ledger.directory / f".pull.{os.getpid()}.rtgov-tmp"
     try:
-        where = fetch(place, shared, temp)
+        found = fetch_shared(place, trust, temp, head)
+        if found is None:  # removed since: nothing to pull
+            return SyncResult("empty", None, None)
+        shared, head, where = found
+        note = head.note
         shared_hashes: list[bytes] = []
         end = check_log(temp, where, shared, hashes=shared_hashes)  # before taking the lock
         with ledger.append() as appender:  # the lock; the local log checked, torn tails aside

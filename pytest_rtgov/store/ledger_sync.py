@@ -42,17 +42,17 @@ __all__ = [
     "Tip",
     "check_log",
     "consistent",
-    "fetch",
+    "fetch_shared",
     "fork",
     "make_prover",
     "open_checkpoint",
     "pulled_mark",
     "push",
-    "shared_tip",
     "write_pulled_mark",
 ]
 
 _MAX_NOTE = 64 * 1024  # a checkpoint is a few hundred bytes
+_FETCH_TRIES = 5  # checkpoints replaced while their log was being fetched
 PULLED = "pulled.json"  # in the ledger directory: how many leaves came from where
 
 
@@ -218,21 +218,26 @@ def _local_tip(ledger: Ledger, trust: Trust) -> tuple[Tip, bytes] | None:
     return Tip(str(latest[-1]), open_checkpoint(note, str(latest[-1]), trust)), note
 
 
-def shared_tip(place: SharedPlace, trust: Trust) -> tuple[Tip, bytes, Head] | None:
-    head = place.read_head()
-    if head is None:
-        return None
-    where = place.where(HEAD)
-    return Tip(where, open_checkpoint(head.note, where, trust)), head.note, head
-
-
-def fetch(place: SharedPlace, tip: Tip, dest: Path) -> str:
-    name = log_name(tip.checkpoint)
-    if not place.get_log(name, dest):
-        raise VerifyFailure(
-            EXIT_ROOT, place.where(name), f"missing, but {tip.describe()} names it"
-        )
-    return place.where(name)
+def fetch_shared(
+    place: SharedPlace, trust: Trust, dest: Path, head: Head | None = None
+) -> tuple[Tip, Head, str] | None:
+    """The shared checkpoint (signature checked) and its log copied to ``dest``; None when
+    nothing is shared yet. A log gone because pushes replaced the checkpoint meanwhile
+    (each keeps only its own and the previous log) is fetched again from the new one."""
+    for _ in range(_FETCH_TRIES):
+        head = head or place.read_head()
+        if head is None:
+            return None
+        where = place.where(HEAD)
+        tip = Tip(where, open_checkpoint(head.note, where, trust))
+        name = log_name(tip.checkpoint)
+        if place.get_log(name, dest):
+            return tip, head, place.where(name)
+        now = place.read_head()
+        if now is not None and now.version == head.version:
+            break
+        head = now
+    raise VerifyFailure(EXIT_ROOT, place.where(name), f"missing, but {tip.describe()} names it")
 
 
 def push(ledger: Ledger, place: SharedPlace, trust: Trust) -> SyncResult:
@@ -244,14 +249,13 @@ def push(ledger: Ledger, place: SharedPlace, trust: Trust) -> SyncResult:
             f"`rtgov ledger pull {place.url}`, makes one)"
         )
     local, local_note = found
-    shared_found = shared_tip(place, trust)
     with tempfile.TemporaryDirectory(prefix="rtgov-push-") as tmp:
         shared, head = None, None
         shared_hashes: list[bytes] = []
+        copy = Path(tmp) / "shared.log"
+        shared_found = fetch_shared(place, trust, copy)
         if shared_found is not None:
-            shared, _, head = shared_found
-            copy = Path(tmp) / "shared.log"
-            where = fetch(place, shared, copy)
+            shared, head, where = shared_found
             prover = make_prover(local.checkpoint, shared.checkpoint)
             check_log(copy, where, shared, prover, shared_hashes)  # matches its checkpoint
             if local.checkpoint == shared.checkpoint or (

@@ -189,3 +189,25 @@ def test_pull_from_nothing_and_push_of_nothing(tmp_path):
     with pytest.raises(Exception, match=r"no signed ledger in .*: nothing to push") as caught:
         push(ledger(tmp_path / "b"), place, TRUST)
     assert type(caught.value).__name__ == "NotFoundError"
+
+
+def test_a_log_replaced_while_fetched_is_fetched_again_and_a_missing_one_named(tmp_path):
+    place = open_shared(str(tmp_path / "shared"))
+    session(tmp_path / "a", "r1")
+    push(ledger(tmp_path / "a"), place, TRUST)
+    stale = place.read_head()
+    session(tmp_path / "a", "r2")
+    push(ledger(tmp_path / "a"), place, TRUST)
+    session(tmp_path / "a", "r3")
+    push(ledger(tmp_path / "a"), place, TRUST)  # the first log is gone now
+    heads = [stale]
+    real = place.read_head
+    place.read_head = lambda: heads.pop() if heads else real()  # type: ignore[method-assign]
+    assert pull(ledger(tmp_path / "b"), place, TRUST).status == "pulled"  # the newest
+    assert log_bytes(tmp_path / "b") == log_bytes(tmp_path / "a")
+    place.read_head = real  # type: ignore[method-assign]
+    for log in (tmp_path / "shared" / "logs").iterdir():
+        log.unlink()
+    with pytest.raises(VerifyFailure, match=r"missing, but .* names it") as caught:
+        pull(ledger(tmp_path / "c"), place, TRUST)
+    assert caught.value.exit_code == ExitCode.LEDGER_ROOT
