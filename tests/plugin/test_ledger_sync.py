@@ -284,3 +284,30 @@ def test_bad_input_is_a_message_and_a_documented_code(pytester, monkeypatch, cap
     err = capsys.readouterr().err
     assert "have forked" in err and err.count("tree size") == 2 and err.count("root ") >= 2
     assert cli(pytester, "--dir", "b", "ledger", "pull", url) == ExitCode.HISTORY
+
+
+def test_a_lost_push_lands_after_pull_rebase(pytester, monkeypatch, capsys):
+    """Two CI jobs pulled the same ledger and ran: the second push is told to rebase."""
+    project(pytester, monkeypatch)
+    url = f"file://{pytester.path / 'shared'}"
+    session(pytester, "a")
+    assert cli(pytester, "--dir", "a", "ledger", "push", url) == 0
+    assert cli(pytester, "--dir", "b", "ledger", "pull", url) == 0
+    session(pytester, "a")
+    session(pytester, "b")
+    assert cli(pytester, "--dir", "a", "ledger", "push", url) == 0
+    capsys.readouterr()
+    assert cli(pytester, "--dir", "b", "ledger", "push", url) == ExitCode.REFUSED
+    err = capsys.readouterr().err
+    assert "the shared ledger moved on" in err and f"rtgov ledger pull --rebase {url}" in err
+    assert cli(pytester, "--dir", "b", "ledger", "pull", url) == ExitCode.HISTORY
+    assert "`rtgov ledger pull --rebase URL` appends" in capsys.readouterr().err
+    assert cli(pytester, "--dir", "b", "ledger", "pull", "--rebase", url) == 0
+    assert "rebased: b/ledger holds" in capsys.readouterr().out
+    assert cli(pytester, "--dir", "b", "ledger", "push", url) == 0
+    assert cli(pytester, "--dir", "a", "ledger", "pull", url) == 0
+    assert log_of(pytester, "a") == log_of(pytester, "b")
+    assert len(re.findall(rb'"kind":"verdict"', log_of(pytester, "a"))) == 3
+    for runner in ("a", "b"):
+        capsys.readouterr()
+        assert cli(pytester, "--dir", runner, "verify") == 0, capsys.readouterr()
