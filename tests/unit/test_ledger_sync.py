@@ -211,3 +211,22 @@ def test_a_log_replaced_while_fetched_is_fetched_again_and_a_missing_one_named(t
     with pytest.raises(VerifyFailure, match=r"missing, but .* names it") as caught:
         pull(ledger(tmp_path / "c"), place, TRUST)
     assert caught.value.exit_code == ExitCode.LEDGER_ROOT
+
+
+def test_pull_refuses_unsigned_local_leaves_and_push_waits_for_the_lock(tmp_path, monkeypatch):
+    import portalocker
+
+    from pytest_rtgov.store.ledger import LedgerLockTimeout
+
+    place = open_shared(str(tmp_path / "shared"))
+    session(tmp_path / "a", "r1")
+    push(ledger(tmp_path / "a"), place, TRUST)
+    with ledger(tmp_path / "a").append() as appender:  # a session killed before its checkpoint
+        appender.append(leaf("r2"))
+    with pytest.raises(SyncRefused, match=r"leaves 3\.\.3 are signed by no checkpoint"):
+        pull(ledger(tmp_path / "a"), place, TRUST)
+
+    monkeypatch.setenv("RTGOV_LEDGER_TIMEOUT", "0")
+    with portalocker.Lock(tmp_path / "shared" / "push.lock", mode="a"):
+        with pytest.raises(LedgerLockTimeout, match="another push held the lock"):
+            place.commit_head(b"note\n", place.read_head())
