@@ -80,7 +80,12 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "replays anyway)",
         "-",
     ),
-    ExitCode.NOT_MERGEABLE: ("`merge`: the records are not shards of one run", "-"),
+    ExitCode.NOT_MERGEABLE: (
+        "`merge`: the records are not shards of one run, or shards run under "
+        "`--rtgov-schedule` did not follow one schedule (the shard and the first deviation "
+        "are named)",
+        "-",
+    ),
     ExitCode.LEDGER_FRAME: (
         "a ledger frame does not check (`verify`, `prove`, `compare`, `graph`, `report`, "
         "`audit`); "

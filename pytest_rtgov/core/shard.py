@@ -138,7 +138,8 @@ def merge_records(records: Sequence[RunRecord], *, run_id: str) -> RunRecord:
     Refuses (:class:`ShardMergeError`) records that do not belong together: the same
     run twice, shards of different splits or an incomplete set of shards, different
     environment fingerprints, code, backend or memory mode, different calibration
-    kernels, or one test in two shards. Gate results and verdict are left empty.
+    kernels, one test in two shards, or shards that did not follow one schedule
+    (``--rtgov-schedule``). Gate results and verdict are left empty.
     """
     ordered = _in_shard_order(records)
     first = ordered[0]
@@ -146,6 +147,7 @@ def merge_records(records: Sequence[RunRecord], *, run_id: str) -> RunRecord:
         _check_compatible(first, other)
     _check_disjoint(ordered)
     _check_calibration(ordered)
+    _check_schedules(ordered)
 
     tests: list[TestEntry] = []
     setups: list[tuple[FixtureEntry, FixtureSetup]] = []
@@ -278,6 +280,17 @@ def _check_compatible(first: RunRecord, other: RunRecord) -> None:
         mine, theirs = getattr(first, name), getattr(other, name)
         if mine != theirs:
             raise ShardMergeError(f"{pair} differ in {name}: {mine!r} vs {theirs!r}")
+
+
+def _check_schedules(records: Sequence[RunRecord]) -> None:
+    """Shards run under ``--rtgov-schedule`` followed one schedule (core/schedule_check.py)."""
+    from pytest_rtgov.core.schedule_check import shard_schedule_problem
+
+    problem = shard_schedule_problem(
+        [(r.run_id, r.schedule, [t.nodeid for t in r.tests]) for r in records]
+    )
+    if problem is not None:
+        raise ShardMergeError(f"the shards did not follow one schedule: {problem}")
 
 
 def _check_calibration(records: Sequence[RunRecord]) -> None:

@@ -67,6 +67,8 @@ def test_without_xdist_the_plan_orders_the_session(pytester, read_latest):
     record = read_latest(pytester.path)
     plan = _plan(pytester.path, record)
     assert plan.seed == 7 and plan.policy == "hash" and len(plan.workers) == 1
+    result.stdout.fnmatch_lines(["rtgov schedule: seed 7, policy hash (again: "
+                                 "--rtgov-schedule 7 --rtgov-schedule-policy hash)"])  # fmt: skip
     ran = [line.split(" ")[0] for line in result.outlines if " PASSED" in line]
     assert ran == list(plan.workers[0]) == record["schedule"]["observed"]["main"]
     assert record["schedule"]["workers"] == ["main"]
@@ -294,3 +296,38 @@ def test_the_plan_does_not_depend_on_hash_seed_file_order_or_worker_start(
         digests.add(schedule["plan"])
         observed.append(schedule["observed"])
     assert len(digests) == 1 and observed[0] == observed[1] == observed[2]
+
+
+def test_merge_checks_that_every_shard_followed_the_schedule(
+    pytester, read_latest, monkeypatch, capsys
+):
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makeconftest(
+        """
+        import os
+        import pytest
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_collection_modifyitems(items):
+            if os.environ.get("REVERSE_ITEMS"):
+                items.reverse()
+        """
+    )
+    runs = []
+    for shard in ("1/2", "2/2"):
+        result = pytester.runpytest("--rtgov", "--rtgov-schedule", "9", "--rtgov-shard", shard)
+        assert result.ret == 0
+        runs.append(read_latest(pytester.path)["run_id"])
+    assert cli(pytester, "merge", *runs) == 0
+
+    monkeypatch.setenv("REVERSE_ITEMS", "1")
+    result = pytester.runpytest("--rtgov", "--rtgov-schedule", "9", "--rtgov-shard", "2/2")
+    assert result.ret == 6
+    deviated = read_latest(pytester.path)
+    assert deviated["schedule"]["deviation"].startswith("worker main: expected ")
+    capsys.readouterr()
+    assert cli(pytester, "merge", runs[0], deviated["run_id"]) == 9
+    assert (
+        f"the shards did not follow one schedule: shard {deviated['run_id']} did not follow its "
+        "schedule: worker main: expected " in capsys.readouterr().err
+    )

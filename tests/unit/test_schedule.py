@@ -247,3 +247,41 @@ def test_fit_plan_refuses_other_workers_and_collections() -> None:
         fit_plan(plan, ["t::a", "t::b"], 1, source="p.json")
     with pytest.raises(PlanFileError, match="does not plan 1 collected test"):
         fit_plan(plan, ["t::a", "t::b", "t::c"], 2, source="p.json")
+
+
+def _shard(run_id: str, seed: int, nodeids: list[str], **changes: object) -> tuple:
+    from pytest_rtgov.core.schedule_check import schedule_facts
+
+    plan = plan_schedule(seed, nodeids, workers=1)
+    facts = schedule_facts(plan, ("main",), {"main": list(plan.workers[0])},
+                           cost_model=cost_model_digest({}))  # fmt: skip
+    return (run_id, {**facts, **changes}, nodeids)
+
+
+def test_shards_must_follow_one_schedule() -> None:
+    from pytest_rtgov.core.schedule_check import shard_schedule_problem
+
+    one, two = _shard("r1", 4, ["t::a", "t::b"]), _shard("r2", 4, ["t::c", "t::d"])
+    assert shard_schedule_problem([one, two]) is None
+    assert shard_schedule_problem([("r1", {}, ["t::a"]), ("r2", {}, ["t::c"])]) is None
+    assert shard_schedule_problem([one, ("r2", {}, ["t::c"])]) == (
+        "shard r2 ran without --rtgov-schedule, shard r1 with it"
+    )
+    assert shard_schedule_problem([one, _shard("r2", 5, ["t::c"])]) == (
+        "shards r1 and r2 ran different schedules (seed 4 hash, seed 5 hash)"
+    )
+    deviated = _shard("r2", 4, ["t::c"], deviation="worker main: expected x at position 1, ran y")
+    assert shard_schedule_problem([one, deviated]) == (
+        "shard r2 did not follow its schedule: worker main: expected x at position 1, ran y"
+    )
+    backwards = _shard("r2", 4, ["t::c", "t::d"])
+    backwards[1]["observed"] = {"main": list(reversed(backwards[1]["observed"]["main"]))}
+    assert "shard r2 did not follow its schedule: worker main: expected" in str(
+        shard_schedule_problem([one, backwards])
+    )
+    other_plan = _shard("r2", 4, ["t::c", "t::d"], plan="sha256:" + "0" * 64)
+    assert "its plan sha256:000" in str(shard_schedule_problem([one, other_plan]))
+    unseen = ("r2", two[1], ["t::c", "t::d", "t::e"])
+    assert shard_schedule_problem([one, unseen]) == (
+        "shard r2: t::e is recorded but no worker was seen to start it"
+    )

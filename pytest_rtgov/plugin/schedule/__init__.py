@@ -198,6 +198,15 @@ class SchedulePlugin:
     def __init__(self, config: pytest.Config, state: ScheduleState) -> None:
         self.config, self.state = config, state
 
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        state = self.state
+        if state.given is not None:
+            return f"rtgov schedule: the plan {state.source} (seed {state.seed}, {state.policy})"
+        return (
+            f"rtgov schedule: seed {state.seed}, policy {state.policy} (again: "
+            f"--rtgov-schedule {state.seed} --rtgov-schedule-policy {state.policy})"
+        )
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         import numpy as np
@@ -267,5 +276,8 @@ def attach(config: pytest.Config, record: Any, state_dir: Any) -> Any:
     if state is None or state.plan is None:
         return record
     ObjectStore.of_state_dir(state_dir).put(state.plan.to_json())
-    facts = schedule_facts(state.plan, state.names, state.observed, cost_model=state.cost_model)
+    facts = schedule_facts(
+        state.plan, state.names, state.observed, cost_model=state.cost_model,
+        deviation=deviation(config, record.exit_status),
+    )  # fmt: skip
     return dataclasses.replace(record, schedule=facts)
