@@ -17,6 +17,7 @@ are not rebased: nothing is shared.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +53,12 @@ def pull(
     if head is None:
         return SyncResult("empty", None, None)
     ledger.directory.mkdir(parents=True, exist_ok=True)
-    temp = ledger.directory / f".pull.{os.getpid()}.rtgov-tmp"
+    # atomic_write's temporary name: swept once stale, reported by verify until then
+    fd, name = tempfile.mkstemp(
+        prefix=f".pull.{os.getpid()}.", suffix=".rtgov-tmp", dir=ledger.directory
+    )
+    os.close(fd)
+    temp = Path(name)
     try:
         found = fetch_shared(place, trust, temp, head)
         if found is None:  # removed since: nothing to pull
@@ -91,6 +97,7 @@ def pull(
                                    shared_hashes, note, rebase)  # fmt: skip
                 status = "pulled"
             _truncate(temp, end)  # leaves past the shared checkpoint are not taken
+            appender.close()  # the old log's handle (Windows replaces no open file)
             os.replace(temp, ledger.log_path)
             _fsync_dir(ledger.directory)
             appender.write_checkpoint(note.decode("utf-8"))
@@ -158,6 +165,7 @@ def _rebase(
     for path in ledger.checkpoint_paths():  # kept: those of the leaves both logs share
         if read_checkpoint_body(path).size > common:
             os.replace(path, aside / path.name)
+    appender.close()
     os.replace(temp, ledger.log_path)
     _fsync_dir(ledger.directory)
     appender.write_checkpoint(note.decode("utf-8"))

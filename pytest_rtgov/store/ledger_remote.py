@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,11 @@ class DirectoryPlace(SharedPlace):
     def put_log(self, rel: str, source: Path) -> None:
         target = self.root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{os.getpid()}.rtgov-tmp")
+        fd, name = tempfile.mkstemp(  # atomic_write's pattern: swept once stale
+            prefix=f".{target.name}.{os.getpid()}.", suffix=".rtgov-tmp", dir=target.parent
+        )
+        os.close(fd)
+        temp = Path(name)
         try:
             shutil.copyfile(source, temp)
             with open(temp, "rb") as fh:
