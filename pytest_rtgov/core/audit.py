@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 # The leaf kinds a session appends for its record (core/ledger_records.run_leaves).
-RUN_KINDS: Final = ("run", "test", "fixture", "stage", "gate", "verdict")
+RUN_KINDS: Final = ("run", "test", "fixture", "stage", "schedule", "execution", "gate", "verdict")
 # The verdict's fields the pure evaluation computes (its notes come from the machine).
 VERDICT_FIELDS: Final = (
     "status",

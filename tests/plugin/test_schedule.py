@@ -333,3 +333,14 @@ def test_merge_checks_that_every_shard_followed_the_schedule(pytester, read_late
         f"the shards did not follow one schedule: shard {deviated['run_id']} did not follow its "
         "schedule: worker main: expected " in merged.stderr.str()
     )
+
+
+def test_a_gated_scheduled_run_is_audited_with_its_schedule_leaves(pytester):
+    pytester.makepyfile(test_suite=SUITE)
+    pytester.makefile(".toml", gates="[defaults]\n")
+    result = pytester.runpytest("--rtgov-gate", "--rtgov-schedule", "2")
+    assert result.ret == 0
+    rtgov = str(Path(sys.executable).parent / "rtgov")
+    audited = pytester.run(rtgov, "audit")
+    assert audited.ret == 0, audited.stdout.str() + audited.stderr.str()
+    assert "1 re-derived" in audited.stdout.str()
