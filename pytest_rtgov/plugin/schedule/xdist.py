@@ -76,7 +76,10 @@ class PlannedScheduling(LoadScheduling):
 
     @property
     def tests_finished(self) -> bool:
-        if not self.collection_is_completed or self.collection is None:
+        # LoadScheduling's rule without its queue: every worker down to its last test (a
+        # worker runs a test once it knows the next one, or is told to shut down). Also
+        # true after collections that differ: nothing was sent, the session ends.
+        if not self.collection_is_completed:
             return False
         return all(len(pending) < 2 for pending in self.node2pending.values())
 
