@@ -344,3 +344,21 @@ def test_a_gated_scheduled_run_is_audited_with_its_schedule_leaves(pytester):
     audited = pytester.run(rtgov, "audit")
     assert audited.ret == 0, audited.stdout.str() + audited.stderr.str()
     assert "1 re-derived" in audited.stdout.str()
+
+
+def test_workers_that_collect_different_tests_end_the_session(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(
+        test_d="""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(3 if os.environ["PYTEST_XDIST_WORKER"] == "gw1"
+                                            else 2))
+        def test_d(i):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--rtgov-schedule", "1", "-n", "2", timeout=120)
+    result.stdout.fnmatch_lines(["*Different tests were collected between gw0 and gw1*"])
+    assert result.ret != 0
