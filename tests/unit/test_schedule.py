@@ -145,6 +145,9 @@ def test_unknown_cost_is_the_median_of_known() -> None:
         ({"workers": 3}, "3 workers for 2 tests"),
         ({"seed": -1}, "seed -1: expected a non-negative integer"),
         ({"groups": {"t::z": "g"}}, "group 'g' cannot be satisfied: its test 't::z' is not"),
+        ({"policy": "lpt", "costs": {"t::a": float("nan")}},
+         "cost of 't::a': expected a finite number of seconds, not nan"),
+        ({"policy": "lpt", "costs": {"t::b": -1.0}}, "cost of 't::b': expected a finite"),
     ],
 )
 def test_bad_inputs_are_named(kwargs: dict[str, object], message: str) -> None:
