@@ -152,7 +152,11 @@ def groups_of(items: list[pytest.Item]) -> dict[str, str]:
 def reorder(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without xdist: ``items`` in the order of the plan's one worker."""
     state = state_of(config)
-    if state is None or not items or config.getoption("dist", "no") != "no":
+    # xdist workers see dist "no": the controller's scheduler orders them by index
+    distributed = config.getoption("dist", "no") != "no" or hasattr(config, "workerinput")
+    if state is None or not items or distributed:
+        return
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller's plan orders it
         return
     try:
         state.plan = make_plan(state, [item.nodeid for item in items], 1, groups_of(items))
