@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_rtgov.cli import init as cli_init
     from pytest_rtgov.cli import ledger as cli_ledger
     from pytest_rtgov.cli import merge as cli_merge
+    from pytest_rtgov.cli import races as cli_races
     from pytest_rtgov.cli import replay as cli_replay
     from pytest_rtgov.cli import runs as cli_runs
     from pytest_rtgov.cli import stages as cli_stages
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_stages.add_parsers(sub)
     cli_audit.add_parsers(sub)
     cli_replay.add_parsers(sub)
+    cli_races.add_parsers(sub)
     return parser
 
 
@@ -197,6 +199,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pytest_rtgov.cli import merge as cli_merge
 
         return cli_merge.run(args)
+    if args.command == "races":
+        from pytest_rtgov.cli import races as cli_races
+
+        return cli_races.run(args)
     if args.command == "replay":
         from pytest_rtgov.cli import replay as cli_replay
 
