@@ -48,6 +48,9 @@ def add_parsers(sub: Any) -> None:
                        help="replay the recorded tests pytest's -k EXPR selects")  # fmt: skip
     which.add_argument("--stage", metavar="NAME",
                        help="replay the first test that requested this @stage fixture")  # fmt: skip
+    replay.add_argument("--schedule", action="store_true",
+                        help="run the run's recorded schedule again (its plan, workers, order "
+                        "and seeds) and check it was followed")  # fmt: skip
     replay.add_argument("--allow-env-drift", action="store_true",
                         help="replay in an environment whose fingerprint differs from the "
                         "record, naming the drifted fields as candidate causes")  # fmt: skip
@@ -165,6 +168,10 @@ def run(args: argparse.Namespace) -> int:
     from pytest_rtgov.store import replay_run
     from pytest_rtgov.store.runs import RunStore, new_run_id
 
+    if getattr(args, "schedule", False):  # cli/replay_schedule.py
+        from pytest_rtgov.cli.replay_schedule import run as replay_schedule
+
+        return replay_schedule(args)
     overrides = _overrides(args.env)
     record, run_id = _record(args)
     leaf_index, verdict_leaf = _verdict_leaf(args.dir, run_id)
