@@ -29,7 +29,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "no such run, baseline or ledger; `verify --dir` names no directory; `stages show`: "
         "no entry of that stage; `stages recheck`: the stage was never run, or has no valid "
         "entry to compare with; `replay --test/--stage`: the run recorded no such test or "
-        "stage; `ledger push`: no signed ledger here",
+        "stage; `replay --schedule`: the run recorded no schedule; `ledger push`: no signed "
+        "ledger here",
         "internal error (pytest)",
     ),
     ExitCode.BAD_INPUT: (
@@ -38,7 +39,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "run record the ledger does not cover given to a command that acts on it; a ledger "
         "whose frames do not check where a command needs its coverage; `replay`: a "
         "`[[replay]]` rule that selects no recorded checkpoint or has a negative bound, a "
-        "replay session that wrote no record or ran past `--timeout`; `ledger push`, `pull`: "
+        "replay session that wrote no record or ran past `--timeout`; `races`: a session that "
+        "wrote no record or ran past `--timeout`; `ledger push`, `pull`: "
         "the shared storage cannot be read or written (no bucket, no credentials)",
         "usage error: a bad option, marker, gates file, keyring or state directory, an "
         "option whose extra is not installed, or a schedule that cannot be planned (more "
@@ -56,7 +58,10 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.GATE_BREACHED: (
         "`merge --gate`: a gate of the merged run breached; `stages recheck`: a "
         "nondeterminism finding (different outputs under one key); `replay`: a checkpoint "
-        "diverged (the first divergence is named)",
+        "diverged (the first divergence is named); `replay --schedule`: the replay did not "
+        "follow the recorded plan (the first deviation and a reproducing command are named); "
+        "`races`: a test's outcome or checkpoint digests depend on the schedule (each is "
+        "named with its reproducing seed)",
         "tests passed but a gate breached, or no baseline where one is required; a stage's "
         "nondeterminism finding; `--rtgov-determinism-check`: a checkpoint differs between "
         "the two runs of its test; `--rtgov-schedule`: a worker did not run its planned "
