@@ -35,11 +35,13 @@ medians reported.
 Workload (``--sessions``, default 5): per condition (``quiet``; ``loaded``: one
 ``benches/_hog.py`` spinner per core), a fresh state directory, 3 untimed ``--dist
 load`` sessions first (the stage cache filled; the run records they leave are the cost
-history ``lpt`` reads: the median call wall time over the last 5 records), then the
-timed sessions of both modes in a seeded random order, each a fresh process timed by
-``os.wait4``: ``pytest tests/workload --rtgov -n 2 --dist load`` and ``... -n 2
---rtgov-schedule 42 --rtgov-schedule-policy lpt``. ``os.getloadavg()`` before and after
-each.
+history ``lpt`` reads: the median call wall time over the last 5 records; every later
+session adds its record to it), then ``--sessions`` pairs of timed sessions, one of each
+mode in a seeded random order, each a fresh process timed by ``os.wait4``: ``pytest
+tests/workload --rtgov -n 2 --dist load`` and ``... -n 2 --rtgov-schedule 42
+--rtgov-schedule-policy lpt``. ``os.getloadavg()`` before and after each. Judged: the
+median wall of each mode (the target), and the median of the ratios within pairs (less
+moved by a change of load).
 
 Usage: python benches/scheduler.py [--tasks 10000] [--seed 42] [--workers 8]
     [--scale 100000] [--repeats 5] [--sessions 5] [--conditions quiet,loaded]
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -165,7 +168,21 @@ def judge(result: Mapping[str, Any]) -> dict[str, Any]:
         ratio = data["lpt"]["median"] / data["load"]["median"]
         put(f"workload_{condition}", ratio, TARGETS["workload_ratio"],
             f"{condition}: lpt median session wall over --dist load's")
+        if data.get("paired_ratio"):
+            put(f"workload_{condition}_paired", data["paired_ratio"]["median"],
+                TARGETS["workload_ratio"], f"{condition}: median of lpt/load within pairs")
     return out
+
+
+def paired_ratios(sessions: Sequence[Mapping[str, Any]]) -> list[float]:
+    """``lpt`` wall over ``load`` wall within each consecutive pair of sessions (the
+    workload runs them in pairs, so a change of load reaches both of a pair)."""
+    ratios = []
+    for first, second in zip(sessions[::2], sessions[1::2], strict=False):
+        walls = {first["mode"]: first["wall_s"], second["mode"]: second["wall_s"]}
+        if set(walls) == {"load", "lpt"}:
+            ratios.append(walls["lpt"] / walls["load"])
+    return ratios
 
 
 def cell(runs: Sequence[Mapping[str, Any]], tasks: int) -> dict[str, Any]:
@@ -199,14 +216,16 @@ def table(result: Mapping[str, Any]) -> list[str]:
             f"| {c['tracemalloc_peak_mib']['median']:.2f} | {c['rss_delta_mib']['median']:.2f} |"
         )
     if result.get("workload"):
-        lines += ["", "| condition | mode | median session s (min..max) | sessions | load 1 min |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "| condition | mode | median session s (min..max) | CPU s | sessions "
+                  "| load 1 min |", "|---|---|---|---|---|---|"]  # fmt: skip
         for condition, data in result["workload"].items():
             for mode in MODES:
                 s = data[mode]
+                cpu = [x["cpu_s"] for x in data.get("sessions", ()) if x["mode"] == mode]
                 lines.append(
                     f"| {condition} | {mode} | {s['median']:.2f} ({s['min']:.2f}..{s['max']:.2f})"
-                    f" | {s['n']} | {data['loadavg_1m']['median']:.2f} |"
+                    f" | {statistics.median(cpu) if cpu else 0:.2f} | {s['n']} "
+                    f"| {data['loadavg_1m']['median']:.2f} |"
                 )
     lines += ["", "| target | value | limit | met |", "|---|---|---|---|"]
     for v in result["targets"].values():
@@ -281,7 +300,7 @@ def _phase(spec: Mapping[str, Any], inputs: dict[str, Any], state: Path) -> Call
 
     phases: dict[str, Callable[[], Any]] = {
         "plan": plan,
-        "record": lambda: record(inputs["plan"]),
+        "record": lambda: record(dataclasses.replace(inputs["plan"])),  # its JSON not cached
         "plan_record": lambda: record(plan()),
         "check": check,
         "seeds": seeds,
@@ -435,8 +454,11 @@ def workload(args: argparse.Namespace, tree: Path, tmp: Path) -> dict[str, Any]:
             data["hog_pids"] = [stack.enter_context(hog()) for _ in range(spinners)]
             for _ in range(WARMUPS):
                 session([*py, *MODES["load"]], tree, log)
-            order = [mode for mode in MODES for _ in range(args.sessions)]
-            rng.shuffle(order)
+            order = []
+            for _ in range(args.sessions):  # pairs, each in a seeded random order
+                pair = list(MODES)
+                rng.shuffle(pair)
+                order += pair
             for mode in order:
                 done = session([*py, *MODES[mode]], tree, log)
                 done["mode"] = mode
@@ -448,6 +470,7 @@ def workload(args: argparse.Namespace, tree: Path, tmp: Path) -> dict[str, Any]:
         for mode in MODES:
             data[mode] = stat(s["wall_s"] for s in data["sessions"] if s["mode"] == mode)
         data["loadavg_1m"] = stat(x for s in data["sessions"] for x in s["loadavg_1m"])
+        data["paired_ratio"] = stat(paired_ratios(data["sessions"]))
         out[condition] = data
     return out
 

@@ -94,6 +94,13 @@ def test_judge_meets_and_misses_each_target() -> None:
     assert not bad["per_task_ratio"]["met"] and not bad["digest"]["met"]
 
 
+def test_paired_ratios_pair_consecutive_sessions_of_both_modes() -> None:
+    sessions = [{"mode": "lpt", "wall_s": 9.0}, {"mode": "load", "wall_s": 10.0},
+                {"mode": "load", "wall_s": 20.0}, {"mode": "lpt", "wall_s": 22.0},
+                {"mode": "load", "wall_s": 5.0}]  # fmt: skip
+    assert bench.paired_ratios(sessions) == [0.9, 1.1]
+
+
 def test_table_lists_cells_in_order_and_every_target() -> None:
     result = _result(small=3e-6, big=3.3e-6)
     result["targets"] = bench.judge(result)
