@@ -114,6 +114,37 @@ def test_races_reports_both_planted_dependencies(pytester, capsys):
         assert outcomes.get("failed", 0) >= 1, again.stdout.str()
 
 
+GLOBAL = """
+import state_module
+
+def test_sets():
+    state_module.VALUE = 2
+
+def test_reads():
+    assert state_module.VALUE == 1
+
+def test_other():
+    pass
+
+def test_more():
+    pass
+"""
+
+
+def test_races_without_workers_finds_a_module_global_polluter(pytester, capsys):
+    pytester.makepyfile(state_module="VALUE = 1\n", test_global=GLOBAL)
+    # seed 7: test_sets runs before test_reads in plans 0 and 1 (after test_more, after
+    # test_other), not in plans 2 and 3
+    status = cli(pytester, "races", "--permutations", "4", "--seed", "7")
+    out = capsys.readouterr().out
+    assert status == 6, out
+    (finding,) = _report(pytester.path)["findings"]
+    assert finding["victim"] == "test_global.py::test_reads"
+    assert (finding["kind"], finding["seed"], finding["worker"]) == ("same-worker", 7, "main")
+    assert finding["predecessors"] == ["test_global.py::test_sets"]
+    assert "pytest --rtgov-schedule-plan " in out and "seed-7.json -p no:randomly" in out
+
+
 def test_races_reports_nothing_on_a_clean_suite(pytester, capsys):
     pytester.makepyfile(test_clean=CLEAN)
     status = cli(pytester, "races", "--permutations", "5", "--seed", "42", "-n", "2")
