@@ -5,6 +5,10 @@ reproduces the schedule."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +85,37 @@ def test_replay_schedule_of_an_unscheduled_run_is_not_found(pytester, capsys):
 
 def _run_id(root: Path) -> str:
     return (root / ".rtgov" / "latest").read_text().strip()
+
+
+@pytest.mark.slow  # two sessions of the reference workload under two workers
+def test_replay_schedule_reproduces_the_workload_under_two_workers(tmp_path):
+    pytest.importorskip("xdist")
+    root = Path(__file__).resolve().parents[2]
+    project = tmp_path / "project"  # a copy without git: replayed as it is
+    shutil.copytree(root / "kernels", project / "kernels")
+    shutil.copytree(root / "tests" / "workload", project / "tests" / "workload")
+    for name in ("pyproject.toml", "tests/__init__.py", "tests/conftest.py"):
+        shutil.copy(root / name, project / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "KERNELS_FAULT")}
+    env.pop("PYTEST_ADDOPTS", None)
+    state = tmp_path / "state"
+    session = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/workload", "--rtgov", f"--rtgov-dir={state}",
+         "--rtgov-schedule", "42", "-n", "2", "-p", "no:randomly", "-q"],
+        cwd=project, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert session.returncode == 0, session.stdout[-3000:] + session.stderr[-2000:]
+    record = json.loads(next((state / "runs").glob("*.json")).read_text())
+    assert record["schedule"]["deviation"] is None
+
+    replay = subprocess.run(
+        [sys.executable, "-m", "pytest_rtgov.cli", "--dir", str(state), "replay", "--schedule",
+         "latest"],
+        cwd=project, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stdout[-3000:] + replay.stderr[-2000:]
+    assert "followed: 2 worker(s) ran the recorded plan exactly" in replay.stdout
+    (again,) = (state / "replays").glob("*/state/runs/*.json")
+    replayed = json.loads(again.read_text())["schedule"]
+    assert replayed["plan"] == record["schedule"]["plan"]
+    assert replayed["observed"] == record["schedule"]["observed"]
