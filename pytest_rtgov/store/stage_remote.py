@@ -49,7 +49,10 @@ class FsspecBackend:
         from fsspec.core import url_to_fs
 
         try:
-            self.fs, root = url_to_fs(url, **options)
+            # A fresh filesystem object, not fsspec's cached one: a cached s3fs client keeps
+            # the endpoint and credentials it was made with, whatever the environment
+            # (AWS_ENDPOINT_URL...) says now (two stores in one process met a dead endpoint).
+            self.fs, root = url_to_fs(url, skip_instance_cache=True, **options)
         except (ImportError, ValueError) as exc:  # a driver fsspec knows but cannot import
             raise StageStoreError(f"{feature}: {exc}") from None
         self.root = str(root).rstrip("/")
