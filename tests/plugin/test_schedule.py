@@ -286,9 +286,13 @@ def test_the_plan_does_not_depend_on_hash_seed_file_order_or_worker_start(
         """
     )
     digests, observed = set(), []
+    # issue 17's done-when: 5 sessions, PYTHONHASHSEED varied, files in shuffled order,
+    # workers starting after random delays: one plan digest, one observed schedule
     for hashseed, files in (("1", ("test_suite.py", "test_other.py")),
                             ("777", ("test_other.py", "test_suite.py")),
-                            ("31337", ("test_suite.py", "test_other.py"))):  # fmt: skip
+                            ("31337", ("test_suite.py", "test_other.py")),
+                            ("0", ("test_other.py", "test_suite.py")),
+                            ("4242", ("test_other.py", "test_suite.py"))):  # fmt: skip
         monkeypatch.setenv("PYTHONHASHSEED", hashseed)
         result = pytester.runpytest_subprocess("--rtgov", "--rtgov-schedule", "42", "-n", "2",
                                                *files)  # fmt: skip
@@ -296,7 +300,11 @@ def test_the_plan_does_not_depend_on_hash_seed_file_order_or_worker_start(
         schedule = read_latest(pytester.path)["schedule"]
         digests.add(schedule["plan"])
         observed.append(schedule["observed"])
-    assert len(digests) == 1 and observed[0] == observed[1] == observed[2]
+    assert len(digests) == 1 and all(o == observed[0] for o in observed) and len(observed) == 5
+    # and a different seed, a different plan
+    result = pytester.runpytest_subprocess("--rtgov", "--rtgov-schedule", "43", "-n", "2")
+    result.assert_outcomes(passed=12)
+    assert read_latest(pytester.path)["schedule"]["plan"] not in digests
 
 
 def test_merge_checks_that_every_shard_followed_the_schedule(pytester, read_latest, monkeypatch):
