@@ -35,22 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-CONFTEST = """
-import json, os, time
-import pytest
+from _common import loop_timer
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session):
-    start, cpu = time.perf_counter(), time.process_time()
-    try:
-        return (yield)
-    finally:
-        loop, loop_cpu = time.perf_counter() - start, time.process_time() - cpu
-        out = os.environ.get("BENCH_OUT")
-        if out:
-            with open(out, "w") as fh:
-                json.dump({"loop_s": loop, "loop_cpu_s": loop_cpu}, fh)
-"""
+CONFTEST = loop_timer("memory_modes.py", "a conftest", "BENCH_OUT")
 
 TRIVIAL = """
 import pytest

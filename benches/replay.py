@@ -53,7 +53,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -66,6 +65,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benches"))
+from _common import (  # noqa: E402
+    child_env,
+    export_ref,
+    loop_timer,
+    machine,
+    median_quartiles,
+    run_timed,
+)
 from _hog import hog  # noqa: E402
 from _procfs import reset_peak, status_kib  # noqa: E402
 
@@ -76,7 +83,6 @@ COPIED = [
     ".gitignore", "pyproject.toml", "gates.toml", "rtgov.keyring", "fixtures", "kernels",
     "pytest_rtgov", "tests/__init__.py", "tests/conftest.py", "tests/workload",
 ]  # fmt: skip
-PINNED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 GATE = ["tests/workload", "--rtgov-gate", "-p", "no:cacheprovider", "-q"]  # as make gate
 NO_CACHE = ["--rtgov-stage-cache", "off"]
 SESSIONS: dict[str, list[str]] = {  # the originals' pytest arguments
@@ -104,20 +110,7 @@ LABELS = {
     "replay_fault": f"rtgov replay, KERNELS_FAULT={FAULT}",
 }
 
-PLUGIN = '''"""For benches/replay.py: times pytest's run-test loop (loaded by PYTEST_PLUGINS)."""
-import json, os, time
-import pytest
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session):
-    start, cpu = time.perf_counter(), time.process_time()
-    try:
-        return (yield)
-    finally:
-        with open(os.environ["REPLAY_BENCH_OUT"], "w") as fh:
-            json.dump({"loop_s": time.perf_counter() - start,
-                       "loop_cpu_s": time.process_time() - cpu}, fh)
-'''
+PLUGIN = loop_timer("replay.py", "loaded by PYTEST_PLUGINS", "REPLAY_BENCH_OUT")
 
 
 # -- pure helpers (tests/unit/test_replay_bench.py) -------------------------------------
@@ -138,17 +131,9 @@ def step_order(rng: random.Random, steps: Mapping[str, Sequence[str]] = STEPS) -
     return order
 
 
-def _quartiles(values: Sequence[float]) -> list[float]:
-    if len(values) < 2:
-        return [round(values[0], 4), round(values[0], 4)] if values else [0.0, 0.0]
-    q = statistics.quantiles(values, n=4)
-    return [round(q[0], 4), round(q[2], 4)]
-
-
 def stat(values: Iterable[float]) -> dict[str, Any]:
     """Median, first and third quartile, count."""
-    vs = sorted(values)
-    return {"median": round(statistics.median(vs), 4), "q1_q3": _quartiles(vs), "n": len(vs)}
+    return median_quartiles(values, 4)
 
 
 SESSION_FIELDS = ("process_s", "process_cpu_s", "loop_s", "loop_cpu_s", "maxrss_kib")
@@ -291,14 +276,7 @@ def _compare_lines(result: Mapping[str, Any]) -> list[str]:
 def export_commit(ref: str, dest: Path) -> str:
     """The code at ``ref`` (``COPIED``) extracted into ``dest`` and committed there as a
     repository of its own (a replay then runs in place, clean); returns ``ref``'s sha."""
-    sha = subprocess.run(
-        ["git", "rev-parse", ref], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    archive = subprocess.run(["git", "archive", sha, *COPIED], cwd=ROOT, capture_output=True)
-    if archive.returncode != 0:
-        raise SystemExit(f"git archive {sha} failed: {archive.stderr.decode()}")
-    dest.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    sha = export_ref(ref, dest, COPIED)
     who = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}  # fmt: skip
     for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", f"export of {sha[:12]}"]):
@@ -307,13 +285,9 @@ def export_commit(ref: str, dest: Path) -> str:
 
 
 def bench_env(tree: Path, plugin_dir: Path, out: Path) -> dict[str, str]:
-    env = dict(os.environ, **PINNED)
-    env["PYTHONPATH"] = os.pathsep.join([str(tree), str(plugin_dir)])
-    env["PYTEST_PLUGINS"] = "_replaybench_plugin"
-    env["REPLAY_BENCH_OUT"] = str(out)
-    for name in ("CI", "GITHUB_ACTIONS", "RTGOV_SIGNING_KEY", "PYTEST_ADDOPTS", "KERNELS_FAULT"):
-        env.pop(name, None)
-    return env
+    return child_env(
+        [tree, plugin_dir], PYTEST_PLUGINS="_replaybench_plugin", REPLAY_BENCH_OUT=str(out)
+    )
 
 
 def run_process(
@@ -324,26 +298,15 @@ def run_process(
     out = plugin_dir / "loop.json"
     out.unlink(missing_ok=True)
     log = plugin_dir / "process.log"
-    load0 = os.getloadavg()[0]
-    with open(log, "wb") as sink:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            list(cmd), cwd=tree, env=bench_env(tree, plugin_dir, out), stdout=sink, stderr=sink
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        process_s = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code not in ok:
-        raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{log.read_text()[-4000:]}")
+    done = run_timed(cmd, tree, bench_env(tree, plugin_dir, out), log, ok)
     loop = json.loads(out.read_text())
+    process_s, process_cpu_s = done.pop("wall_s"), done.pop("cpu_s")
     return {
-        "exit": code,
-        "process_s": round(process_s, 4),
-        "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
-        "maxrss_kib": usage.ru_maxrss,
+        **done,
+        "process_s": process_s,
+        "process_cpu_s": process_cpu_s,
         "loop_s": round(loop["loop_s"], 4),
         "loop_cpu_s": round(loop["loop_cpu_s"], 4),
-        "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -564,7 +527,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "rounds": args.rounds,
         "fault": FAULT,
         "target": f"replay session's run-test loop <= {TARGET} x the original's",
-        "machine": _machine(),
+        "machine": machine(),
         "conditions": {},
     }
     for condition in args.conditions:
@@ -608,18 +571,6 @@ def run_compare_child(ctx: Mapping[str, Any], args: argparse.Namespace) -> dict[
         raise SystemExit(f"the compare child failed:\n{done.stderr[-4000:]}")
     out: dict[str, Any] = json.loads(done.stdout)
     return out
-
-
-def _machine() -> dict[str, Any]:
-    import numpy
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-        **PINNED,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,7 +56,6 @@ import dataclasses
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -69,6 +68,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benches"))
+from _common import child_env, export_ref, machine, run_timed  # noqa: E402
 from _hog import hog  # noqa: E402
 from _procfs import reset_peak, status_kib  # noqa: E402
 
@@ -80,7 +80,6 @@ TARGETS = {
     "per_task_ratio": 1.2,
     "workload_ratio": 1.10,
 }
-PINNED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 COPIED = [
     ".gitignore", "pyproject.toml", "gates.toml", "rtgov.keyring", "fixtures", "kernels",
     "pytest_rtgov", "tests/__init__.py", "tests/conftest.py", "tests/workload",
@@ -368,21 +367,11 @@ def profiled(fn: Callable[[], Any], tasks: int, top: int = 14) -> dict[str, Any]
 
 def export(ref: str, dest: Path) -> str:
     """The code at ``ref`` (``COPIED``) extracted into ``dest``; returns ``ref``'s sha."""
-    sha = subprocess.run(["git", "rev-parse", ref], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()  # fmt: skip
-    archive = subprocess.run(["git", "archive", sha, *COPIED], cwd=ROOT, capture_output=True)
-    if archive.returncode != 0:
-        raise SystemExit(f"git archive {sha} failed: {archive.stderr.decode()}")
-    dest.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return sha
+    return export_ref(ref, dest, COPIED)
 
 
 def env_of(tree: Path) -> dict[str, str]:
-    env = dict(os.environ, **PINNED, PYTHONPATH=str(tree))
-    for name in ("CI", "GITHUB_ACTIONS", "RTGOV_SIGNING_KEY", "PYTEST_ADDOPTS", "KERNELS_FAULT"):
-        env.pop(name, None)
-    return env
+    return child_env([tree])
 
 
 def run_child(spec: Mapping[str, Any], tree: Path) -> dict[str, Any]:
@@ -427,18 +416,9 @@ def profiles(args: argparse.Namespace, tree: Path) -> dict[str, Any]:
 
 def session(cmd: Sequence[str], tree: Path, log: Path) -> dict[str, Any]:
     """One fresh pytest process: wall (``os.wait4``), CPU, peak RSS, exit, load."""
-    load0 = os.getloadavg()[0]
-    with open(log, "wb") as sink:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), cwd=tree, env=env_of(tree), stdout=sink, stderr=sink)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{log.read_text()[-4000:]}")
-    return {"wall_s": round(wall, 4), "cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
-            "maxrss_kib": usage.ru_maxrss,
-            "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)]}  # fmt: skip
+    done = run_timed(cmd, tree, env_of(tree), log)
+    del done["exit"]
+    return done
 
 
 def workload(args: argparse.Namespace, tree: Path, tmp: Path) -> dict[str, Any]:
@@ -484,11 +464,6 @@ def _schedule_of(state: Path) -> dict[str, Any]:
     return schedule
 
 
-def _machine() -> dict[str, Any]:
-    return {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), **PINNED}  # fmt: skip
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
@@ -521,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "commit": sha[:7], "tasks": args.tasks, "seed": args.seed,
             "workers": args.workers, "policy": args.policy, "scale": args.scale or None,
             "repeats": args.repeats, "golden": golden["digests"].get(key),
-            "machine": _machine(), "loadavg_start": os.getloadavg(),
+            "machine": machine(with_numpy=False), "loadavg_start": os.getloadavg(),
         }  # fmt: skip
         result["cells"] = micro(args, tree)
         result["profile"] = profiles(args, tree)

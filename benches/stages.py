@@ -46,7 +46,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -60,6 +59,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benches"))
+from _common import UNSET, child_env, export_ref, machine, median_quartiles, run_timed  # noqa: E402
 from _hog import hog  # noqa: E402
 
 SEED = 20261130
@@ -72,7 +72,6 @@ COPIED = [
     ".gitignore", "pyproject.toml", "gates.toml", "rtgov.keyring", "fixtures", "kernels",
     "pytest_rtgov", "tests/__init__.py", "tests/conftest.py", "tests/workload",
 ]  # fmt: skip
-PINNED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 FLOOR_MS = 50.0
 HASH_FACTOR = 1.2
 
@@ -129,24 +128,13 @@ def pytest_runtestloop(session):
 
 def export_tree(ref: str, dest: Path) -> str:
     """The code at ``ref`` (``COPIED``) extracted into ``dest``; returns the full sha."""
-    sha = subprocess.run(
-        ["git", "rev-parse", ref], cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    archive = subprocess.run(["git", "archive", sha, *COPIED], cwd=ROOT, capture_output=True)
-    if archive.returncode != 0:
-        raise SystemExit(f"git archive {sha} failed: {archive.stderr.decode()}")
-    dest.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return sha
+    return export_ref(ref, dest, COPIED)
 
 
 def session_env(tree: Path, plugin_dir: Path, out: Path) -> dict[str, str]:
-    env = dict(os.environ, **PINNED)
-    env["PYTHONPATH"] = os.pathsep.join([str(tree), str(plugin_dir)])
-    env["STAGE_BENCH_OUT"] = str(out)
-    for name in ("CI", "GITHUB_ACTIONS", "RTGOV_SIGNING_KEY", "PYTEST_ADDOPTS"):
-        env.pop(name, None)
-    return env
+    kept = ("KERNELS_FAULT",)  # a fault the caller sets reaches the sessions, as it always did
+    unset = [name for name in UNSET if name not in kept]
+    return child_env([tree, plugin_dir], unset, STAGE_BENCH_OUT=str(out))
 
 
 def run_session(tree: Path, plugin_dir: Path, args: Sequence[str], state: Path) -> dict[str, Any]:
@@ -160,25 +148,15 @@ def run_session(tree: Path, plugin_dir: Path, args: Sequence[str], state: Path) 
     if args:
         cmd += ["--rtgov-dir", str(state)]
     log = plugin_dir / "session.log"
-    load0 = os.getloadavg()[0]
-    with open(log, "wb") as sink:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=tree, env=session_env(tree, plugin_dir, out), stdout=sink, stderr=sink
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        process_s = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{log.read_text()[-4000:]}")
+    done = run_timed(cmd, tree, session_env(tree, plugin_dir, out), log)
     loop = json.loads(out.read_text())
     result: dict[str, Any] = {
-        "process_s": round(process_s, 4),
-        "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
-        "maxrss_kib": usage.ru_maxrss,
+        "process_s": done["wall_s"],
+        "process_cpu_s": done["cpu_s"],
+        "maxrss_kib": done["maxrss_kib"],
         "loop_s": round(loop["loop_s"], 4),
         "loop_cpu_s": round(loop["loop_cpu_s"], 4),
-        "loadavg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+        "loadavg_1m": done["loadavg_1m"],
     }
     if args:
         result["stages"] = stage_setups(state)
@@ -360,16 +338,8 @@ def profile_warm(tree: Path, plugin_dir: Path, state: Path, args: Sequence[str])
 # -- summary (pure) ---------------------------------------------------------------------
 
 
-def _quartiles(values: Sequence[float]) -> list[float]:
-    if len(values) < 2:
-        return [values[0], values[0]] if values else [0.0, 0.0]
-    q = statistics.quantiles(values, n=4)
-    return [round(q[0], 3), round(q[2], 3)]
-
-
 def _stat(values: Iterable[float]) -> dict[str, Any]:
-    vs = sorted(values)
-    return {"median": round(statistics.median(vs), 3), "q1_q3": _quartiles(vs), "n": len(vs)}
+    return median_quartiles(values, 3, round_single=False)
 
 
 def summarise(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -542,7 +512,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "modes": list(args.modes),
         "rounds": args.rounds,
         "target": f"hit setup wall <= max({FLOOR_MS:.0f} ms, {HASH_FACTOR} x sha256 of its bytes)",
-        "machine": _machine(),
+        "machine": machine(),
         "conditions": {},
     }
     for condition in args.conditions:
@@ -622,18 +592,6 @@ def _progress(done: Mapping[str, Any]) -> str:
                 + "ms"
             )
     return "; ".join(parts)
-
-
-def _machine() -> dict[str, Any]:
-    import numpy
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-        **PINNED,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
