@@ -10,13 +10,8 @@ other lands after ``pull --rebase`` and a new push.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +28,7 @@ from pytest_rtgov.store.ledger_remote import HEAD, open_shared
 from pytest_rtgov.store.ledger_sync import SyncRefused, push
 from pytest_rtgov.store.verify import verify_all
 from tests.plugin._cli import cli
-from tests.plugin.test_stages_remote import _free_port
+from tests.plugin._s3 import keys_in, moto_s3, prefix_url
 
 BUCKET = "rtgov-ledgers"
 
@@ -50,70 +45,17 @@ SIGNER = generate_signer("ci.example/team")
 TRUST = Trust((SIGNER.verifier(),), (), Path("rtgov.keyring"), required=True)
 
 
-# moto's S3 in a process of its own, handling one request at a time: S3 decides each
-# conditional write atomically, where moto's threaded server checks and then puts. (In
-# the test process, moto's app fails requests arriving from several threads at once.)
-SERVER = """
-import sys, threading
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication, MotoRequestHandler, create_backend_app)
-from werkzeug.serving import make_server
-app, one_at_a_time = DomainDispatcherApplication(create_backend_app), threading.Lock()
-def serialized(environ, start_response):
-    with one_at_a_time:
-        return list(app(environ, start_response))
-make_server("127.0.0.1", int(sys.argv[1]), serialized, True,
-            request_handler=MotoRequestHandler).serve_forever()
-"""
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
-    """A local S3 server (moto) with one bucket; the environment points botocore at it."""
-    pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
-    boto3 = pytest.importorskip("boto3")
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(600):  # its start, not a timing assertion
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        with pytest.MonkeyPatch.context() as patch:
-            for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-                patch.delenv(name, raising=False)
-            patch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-            patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-            patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-            patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            patch.setenv("AWS_CONFIG_FILE", os.devnull)
-            patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-            client = boto3.client("s3")
-            client.create_bucket(Bucket=BUCKET)
-            yield client
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    """A local S3 server (moto, one request at a time) with one bucket."""
+    with moto_s3(BUCKET) as client:
+        yield client
 
 
 @pytest.fixture
 def bucket_url(s3, request) -> str:
     """This test's own prefix of the bucket."""
-    return f"s3://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
-
-
-def keys_in(client: Any, url: str) -> list[str]:
-    """The object names under ``url``, relative to it, as S3 lists them."""
-    prefix = url[len(f"s3://{BUCKET}/") :] + "/"
-    found = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
-    return sorted(o["Key"][len(prefix) :] for o in found)
+    return prefix_url(BUCKET, request)
 
 
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

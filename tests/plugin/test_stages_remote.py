@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,6 +29,7 @@ from pytest_rtgov.store.stage_cache import (
     open_backend,
 )
 from tests.plugin._cli import cli
+from tests.plugin._s3 import free_port, keys_in, moto_s3, prefix_url
 
 BUCKET = "rtgov-stages"
 
@@ -87,50 +86,17 @@ def test_shared(shared):
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
-    """A local S3 server (moto) with one bucket; the environment points botocore at it."""
-    server_module = pytest.importorskip("moto.server")
-    pytest.importorskip("s3fs")
-    boto3 = pytest.importorskip("boto3")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        patch.setenv("AWS_CONFIG_FILE", os.devnull)
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        client = boto3.client("s3")
-        client.create_bucket(Bucket=BUCKET)
-        try:
-            yield client
-        finally:
-            server.stop()
+    """A local S3 server (moto, one request at a time) with one bucket."""
+    with moto_s3(BUCKET) as client:
+        yield client
 
 
 @pytest.fixture
 def store(s3, request) -> str:
     """This test's own prefix of the bucket, as a stage store URL."""
-    return f"s3://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}"
-
-
-def keys_in(client: Any, url: str) -> list[str]:
-    """The object names under ``url``, relative to it, as S3 lists them."""
-    prefix = url[len(f"s3://{BUCKET}/") :] + "/"
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
+    return prefix_url(BUCKET, request)
 
 
 def shared_project(
@@ -312,7 +278,7 @@ def test_a_store_that_cannot_be_reached_is_a_miss_not_an_error(
     s3fs.S3FileSystem.clear_instance_cache()  # fsspec reuses a filesystem, endpoint and all
     request.addfinalizer(s3fs.S3FileSystem.clear_instance_cache)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries (s3fs retries too)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")  # nobody there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nobody there
     one_stage = CONFTEST[: CONFTEST.index("@stage(params={\"scale\"")]
     pytester.makepyfile(conftest=one_stage, test_model="def test_model(prepare):\n    pass\n")
     result = session(pytester, ".rtgov", f"s3://{BUCKET}/unreachable")
