@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 from pytest_rtgov.cli.options import add_gates, add_keyring, add_signing_key, paths
 from pytest_rtgov.core.canonical import canonical_json, pretty_json
 from pytest_rtgov.core.constants import ExitCode
-from pytest_rtgov.errors import InvalidOptionError, NotFoundError, RecordFormatError, RtgovError
+from pytest_rtgov.errors import InvalidOptionError, NotFoundError, RecordFormatError
 from pytest_rtgov.logs import log_event
 
 __all__ = ["add_parsers", "run", "verify_attestation"]
@@ -166,7 +164,7 @@ def _loader(stores: list[Any], stage_objects: Path) -> Any:
 def run(args: argparse.Namespace) -> int:
     from pytest_rtgov.core import replay as core
     from pytest_rtgov.store import replay_run
-    from pytest_rtgov.store.runs import RunStore, new_run_id
+    from pytest_rtgov.store.runs import new_run_id
 
     if getattr(args, "schedule", False):  # cli/replay_schedule.py
         from pytest_rtgov.cli.replay_schedule import run as replay_schedule
@@ -183,36 +181,27 @@ def run(args: argparse.Namespace) -> int:
     core.check_rules_used(
         rules, recorded, source=str(paths(args).gates_file), error=GatesConfigError
     )
-    from pytest_rtgov.store.pytest_config import locate
-
-    plan = replay_run.plan_code(record.environment, locate().rootdir, run_id=run_id)
     replay_id = new_run_id()
     home = args.dir / REPLAYS_DIR / replay_id
     state = home / "state"
-    try:
-        env, changed = replay_run.replay_environment(record.environment, os.environ, overrides)
-        command = replay_run.replay_command(
-            nodeids, state_dir=state.absolute(), keyword=args.keyword,
-            xdist=replay_run.xdist_installed(),
-        )  # fmt: skip
+    command = replay_run.replay_command(
+        nodeids, state_dir=state.absolute(), keyword=args.keyword,
+        xdist=replay_run.xdist_installed(),
+    )  # fmt: skip
+
+    def announce(plan: replay_run.CodePlan, changed: replay_run.Changed) -> None:
         print(f"rtgov replay: run {run_id} ({selection}); code: {plan.how}", flush=True)
         for name, have, want in changed:
             print(f"  environment: {name}={want if want is not None else '(unset)'} "
                   f"(here: {have if have is not None else 'unset'})")  # fmt: skip
         log_event("replay.started", run_id=run_id, replay_id=replay_id, code=plan.how,
                   selection=selection, restored=[name for name, _, _ in changed])  # fmt: skip
-        started = time.monotonic()
-        done = replay_run.run_session(command, cwd=plan.cwd, env=env, timeout=args.timeout)
-        seconds = time.monotonic() - started
-    finally:
-        replay_run.remove_worktree(plan)
-    try:
-        replayed = RunStore(state).read("latest")
-    except RtgovError:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-2000:])
-        raise RecordFormatError(str(state), "the replay session",
-                                f"a run record (pytest exited {done.returncode}; its output "
-                                "is above)") from None  # fmt: skip
+
+    session = replay_run.replay_session(
+        record.environment, command, run_id=run_id, state=state, overrides=overrides,
+        timeout=args.timeout, what="the replay session", announce=announce,
+    )  # fmt: skip
+    plan, done, replayed, seconds = session.code, session.done, session.record, session.seconds
     from pytest_rtgov.store.objects import ObjectStore
 
     load = _loader(

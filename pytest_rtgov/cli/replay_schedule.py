@@ -13,13 +13,12 @@ reproduced; their results were not). Nothing is appended to the ledger.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 from typing import Any
 
 from pytest_rtgov.core.constants import ExitCode
-from pytest_rtgov.errors import InvalidOptionError, NotFoundError, RecordFormatError, RtgovError
+from pytest_rtgov.errors import InvalidOptionError, NotFoundError
 
 __all__ = ["replay_schedule_command", "run"]
 
@@ -45,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from pytest_rtgov.core.schedule import Plan
     from pytest_rtgov.store import replay_run
     from pytest_rtgov.store.objects import ObjectStore
-    from pytest_rtgov.store.pytest_config import locate
-    from pytest_rtgov.store.runs import RunStore, new_run_id
+    from pytest_rtgov.store.runs import new_run_id
 
     if args.test or args.keyword or args.stage:
         raise InvalidOptionError("--schedule replays the whole plan: not with --test/-k/--stage")
@@ -63,23 +61,18 @@ def run(args: argparse.Namespace) -> int:
     plan_file = (home / "plan.json").absolute()
     plan_file.write_bytes(data)
     state = (home / "state").absolute()
-    code = replay_run.plan_code(record.environment, locate().rootdir, run_id=run_id)
-    try:
-        env, _ = replay_run.replay_environment(record.environment, os.environ, overrides)
-        command = replay_schedule_command(plan.nodeids, plan_file, state, workers)
+
+    def announce(code: replay_run.CodePlan, changed: replay_run.Changed) -> None:
         print(f"rtgov replay --schedule: run {run_id}: plan {schedule['plan'][:19]}... "
               f"(seed {plan.seed}, {plan.policy}, {workers} worker(s), {len(plan.nodeids)} "
               f"tests); code: {code.how}", flush=True)  # fmt: skip
-        done = replay_run.run_session(command, cwd=code.cwd, env=env, timeout=args.timeout)
-    finally:
-        replay_run.remove_worktree(code)
-    try:
-        replayed = RunStore(state).read("latest")
-    except RtgovError:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-2000:])
-        raise RecordFormatError(str(state), "the schedule replay session",
-                                f"a run record (pytest exited {done.returncode}; its output "
-                                "is above)") from None  # fmt: skip
+
+    session = replay_run.replay_session(
+        record.environment, replay_schedule_command(plan.nodeids, plan_file, state, workers),
+        run_id=run_id, state=state, overrides=overrides, timeout=args.timeout,
+        what="the schedule replay session", announce=announce,
+    )  # fmt: skip
+    done, replayed = session.done, session.record
     again = dict(replayed.schedule)
     deviation = again.get("deviation")
     if again.get("plan") != schedule["plan"] and deviation is None:

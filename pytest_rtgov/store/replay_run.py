@@ -18,29 +18,42 @@
 - :func:`run_session`: pytest in a subprocess, on the recorded node ids in the
   record's order, with ``--rtgov`` into a throwaway state directory, every stage body
   executed (``--rtgov-stage-cache off``) and every checkpoint's array kept.
+
+:func:`replay_session` is those steps around one command, as ``rtgov replay`` and
+``rtgov replay --schedule`` (cli/replay_schedule.py) both run them: the code planned, the
+environment restored, the session run, the worktree removed, its record read back.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pytest_rtgov.errors import RefusedError, RtgovError
+from pytest_rtgov.errors import RecordFormatError, RefusedError, RtgovError
 from pytest_rtgov.measure.environment import RESULT_ENV_VARS, collect_git
 
+if TYPE_CHECKING:
+    from pytest_rtgov.core.records import RunRecord
+
 __all__ = [
+    "Changed",
     "CodePlan",
     "ReplayRefusedError",
     "ReplayTimeoutError",
+    "ReplayedSession",
     "plan_code",
     "remove_worktree",
     "replay_command",
     "replay_environment",
+    "replay_session",
     "run_session",
     "xdist_installed",
 ]
@@ -205,3 +218,56 @@ def xdist_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("xdist") is not None
+
+
+Changed = list[tuple[str, str | None, str | None]]  # (name, value here, value in the replay)
+
+
+@dataclass(frozen=True)
+class ReplayedSession:
+    """What :func:`replay_session` ran: the code it chose, the finished process, the
+    session's record and its wall seconds."""
+
+    code: CodePlan
+    done: subprocess.CompletedProcess[str]
+    record: RunRecord
+    seconds: float
+
+
+def replay_session(
+    environment: Mapping[str, str],
+    command: Sequence[str],
+    *,
+    run_id: str,
+    state: Path,
+    overrides: Mapping[str, str] | None,
+    timeout: float | None,
+    what: str,
+    announce: Callable[[CodePlan, Changed], None],
+) -> ReplayedSession:
+    """Run ``command`` as run ``run_id`` ran (its ``environment`` facts): the code of
+    :func:`plan_code` (from pytest's rootdir), this process's environment made the
+    record's by :func:`replay_environment`, ``announce(code, changed)`` just before the
+    session starts; the worktree removed whatever happened. A session that wrote no
+    record into ``state`` has its output's tail written to stderr and is a
+    :class:`RecordFormatError` naming ``what``."""
+    from pytest_rtgov.store.pytest_config import locate
+    from pytest_rtgov.store.runs import RunStore
+
+    code = plan_code(environment, locate().rootdir, run_id=run_id)
+    try:
+        env, changed = replay_environment(environment, os.environ, overrides)
+        announce(code, changed)
+        started = time.monotonic()
+        done = run_session(command, cwd=code.cwd, env=env, timeout=timeout)
+        seconds = time.monotonic() - started
+    finally:
+        remove_worktree(code)
+    try:
+        record = RunStore(state).read("latest")
+    except RtgovError:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-2000:])
+        raise RecordFormatError(str(state), what,
+                                f"a run record (pytest exited {done.returncode}; its output "
+                                "is above)") from None  # fmt: skip
+    return ReplayedSession(code, done, record, seconds)
