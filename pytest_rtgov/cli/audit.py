@@ -19,13 +19,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_rtgov.cli.options import add_format, add_keyring, paths
-from pytest_rtgov.core.audit import RunAudit
 from pytest_rtgov.core.constants import ExitCode
 from pytest_rtgov.errors import InvalidOptionError, RtgovError
 from pytest_rtgov.logs import log_event
+
+if TYPE_CHECKING:  # core.audit imports the gate evaluation: only when auditing
+    from pytest_rtgov.core.audit import RunAudit
 
 __all__ = ["add_parsers", "run"]
 

@@ -23,7 +23,9 @@ __all__ = ["add_parsers", "add_report_parser", "report", "run"]
 
 def add_parsers(sub: Any) -> None:
     """Add ``export`` to the ``rtgov`` subcommands (``sub`` from ``add_subparsers``)."""
-    from pytest_rtgov.report.export import FORMATS
+    # the names alone (core/constants.py): report.export imports numpy, and every rtgov
+    # command builds this parser
+    from pytest_rtgov.core.constants import EXPORT_FORMATS as FORMATS
 
     export = sub.add_parser(
         "export", help="export a run's metrics, thresholds and verdicts for other tools"
