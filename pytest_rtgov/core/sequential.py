@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 CPU_BOUND = (0.9, 1.1)  # quiet CPU/wall of a single-threaded CPU-bound round
+ARTIFACT_SHARE = 2.0  # one round alone above it, the rest single-threaded: clocks disagreed
 CALM_SHARE = 0.9  # rounds without a voluntary context switch, for CPU-bound code
 DISTURBED_SHARE = 0.5  # a round with under half its quiet CPU/wall waited for a core
 
@@ -137,8 +138,16 @@ def _quiet(rounds: Sequence[Sample]) -> float:
     above 1.1 the process ran several threads; below 0.9 in every round it waited
     for something else than a core (I/O, sleep, a device), or the load was so
     sustained that no round ran undisturbed (then wall time judges: the safe side).
+    One round of a single-threaded loop on a loaded virtual machine showed 28 times
+    its wall time in CPU time (its two clocks disagreed): with three rounds or more, a
+    lone round above :data:`ARTIFACT_SHARE` whose next largest is single-threaded
+    CPU-bound is taken for such an artifact, and the next largest stands.
     """
-    return max(_share(s) for s in rounds)
+    shares = sorted(_share(s) for s in rounds)
+    low, high = CPU_BOUND
+    if len(shares) >= 3 and shares[-1] > ARTIFACT_SHARE and low <= shares[-2] <= high:
+        return shares[-2]
+    return shares[-1]
 
 
 def choose_clock(pairs: Sequence[tuple[Sample, Sample]], metric: str) -> Clock:

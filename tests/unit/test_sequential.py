@@ -228,3 +228,19 @@ def test_switch_counts_round_trip_and_old_samples_keep_their_bytes():
     sample = Sample(10, 9, variant="baseline", voluntary_switches=2)
     assert Sample(**sample.to_dict()) == sample
     assert "voluntary_switches" not in Sample(10, 9).to_dict()
+
+
+def test_one_round_whose_clocks_disagree_does_not_make_a_loop_several_threads():
+    """A CPU-bound loop where one round's CPU time jumped (28x its wall time, seen on a
+    loaded virtual machine): still CPU-bound, judged on CPU time; two such rounds are
+    several threads."""
+    import msgspec
+
+    samples = session(random.Random(1), 20, share=1.0, gpu=False, load=0.2)
+    pairs = list(zip(samples[::2], samples[1::2], strict=True))
+    odd = msgspec.structs.replace(pairs[3][0], cpu_ns=pairs[3][0].wall_ns * 28)
+    pairs[3] = (odd, pairs[3][1])
+    assert choose_clock(pairs, "wall_time").metric == "cpu_time"
+    other = msgspec.structs.replace(pairs[5][0], cpu_ns=pairs[5][0].wall_ns * 28)
+    pairs[5] = (other, pairs[5][1])
+    assert "several threads" in choose_clock(pairs, "wall_time").why
