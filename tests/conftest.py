@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Any
 
 # pytester's in-process runs drop modules they imported; numpy and scipy cannot be
-# imported twice in one process, so load them here, before any inner run.
+# imported twice in one process, so load them here, before any inner run. Nor can
+# cryptography's exceptions: re-imported, ``except InvalidSignature`` no longer catches
+# what the Rust binding raises (a bad signature then escaped as a traceback).
+import cryptography.exceptions  # noqa: F401
 import numpy  # noqa: F401
 import pytest
 import scipy.stats  # noqa: F401
+from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
 
 
 @pytest.fixture

@@ -135,11 +135,14 @@ def _rules(args: argparse.Namespace) -> tuple[Any, str]:
     return rules, hashlib.sha256(policy).hexdigest()
 
 
-def _loader(stores: list[Any], stage_objects: Path) -> Any:
+def _loader(stores: list[Any], stage_store: Any) -> Any:
     """``load(ref)``: a checkpoint's array from the kept objects, or a stage output's
-    from the stage cache; None when neither holds it (a digest-only comparison)."""
+    from the stage cache (``stage_store``: its backend); None when neither holds it (a
+    digest-only comparison)."""
+    import hashlib
+
     from pytest_rtgov.store.objects import ObjectMissingError
-    from pytest_rtgov.store.stage_cache import load_array
+    from pytest_rtgov.store.stage_cache import load_array, object_rel
 
     def load(ref: Any) -> Any:
         digest = ref.checkpoint.sha256
@@ -149,13 +152,9 @@ def _loader(stores: list[Any], stage_objects: Path) -> Any:
             except ObjectMissingError:
                 continue
         hexdigest = digest.removeprefix("sha256:")
-        path = stage_objects / hexdigest[:2] / f"{hexdigest}.npy"
-        if ref.checkpoint.kind == "output" and path.is_file():
-            data = path.read_bytes()
-            import hashlib
-
-            if hashlib.sha256(data).hexdigest() == hexdigest:
-                return load_array(data)
+        data = stage_store.read(object_rel(hexdigest)) if ref.checkpoint.kind == "output" else None
+        if data is not None and hashlib.sha256(data).hexdigest() == hexdigest:
+            return load_array(data)
         return None
 
     return load
@@ -203,10 +202,11 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     plan, done, replayed, seconds = session.code, session.done, session.record, session.seconds
     from pytest_rtgov.store.objects import ObjectStore
+    from pytest_rtgov.store.stage_cache import LocalBackend
 
     load = _loader(
         [ObjectStore.of_state_dir(args.dir), ObjectStore.of_state_dir(state)],
-        args.dir / "stages" / "objects",
+        LocalBackend(args.dir / "stages"),
     )
     drift = core.environment_drift(record.environment, replayed.environment)
     comparison = core.compare(record, replayed, load=load, rules=rules)

@@ -4,24 +4,13 @@ from the ledger), and ``rtgov audit --since`` audits only what came after a chec
 
 from __future__ import annotations
 
-import logging
 import shutil
 
 import pytest
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED
-from pytest_rtgov.logs import LOGGER_NAME
 from tests.plugin._cli import cli
-
-SUITE = """
-from pathlib import Path
-
-def test_accuracy(rtgov):
-    rtgov.record("val_accuracy", float(Path("acc.txt").read_text()), higher_is_better=True)
-
-def test_plain():
-    pass
-"""
+from tests.plugin.test_index_trust import SUITE, _own_log_handlers  # noqa: F401 (autouse)
 
 GATES = """
 [defaults]
@@ -44,14 +33,6 @@ QUERIES = (
      "json"),
     ("graph", "query", "lineage", "baseline"),
 )
-
-
-@pytest.fixture(autouse=True)
-def _own_log_handlers():
-    logger = logging.getLogger(LOGGER_NAME)
-    handlers = list(logger.handlers)
-    yield
-    logger.handlers[:] = handlers
 
 
 @pytest.fixture
