@@ -430,6 +430,7 @@ def _compare_real(spec: Mapping[str, Any], name: str, replay_id: str) -> dict[st
     from pytest_rtgov.store.gates_file import load_gates
     from pytest_rtgov.store.objects import ObjectStore
     from pytest_rtgov.store.runs import RunStore
+    from pytest_rtgov.store.stage_cache import LocalBackend
 
     state = Path(spec["state"])
     rules = tuple(load_gates(Path("gates.toml")).replay_rules)
@@ -437,7 +438,7 @@ def _compare_real(spec: Mapping[str, Any], name: str, replay_id: str) -> dict[st
     replay_state = state / "replays" / replay_id / "state"
     replayed = RunStore(replay_state).read("latest")
     stores = [ObjectStore.of_state_dir(state), ObjectStore.of_state_dir(replay_state)]
-    inner = _loader(stores, state / "stages" / "objects")
+    inner = _loader(stores, LocalBackend(state / "stages"))
     read = [0]
 
     def load(ref: Any) -> Any:
