@@ -134,6 +134,8 @@ class GatesConfig:
     rounds: int | None = None
     # [[replay]]: the tolerances `rtgov replay` grants checkpoints (core/replay_rules.py)
     replay_rules: tuple[ReplayRule, ...] = ()
+    # [quarantine] max_days: the longest quarantine entry (core/quarantine.py)
+    quarantine_max_days: int = 14
 
     @property
     def calibrated(self) -> bool:
@@ -217,6 +219,7 @@ def parse_gates(data: Mapping[str, Any], *, source: str) -> GatesConfig:
         confirm=defaults.confirm,
         rounds=None if defaults.rounds is UNSET else defaults.rounds,
         replay_rules=parse_replay_rules(raw.replay, source=source, error=GatesConfigError),
+        quarantine_max_days=raw.quarantine.max_days,
     )
 
 

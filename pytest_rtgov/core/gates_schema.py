@@ -26,6 +26,7 @@ __all__ = [
     "Defaults",
     "GateTable",
     "GatesFile",
+    "QuarantineTable",
     "ReplayTable",
     "json_schema",
     "json_schema_text",
@@ -200,6 +201,20 @@ class ReplayTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     ) = UNSET
 
 
+class QuarantineTable(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """[quarantine]: limits of rtgov.quarantine.json's entries (docs/quarantine.md)."""
+
+    max_days: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=90,
+            title="Longest allowed quarantine, days from created to expires",
+            description="an integer number of days from 1 to 90",
+        ),
+    ] = 14
+
+
 class GatesFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """gates.toml: the gates of a project (docs/gates.md)."""
 
@@ -212,6 +227,9 @@ class GatesFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         tuple[Annotated[ReplayTable, Meta(description="a table ([[replay]])")], ...],
         Meta(description="an array of tables ([[replay]])"),
     ] = ()
+    quarantine: Annotated[
+        QuarantineTable, Meta(description="a table ([quarantine])")
+    ] = QuarantineTable()
 
 
 _NUMERIC_RULES = ("min", "max", "max_regression_pct", "max_regression")

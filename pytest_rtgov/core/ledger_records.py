@@ -222,7 +222,7 @@ LEAF_FIELDS: dict[str, tuple[tuple[str, tuple[type, ...]], ...]] = {
     "gate": (("run_id", _STR),),
     "verdict": (("run_id", _STR), ("exit_status", _INT), ("record_sha256", _STR)),
     "baseline_refresh": (("seal_sha256", _STR),),
-    "quarantine": (),
+    "quarantine": (("action", _STR), ("subject", _STR), ("entry", _STR)),
     "recovery": (("at", _STR), ("torn_bytes", _INT), ("uncovered", (list, type(None)))),
     "prune": (("pruned_at", _STR), ("runs", (list,))),
     "stage": (("run_id", _STR), ("stage", _STR), ("key", _STR), ("outcome", _STR)),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
+from pytest_rtgov.core.canonical import canonical_json
 from pytest_rtgov.core.constants import ExitCode
 from pytest_rtgov.core.dsse import statement
 from pytest_rtgov.errors import ReadError, RtgovError
@@ -29,6 +30,7 @@ __all__ = [
     "ACTIONS",
     "DEFAULT_MAX_DAYS",
     "ENTRY_STATES",
+    "LEAF_ACTIONS",
     "LIMITS",
     "MAX_DAYS_CAP",
     "QUARANTINED_FAIL",
@@ -42,6 +44,7 @@ __all__ = [
     "QuarantineFileError",
     "check_max_days",
     "parse_day",
+    "quarantine_leaf",
     "subject_sha256",
 ]
 
@@ -51,6 +54,7 @@ DEFAULT_MAX_DAYS, MAX_DAYS_CAP = 14, 90
 ENTRY_STATES = ("valid", "expired", "unsigned", "untrusted", "tampered")
 QUARANTINED_PASS, QUARANTINED_FAIL = "quarantined-pass", "quarantined-fail"
 ACTIONS = ("add", "renew")  # a predicate's action; the ledger adds remove and expired
+LEAF_ACTIONS = ("add", "renew", "remove", "expired")
 # The longest text each field may hold (characters): a longer one is refused.
 LIMITS: Final = {"subject": 1000, "owner": 200, "reason": 2000, "issue": 500}
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -314,3 +318,16 @@ class Quarantine:
     def problems(self) -> tuple[CheckedEntry, ...]:
         """Entries that excuse nothing: expired, unsigned, untrusted or tampered."""
         return tuple(c for c in self.entries if not c.active)
+
+
+def quarantine_leaf(action: str, checked: CheckedEntry, *, at: str, **extra: Any) -> bytes:
+    """The ``quarantine`` ledger leaf of one change to the file (or of an entry found
+    expired): ``action`` (:data:`LEAF_ACTIONS`), the subject, the entry's id, owner, issue
+    and expiry, when (``at``), and ``extra`` (``reason``, ``who``, ``replaces``, ...)."""
+    if action not in LEAF_ACTIONS:
+        raise ValueError(f"expected a quarantine action in {LEAF_ACTIONS}, got {action!r}")
+    e = checked.entry
+    return canonical_json({
+        **extra, "kind": "quarantine", "action": action, "subject": e.subject,
+        "entry": checked.id, "owner": e.owner, "issue": e.issue, "expires": e.expires, "at": at,
+    })  # fmt: skip

@@ -24,9 +24,9 @@ def test_recover_sets_an_invalid_frame_aside_and_later_sessions_still_work(pytes
     ledger = pytester.path / ".rtgov" / "ledger"
     size = (ledger / "log").stat().st_size
     with open(ledger / "log", "ab") as fh:  # complete frames, uncovered: one invalid
-        fh.write(encode_frame(b'{"kind":"quarantine"}'))
+        fh.write(encode_frame(b'{"action":"add","entry":"e","kind":"quarantine","subject":"s"}'))
         fh.write(encode_frame(b'{"kind":"test","nodeid":"x"}'))
-        fh.write(encode_frame(b'{"kind":"quarantine"}'))
+        fh.write(encode_frame(b'{"action":"add","entry":"e","kind":"quarantine","subject":"s"}'))
     capsys.readouterr()
     assert cli(pytester, "ledger", "recover") == 0
     captured = capsys.readouterr()

@@ -214,3 +214,26 @@ def test_lookups_prefer_the_most_specific_entry() -> None:
     assert q.for_gate("memory", "other") is None
     assert [c.entry.subject for c in q.problems()] == ["tests/a.py::t[1]"]
     assert entry(subject="gate:speed").kind == "gate" and entry().kind == "test"
+
+
+def test_gates_toml_quarantine_max_days() -> None:
+    from pytest_rtgov.core.gates_config import GatesConfigError, parse_gates
+
+    assert parse_gates({}, source="gates.toml").quarantine_max_days == 14
+    assert parse_gates({"quarantine": {"max_days": 90}}, source="g").quarantine_max_days == 90
+    for bad in (0, 91, "7", True, 1.5):
+        with pytest.raises(GatesConfigError, match=r"gates\.toml: at quarantine\.max_days") as info:
+            parse_gates({"quarantine": {"max_days": bad}}, source="gates.toml")
+        assert exit_code_for(info.value) == ExitCode.BAD_INPUT
+
+
+def test_quarantine_leaf_carries_its_required_fields() -> None:
+    from pytest_rtgov.core.ledger_records import parse_leaf
+    from pytest_rtgov.core.quarantine import quarantine_leaf
+
+    checked = check(envelope(entry()))
+    leaf = parse_leaf(quarantine_leaf("add", checked, at="2026-11-30T00:00:00Z", reason="r"))
+    assert leaf["action"] == "add" and leaf["subject"] == FIELDS["subject"]
+    assert leaf["entry"] == checked.id and leaf["owner"] == "alice" and leaf["reason"] == "r"
+    with pytest.raises(ValueError, match="action"):
+        quarantine_leaf("bogus", checked, at="t")

@@ -365,7 +365,7 @@ def test_the_writer_sets_unsigned_invalid_frames_aside_and_records_it(tmp_path: 
 
     session(tmp_path, [verdict("r1", "sha256:" + "a" * 64)])
     log = tmp_path / "ledger" / "log"
-    good = canonical_json({"kind": "quarantine"})
+    good = canonical_json({"kind": "quarantine", "action": "add", "subject": "s", "entry": "e"})
     cut = log.stat().st_size
     with open(log, "ab") as fh:
         fh.write(encode_frame(good))  # leaf 2: valid, uncovered: kept and signed
