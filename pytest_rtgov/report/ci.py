@@ -1,4 +1,5 @@
-"""GitHub Actions: the step summary and one ``::error`` annotation per breached gate.
+"""GitHub Actions: the step summary, one ``::error`` annotation per breached gate and
+one annotation per quarantined result or invalid quarantine entry.
 
 An edge: it reads the environment it is handed and appends to the step summary file.
 The text comes from :mod:`pytest_rtgov.report.export.markdown` and from
@@ -22,6 +23,7 @@ from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.report.export import ExportError, describe_result, to_markdown
+from pytest_rtgov.report.quarantine import QuarantineView, problem_text, quarantine_view
 
 __all__ = [
     "annotations",
@@ -79,18 +81,58 @@ def location_of(
 
 
 def annotations(record: RunRecord, locations: Mapping[str, tuple[str, int | None]]) -> list[str]:
-    """``::error`` per breached (or missing) gate and ``::warning`` per unconfirmed one."""
+    """``::error`` per breached (or missing) gate and ``::warning`` per unconfirmed one.
+
+    Quarantine (docs/quarantine.md): a quarantined failure (a test or a gate breach)
+    whose entry is valid is a ``::warning`` naming the entry's owner, issue and expiry, a
+    quarantined pass a ``::notice``; a failure whose entry is not valid stays an
+    ``::error``, and every entry that is not valid (expired, unsigned, untrusted,
+    tampered) is an ``::error`` on the quarantine file.
+    """
+    view = quarantine_view(record)
     lines = []
     for result in Verdict.of_record(record).results:
         if not result.breached and result.status != "unconfirmed":
             continue
         where = location_of(record, result.subject, locations)
         path, line = where if where else (None, None)
-        if result.status == "unconfirmed":
+        message = describe_result(result)
+        quarantined = view.for_gate(result.gate, result.subject, result.metric) if view else None
+        if quarantined is not None and result.breached:
+            kind = "warning" if quarantined.excused else "error"
+            title = f"rtgov quarantined gate breach ({quarantined.state} entry)"
+            message += f"; {quarantined.describe()}; entry {quarantined.entry}"
+        elif result.status == "unconfirmed":
             kind, title = "warning", "rtgov gate breach not confirmed"
         else:
             kind, title = "error", "rtgov gate breached"
-        lines.append(_command(kind, describe_result(result), file=path, line=line, title=title))
+        lines.append(_command(kind, message, file=path, line=line, title=title))
+    return lines + _quarantine_annotations(record, view, locations)
+
+
+def _quarantine_annotations(
+    record: RunRecord,
+    view: QuarantineView | None,
+    locations: Mapping[str, tuple[str, int | None]],
+) -> list[str]:
+    """A quarantined test's annotation, and an ``::error`` per entry that is not valid."""
+    if view is None:
+        return []
+    lines = []
+    for row in view.tests:
+        where = location_of(record, row.subject, locations)
+        path, line = where if where else (None, None)
+        if not row.failed:
+            kind, title = "notice", "rtgov quarantined test passed"
+        elif row.excused:
+            kind, title = "warning", "rtgov quarantined failure (excused)"
+        else:
+            kind, title = "error", f"rtgov quarantined failure ({row.state} entry)"
+        message = f"{row.describe()}; entry {row.entry}"
+        lines.append(_command(kind, message, file=path, line=line, title=title))
+    for entry in view.problems:
+        title = f"rtgov quarantine entry {entry.get('state')}"
+        lines.append(_command("error", problem_text(entry, view), file=view.file, title=title))
     return lines
 
 

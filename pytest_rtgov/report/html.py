@@ -28,6 +28,7 @@ from pytest_rtgov.core.provenance import provenance
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import BREACHING, GateResult, Verdict
+from pytest_rtgov.report.quarantine import html_context, quarantine_view
 from pytest_rtgov.report.stages import stage_counts, stage_graph, stage_rows
 
 __all__ = ["render_report", "report_context"]
@@ -199,8 +200,11 @@ def report_context(
         for s in t.samples:
             if s.evidence:
                 evidence.setdefault(t.nodeid, s.evidence)
+    view = quarantine_view(record)
     for g in first:
         g["evidence"] = evidence.get(g["subject"], "")
+        quarantined = view.for_gate(g["gate"], g["subject"], g["metric"]) if view else None
+        g["quarantined"] = quarantined.to_dict() if quarantined else None
 
     by_subject: dict[str, dict[str, Any]] = {}
     gate_status: dict[str, str] = {}
@@ -224,12 +228,19 @@ def report_context(
         rel = judged.relative if judged is not None else None
         if judged is not None and rel is not None and math.isfinite(rel) and abs(rel) >= 0.05:
             row["deltas"].append(f"{obs.metric} {_change(judged)}")
+    for q in view.tests if view else ():  # a failed test may have measured nothing
+        by_subject.setdefault(
+            q.subject, {"subject": q.subject, "cells": {}, "metrics": [], "deltas": []}
+        )
     rows = []
     for subject in sorted(by_subject):
         row = by_subject[subject]
         status_of = gate_status.get(subject, "")
         row["status"] = status_of
+        quarantined = view.for_test(subject) if view else None
+        row["quarantine"] = quarantined.outcome if quarantined else ""
         row["changed"] = status_of in _FIRST or status_of == "new" or bool(row["deltas"])
+        row["changed"] = row["changed"] or quarantined is not None
         row["metrics"] = "; ".join(row["metrics"])
         row["deltas"] = "; ".join(row["deltas"])
         rows.append(row)
@@ -301,6 +312,7 @@ def report_context(
         "stages": [r.to_dict() for r in stages],
         "stage_counts": stage_counts(stages) if stages else "",
         "stage_graph": stage_graph(stages),
+        "quarantine": html_context(view),
     }
 
 
@@ -308,10 +320,17 @@ def report_context(
 # template's autoescape): formatting rows here rather than in a template loop saves
 # ~20 us a row, and a report lists every test.
 _ROW = (
-    '<tr data-c="%d" class="%s"><td>%s</td><td>%s</td><td class="n">%s</td>'
+    '<tr data-c="%d" class="%s"><td>%s%s</td><td>%s</td><td class="n">%s</td>'
     '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
     "<td>%s</td><td>%s</td></tr>\n"
 )
+
+
+def _badge(outcome: str) -> Markup:
+    """The quarantine badge of a subject row (``quarantined-pass``/``-fail``), or nothing."""
+    if not outcome:
+        return Markup("")
+    return Markup(' <span class="badge %s">%s</span>') % (outcome, outcome)
 
 
 def rows_html(rows: Sequence[Mapping[str, Any]]) -> Markup:
@@ -327,6 +346,7 @@ def rows_html(rows: Sequence[Mapping[str, Any]]) -> Markup:
                 1 if r["changed"] else 0,
                 status,
                 escape(r["subject"]),
+                _badge(r.get("quarantine", "")),
                 status,
                 escape(cell(wall, "")),
                 escape(cell(cpu, "")),

@@ -24,6 +24,7 @@ from pytest_rtgov.core.format import (
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stats import SampleSummary, summarize
 from pytest_rtgov.core.verdict import BREACHING, GateResult, Verdict
+from pytest_rtgov.report.quarantine import print_quarantine, quarantine_view
 from pytest_rtgov.report.stages import print_stages
 
 __all__ = [
@@ -154,7 +155,8 @@ def render_summary(
     ledger_line: str | None = None,
 ) -> str:
     """The end-of-session summary; ``compact`` (pytest -q) keeps only the record line
-    (and the ledger line, when given)."""
+    (and the ledger line, when given) and the quarantined results, which are never left
+    out (a quarantined failure must not look green)."""
     console, buffer = _console(markup, width)
     if not compact:
         console.rule("[bold]pytest-rtgov[/bold]" if markup else "pytest-rtgov")
@@ -168,6 +170,7 @@ def render_summary(
         soft_wrap=True,
     )
     print_stages(console, record, compact=compact)
+    print_quarantine(console, quarantine_view(record), markup=markup)  # even when compact
     if ledger_line:
         console.print(ledger_line, highlight=False, soft_wrap=True, markup=False)
     return buffer.getvalue()
@@ -187,6 +190,7 @@ def render_run(record: RunRecord, *, markup: bool, width: int = 120) -> str:
     for table in _tables(record, limit=len(record.tests) + len(record.fixtures) * 8 + 1):
         console.print(table)
     print_stages(console, record)
+    print_quarantine(console, quarantine_view(record), markup=markup)
     return buffer.getvalue()
 
 

@@ -8,6 +8,7 @@ from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.subjects import subject_id
 from pytest_rtgov.core.verdict import GateResult, Verdict
 from pytest_rtgov.report.export.common import ExportedMetric, describe_result, metrics_of
+from pytest_rtgov.report.quarantine import QuarantineView, quarantine_view
 
 __all__ = ["to_junit"]
 
@@ -22,6 +23,32 @@ def _junit_names(nodeid: str) -> tuple[str, str]:
     return ".".join(parts[:-1]), parts[-1]
 
 
+def _outcome_element(case: ET.Element, outcome: str, counts: dict[str, int]) -> None:
+    """A skipped or errored testcase's own element (failures are written by the caller)."""
+    if outcome == "skipped":
+        counts["skipped"] += 1
+        ET.SubElement(case, "skipped", message="skipped")
+    elif outcome == "error":
+        counts["errors"] += 1
+        ET.SubElement(case, "error", message="setup or teardown failed")
+
+
+def _quarantine_properties(
+    props: ET.Element, view: QuarantineView | None, subject: str
+) -> None:
+    """``rtgov.quarantine`` (the entry id) with ``.outcome``, ``.owner``, ``.issue``,
+    ``.expires`` and ``.state`` for a quarantined test; ``rtgov.quarantine[<gate>]...``
+    for each quarantined gate result of the subject."""
+    if view is None:
+        return
+    rows = [(r, "rtgov.quarantine") for r in view.tests if r.subject == subject]
+    rows += [(r, f"rtgov.quarantine[{r.gate}]") for r in view.gates if r.subject == subject]
+    for row, name in rows:
+        ET.SubElement(props, "property", name=name, value=row.entry)
+        for key in ("outcome", "owner", "issue", "expires", "state"):
+            ET.SubElement(props, "property", name=f"{name}.{key}", value=getattr(row, key))
+
+
 def to_junit(record: RunRecord) -> bytes:
     """JUnit XML: a testcase per test (and per gated fixture), time = median wall time.
 
@@ -29,14 +56,25 @@ def to_junit(record: RunRecord) -> bytes:
     values in the text); every metric's value, threshold and verdict are testcase
     properties named ``rtgov.<metric>``, ``rtgov.<metric>[<gate>].threshold`` and
     ``rtgov.<metric>[<gate>].verdict``.
+
+    A quarantined failure whose entry is valid (docs/quarantine.md) is written as Maven
+    Surefire writes a flaky one: a ``<flakyFailure message type>`` (``<flakyError>`` for
+    a setup or teardown error) with the failure text in its ``<stackTrace>``, and no
+    ``<failure>``, so the case does not count as failed; a failure whose entry is not
+    valid stays a ``<failure>`` naming the entry. Either way the case's properties
+    name the entry: ``rtgov.quarantine`` (its id), ``rtgov.quarantine.outcome``,
+    ``.owner``, ``.issue``, ``.expires`` and ``.state`` (``rtgov.quarantine[<gate>]...``
+    for a quarantined gate).
     """
     verdict = Verdict.of_record(record)
+    view = quarantine_view(record)
     rows: dict[str, list[ExportedMetric]] = {}
     for row in metrics_of(record, verdict):
         rows.setdefault(row.subject, []).append(row)
     breaches: dict[str, list[GateResult]] = {}
-    for result in verdict.breaches:
-        breaches.setdefault(result.subject, []).append(result)
+    for result in verdict.results:  # quarantined breaches too: they show as flaky
+        if result.breached:
+            breaches.setdefault(result.subject, []).append(result)
 
     cases: list[tuple[str, str, str, str]] = []  # subject, classname, name, outcome
     for test in record.tests:
@@ -87,17 +125,27 @@ def to_junit(record: RunRecord) -> bytes:
                         props, "property", name=f"{prefix}.threshold", value=f"{row.threshold!r}"
                     )
                 ET.SubElement(props, "property", name=f"{prefix}.verdict", value=row.verdict)
+        _quarantine_properties(props, view, subject)
         if not len(props):
             case.remove(props)
         counts["tests"] += 1
-        texts = [describe_result(b) for b in breaches.get(subject, ())]
-        if outcome == "skipped":
-            counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message="skipped")
-        elif outcome == "error":
-            counts["errors"] += 1
-            ET.SubElement(case, "error", message="setup or teardown failed")
-        elif outcome == "failed" or texts:
+        own = view.for_test(subject) if view else None
+        texts: list[str] = []
+        flaky: list[tuple[str, str, str, str]] = []  # element, message, type, text
+        for b in breaches.get(subject, ()):
+            gated = view.for_gate(b.gate, b.subject, b.metric) if view else None
+            text = describe_result(b) + (f"; {gated.describe()}" if gated else "")
+            if gated is not None and gated.excused:
+                flaky.append(("flakyFailure", "rtgov gate breached (quarantined)", "rtgov", text))
+            else:
+                texts.append(text)
+        if own is not None and own.excused and outcome in ("failed", "error"):
+            element = "flakyError" if outcome == "error" else "flakyFailure"
+            flaky.append((element, f"test {outcome} (quarantined)", outcome, own.describe()))
+            outcome = "passed"
+        elif own is not None and outcome == "failed":
+            texts.insert(0, own.describe())
+        if outcome == "failed" or (texts and outcome not in ("skipped", "error")):
             counts["failures"] += 1
             message = "test failed" if outcome == "failed" else texts[0]
             if outcome != "failed" and len(texts) > 1:
@@ -106,6 +154,12 @@ def to_junit(record: RunRecord) -> bytes:
                 case, "failure", message=message, type="failed" if outcome == "failed" else "rtgov"
             )
             failure.text = "\n".join(texts) or None
+        # Surefire's order: failure, flakyFailure, skipped, error, flakyError (a flakyError
+        # is an excused error: the case then has no skipped or error element)
+        for element, message, kind, text in sorted(flaky, key=lambda f: f[0] == "flakyError"):
+            flaky_element = ET.SubElement(case, element, message=message, type=kind)
+            ET.SubElement(flaky_element, "stackTrace").text = text
+        _outcome_element(case, outcome, counts)
     for key, count in counts.items():
         suite.set(key, str(count))
     suite.set("time", f"{total:.6f}")

@@ -8,6 +8,7 @@ from pytest_rtgov.core.format import format_change, format_value
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, UNGATED, Verdict
 from pytest_rtgov.report.export.common import _number, markdown_cell
+from pytest_rtgov.report.quarantine import quarantine_markdown, quarantine_view
 from pytest_rtgov.report.stages import stage_markdown
 
 __all__ = ["to_markdown"]
@@ -16,8 +17,10 @@ _MARKDOWN_ROWS: Final = 30
 
 
 def to_markdown(record: RunRecord) -> str:
-    """A short summary for people and CI step summaries: verdict, then what breached."""
+    """A short summary for people and CI step summaries: verdict, then what breached
+    (a quarantined breach says so), then the quarantined tests and gates."""
     verdict = Verdict.of_record(record)
+    view = quarantine_view(record)
     status = verdict.status
     icon = {"passed": "✅", UNGATED: "📝"}.get(status, "❌")
     lines = [
@@ -36,8 +39,9 @@ def to_markdown(record: RunRecord) -> str:
         ]
         for g in judged[:_MARKDOWN_ROWS]:
             metric = g.metric
+            quarantined = view.for_gate(g.gate, g.subject, metric) if view else None
             cells = [
-                f"**{g.status}**",
+                f"**{g.status}**" + (" (quarantined)" if quarantined else ""),
                 f"`{g.subject}`",
                 metric,
                 format_value(metric, g.current),
@@ -53,13 +57,19 @@ def to_markdown(record: RunRecord) -> str:
         counts = {state: verdict.count(state) for state in GATE_STATUSES}
         shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
         breached = sum(counts[state] for state in BREACHING)
-        lines += ["", f"{len(verdict.results)} gate checks, {breached} breached: {shown}."]
+        excused = sum(1 for row in view.gates if row.excused) if view else 0
+        excused_text = f" ({excused} quarantined, excused)" if excused else ""
+        lines += [
+            "",
+            f"{len(verdict.results)} gate checks, {breached} breached{excused_text}: {shown}.",
+        ]
     outcomes: dict[str, int] = {}
     for test in record.tests:
         outcomes[test.outcome] = outcomes.get(test.outcome, 0) + 1
     if outcomes:
         lines.append("Tests: " + ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) + ".")
     lines += stage_markdown(record, limit=_MARKDOWN_ROWS)
+    lines += quarantine_markdown(view, limit=_MARKDOWN_ROWS)
     if verdict.notes:
         lines += ["", *(f"> {markdown_cell(note)}" for note in verdict.notes[:3])]
     return "\n".join(lines) + "\n"

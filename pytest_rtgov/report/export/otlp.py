@@ -9,10 +9,35 @@ from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.report.export.common import _time_ns, metrics_of
 from pytest_rtgov.report.export.needs import require_format
+from pytest_rtgov.report.quarantine import QuarantinedRow, QuarantineView, quarantine_view
 
 __all__ = ["to_otlp"]
 
 _OTLP_UNITS: Final = {"s": "s", "bytes": "By", "calibration units": "1"}
+
+
+def _attributes(row: QuarantinedRow) -> list[tuple[str, str]]:
+    """A quarantined result's ``rtgov.quarantine.*`` attributes."""
+    return [
+        ("rtgov.quarantine.entry", row.entry),
+        ("rtgov.quarantine.outcome", row.outcome),
+        ("rtgov.quarantine.owner", row.owner),
+        ("rtgov.quarantine.issue", row.issue),
+        ("rtgov.quarantine.expires", row.expires),
+        ("rtgov.quarantine.state", row.state),
+        ("rtgov.quarantine.excused", "true" if row.excused else "false"),
+    ]
+
+
+def _quarantined(
+    view: QuarantineView | None, subject: str, gate: str, metric: str
+) -> list[tuple[str, str]]:
+    """The attributes of a data point of a quarantined test, or of a quarantined gate's
+    judgement (the gate's entry when both are)."""
+    if view is None:
+        return []
+    row = (view.for_gate(gate, subject, metric) if gate else None) or view.for_test(subject)
+    return _attributes(row) if row is not None else []
 
 
 def to_otlp(record: RunRecord) -> bytes:
@@ -24,6 +49,12 @@ def to_otlp(record: RunRecord) -> bytes:
     ``digest`` attribute), ``rtgov.run.exit_status`` and ``rtgov.run.gate_breaches``.
     Data points carry ``subject``, ``metric``, ``backend`` and, when judged, ``gate``,
     ``verdict`` and ``threshold``, at ``timeUnixNano`` = the run's end.
+
+    Quarantine (docs/quarantine.md): the data points of a quarantined test or gate
+    result carry ``rtgov.quarantine.entry``, ``.outcome``, ``.owner``, ``.issue``,
+    ``.expires``, ``.state`` and ``.excused``; and each quarantined result is a point
+    of ``rtgov.quarantine.result`` (1 when it failed), with those attributes, so a
+    failed test that measured nothing is there too.
     """
     require_format("otlp")
     from google.protobuf import json_format
@@ -43,6 +74,7 @@ def to_otlp(record: RunRecord) -> bytes:
     start = _time_ns(record.started_at, record, "started_at")
     end = _time_ns(record.ended_at, record, "ended_at")
     verdict = Verdict.of_record(record)
+    view = quarantine_view(record)
     request = ExportMetricsServiceRequest()
     resource_metrics = request.resource_metrics.add()
     resource = [
@@ -98,7 +130,21 @@ def to_otlp(record: RunRecord) -> bytes:
             point = point.data_points.add(as_double=row.value)
         else:
             continue  # a missing metric: its verdict is in the run's breach count
+        quarantined = _quarantined(view, row.subject, row.gate, row.metric)
+        attributes += [attribute(k, v) for k, v in quarantined]
         point.attributes.extend(attributes)
+        point.start_time_unix_nano, point.time_unix_nano = start, end
+    for q in view.rows if view else ():
+        point = gauge(
+            "rtgov.quarantine.result",
+            "1",
+            "A quarantined test or gate result: 1 when it failed (quarantined-fail), else 0",
+        ).data_points.add(as_int=int(q.failed))
+        point.attributes.extend(
+            [attribute("subject", q.subject), attribute("backend", record.backend)]
+            + [attribute(k, v) for k, v in (("gate", q.gate), ("metric", q.metric)) if v]
+            + [attribute(k, v) for k, v in _attributes(q)]
+        )
         point.start_time_unix_nano, point.time_unix_nano = start, end
     run = [attribute("rtgov.run_id", record.run_id)]
     for name, value, description in (

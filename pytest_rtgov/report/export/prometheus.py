@@ -2,21 +2,87 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Final
+import calendar
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date
+from typing import Any, Final
 
 from pytest_rtgov.core.metrics import BUILTIN_METRICS
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.verdict import GATE_STATUSES, Verdict
 from pytest_rtgov.report.export.common import metrics_of
 from pytest_rtgov.report.export.needs import require_format
+from pytest_rtgov.report.quarantine import QUARANTINED_FAIL, QUARANTINED_PASS, quarantine_view
 
 __all__ = ["to_prometheus"]
+
+OUTCOMES: Final = (QUARANTINED_PASS, QUARANTINED_FAIL)
 
 _PROMETHEUS_BUILTIN: Final = {
     m.name: f"rtgov_{m.name}_{'seconds' if m.is_time else 'bytes'}"
     for m in BUILTIN_METRICS.values()
 }
+
+
+def _quarantine_families(record: RunRecord, family: Callable[..., Any]) -> None:
+    """The run's quarantine section (docs/quarantine.md), when it has one: counts by
+    outcome, one sample per quarantined result and state, one info series per entry."""
+    view = quarantine_view(record)
+    if view is None:
+        return
+    backend = record.backend
+    for kind in ("test", "gate"):
+        counts = family(
+            f"rtgov_quarantined_{kind}s",
+            f"Quarantined {kind} results of the run, by outcome",
+            ["outcome", "backend"],
+        )
+        for outcome in OUTCOMES:
+            counts.add_metric([outcome, backend], view.count(kind, outcome))
+    family(
+        "rtgov_quarantine_excused_failures",
+        "Quarantined failures the exit status ignored (their entry was valid)",
+        ["backend"],
+    ).add_metric([backend], sum(1 for r in view.rows if r.excused))
+    results = family(
+        "rtgov_quarantined_result",
+        "A quarantined test or gate result: 1 for its current outcome, else 0",
+        ["subject", "gate", "metric", "entry", "outcome", "backend"],
+    )
+    for row in view.rows:
+        labels = [row.subject, row.gate, row.metric, row.entry]
+        for outcome in OUTCOMES:
+            results.add_metric([*labels, outcome, backend], 1.0 if outcome == row.outcome else 0.0)
+    info = family(
+        "rtgov_quarantine_entry_info",
+        "A quarantine entry: subject, owner, issue, expiry and state (valid, expired, ...)",
+        ["entry", "subject", "owner", "issue", "expires", "state", "backend"],
+    )
+    expiry = family(
+        "rtgov_quarantine_entry_expires_timestamp_seconds",
+        "A quarantine entry's expiry date (its start, UTC) as a Unix time",
+        ["entry", "subject", "backend"],
+    )
+    for entry in view.entries:
+        text = {k: str(entry.get(k) or "") for k in ("id", "subject", "expires", "state")}
+        info.add_metric(
+            [
+                text["id"],
+                text["subject"],
+                str(entry.get("owner") or ""),
+                str(entry.get("issue") or ""),
+                text["expires"],
+                text["state"],
+                backend,
+            ],
+            1,
+        )
+        try:
+            day = date.fromisoformat(text["expires"])
+        except ValueError:
+            continue  # an entry that did not parse: its state says why
+        stamp = calendar.timegm(day.timetuple())
+        expiry.add_metric([text["id"], text["subject"], backend], stamp)
 
 
 def to_prometheus(record: RunRecord) -> bytes:
@@ -36,6 +102,13 @@ def to_prometheus(record: RunRecord) -> bytes:
     than adding new ones. The run's id and commit, which change every run, are labels
     of the info metric only (Prometheus's convention for such facts, as ``*_build_info``);
     a query joins them on ``backend`` when it needs them.
+
+    Quarantine, when the project has a quarantine file (docs/quarantine.md):
+    ``rtgov_quarantined_tests{outcome=...}`` and ``rtgov_quarantined_gates{outcome=...}``
+    (``quarantined-pass``, ``quarantined-fail``), ``rtgov_quarantine_excused_failures``,
+    ``rtgov_quarantined_result{subject, gate, metric, entry, outcome}`` (1 for the
+    current outcome), ``rtgov_quarantine_entry_info{entry, subject, owner, issue,
+    expires, state} 1`` and ``rtgov_quarantine_entry_expires_timestamp_seconds``.
     """
     require_format("prometheus")
     from prometheus_client import CollectorRegistry, generate_latest
@@ -89,6 +162,7 @@ def to_prometheus(record: RunRecord) -> bytes:
         for state in GATE_STATUSES:
             verdicts.add_metric([*gated, state], 1.0 if state == row.verdict else 0.0)
 
+    _quarantine_families(record, family)
     run_labels = ["backend"]
     family("rtgov_run_exit_status", "pytest exit status of the run", run_labels).add_metric(
         [backend], verdict.exit_status
