@@ -248,8 +248,13 @@ def render_verdict(
     console, buffer = _console(markup, width)
     results = list(verdict.results)
     failing = BREACHING
+    counted = verdict.breaches  # a breach a valid quarantine entry excuses is not counted
     sections = [
-        ("rtgov gate breaches", [r for r in results if r.status in failing]),
+        ("rtgov gate breaches", [r for r in results if r.status in failing and r in counted]),
+        (
+            "rtgov quarantined gate breaches (excused by a valid entry: not failing)",
+            [r for r in results if r.status in failing and r not in counted],
+        ),
         (
             "rtgov unconfirmed (breached, then passed re-measurement: not failing)",
             [r for r in results if r.status == "unconfirmed"],
@@ -278,10 +283,11 @@ def render_verdict(
 def _verdict_line(verdict: Verdict, markup: bool, overridden: tuple[int, str] | None) -> str:
     results = verdict.results
     new = sum(1 for r in results if r.status == "new")
-    breaches = sum(1 for r in results if r.status in BREACHING)
+    breaches = len(verdict.breaches)  # those that count: not the quarantined ones
+    quarantined = sum(1 for r in results if r.status in BREACHING) - breaches
     unconfirmed = sum(1 for r in results if r.status == "unconfirmed")
     status = verdict.status
-    judged = f"{breaches} breached"
+    judged = f"{breaches} breached" + (f", {quarantined} quarantined" if quarantined else "")
     if verdict.baseline_action == "updated":  # an update: what it accepted, and not
         accepted = breaches if verdict.accepted is None else verdict.accepted
         judged = f"{breaches - accepted} breached, {accepted} accepted"

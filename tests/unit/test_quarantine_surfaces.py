@@ -272,3 +272,14 @@ def test_html_section_and_badges(record):
     assert 'title="owner ana@example.com' in html  # the breach row's badge
     plain = render_report(report_context(dataclasses.replace(record, quarantine={})))
     assert 'id="quarantine' not in plain and "badge quarantined" not in plain
+
+
+def test_the_verdict_lists_a_quarantined_breach_apart(record):
+    from pytest_rtgov.core.verdict import Verdict
+    from pytest_rtgov.report.terminal import render_verdict
+
+    text = render_verdict(Verdict.of_record(record), markup=False)
+    breaches, _, rest = text.partition("rtgov quarantined gate breaches")
+    assert "data" in breaches and "softmax budget" not in breaches
+    assert "BREACH softmax budget" in rest
+    assert "(5 checks, 1 breached, 1 quarantined, 0 unconfirmed, 1 new)" in text
