@@ -36,6 +36,8 @@ from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import GatesConfig
 from pytest_rtgov.core.ledger_records import run_leaves
+from pytest_rtgov.core.quarantine_record import excused_gates, excused_tests
+from pytest_rtgov.core.quarantine_record import session_problems as quarantine_problems
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stage_findings import session_problems
 from pytest_rtgov.core.subjects import BaselineView
@@ -67,6 +69,7 @@ VERDICT_FIELDS: Final = (
     "gates_evaluated",
     "baseline_action",
     "accepted",
+    "quarantined",
 )
 # A gate result's fields, the ones that decide first.
 GATE_FIELDS: Final = (
@@ -200,7 +203,8 @@ def machine_facts(record: RunRecord, recorded: Verdict) -> MachineFacts:
     decided from its machine, as the recorded verdict says them.
 
     The tests' status is pytest's where the verdict says ``failed-tests``; else 1 when
-    a test of the record failed (pytest's own rule), else 0: a verdict that hides a
+    a test of the record failed (pytest's own rule) that no valid quarantine entry
+    excuses (the record's ``quarantine`` section), else 0: a verdict that hides a
     failed test does not re-derive.
     """
     action = recorded.baseline_action
@@ -215,7 +219,10 @@ def machine_facts(record: RunRecord, recorded: Verdict) -> MachineFacts:
     if recorded.status == "failed-tests":
         tests = recorded.exit_status
     else:
-        tests = int(any(t.outcome in ("failed", "error") for t in record.tests))
+        excused = excused_tests(record.quarantine)
+        tests = int(
+            any(t.outcome in ("failed", "error") and t.nodeid not in excused for t in record.tests)
+        )
     refused_ab = any(
         note.startswith("not accepted:") and "A/B regression" in note for note in recorded.notes
     )
@@ -236,6 +243,7 @@ def rederive(
         tests_exit_status=facts.tests_exit_status,
         baseline=facts.baseline_state,
         notes=facts.notes,
+        quarantined=excused_gates(record.quarantine),
     )
     if facts.baseline_state == "update" and verdict.baseline_action == "updated":
         assert gates is not None
@@ -244,6 +252,7 @@ def rederive(
     status, _ = session_problems(record.fixtures, exit_status=verdict.exit_status)
     if facts.nondeterministic and status == 0:  # plugin/determinism.py: as a breach
         status = int(EXIT_GATE_BREACHED)
+    status, _ = quarantine_problems(record.quarantine, exit_status=status)
     if status != verdict.exit_status:
         verdict = replace(
             verdict,

@@ -332,6 +332,7 @@ class RunRecord:
     inputs: Mapping[str, str] = field(default_factory=dict)
     # --rtgov-schedule: plan digest, seed, policy, workers, observed sequences (schedule.md)
     schedule: Mapping[str, Any] = field(default_factory=dict)
+    quarantine: Mapping[str, Any] = field(default_factory=dict)  # core/quarantine_record.py
     schema: Annotated[str, one_of(SCHEMA)] = SCHEMA
     required_keys: ClassVar[tuple[str, ...]] = ("schema", "exit_status")
 
@@ -383,10 +384,9 @@ class RunRecord:
             "verdict": dict(self.verdict),
             "calibration": dict(self.calibration),
         }
-        if self.inputs:  # only when recorded: older records keep their bytes
-            data["inputs"] = dict(self.inputs)
-        if self.schedule:
-            data["schedule"] = dict(self.schedule)
+        for key in ("inputs", "schedule", "quarantine"):  # only when recorded: older
+            if value := getattr(self, key):  # records keep their bytes
+                data[key] = dict(value)
         return data
 
     @classmethod

@@ -25,11 +25,12 @@ the tests' exit status and what the baseline step will do.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY, ExitCode
+from pytest_rtgov.core.quarantine_record import excused_gates
 from pytest_rtgov.core.records import RunRecord, escape_json
 from pytest_rtgov.errors import RecordFormatError
 
@@ -194,10 +195,21 @@ class Verdict:
     # An update session (``updated``): how many breaches the update accepted
     # (core/acceptance.py); None otherwise, and the key is then absent from the record.
     accepted: int | None = None
+    # (gate, subject) pairs a valid quarantine entry excuses (core/quarantine_record.py):
+    # their breaches keep their status but are not counted; "quarantined" in the record.
+    quarantined: tuple[tuple[str, str], ...] = ()
 
     @property
     def breaches(self) -> list[GateResult]:
-        return [r for r in self.results if r.breached]
+        """The breaches that count: a quarantined one is excused."""
+        excused = self.quarantined
+        return [r for r in self.results if r.breached and (r.gate, r.subject) not in excused]
+
+    @property
+    def quarantined_breaches(self) -> list[GateResult]:
+        """The breaches a valid quarantine entry excuses (still measured and shown)."""
+        excused = self.quarantined
+        return [r for r in self.results if r.breached and (r.gate, r.subject) in excused]
 
     def count(self, status: str) -> int:
         """How many results have this gate status (``unconfirmed``, ``new``...)."""
@@ -213,6 +225,7 @@ class Verdict:
             "notes": list(self.notes),
             "baseline_action": self.baseline_action,
             **({"accepted": self.accepted} if self.accepted is not None else {}),
+            **({"quarantined": n} if (n := len(self.quarantined_breaches)) else {}),
         }
 
     def gate_results(self) -> tuple[dict[str, Any], ...]:
@@ -226,9 +239,11 @@ class Verdict:
         results: Iterable[Mapping[str, Any] | GateResult] = (),
         *,
         source: str = "run record",
+        quarantined: Iterable[tuple[str, str]] = (),
     ) -> Verdict:
         """The inverse of :meth:`to_dict` with :meth:`gate_results`; the counts in
-        ``data`` are derived from the results, never trusted."""
+        ``data`` are derived from the results, never trusted (``quarantined``: the
+        (gate, subject) pairs the record's quarantine section excuses)."""
         if not isinstance(data, Mapping):
             raise _fail(source, "$.verdict", f"an object (got {type(data).__name__})")
         status = _text(data, "status", source, "$.verdict")
@@ -248,7 +263,8 @@ class Verdict:
             else GateResult.from_dict(r, source=source, place=f"$.gate_results[{i}]")
             for i, r in enumerate(results)
         )
-        return cls(status, code, typed, tuple(notes), action, accepted)
+        excused = tuple(sorted(set(quarantined)))
+        return cls(status, code, typed, tuple(notes), action, accepted, excused)
 
     @classmethod
     def of_record(cls, record: RunRecord) -> Verdict:
@@ -261,7 +277,10 @@ class Verdict:
                 for i, r in enumerate(record.gate_results)
             )
             return cls(UNGATED, int(record.exit_status), results)
-        return cls.from_dict(record.verdict, record.gate_results, source=source)
+        excused = excused_gates(record.quarantine)
+        return cls.from_dict(
+            record.verdict, record.gate_results, source=source, quarantined=excused
+        )
 
     def with_notes(self, *notes: str) -> Verdict:
         return replace(self, notes=(*self.notes, *notes))
@@ -291,8 +310,10 @@ def decide(
     tests_exit_status: int,
     baseline: str = "present",
     notes: Sequence[str] = (),
+    quarantined: Collection[tuple[str, str]] = (),
 ) -> Verdict:
-    """The one decision, for a session (``plugin/gating.py``) and ``rtgov merge`` alike.
+    """The one decision, for a session (``plugin/gating.py``), ``rtgov merge`` and
+    ``rtgov audit`` alike.
 
     In order: a baseline that cannot be trusted is ``error`` (7), one that does not
     parse ``error`` (4); failed tests are ``failed-tests`` with pytest's status; a
@@ -302,6 +323,8 @@ def decide(
     required but absent is ``no-baseline`` (6); else ``passed`` (0). ``baseline`` is
     one of :data:`BASELINE_STATES`; the baseline action it implies is kept on the
     verdict only for a session that passes (``settle`` keeps ``updated`` on it).
+    ``quarantined``: (gate, subject) pairs a valid quarantine entry excuses; their
+    breaches are kept in the results but do not count (:attr:`Verdict.breaches`).
 
     >>> breach = GateResult("g", "t", "wall_time", "breach", "max 1 s")
     >>> decide([breach], tests_exit_status=0).exit_status
@@ -310,19 +333,23 @@ def decide(
     'passed'
     >>> decide([breach], tests_exit_status=1).status
     'failed-tests'
+    >>> decide([breach], tests_exit_status=0, quarantined=[("g", "t")]).status
+    'passed'
     """
     if baseline not in BASELINE_STATES:
         raise ValueError(f"baseline state {baseline!r}, expected one of {BASELINE_STATES}")
     typed = tuple(results)
     kept = tuple(notes)
+    excused = tuple(sorted(set(quarantined)))
     if baseline == "untrusted":
-        return Verdict("error", int(EXIT_INTEGRITY), typed, kept)
+        return Verdict("error", int(EXIT_INTEGRITY), typed, kept, quarantined=excused)
     if baseline == "unreadable":
-        return Verdict("error", EXIT_USAGE, typed, kept)
+        return Verdict("error", EXIT_USAGE, typed, kept, quarantined=excused)
     if tests_exit_status != 0:
-        return Verdict("failed-tests", int(tests_exit_status), typed, kept)
-    if baseline != "update" and any(r.breached for r in typed):
-        return Verdict("breached", int(EXIT_GATE_BREACHED), typed, kept)
+        return Verdict("failed-tests", int(tests_exit_status), typed, kept, quarantined=excused)
+    counted = Verdict("breached", int(EXIT_GATE_BREACHED), typed, kept, quarantined=excused)
+    if baseline != "update" and counted.breaches:
+        return counted
     if baseline == "absent":
-        return Verdict("no-baseline", int(EXIT_GATE_BREACHED), typed, kept)
-    return Verdict("passed", 0, typed, kept, _ACTIONS.get(baseline))
+        return replace(counted, status="no-baseline")
+    return Verdict("passed", 0, typed, kept, _ACTIONS.get(baseline), quarantined=excused)

@@ -1,0 +1,212 @@
+"""The run record's ``quarantine`` section, pure: what the entries matched, what they excuse.
+
+A session (``plugin/quarantine.py``) builds the section from the checked entries
+(:class:`~pytest_rtgov.core.quarantine.Quarantine`), the record's tests and the gate
+results; ``rtgov audit`` (``core/audit.py``) and :meth:`Verdict.of_record
+<pytest_rtgov.core.verdict.Verdict.of_record>` read it back. The section is the one
+source both read, so a session and its audit excuse the same failures::
+
+    {"file": "rtgov.quarantine.json", "digest": "sha256:<hex of the file's bytes>",
+     "signatures_required": bool,
+     "entries": [CheckedEntry.to_dict(), ...],                  # sorted by subject
+     "tests": [{"nodeid", "entry", "outcome", "owner", "issue", "expires"}],
+     "gates": [{"gate", "subject", "metric", "status", "entry", "outcome",
+                "owner", "issue", "expires"}]}
+
+Only an entry whose state is ``valid`` excuses a failure (:func:`excused_tests`,
+:func:`excused_gates`). :func:`session_problems` says what the entries that excuse
+nothing do to the session: an expired entry naming a test or gate of the session fails
+it (6, :data:`~pytest_rtgov.core.constants.EXIT_GATE_BREACHED`, naming owner and issue);
+where signatures are required an unsigned, untrusted or tampered entry fails it (7);
+elsewhere such an entry is a warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any, Final
+
+from pytest_rtgov.core.constants import ExitCode
+from pytest_rtgov.core.quarantine import (
+    QUARANTINE_FILE,
+    QUARANTINED_FAIL,
+    QUARANTINED_PASS,
+    CheckedEntry,
+    Quarantine,
+    QuarantineEntryError,
+    parse_day,
+)
+
+__all__ = [
+    "TODAY_VARIABLE",
+    "UNTRUSTED_STATES",
+    "build_section",
+    "excused_among",
+    "excused_gates",
+    "excused_tests",
+    "gate_outcome",
+    "session_problems",
+    "test_outcome",
+    "today_from",
+]
+
+# Tests only: the day entries are checked on (YYYY-MM-DD) instead of the machine's date.
+TODAY_VARIABLE: Final = "RTGOV_TODAY"
+UNTRUSTED_STATES: Final = ("unsigned", "untrusted", "tampered")
+_FAILED: Final = ("failed", "error")
+_BREACHING: Final = ("breach", "missing")  # core.verdict.BREACHING (verdict imports us)
+
+
+def today_from(environ: Mapping[str, str], default: date) -> date:
+    """``$RTGOV_TODAY`` when set (tests that need an entry to have expired), else
+    ``default``; a value that is not a date is a :class:`QuarantineEntryError` (exit 4)."""
+    value = environ.get(TODAY_VARIABLE, "").strip()
+    if not value:
+        return default
+    try:
+        return parse_day(value, f"${TODAY_VARIABLE}")
+    except QuarantineEntryError as exc:
+        raise QuarantineEntryError(str(exc), field=TODAY_VARIABLE) from None
+
+
+def test_outcome(outcome: str) -> str | None:
+    """A matched test's quarantine outcome: ``quarantined-fail`` when it failed (call,
+    setup or teardown error), ``quarantined-pass`` when it passed; None when it did not
+    run (skipped): nothing to excuse, not listed."""
+    if outcome in _FAILED:
+        return QUARANTINED_FAIL
+    return QUARANTINED_PASS if outcome == "passed" else None
+
+
+def gate_outcome(status: str) -> str:
+    """A matched gate result's quarantine outcome: a breach (``breach``, ``missing``)
+    is ``quarantined-fail``; any other status ``quarantined-pass``."""
+    return QUARANTINED_FAIL if status in _BREACHING else QUARANTINED_PASS
+
+
+def _who(checked: CheckedEntry) -> dict[str, str]:
+    entry = checked.entry
+    return {"entry": checked.id, "owner": entry.owner, "issue": entry.issue,
+            "expires": entry.expires}  # fmt: skip
+
+
+def build_section(
+    quarantine: Quarantine,
+    *,
+    digest: str,
+    tests: Iterable[tuple[str, str]],
+    results: Iterable[Mapping[str, Any]],
+    signatures_required: bool,
+) -> dict[str, Any]:
+    """The record's section: ``tests`` as (node id, outcome), ``results`` the gate
+    results as the record holds them (``GateResult.to_dict``)."""
+    matched_tests = []
+    for nodeid, outcome in tests:
+        checked = quarantine.for_test(nodeid)
+        said = test_outcome(outcome)
+        if checked is not None and said is not None:
+            matched_tests.append({"nodeid": nodeid, "outcome": said, **_who(checked)})
+    matched_gates = []
+    for result in results:
+        gate, subject = str(result.get("gate")), str(result.get("subject"))
+        checked = quarantine.for_gate(gate, subject)
+        if checked is None:
+            continue
+        status = str(result.get("status"))
+        matched_gates.append(
+            {"gate": gate, "subject": subject, "metric": str(result.get("metric")),
+             "status": status, "outcome": gate_outcome(status), **_who(checked)}
+        )  # fmt: skip
+    entries = sorted(quarantine.entries, key=lambda c: (c.entry.subject, c.id))
+    return {
+        "file": QUARANTINE_FILE,
+        "digest": digest,
+        "signatures_required": signatures_required,
+        "entries": [c.to_dict() for c in entries],
+        "tests": sorted(matched_tests, key=lambda t: t["nodeid"]),
+        "gates": sorted(matched_gates, key=lambda g: (g["gate"], g["subject"], g["metric"])),
+    }
+
+
+def excused_among(
+    quarantine: Quarantine, pairs: Iterable[tuple[str, str]]
+) -> frozenset[tuple[str, str]]:
+    """The (gate, subject) pairs among ``pairs`` whose breach a valid entry excuses:
+    what a session passes to :func:`~pytest_rtgov.core.verdict.decide`."""
+    excused = set()
+    for gate, subject in pairs:
+        checked = quarantine.for_gate(gate, subject)
+        if checked is not None and checked.active:
+            excused.add((gate, subject))
+    return frozenset(excused)
+
+
+def _states(section: Mapping[str, Any]) -> dict[str, str]:
+    return {str(e.get("id")): str(e.get("state")) for e in section.get("entries", ())}
+
+
+def excused_tests(section: Mapping[str, Any]) -> frozenset[str]:
+    """The node ids whose failure a valid entry excuses."""
+    states = _states(section)
+    return frozenset(
+        str(t.get("nodeid"))
+        for t in section.get("tests", ())
+        if states.get(str(t.get("entry"))) == "valid"
+    )
+
+
+def excused_gates(section: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    """The (gate, subject) pairs whose breach a valid entry excuses."""
+    states = _states(section)
+    return frozenset(
+        (str(g.get("gate")), str(g.get("subject")))
+        for g in section.get("gates", ())
+        if states.get(str(g.get("entry"))) == "valid"
+    )
+
+
+def _named(entry: Mapping[str, Any]) -> str:
+    return (
+        f"quarantine entry {entry.get('subject')} (owner {entry.get('owner')}, issue "
+        f"{entry.get('issue')}, id {str(entry.get('id'))[:19]})"
+    )
+
+
+def session_problems(section: Mapping[str, Any], *, exit_status: int) -> tuple[int, list[str]]:
+    """The exit status the entries that excuse nothing call for, and the lines that say
+    why. An expired entry naming a test or gate of this session makes a passing session
+    6; where signatures were required an unsigned, untrusted or tampered entry makes any
+    session 7; elsewhere they are warnings (they excuse nothing)."""
+    if not section:
+        return exit_status, []
+    status = exit_status
+    lines: list[str] = []
+    used = {str(m.get("entry")) for m in (*section.get("tests", ()), *section.get("gates", ()))}
+    required = bool(section.get("signatures_required"))
+    for entry in section.get("entries", ()):
+        state, name = entry.get("state"), _named(entry)
+        if state == "expired" and entry.get("id") in used:
+            lines.append(
+                f"{name} expired on {entry.get('expires')}: it excuses nothing and fails "
+                f"the session; renew it with a new reason (`rtgov quarantine renew "
+                f"{entry.get('subject')} --reason TEXT --expires YYYY-MM-DD`) or remove it"
+            )
+            if status == ExitCode.OK:
+                status = int(ExitCode.GATE_BREACHED)
+        elif state == "expired":
+            lines.append(f"warning: {name} expired on {entry.get('expires')} (no test or "
+                         "gate of this session uses it): renew or remove it")  # fmt: skip
+        elif state in UNTRUSTED_STATES and required:
+            lines.append(
+                f"{name} is {state} ({entry.get('detail')}): refused where signatures are "
+                "required (CI=true or --rtgov-require-signature); sign it again with a "
+                "keyring key (`rtgov quarantine renew`) or remove it"
+            )
+            status = int(ExitCode.INTEGRITY)
+        elif state in UNTRUSTED_STATES:
+            lines.append(
+                f"warning: {name} is {state} ({entry.get('detail')}): it excuses nothing "
+                "here, and fails a session where signatures are required (CI=true)"
+            )
+    return status, lines
