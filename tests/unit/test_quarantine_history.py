@@ -44,7 +44,8 @@ def _record(r: int, outcomes: dict[str, Any], gates: list[dict[str, Any]],
     )
 
 
-def _log(state: Path, record: RunRecord) -> None:
+def _log(state: Path, record: RunRecord, signer: Any = SIGNER,
+         origin: str = "test.example/propose") -> None:
     store = RunStore(state)
 
     def write(rec: RunRecord) -> tuple[Path, bytes]:
@@ -52,11 +53,12 @@ def _log(state: Path, record: RunRecord) -> None:
         return store.write(rec, encoded=encoded), encoded
 
     logged = write_and_log(Ledger(state / "ledger"), record, None, write,
-                           signer=lambda: SIGNER, origin="test.example/propose")
+                           signer=lambda: signer, origin=origin)
     assert logged.error is None
 
 
-def _history(state: Path, runs: int = 12) -> list[RunRecord]:
+def _history(state: Path, runs: int = 12, *, gates: bool = True, signer: Any = SIGNER,
+             origin: str = "test.example/propose") -> list[RunRecord]:
     records = []
     for r in range(runs):
         flaky = "failed" if r % 4 == 1 else ("rerun" if r % 4 == 3 else "passed")
@@ -64,9 +66,10 @@ def _history(state: Path, runs: int = 12) -> list[RunRecord]:
                     ODD: "failed" if r % 5 == 2 else "passed"}
         gate = {"gate": "step_time", "subject": STEADY, "metric": "wall_time", "rule": "ab",
                 "status": "unconfirmed" if r % 3 == 0 else "pass"}
-        records.append(_record(r, outcomes, [gate], numpy="2.5.0" if r % 5 == 2 else "2.4.6"))
+        numpy = "2.5.0" if r % 5 == 2 else "2.4.6"
+        records.append(_record(r, outcomes, [gate] if gates else [], numpy=numpy))
     for record in records:
-        _log(state, record)
+        _log(state, record, signer, origin)
     return records
 
 
