@@ -65,7 +65,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "tests passed but a gate breached, or no baseline where one is required; a stage's "
         "nondeterminism finding; `--rtgov-determinism-check`: a checkpoint differs between "
         "the two runs of its test; `--rtgov-schedule`: a worker did not run its planned "
-        "sequence (the first deviation is named)",
+        "sequence (the first deviation is named); an expired quarantine entry names a test or "
+        "gate of the session (its owner and issue are named)",
     ),
     ExitCode.INTEGRITY: (
         "a baseline or merged run written but not signed or logged in the ledger; "
@@ -76,8 +77,9 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "does not re-derive from the ledger, an input it kept is missing or corrupt, or "
         "(`--strict`) a gated run recorded no inputs",
         "the evidence cannot be trusted or kept: the ledger does not verify or cannot be "
-        "appended to, the baseline's seal fails, a recorded baseline is gone, or the run "
-        "record cannot be written",
+        "appended to, the baseline's seal fails, a recorded baseline is gone, the run "
+        "record cannot be written, or (signatures required) a quarantine entry is unsigned, "
+        "untrusted or tampered",
     ),
     ExitCode.INCOMPARABLE: (
         "`compare`: the two sides are not comparable; `replay`: the replaying environment's "
