@@ -164,6 +164,11 @@ def github_actions(
                 f"cannot append the rtgov summary to GITHUB_STEP_SUMMARY={summary}: {exc}"
             ) from exc
     stream = out if out is not None else sys.stdout
-    for line in annotations(record, locations):
+    lines = annotations(record, locations)
+    if lines:
+        # A workflow command counts only at the start of a line, and pytest's progress
+        # line (``test_x.py F.  [100%]``) may not have ended yet: end it first.
+        print(file=stream)
+    for line in lines:
         print(line, file=stream)
     stream.flush()

@@ -79,14 +79,18 @@ def with_quarantine(record: RunRecord, section: dict[str, Any]) -> RunRecord:
     return dataclasses.replace(record, quarantine=section)
 
 
-@pytest.fixture(scope="module")
-def record() -> RunRecord:
+def _fixture_record() -> RunRecord:
     judged = _judged(RunRecord.from_dict(json.loads(FIXTURE.read_text()), source=str(FIXTURE)))
     tests = tuple(
         dataclasses.replace(t, outcome="failed") if t.nodeid == SOFTMAX else t
         for t in judged.tests
     )
     return with_quarantine(dataclasses.replace(judged, tests=tests), SECTION)
+
+
+@pytest.fixture(scope="module")
+def record() -> RunRecord:
+    return _fixture_record()
 
 
 def test_the_view_reads_rows_states_and_problems(record):
