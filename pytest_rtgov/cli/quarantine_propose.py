@@ -36,11 +36,11 @@ def _options(args: argparse.Namespace) -> Options:
     from pytest_rtgov.core.quarantine_propose import DEFAULTS, Options
 
     window = getattr(args, "window", None)
-    window = DEFAULTS.window if window is None else window
+    window = DEFAULTS.window if window is None else int(window)
     clean = getattr(args, "clean_runs", None)
-    clean = DEFAULTS.clean_runs if clean is None else clean
+    clean = DEFAULTS.clean_runs if clean is None else int(clean)
     for name, value in (("--window", window), ("--clean-runs", clean)):
-        if not isinstance(value, int) or value < 1:
+        if value < 1:
             raise InvalidOptionError(f"{name} {value}: expected a whole number of runs, 1 or more")
     return Options(window=window, clean_runs=clean)
 
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     applied: list[str] = []
     if applying:
         applied = _apply(args, found, owner=str(owner), issue=str(issue), expires=expires)
-    if getattr(args, "json", False):
+    if getattr(args, "format", None) == "json" or getattr(args, "json", False):
         from pytest_rtgov.core.canonical import pretty_json
 
         document: dict[str, Any] = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,30 @@ def test_apply_writes_each_proposal_as_a_signed_entry_and_a_ledger_leaf(
     assert quarantine_propose.run(_args(tmp_path, "--json")) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["add"] == [] and FLAKY in {e["subject"] for e in document["excluded"]}
+
+
+@pytest.mark.parametrize(("clean_runs", "proposed"), [("22", True), ("23", False)])
+def test_a_quarantined_test_clean_in_enough_runs_is_proposed_for_removal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    clean_runs: str, proposed: bool,
+) -> None:
+    from pytest_rtgov.core.keys import generate_signer
+    from pytest_rtgov.core.quarantine import Entry
+    from pytest_rtgov.store.quarantine_file import write_entry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CI", raising=False)
+    _history(tmp_path / ".rtgov", runs=22, gates=False)
+    today = quarantine_propose.utc_today()
+    entry = Entry(STEADY, "ana", "slow network", "https://issues.example/7",
+                  today.isoformat(), (today + timedelta(days=7)).isoformat())
+    write_entry(tmp_path, entry, generate_signer("test.example/q"), trust=None, today=today)
+    assert quarantine_propose.run(_args(tmp_path, "--clean-runs", clean_runs)) == 0
+    out = capsys.readouterr().out
+    if proposed:
+        assert f"Proposed removal (1):\n  {STEADY} (entry sha256:" in out
+        assert "clean in the last 22 runs it ran in\n" in out
+        assert (f"    rtgov quarantine remove {STEADY} --reason 'clean in 22 consecutive runs "
+                "(rtgov quarantine propose)'\n") in out
+    else:
+        assert "Proposed removal (0):" in out
