@@ -170,7 +170,7 @@ class QuarantineView:
 
 def quarantine_view(record: RunRecord) -> QuarantineView | None:
     """The record's quarantine section, or None when the project had no quarantine file."""
-    section: Mapping[str, Any] | None = getattr(record, "quarantine", None)
+    section = record.quarantine
     if not section:
         return None
     entries = tuple(dict(e) for e in section.get("entries", ()))
