@@ -213,7 +213,7 @@ class Proposal:
 @dataclass(frozen=True, slots=True)
 class Exclusion:
     """A subject with bad runs that is not proposed: ``reason`` one of broken, new,
-    environment, quarantined, rare, too-few-runs; ``detail`` says why in words
+    environment, quarantined, fixed, rare, too-few-runs; ``detail`` says why in words
     (``field``: the fingerprint field of an environment exclusion)."""
 
     subject: str
@@ -282,6 +282,9 @@ def _judge(
             subject, "too-few-runs", f"observed in {est.runs} runs, fewer than {options.min_runs}",
             est,
         )
+    key, why = _environment_field(seen)
+    if key:
+        return Exclusion(subject, "environment", f"environment: {why}", est, key)
     states = [obs for _, obs in seen]
     trailing = next((i for i, s in enumerate(reversed(states)) if s != FAIL), len(states))
     start = len(states) - trailing
@@ -291,11 +294,9 @@ def _judge(
             else f"every run since {seen[start][0].run_id}; passed before"
         )
         return Exclusion(subject, "broken", f"broken: fails {where}", est)
-    key, why = _environment_field(seen)
-    if key:
-        return Exclusion(subject, "environment", f"environment: {why}", est, key)
-    if est.transitions < 2 and not est.retries:
-        return Exclusion(subject, "rare", "not intermittent: one change of state", est)
+    if est.transitions < 2 and not est.retries:  # failed, then passes every run since
+        since = next(run.run_id for run, obs in seen if obs == CLEAN)
+        return Exclusion(subject, "fixed", f"fixed: passes every run since {since}", est)
     if est.low < options.min_rate:
         return Exclusion(
             subject, "rare",

@@ -157,3 +157,36 @@ def test_a_quarantined_gate_without_subject_counts_every_subject() -> None:
     ]
     found = propose(history, _quarantined("gate:step_time"))
     assert [(p.subject, p.clean_runs) for p in found.removals] == [("gate:step_time", 20)]
+
+
+def _line(states: list[str], numpy: list[str] | None = None) -> list[RunFacts]:
+    return [
+        RunFacts(f"run-{r:03d}", "", {**BASE_ENV, "numpy": numpy[r] if numpy else "2.4.6"},
+                 {"t.py::x": s})
+        for r, s in enumerate(states)
+    ]
+
+
+def test_a_failure_that_began_with_an_upgrade_names_the_field_not_broken() -> None:
+    numpy = ["2.4.6"] * 20 + ["2.5.0"] * 10
+    found = propose(_line([CLEAN] * 20 + [FAIL] * 10, numpy))
+    (excluded,) = found.excluded
+    assert (excluded.reason, excluded.field) == ("environment", "numpy")
+    assert excluded.detail == (
+        "environment: fails only where numpy is '2.5.0'; passes where it is '2.4.6'"
+    )
+
+
+@pytest.mark.parametrize(("states", "reason"), [
+    ([FAIL] * 10 + [CLEAN] * 20, "fixed"),
+    ([CLEAN] * 14 + [FAIL] + [CLEAN] * 15, "rare"),  # one failure in 30: lower end 0.012
+    ([], "new"),  # the history below
+])
+def test_what_is_not_intermittent_enough(states: list[str], reason: str) -> None:
+    history = _line(states)
+    if reason == "new":  # a test first run in the newest runs
+        history = [RunFacts(f"old-{r}", "", BASE_ENV, {"t.py::y": CLEAN}) for r in range(10)]
+        history += [RunFacts("run-a", "", BASE_ENV, {"t.py::x": FAIL}),
+                    RunFacts("run-b", "", BASE_ENV, {"t.py::x": CLEAN})]
+    (excluded,) = propose(history).excluded
+    assert excluded.reason == reason
