@@ -151,6 +151,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from pytest_rtgov.cli.stages import store_url
+    from pytest_rtgov.core.quarantine import QUARANTINE_FILE
     from pytest_rtgov.store.verify import verify_all
 
     trust = _trust(args)
@@ -163,6 +164,7 @@ def _verify(args: argparse.Namespace) -> int:
         since=args.since,
         baseline_dir=paths(args).baseline_dir_if_gated(),
         stage_store=store_url(args),
+        quarantine_file=paths(args).project[0] / QUARANTINE_FILE,
     )
     for warning in report.warnings:
         print(f"rtgov verify: warning: {warning}", file=sys.stderr)

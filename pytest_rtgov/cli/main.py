@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     from pytest_rtgov.cli import init as cli_init
     from pytest_rtgov.cli import ledger as cli_ledger
     from pytest_rtgov.cli import merge as cli_merge
+    from pytest_rtgov.cli import quarantine as cli_quarantine
     from pytest_rtgov.cli import races as cli_races
     from pytest_rtgov.cli import replay as cli_replay
     from pytest_rtgov.cli import runs as cli_runs
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_audit.add_parsers(sub)
     cli_replay.add_parsers(sub)
     cli_races.add_parsers(sub)
+    cli_quarantine.add_parsers(sub)
     return parser
 
 
@@ -207,6 +209,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pytest_rtgov.cli import replay as cli_replay
 
         return cli_replay.run(args)
+    if args.command == "quarantine":
+        from pytest_rtgov.cli import quarantine as cli_quarantine
+
+        return cli_quarantine.run(args)
     from pytest_rtgov.cli import baseline, compare, export, gc, graph, init, ledger, runs, stages
 
     store = RunStore(args.dir)

@@ -33,6 +33,7 @@ def verify_all(
     since: Path | None = None,
     baseline_dir: Path | None = None,
     stage_store: str | None = None,
+    quarantine_file: Path | None = None,
 ) -> VerifyReport:
     if not state_dir.exists():
         raise VerifyFailure(
@@ -87,6 +88,12 @@ def verify_all(
     )
     if stage_store_in_use(state_dir, stage_store):  # the stage cache (stages.py)
         verify_stage_store(state_dir, stage_store, trust, report)
+    if quarantine_file is not None:  # rtgov.quarantine.json (quarantine.py)
+        from datetime import datetime, timezone
+
+        from pytest_rtgov.store.verify.quarantine import verify_quarantine
+
+        verify_quarantine(quarantine_file, trust, report, today=datetime.now(timezone.utc).date())
     # Temporaries of interrupted atomic writes: reported (the next writer in that folder
     # removes them), never part of what is verified.
     from pytest_rtgov.store.files import stale_temporaries
