@@ -287,3 +287,10 @@ def test_the_verdict_lists_a_quarantined_breach_apart(record):
     assert "data" in breaches and "softmax budget" not in breaches
     assert "BREACH softmax budget" in rest
     assert "(5 checks, 1 breached, 1 quarantined, 0 unconfirmed, 1 new)" in text
+
+
+def test_json_export_carries_the_section(record):
+    data = json.loads(export(record, "json"))
+    assert data["quarantine"] == SECTION
+    plain = dataclasses.replace(record, quarantine={})
+    assert "quarantine" not in json.loads(export(plain, "json"))

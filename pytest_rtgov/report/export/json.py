@@ -1,4 +1,5 @@
-"""The JSON export: canonical JSON of the run id, its verdict and the flat rows. Pure."""
+"""The JSON export: canonical JSON of the run id, its verdict, the flat rows and the
+quarantine section. Pure."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ __all__ = ["to_json"]
 
 
 def to_json(record: RunRecord) -> bytes:
-    """Canonical JSON: the run id, its verdict and the flat list of rows."""
+    """Canonical JSON: the run id, its verdict and the flat list of rows; the record's
+    ``quarantine`` section too when the project has a quarantine file."""
     verdict = Verdict.of_record(record)
     rows = [row.to_dict() for row in metrics_of(record, verdict)]
     doc = {
@@ -24,4 +26,6 @@ def to_json(record: RunRecord) -> bytes:
         "verdict": verdict.to_dict(),
         "metrics": rows,
     }
+    if record.quarantine:  # the record's section as it is (docs/quarantine.md), when any
+        doc["quarantine"] = dict(record.quarantine)
     return canonical_json(doc) + b"\n"
