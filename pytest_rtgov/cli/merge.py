@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rtgov.core.gates_config import GatesConfig
+from pytest_rtgov.core.quarantine_record import excused_among, quarantine_of
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.shard import merge_records
 from pytest_rtgov.core.verdict import Verdict, decide
@@ -221,6 +222,7 @@ def _merged(
         verdict = gate_record(
             record, gates, baseline_dir, trust=trust, require_baseline=require_baseline
         )
+        record, verdict = _quarantine_judged(record, verdict)
         record = verdict.stamp(dataclasses.replace(record, mode="gate"))
     return _Merged(store, record, verdict, tuple(r.run_id for r in records))
 
@@ -294,7 +296,32 @@ def gate_record(
                 "rtgov merge does not create baselines: "
                 f"`rtgov baseline refresh --from {record.run_id}` takes this run as one"
             )
-    return decide(results, tests_exit_status=record.exit_status, baseline=state, notes=notes)
+    pairs = ((r.gate, r.subject) for r in results)
+    excused = excused_among(quarantine_of(record.quarantine), pairs)
+    return decide(
+        results, tests_exit_status=record.exit_status, baseline=state, notes=notes,
+        quarantined=excused,
+    )  # fmt: skip
+
+
+def _quarantine_judged(record: RunRecord, verdict: Verdict) -> tuple[RunRecord, Verdict]:
+    """The merged record's quarantine section with its gates, and the verdict its
+    expired or untrusted entries call for, as a session's end decides them."""
+    from pytest_rtgov.core.constants import EXIT_INTEGRITY
+    from pytest_rtgov.core.quarantine_record import session_problems, with_gates
+
+    if not record.quarantine:
+        return record, verdict
+    section = with_gates(record.quarantine, verdict.gate_results())
+    status, lines = session_problems(section, exit_status=verdict.exit_status)
+    if status != verdict.exit_status:
+        verdict = dataclasses.replace(
+            verdict,
+            status="error" if status == EXIT_INTEGRITY else "breached",
+            exit_status=status,
+            notes=(*verdict.notes, *lines),
+        )
+    return dataclasses.replace(record, quarantine=section), verdict
 
 
 def render_merge(outcome: MergeOutcome, *, markup: bool, width: int = 100) -> str:

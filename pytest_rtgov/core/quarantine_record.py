@@ -33,6 +33,7 @@ from pytest_rtgov.core.quarantine import (
     QUARANTINED_FAIL,
     QUARANTINED_PASS,
     CheckedEntry,
+    Entry,
     Quarantine,
     QuarantineEntryError,
     parse_day,
@@ -46,9 +47,12 @@ __all__ = [
     "excused_gates",
     "excused_tests",
     "gate_outcome",
+    "merge_sections",
+    "quarantine_of",
     "session_problems",
     "test_outcome",
     "today_from",
+    "with_gates",
 ]
 
 # Tests only: the day entries are checked on (YYYY-MM-DD) instead of the machine's date.
@@ -140,6 +144,58 @@ def excused_among(
         if checked is not None and checked.active:
             excused.add((gate, subject))
     return frozenset(excused)
+
+
+def quarantine_of(section: Mapping[str, Any]) -> Quarantine:
+    """The checked entries a record's section holds, as the session checked them: what
+    ``rtgov merge`` judges the merged run's gates with."""
+    checked = []
+    for e in section.get("entries", ()):
+        entry = Entry(
+            subject=str(e.get("subject")), owner=str(e.get("owner")),
+            reason=str(e.get("reason")), issue=str(e.get("issue")),
+            created=str(e.get("created")), expires=str(e.get("expires")),
+            evidence=tuple(e.get("evidence", ())),
+        )  # fmt: skip
+        keyid = e.get("keyid")
+        state, detail = str(e.get("state")), str(e.get("detail", ""))
+        checked.append(CheckedEntry(entry, str(e.get("id")), state, keyid, detail))
+    return Quarantine(tuple(checked))
+
+
+def merge_sections(sections: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One section out of the shards' sections (``rtgov merge``): every entry once (an
+    entry one shard found not valid stays so), the tests of all shards; no gates (the
+    merged run is gated after); ``{}`` when no shard read a quarantine file."""
+    present = [s for s in sections if s]
+    if not present:
+        return {}
+    entries: dict[str, dict[str, Any]] = {}
+    for section in present:
+        for e in section.get("entries", ()):
+            kept = entries.get(str(e.get("id")))
+            if kept is None or kept.get("state") == "valid":
+                entries[str(e.get("id"))] = dict(e)
+    tests = [dict(t) for s in present for t in s.get("tests", ())]
+    return {
+        "file": QUARANTINE_FILE,
+        "digest": str(present[0].get("digest")),
+        "signatures_required": any(bool(s.get("signatures_required")) for s in present),
+        "entries": sorted(entries.values(), key=lambda e: (str(e.get("subject")), e.get("id"))),
+        "tests": sorted(tests, key=lambda t: str(t.get("nodeid"))),
+        "gates": [],
+    }
+
+
+def with_gates(section: Mapping[str, Any], results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """``section`` with its ``gates`` made for ``results`` (a merged run's gate results)."""
+    if not section:
+        return {}
+    built = build_section(
+        quarantine_of(section), digest="", tests=(), results=results,
+        signatures_required=bool(section.get("signatures_required")),
+    )  # fmt: skip
+    return {**section, "gates": built["gates"]}
 
 
 def _states(section: Mapping[str, Any]) -> dict[str, str]:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from pytest_rtgov.core.fingerprint import describe_difference, fingerprint
+from pytest_rtgov.core.quarantine_record import merge_sections
 from pytest_rtgov.core.records import (
     FixtureEntry,
     FixtureSetup,
@@ -139,7 +140,8 @@ def merge_records(records: Sequence[RunRecord], *, run_id: str) -> RunRecord:
     run twice, shards of different splits or an incomplete set of shards, different
     environment fingerprints, code, backend or memory mode, different calibration
     kernels, one test in two shards, or shards that did not follow one schedule
-    (``--rtgov-schedule``). Gate results and verdict are left empty.
+    (``--rtgov-schedule``). Gate results and verdict are left empty; the quarantine
+    sections are merged (``core.quarantine_record.merge_sections``).
     """
     ordered = _in_shard_order(records)
     first = ordered[0]
@@ -186,6 +188,7 @@ def merge_records(records: Sequence[RunRecord], *, run_id: str) -> RunRecord:
         calibration={"kernel": kernel, "workers": dict(sorted(calibration.items()))}
         if calibration
         else {},
+        quarantine=merge_sections(r.quarantine for r in ordered),
     )
 
 

@@ -30,6 +30,8 @@ from pytest_rtgov.core.records import RunRecord, escape_text
 from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.logs import log_event
+from pytest_rtgov.plugin.quarantine import attach_section as attach_quarantine
+from pytest_rtgov.plugin.quarantine import excuse_failures
 from pytest_rtgov.plugin.samples import Collector
 from pytest_rtgov.plugin.schedule import attach as attach_schedule
 from pytest_rtgov.plugin.settings import OUTCOME_KEY, Settings
@@ -80,11 +82,13 @@ def finish_session(
         for message in sorted(collector.usage_errors):
             sys.stderr.write(f"ERROR: {message}\n")
         exitstatus = int(pytest.ExitCode.USAGE_ERROR)
+    exitstatus = excuse_failures(config, exitstatus)  # failures valid quarantine entries excuse
     outcome = SessionOutcome(exit_status=exitstatus)
     outcome.record = collector.build_record(exitstatus)
     outcome.record = attach_schedule(config, outcome.record, settings.state_dir)
     _gate_step(outcome, settings)
     _baseline_step(outcome, settings)
+    attach_quarantine(config, outcome)  # the record's quarantine section (plugin/quarantine.py)
     _decide_step(outcome)
     _stage_step(outcome, config)
     _record_and_ledger_steps(outcome, settings, config)
@@ -138,6 +142,7 @@ def _stage_step(outcome: SessionOutcome, config: pytest.Config) -> None:
     so do the determinism check's findings (plugin/determinism.py)."""
     import dataclasses
 
+    from pytest_rtgov.core.quarantine_record import session_problems as quarantine_problems
     from pytest_rtgov.core.stage_findings import session_problems
     from pytest_rtgov.plugin.determinism import session_problems as determinism_problems
     from pytest_rtgov.plugin.schedule import problems as schedule_problems
@@ -147,6 +152,8 @@ def _stage_step(outcome: SessionOutcome, config: pytest.Config) -> None:
     status, lines = session_problems(record.fixtures, exit_status=outcome.exit_status)
     status, lines = determinism_problems(config, status, lines)
     status, lines = schedule_problems(config, status, lines)
+    status, more = quarantine_problems(record.quarantine, exit_status=status)  # expired, unsigned
+    lines += more
     for line in lines:
         _say(line)
     if status == outcome.exit_status:

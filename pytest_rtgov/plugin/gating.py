@@ -83,6 +83,9 @@ class Gatekeeper:
         # (kept in the object store for `rtgov audit`; store/audit.py): the record's inputs.
         self.gates_bytes: bytes | None = None
         self.inputs: dict[str, str] = {}
+        # The checked quarantine entries (core.quarantine.Quarantine), set by
+        # plugin/quarantine.py: a valid gate entry's breach does not count in the verdict.
+        self.quarantine: Any = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Gatekeeper:
@@ -296,7 +299,12 @@ class Gatekeeper:
         if view.fingerprint_note and state == "present":
             if not self.store.has_fingerprint(record.environment):
                 notes.append(view.fingerprint_note)
-        verdict = decide(results, tests_exit_status=exitstatus, baseline=state, notes=notes)
+        from pytest_rtgov.plugin.quarantine import excused_gates_of
+
+        verdict = decide(
+            results, tests_exit_status=exitstatus, baseline=state, notes=notes,
+            quarantined=excused_gates_of(self.quarantine, results),
+        )  # fmt: skip
         log_event(
             "gate.verdict",
             status=verdict.status,

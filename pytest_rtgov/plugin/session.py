@@ -19,6 +19,9 @@ and on the controller (the only process without xdist):
 ``rtgov-controller``   ``transport.ControllerTransport``   workerinput out, workeroutput in
 ``rtgov-finish``       ``plugin.finish.Finisher``          the session end's pipeline
 ``rtgov-summary``      ``plugin.summary.Summary``          the terminal summary
+``rtgov-quarantine``   ``plugin.quarantine.SessionQuarantine``  the quarantine file's entries,
+                                                   failures they do not excuse (only with
+                                                   a ``rtgov.quarantine.json``)
 =====================  ==================================  =================================
 
 Shared state: ``config.stash[SETTINGS_KEY]`` (``plugin.settings``), ``[CAPTURE_KEY]``,
@@ -42,6 +45,7 @@ _NAMES = (
     "rtgov-controller",
     "rtgov-finish",
     "rtgov-summary",
+    "rtgov-quarantine",
 )
 
 
@@ -79,6 +83,9 @@ def register(config: pytest.Config) -> None:
     manager.register(ControllerTransport(settings, collector), "rtgov-controller")
     manager.register(Finisher(config, settings, collector), "rtgov-finish")
     manager.register(Summary(config, settings), "rtgov-summary")
+    from pytest_rtgov.plugin.quarantine import register as register_quarantine
+
+    register_quarantine(config, settings)  # rtgov.quarantine.json, before any test runs
     log_event(
         "session.start",
         run_id=settings.run_id,

@@ -1,0 +1,142 @@
+"""The session's quarantine (``rtgov-quarantine``): the file read at the start, the
+failures its valid entries excuse at the end.
+
+On the controller only (under xdist the workers never read the file; every report
+reaches the controller). :func:`register` reads ``rtgov.quarantine.json`` at the project
+root before any test runs, checked against the session's trust on today's date
+(``$RTGOV_TODAY`` for tests); a malformed file is a usage error (exit 4). Quarantined
+tests still run and are measured; :class:`SessionQuarantine` notes each failing report
+that no valid entry excuses. At the session end (``plugin/finish.py``):
+
+- :func:`excuse_failures`: pytest's "tests failed" (1) becomes 0 when a valid entry
+  excused every failure, as pytest-rerunfailures and flaky do their accounting in
+  ``pytest_sessionfinish``; a collection error is never excused;
+- the gatekeeper passes the (gate, subject) pairs of valid gate entries to
+  :func:`~pytest_rtgov.core.verdict.decide` (their results keep their status);
+- :func:`attach_section`: the record's ``quarantine`` section
+  (``core/quarantine_record.py``), whose expired and untrusted entries the stage step
+  then turns into exit statuses (``session_problems``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_rtgov.core.quarantine_record import build_section, excused_among, today_from
+
+if TYPE_CHECKING:
+    from pytest_rtgov.core.quarantine import Quarantine
+    from pytest_rtgov.plugin.finish import SessionOutcome
+    from pytest_rtgov.plugin.settings import Settings
+
+__all__ = [
+    "QUARANTINE_KEY",
+    "SessionQuarantine",
+    "attach_section",
+    "excuse_failures",
+    "excused_gates_of",
+    "register",
+]
+
+_COLLECTION = "<collection>"
+
+
+@dataclass
+class SessionQuarantine:
+    """The checked entries of this session, and the failures none of them excuses."""
+
+    quarantine: Quarantine
+    digest: str
+    signatures_required: bool
+    unexcused: set[str] = field(default_factory=set)  # node ids of failing reports
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not report.failed or hasattr(report, "wasxfail"):
+            return
+        checked = self.quarantine.for_test(report.nodeid)
+        if checked is None or not checked.active:
+            self.unexcused.add(report.nodeid)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.unexcused.add(report.nodeid or _COLLECTION)
+
+    def exit_status(self, exitstatus: int) -> int:
+        """0 where pytest failed only tests a valid entry quarantines; else unchanged."""
+        if exitstatus == pytest.ExitCode.TESTS_FAILED and not self.unexcused:
+            return int(pytest.ExitCode.OK)
+        return exitstatus
+
+
+QUARANTINE_KEY = pytest.StashKey[SessionQuarantine]()
+
+
+def register(config: pytest.Config, settings: Settings) -> None:
+    """Read and check the quarantine file (the controller, before any test runs); no
+    file: nothing registered, the record has no ``quarantine`` section."""
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.logs import log_event
+    from pytest_rtgov.store.quarantine_file import (
+        check_file,
+        quarantine_path,
+        read_quarantine_file,
+    )
+
+    try:
+        today = today_from(os.environ, date.today())
+        file = read_quarantine_file(quarantine_path(settings.rootdir), today=today)
+        if file.digest is None:
+            return
+        trust = settings.trust
+        checked = check_file(file, trust, today=today)
+    except RtgovError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    session = SessionQuarantine(checked, file.digest, bool(trust.required))
+    config.stash[QUARANTINE_KEY] = session
+    config.pluginmanager.register(session, "rtgov-quarantine")
+    if settings.gatekeeper is not None:
+        settings.gatekeeper.quarantine = checked
+    log_event(
+        "quarantine.loaded",
+        path=str(file.path),
+        digest=file.digest,
+        entries=len(checked.entries),
+        problems=len(checked.problems()),
+        today=today.isoformat(),
+    )
+
+
+def excuse_failures(config: pytest.Config, exitstatus: int) -> int:
+    """pytest's exit status once valid entries excused the failures they quarantine."""
+    session = config.stash.get(QUARANTINE_KEY, None)
+    return exitstatus if session is None else session.exit_status(exitstatus)
+
+
+def excused_gates_of(quarantine: Quarantine | None, results: Any) -> frozenset[tuple[str, str]]:
+    """The (gate, subject) pairs of ``results`` (GateResults) a valid entry excuses."""
+    if quarantine is None:
+        return frozenset()
+    return excused_among(quarantine, ((r.gate, r.subject) for r in results))
+
+
+def attach_section(config: pytest.Config, outcome: SessionOutcome) -> None:
+    """The record's ``quarantine`` section: every entry, each matched test with its
+    outcome, each matched gate result with its status (after the gate step)."""
+    session = config.stash.get(QUARANTINE_KEY, None)
+    if session is None or outcome.record is None:
+        return
+    record = outcome.record
+    verdict = outcome.verdict
+    section = build_section(
+        session.quarantine,
+        digest=session.digest,
+        tests=((t.nodeid, t.outcome) for t in record.tests),
+        results=verdict.gate_results() if verdict is not None else (),
+        signatures_required=session.signatures_required,
+    )
+    outcome.record = replace(record, quarantine=section)
