@@ -99,10 +99,13 @@ def _evidence(est: Estimate) -> str:
 
 
 def _lines(found: Proposals, history_skipped: tuple[str, ...], owner: str, issue: str,
-           expires: str) -> list[str]:
+           expires: str, state_dir: Path) -> list[str]:
     runs = found.runs
     span = f" ({runs[0]} .. {runs[-1]})" if runs else ""
     lines = [f"rtgov quarantine propose: {len(runs)} runs{span}"]
+    if not runs:
+        lines.append(f"  no run record the ledger covers in {state_dir}: run `pytest --rtgov` "
+                     "(or --rtgov-gate) first; proposals need at least 5 runs")
     lines += [f"  skipped {why}" for why in history_skipped]
     lines.append(f"Proposed quarantine ({len(found.adds)}):")
     for p in found.adds:
@@ -182,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(pretty_json(document))
         return 0
-    print("\n".join(_lines(found, history.skipped, owner or OWNER, issue or ISSUE, expires)))
+    print("\n".join(_lines(found, history.skipped, owner or OWNER, issue or ISSUE, expires,
+                           where.state_dir)))
     for line in applied:
         print(f"applied: {line}")
     return 0

@@ -135,3 +135,13 @@ def test_a_quarantined_test_clean_in_enough_runs_is_proposed_for_removal(
                 "(rtgov quarantine propose)'\n") in out
     else:
         assert "Proposed removal (0):" in out
+
+
+def test_no_history_says_what_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert quarantine_propose.run(_args(tmp_path)) == 0
+    assert capsys.readouterr().out.startswith(
+        "rtgov quarantine propose: 0 runs\n  no run record the ledger covers in "
+    )
