@@ -70,7 +70,7 @@ def add_parsers(sub: Any) -> None:
     show.add_argument("subject")
     for parser in (listing, show):
         add_keyring(parser)
-        add_format(parser, ("text", "json"), "text", "text or JSON (default: text)", old_json=True)
+        _add_format(parser, "text or JSON (default: text)")
     propose = qsub.add_parser("propose", help="propose entries from the ledger's history")
     propose.add_argument("--window", type=int, default=30, help="runs to look back (30)")
     propose.add_argument(
@@ -81,10 +81,18 @@ def add_parsers(sub: Any) -> None:
     propose.add_argument("--owner", default=None, help="owner of applied entries")
     propose.add_argument("--issue", default=None, help="issue of applied entries")
     propose.add_argument("--expires", default=None, metavar="YYYY-MM-DD")
-    add_format(propose, ("text", "json"), "text", "the proposals as text or JSON", old_json=True)
+    _add_format(propose, "the proposals as text or JSON (default: text)")
     add_gates(propose)
     add_keyring(propose)
     add_signing_key(propose, "applied entries")
+
+
+def _add_format(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--format text|json``, and ``--json`` as a quiet short form of ``--format json``."""
+    add_format(parser, ("text", "json"), "text", help)
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help=argparse.SUPPRESS
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "no entry of that stage; `stages recheck`: the stage was never run, or has no valid "
         "entry to compare with; `replay --test/--stage`: the run recorded no such test or "
         "stage; `replay --schedule`: the run recorded no schedule; `ledger push`: no signed "
-        "ledger here",
+        "ledger here; `quarantine show|renew|remove`: no entry of that subject",
         "internal error (pytest)",
     ),
     ExitCode.BAD_INPUT: (
@@ -41,7 +41,12 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "`[[replay]]` rule that selects no recorded checkpoint or has a negative bound, a "
         "replay session that wrote no record or ran past `--timeout`; `races`: a session that "
         "wrote no record or ran past `--timeout`; `ledger push`, `pull`: "
-        "the shared storage cannot be read or written (no bucket, no credentials)",
+        "the shared storage cannot be read or written (no bucket, no credentials); "
+        "`quarantine add|renew|remove`: a missing, too long or malformed field, an expiry "
+        "not after today or beyond `[quarantine] max_days`, a test that does not collect, a "
+        "gate `gates.toml` does not name, a subject already quarantined, a renewal with the "
+        "same reason; a malformed `rtgov.quarantine.json` (any `quarantine` command, "
+        "`verify`)",
         "usage error: a bad option, marker, gates file, keyring or state directory, an "
         "option whose extra is not installed, or a schedule that cannot be planned (more "
         "workers than tests) (pytest)",
@@ -52,7 +57,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "does not have, or a recorded commit missing from the repository; `ledger push`: "
         "another push landed first, or the shared ledger has leaves this one lacks (pull, "
         "`--rebase` when both have their own, then push again); `ledger pull`: leaves here no "
-        "checkpoint signs (`ledger recover` first)",
+        "checkpoint signs (`ledger recover` first); `quarantine renew`: an entry that is "
+        "unsigned, untrusted or tampered (remove it and add it anew)",
         "no tests collected (pytest)",
     ),
     ExitCode.GATE_BREACHED: (
@@ -69,7 +75,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "gate of the session (its owner and issue are named)",
     ),
     ExitCode.INTEGRITY: (
-        "a baseline or merged run written but not signed or logged in the ledger; "
+        "a baseline, merged run or quarantine entry written but not signed or logged in the "
+        "ledger; "
         "`ledger recover`, `ledger pull` (`push` to a directory): another writer held the "
         "lock past the timeout; `gc`: "
         "its prune leaf could not be logged (nothing deleted); `stages recheck`: the entry "
@@ -126,7 +133,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ),
     ExitCode.SEAL: (
         "a baseline, artifact or stage cache entry does not match its seal, or a stage "
-        "entry's key or chain does not check (`verify`)",
+        "entry's key or chain does not check (`verify`); a quarantine entry is tampered, or "
+        "(signatures required) unsigned or untrusted (`verify`)",
         "-",
     ),
     ExitCode.PROOF: ("`verify-proof`: the inclusion proof does not verify", "-"),
