@@ -101,3 +101,35 @@ def test_malformed_documents(tmp_path: Path, document: str, place: str) -> None:
     with pytest.raises(QuarantineFileError, match=r"rtgov\.quarantine\.json") as info:
         load_quarantine(tmp_path, TRUST, today=TODAY)
     assert place in str(info.value)
+
+
+def test_verify_findings_by_state(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from pytest_rtgov.store.verify import VerifyFailure, VerifyReport
+    from pytest_rtgov.store.verify.quarantine import verify_quarantine
+
+    path = quarantine_path(tmp_path)
+    verify_quarantine(path, TRUST, VerifyReport(), today=TODAY)  # no file: nothing
+    write_entry(tmp_path, entry("tests/a.py::t"), TEAM, trust=TRUST, today=TODAY)
+    write_entry(tmp_path, entry("tests/b.py::t"), LOCAL, trust=TRUST, today=TODAY)
+    report = VerifyReport()
+    verify_quarantine(path, TRUST, report, today=date(2026, 12, 8))
+    assert report.warnings == [
+        f"{path}: entries[0] (tests/a.py::t): expired on 2026-12-07: it excuses nothing; "
+        "renew or remove it; owner alice, issue https://x/1",
+        f"{path}: entries[1] (tests/b.py::t): not signed by a keyring key (signed by "
+        f"{LOCAL.verifier().name}+{LOCAL.verifier().key_id.hex()}, not in keyring); "
+        "owner alice, issue https://x/1",
+    ]
+    assert report.notes == [f"{path}: 2 quarantine entries, 0 valid"]
+    with pytest.raises(VerifyFailure, match=r"entries\[1\] \(tests/b.py::t\): not signed by"):
+        verify_quarantine(path, replace(TRUST, required=True), VerifyReport(), today=TODAY)
+    document = json.loads(path.read_text())
+    document["entries"][0]["payload"] = sign_entry(entry("tests/a.py::t", owner="eve"), TEAM)[
+        "payload"
+    ]  # a valid statement under another statement's signature
+    path.write_text(json.dumps(document))
+    with pytest.raises(VerifyFailure, match=r"entries\[0\] .*signature does not verify") as info:
+        verify_quarantine(path, TRUST, VerifyReport(), today=TODAY)
+    assert info.value.exit_code == 15 and "owner eve" in str(info.value)
