@@ -138,7 +138,7 @@ def _entry(args: argparse.Namespace, what: str, **fields: Any) -> Entry:
 
 
 def _option_error(what: str, exc: QuarantineEntryError) -> QuarantineEntryError:
-    option = f"--{exc.field}" if exc.field in _FIELDS else exc.field or "entry"
+    option = f"--{exc.field}" if exc.field in (*_FIELDS, "evidence") else exc.field or "entry"
     if exc.field == "subject":
         option = "SUBJECT"
     text = str(exc).removeprefix(f"{exc.field}: ")

@@ -119,6 +119,7 @@ def test_each_missing_field_is_a_usage_error(project, capsys, missing):
         ({"owner": "a" * 201}, "--owner: expected at most 200 characters"),
         ({"reason": "  "}, "--reason: expected a non-empty string"),
         ({"issue": "x" * 501}, "--issue: expected at most 500 characters"),
+        ({"evidence": "sha256:abc"}, "--evidence: expected sha256:<64 lowercase hex digits>"),
     ],
 )
 def test_bad_or_too_long_fields_are_usage_errors(project, capsys, over, says):
