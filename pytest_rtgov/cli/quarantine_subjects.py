@@ -42,7 +42,12 @@ def collected_node_ids(root: Path, path: str) -> list[str]:
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise _unknown(f"collecting {path} took over {COLLECT_TIMEOUT_S} s") from None
-    ids = [line.strip() for line in done.stdout.splitlines() if "::" in line and " " not in line]
+    ids = []  # one node id a line, from the first column, up to the first blank line
+    for line in done.stdout.splitlines():
+        if not line.strip():
+            break
+        if "::" in line and not line[0].isspace():
+            ids.append(line.rstrip())
     if done.returncode not in (0, 5) and not ids:
         tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
         raise _unknown(f"{path} does not collect (pytest exit {done.returncode}: {tail})")

@@ -19,7 +19,7 @@ import pytest
 def test_flaky():
     pass
 
-@pytest.mark.parametrize("x", [1, 2])
+@pytest.mark.parametrize("x", [1, 2, "a b"])
 def test_param(x):
     pass
 """
@@ -153,6 +153,7 @@ def test_unknown_tests_and_gates_are_refused(project, capsys, subject, says):
 
 def test_a_parametrization_and_the_whole_function_are_known(project):
     assert cli(project, "quarantine", "add", "test_suite.py::test_param[2]", *fields()) == 0
+    assert cli(project, "quarantine", "add", "test_suite.py::test_param[a b]", *fields()) == 0
     assert cli(project, "quarantine", "add", "test_suite.py::test_param", *fields()) == 0
 
 
