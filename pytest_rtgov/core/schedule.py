@@ -35,12 +35,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import heapq
-import math
-import statistics
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from hashlib import sha256
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, Literal, cast
 
@@ -92,9 +88,18 @@ def per_test_seed(seed: int, nodeid: str) -> int:
     return int(sequence.generate_state(1, np.uint64)[0])
 
 
-def cost_model_digest(costs: Mapping[str, float]) -> str:
-    """``sha256:<hex>`` of the canonical JSON of the costs a plan used."""
-    return "sha256:" + hashlib.sha256(canonical_json(dict(costs))).hexdigest()
+def cost_model_digest(costs: Mapping[str, float], *, chunk: int = 2048) -> str:
+    """``sha256:<hex>`` of the canonical JSON of the costs a plan used. Encoded and
+    hashed ``chunk`` keys at a time (the same bytes as :func:`canonical_json` of the
+    whole): the encoder's pieces of 100,000 costs would outgrow the CPU's cache."""
+    items = sorted(costs.items())  # the order canonical_json's encoder sorts them in
+    digest, comma = hashlib.sha256(b"{"), b""
+    for start in range(0, len(items), chunk):
+        text = canonical_json(dict(items[start : start + chunk]))
+        digest.update(comma + text[1:-1])
+        comma = b","
+    digest.update(b"}")
+    return "sha256:" + digest.hexdigest()
 
 
 class _Seeds(Mapping[str, int]):
@@ -219,59 +224,6 @@ def _check_inputs(seed: int, nodeids: Sequence[str], workers: int, policy: str) 
         )
 
 
-def _filled_costs(nodeids: Sequence[str], costs: Mapping[str, float]) -> dict[str, float]:
-    known = [float(costs[n]) for n in nodeids if n in costs]
-    bad = next((n for n in nodeids if n in costs and not 0 <= float(costs[n]) < math.inf), None)
-    if bad is not None:
-        raise ScheduleError(f"cost of {bad!r}: expected a finite number of seconds, not "
-                            f"{costs[bad]!r}")  # fmt: skip
-    fallback = statistics.median(known) if known else 0.0
-    return {n: float(costs[n]) if n in costs else fallback for n in nodeids}
-
-
-def _place(units: Iterable[tuple[float, Sequence[str]]], workers: int) -> list[list[str]]:
-    """LPT over ``units`` (cost, tests), already longest first with ties by key: each to
-    the least-loaded worker (then the one with fewer tests, then the lowest index)."""
-    lists: list[list[str]] = [[] for _ in range(workers)]
-    heap = [(0.0, 0, index) for index in range(workers)]
-    for cost, tests in units:
-        load, count, index = heapq.heappop(heap)
-        lists[index].extend(tests)
-        heapq.heappush(heap, (load + cost, count + len(tests), index))
-    return lists
-
-
-def _key_words(seed: int, nodeids: Sequence[str]) -> Any:
-    """The order keys as an (n, 4) uint64 array of their big-endian 64-bit words: sorting
-    and reducing them in numpy keeps the cost per test flat from 10,000 to 100,000."""
-    import numpy as np
-
-    prefix = f"{seed}\0".encode()
-    raw = b"".join([sha256(prefix + nodeid.encode()).digest() for nodeid in nodeids])
-    return np.frombuffer(raw, dtype=">u8").reshape(len(nodeids), 4).astype(np.uint64)
-
-
-def _by_key(words: Any, *first: Any) -> list[int]:
-    """Row indices sorted by ``first`` (arrays, the first one primary), then the key."""
-    import numpy as np
-
-    columns = (words[:, 3], words[:, 2], words[:, 1], words[:, 0], *reversed(first))
-    order: list[int] = np.lexsort(columns).tolist()
-    return order
-
-
-def _key_mod(words: Any, modulus: int) -> list[int]:
-    """Each 256-bit key mod ``modulus`` (< 2**32: no product overflows 64 bits)."""
-    import numpy as np
-
-    base, mod = np.uint64((1 << 64) % modulus), np.uint64(modulus)
-    rest = np.zeros(len(words), dtype=np.uint64)
-    for column in range(4):
-        rest = (rest * base + words[:, column] % mod) % mod
-    values: list[int] = rest.tolist()
-    return values
-
-
 def _check_groups(collected: Collection[str], groups: Mapping[str, str]) -> None:
     for nodeid, name in groups.items():
         if nodeid not in collected:
@@ -280,45 +232,6 @@ def _check_groups(collected: Collection[str], groups: Mapping[str, str]) -> None
             )
         if not isinstance(name, str) or not name:
             raise ScheduleError(f"test {nodeid!r}: group name {name!r}: expected a non-empty name")
-
-
-def _groups_of(nodeids: Sequence[str], groups: Mapping[str, str]) -> dict[str, list[str]]:
-    """Each group's tests, in ``nodeids`` order; an ungrouped test is a group alone."""
-    members: dict[str, list[str]] = {}
-    for nodeid in nodeids:
-        members.setdefault(groups.get(nodeid, "\0" + nodeid), []).append(nodeid)
-    return members
-
-
-def _deal(
-    seed: int,
-    nodeids: Sequence[str],
-    workers: int,
-    policy: Policy,
-    groups: Mapping[str, str],
-    costs: Mapping[str, float],
-) -> list[list[str]]:
-    import numpy as np
-
-    words = _key_words(seed, nodeids)
-    if policy == "hash":
-        lists: list[list[str]] = [[] for _ in range(workers)]
-        where = _key_mod(words, workers)
-        for i in _by_key(words):
-            lists[where[i]].append(nodeids[i])
-        return lists
-    filled = _filled_costs(nodeids, costs)
-    if policy == "lpt":
-        cost = np.array([filled[n] for n in nodeids], dtype=np.float64)
-        return _place(((float(cost[i]), (nodeids[i],)) for i in _by_key(words, -cost)), workers)
-    rank = {nodeids[i]: position for position, i in enumerate(_by_key(words))}
-    units = []
-    for name, tests in _groups_of(nodeids, groups).items():
-        alone = name.startswith("\0")  # an ungrouped test: its own key
-        key = order_key(seed, tests[0] if alone else "group\0" + name)
-        units.append((key, sum(filled[n] for n in tests), sorted(tests, key=rank.__getitem__)))
-    units.sort(key=lambda unit: (-unit[1], unit[0]))
-    return _place(((cost, tests) for _key, cost, tests in units), workers)
 
 
 def plan_schedule(
@@ -341,7 +254,9 @@ def plan_schedule(
     groups = dict(groups or {})
     if groups:  # every policy records them (a re-plan keeps groups together)
         _check_groups(set(nodeids), groups)
-    lists = _deal(seed, nodeids, workers, cast(Policy, policy), groups, dict(costs or {}))
+    from pytest_rtgov.core.schedule_deal import deal
+
+    lists = deal(seed, nodeids, workers, cast(Policy, policy), groups, dict(costs or {}))
     return Plan(
         seed=seed,
         policy=cast(Policy, policy),
