@@ -107,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    """Today (UTC), or ``$RTGOV_TODAY`` as a session reads it (core/quarantine_record.py)."""
+    import os
+
+    from pytest_rtgov.core.quarantine_record import today_from
+
+    return today_from(os.environ, datetime.now(timezone.utc).date())
 
 
 def _now() -> str:

@@ -226,3 +226,19 @@ def test_verify_an_unsigned_entry_warns_locally_and_fails_in_ci(project, capsys,
     monkeypatch.setenv("CI", "true")
     assert cli(project, "verify") == 15
     assert f"entries[0] ({NODE}): not signed" in capsys.readouterr().err
+
+
+def test_an_expired_entry_as_the_session_sees_it(project, capsys, monkeypatch):
+    """``$RTGOV_TODAY`` moves the day for the commands as for a session."""
+    assert cli(project, "quarantine", "add", NODE, *fields(expires=day(3))) == 0
+    monkeypatch.setenv("RTGOV_TODAY", day(3))
+    capsys.readouterr()
+    assert cli(project, "quarantine", "list") == 0
+    assert f"{day(3)}  expired" in capsys.readouterr().out
+    assert cli(project, "verify") == 0
+    assert f"entries[0] ({NODE}): expired on {day(3)}" in capsys.readouterr().err
+    renewal = ["--reason", "the fix slipped a week", "--expires", day(10)]
+    assert cli(project, "quarantine", "renew", NODE, *renewal) == 0
+    assert cli(project, "quarantine", "show", NODE) == 0
+    out = capsys.readouterr().out
+    assert f"created: {day(3)}" in out and "state: valid" in out

@@ -89,11 +89,14 @@ def verify_all(
     if stage_store_in_use(state_dir, stage_store):  # the stage cache (stages.py)
         verify_stage_store(state_dir, stage_store, trust, report)
     if quarantine_file is not None:  # rtgov.quarantine.json (quarantine.py)
+        import os
         from datetime import datetime, timezone
 
+        from pytest_rtgov.core.quarantine_record import today_from
         from pytest_rtgov.store.verify.quarantine import verify_quarantine
 
-        verify_quarantine(quarantine_file, trust, report, today=datetime.now(timezone.utc).date())
+        today = today_from(os.environ, datetime.now(timezone.utc).date())  # as a session's
+        verify_quarantine(quarantine_file, trust, report, today=today)
     # Temporaries of interrupted atomic writes: reported (the next writer in that folder
     # removes them), never part of what is verified.
     from pytest_rtgov.store.files import stale_temporaries
