@@ -31,7 +31,7 @@ from pytest_rtgov.core.verdict import Verdict
 from pytest_rtgov.errors import RtgovError
 from pytest_rtgov.logs import log_event
 from pytest_rtgov.plugin.quarantine import attach_section as attach_quarantine
-from pytest_rtgov.plugin.quarantine import excuse_failures
+from pytest_rtgov.plugin.quarantine import excuse_failures, expired_leaves
 from pytest_rtgov.plugin.samples import Collector
 from pytest_rtgov.plugin.schedule import attach as attach_schedule
 from pytest_rtgov.plugin.settings import OUTCOME_KEY, Settings
@@ -233,6 +233,7 @@ def _record_and_ledger_steps(
         sys.stderr.write(f"pytest-rtgov: ledger not appended: {logged.error}\n")
 
     assert outcome.record is not None
+    gate_leaves += expired_leaves(config, outcome.record)  # quarantine entries found expired
     origin = f"pytest-rtgov.local/{escape_text(Path(config.rootpath).name) or 'project'}"
     try:
         logged = write_and_log(

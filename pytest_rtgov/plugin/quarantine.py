@@ -15,7 +15,9 @@ that no valid entry excuses. At the session end (``plugin/finish.py``):
   :func:`~pytest_rtgov.core.verdict.decide` (their results keep their status);
 - :func:`attach_section`: the record's ``quarantine`` section
   (``core/quarantine_record.py``), whose expired and untrusted entries the stage step
-  then turns into exit statuses (``session_problems``).
+  then turns into exit statuses (``session_problems``);
+- :func:`expired_leaves`: a ``quarantine`` ledger leaf (``expired``) for each expired
+  entry that failed the session, appended with the run's leaves.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pytest_rtgov.core.quarantine_record import build_section, excused_among, to
 
 if TYPE_CHECKING:
     from pytest_rtgov.core.quarantine import Quarantine
+    from pytest_rtgov.core.records import RunRecord
     from pytest_rtgov.plugin.finish import SessionOutcome
     from pytest_rtgov.plugin.settings import Settings
 
@@ -40,6 +43,7 @@ __all__ = [
     "attach_section",
     "excuse_failures",
     "excused_gates_of",
+    "expired_leaves",
     "register",
 ]
 
@@ -140,3 +144,21 @@ def attach_section(config: pytest.Config, outcome: SessionOutcome) -> None:
         signatures_required=session.signatures_required,
     )
     outcome.record = replace(record, quarantine=section)
+
+
+def expired_leaves(config: pytest.Config, record: RunRecord) -> list[bytes]:
+    """The ``quarantine`` ledger leaves (action ``expired``, with this run's id) of the
+    expired entries that name a test or gate of this session: found expired, they
+    failed it (``core/quarantine_record.py``, ``session_problems``)."""
+    from pytest_rtgov.core.quarantine import quarantine_leaf
+
+    session = config.stash.get(QUARANTINE_KEY, None)
+    section = record.quarantine
+    if session is None or not section:
+        return []
+    used = {str(m.get("entry")) for m in (*section.get("tests", ()), *section.get("gates", ()))}
+    return [
+        quarantine_leaf("expired", checked, at=record.ended_at, run_id=record.run_id)
+        for checked in session.quarantine.entries
+        if checked.state == "expired" and checked.id in used
+    ]

@@ -16,6 +16,7 @@ from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.dsse import PAYLOAD_TYPE_INTOTO
 from pytest_rtgov.core.quarantine import QUARANTINE_FILE, Entry
 from pytest_rtgov.store.keys import generate_key
+from pytest_rtgov.store.ledger import Ledger
 from pytest_rtgov.store.quarantine_file import sign_entry
 from tests.conftest import latest_record
 from tests.plugin._cli import cli
@@ -151,11 +152,21 @@ def test_after_expiry_the_session_fails_naming_owner_and_issue(project, monkeypa
          "https://example.com/issues/42*expired on 2026-06-14*"]
     )  # fmt: skip
     assert [e["state"] for e in section(project)["entries"]] == ["expired"]
+    first_run = latest_record(project.path)["run_id"]
     monkeypatch.setenv("FLAKY_PASSES", "1")  # passing, the expired entry still fails it
     result = project.runpytest("--rtgov")
     assert result.ret == EXIT_GATE_BREACHED
     result.stderr.fnmatch_lines(["*owner alice@example.com*expired on 2026-06-14*"])
-    assert latest_record(project.path)["exit_status"] == EXIT_GATE_BREACHED
+    record = latest_record(project.path)
+    assert record["exit_status"] == EXIT_GATE_BREACHED
+    leaves = [json.loads(f.payload) for f in Ledger(project.path / ".rtgov" / "ledger").frames()]
+    found = [leaf for leaf in leaves if leaf["kind"] == "quarantine"]
+    assert [(leaf["action"], leaf["subject"], leaf["run_id"]) for leaf in found] == [
+        ("expired", FLAKY, run_id) for run_id in (first_run, record["run_id"])
+    ]  # one per session it failed, naming the entry, its owner and issue
+    assert found[0]["entry"] == section(project)["entries"][0]["id"]
+    assert found[0]["owner"] == "alice@example.com"
+    assert cli(project, "verify") == 0  # the ledger takes the leaves; an expired entry warns
 
 
 def test_an_expired_entry_of_no_test_here_is_a_warning(project, monkeypatch):
