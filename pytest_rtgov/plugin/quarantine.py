@@ -58,6 +58,11 @@ class SessionQuarantine:
     digest: str
     signatures_required: bool
     unexcused: set[str] = field(default_factory=set)  # node ids of failing reports
+    excused: int = 0  # failing reports a valid entry excuses
+    session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not report.failed or hasattr(report, "wasxfail"):
@@ -65,14 +70,24 @@ class SessionQuarantine:
         checked = self.quarantine.for_test(report.nodeid)
         if checked is None or not checked.active:
             self.unexcused.add(report.nodeid)
+        else:
+            self.excused += 1
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.unexcused.add(report.nodeid or _COLLECTION)
 
     def exit_status(self, exitstatus: int) -> int:
-        """0 where pytest failed only tests a valid entry quarantines; else unchanged."""
-        if exitstatus == pytest.ExitCode.TESTS_FAILED and not self.unexcused:
+        """0 where pytest failed only tests a valid entry quarantines; else unchanged. A
+        failure pytest counted that no report showed (pytest-cov's ``--cov-fail-under``
+        adds one to ``session.testsfailed``) is never excused."""
+        counted = self.session.testsfailed if self.session is not None else self.excused
+        if (
+            exitstatus == pytest.ExitCode.TESTS_FAILED
+            and self.excused
+            and not self.unexcused
+            and counted <= self.excused
+        ):
             return int(pytest.ExitCode.OK)
         return exitstatus
 

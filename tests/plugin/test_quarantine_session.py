@@ -283,3 +283,20 @@ def test_merged_shards_keep_the_quarantine_and_audit_agrees(project):
     assert [t["nodeid"] for t in q["tests"]] == [FLAKY]
     assert [(g["gate"], g["outcome"]) for g in q["gates"]] == [("time", "quarantined-fail")]
     assert cli(project, "audit") == 0
+
+
+def test_a_failure_no_report_shows_is_never_excused(project):
+    """pytest-cov's --cov-fail-under fails a session by counting one more failure."""
+    project.makeconftest(
+        """
+        import pytest
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtestloop(session):
+            result = yield
+            session.testsfailed += 1
+            return result
+        """
+    )
+    quarantine(project, FLAKY)
+    assert project.runpytest("--rtgov").ret == pytest.ExitCode.TESTS_FAILED
