@@ -28,8 +28,13 @@ OWNER, ISSUE = "WHO", "URL"  # the placeholders of a printed command, without --
 
 
 def utc_today() -> date:
-    """Today in UTC, the day entries are created on (as ``rtgov quarantine add``)."""
-    return datetime.now(timezone.utc).date()
+    """The day entries are created on, as ``rtgov quarantine add`` reads it: today in
+    UTC, or ``$RTGOV_TODAY`` (core/quarantine_record.py)."""
+    import os
+
+    from pytest_rtgov.core.quarantine_record import today_from
+
+    return today_from(os.environ, datetime.now(timezone.utc).date())
 
 
 def _options(args: argparse.Namespace) -> Options:

@@ -44,7 +44,7 @@ def test_propose_after_real_sessions(
         result = pytester.runpytest("--rtgov", "--reruns", "1", "-p", "no:randomly", "-q")
         assert result.ret == 1  # test_broken
     capsys.readouterr()
-    assert cli(pytester, "quarantine", "propose", "--json") == 0
+    assert cli(pytester, "quarantine", "propose", "--format", "json") == 0
     document = json.loads(capsys.readouterr().out)
     assert len(document["runs"]) == 7
     (flaky,) = document["add"]

@@ -58,7 +58,7 @@ def test_each_proposal_prints_its_evidence_and_command(
 def test_json_lists_proposals_exclusions_and_commands(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert quarantine_propose.run(_args(project, "--json", "--window", "8")) == 0
+    assert quarantine_propose.run(_args(project, "--format", "json", "--window", "8")) == 0
     document = json.loads(capsys.readouterr().out)
     assert len(document["runs"]) == 8
     assert [p["subject"] for p in document["add"]] == [f"gate:step_time:{STEADY}", FLAKY]
@@ -105,7 +105,7 @@ def test_apply_writes_each_proposal_as_a_signed_entry_and_a_ledger_leaf(
               if b'"quarantine"' in f.payload]
     assert [(leaf["action"], leaf["subject"]) for leaf in leaves] == [("add", FLAKY)]
     # applied: now quarantined, so proposed no more
-    assert quarantine_propose.run(_args(tmp_path, "--json")) == 0
+    assert quarantine_propose.run(_args(tmp_path, "--format", "json")) == 0
     document = json.loads(capsys.readouterr().out)
     assert document["add"] == [] and FLAKY in {e["subject"] for e in document["excluded"]}
 
