@@ -145,3 +145,30 @@ def test_no_history_says_what_to_run(
     assert capsys.readouterr().out.startswith(
         "rtgov quarantine propose: 0 runs\n  no run record the ledger covers in "
     )
+
+
+def test_apply_removes_an_entry_clean_long_enough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_rtgov.core.quarantine import Entry
+    from pytest_rtgov.store.keys import load_signing_key
+    from pytest_rtgov.store.quarantine_file import load_quarantine, write_entry
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("CI", "RTGOV_SIGNING_KEY", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "t.py").write_text("def test_flaky(): pass\ndef test_ok(): pass\n")
+    state = tmp_path / ".rtgov"
+    signing = load_signing_key(key_file=None, state_dir=state)
+    _history(state, runs=22, gates=False, signer=signing.signer,
+             origin=f"pytest-rtgov.local/{tmp_path.name}")
+    today = quarantine_propose.utc_today()
+    for subject in (STEADY, FLAKY):
+        entry = Entry(subject, "ana", "slow network", "https://issues.example/7",
+                      today.isoformat(), (today + timedelta(days=7)).isoformat())
+        write_entry(tmp_path, entry, signing.signer, trust=None, today=today)
+    argv = ("--apply", "--owner", "ana", "--issue", "https://issues.example/18")
+    assert quarantine_propose.run(_args(tmp_path, *argv)) == 0
+    assert capsys.readouterr().out.endswith(f"applied: remove {STEADY}\n")
+    left = load_quarantine(tmp_path, None, today=today).entries
+    assert [c.entry.subject for c in left] == [FLAKY]  # still failing: kept
