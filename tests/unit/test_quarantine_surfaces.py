@@ -294,3 +294,15 @@ def test_json_export_carries_the_section(record):
     assert data["quarantine"] == SECTION
     plain = dataclasses.replace(record, quarantine={})
     assert "quarantine" not in json.loads(export(plain, "json"))
+
+
+def test_junit_an_excused_setup_error_is_a_flaky_error(record):
+    tests = tuple(
+        dataclasses.replace(t, outcome="error") if t.nodeid == SOFTMAX else t
+        for t in record.tests
+    )
+    root = ET.fromstring(export(dataclasses.replace(record, tests=tests), "junit"))
+    softmax = next(c for c in root.iter("testcase") if c.get("name") == "test_softmax")
+    assert [c.tag for c in softmax] == ["properties", "flakyFailure", "flakyError"]
+    assert softmax.find("flakyError").get("type") == "error"
+    assert root.get("errors") == "0"
