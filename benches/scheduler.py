@@ -30,7 +30,8 @@ clock starts. Phases, each calling what the plugin calls (``plugin/schedule/``):
 In its process each phase is called twice: wall (``perf_counter``) and RSS growth
 (``VmHWM`` reset before the call, minus ``VmRSS`` before) of the first call, untraced;
 tracemalloc's peak over what was traced before, of the second. ``--repeats`` processes per cell,
-medians reported.
+medians reported. Where the time goes: ``plan_record`` under cProfile, 3 processes per
+size, each function's median own time per task (``profile``).
 
 Workload (``--sessions``, default 5): per condition (``quiet``; ``loaded``: one
 ``benches/_hog.py`` spinner per core), a fresh state directory, 3 untimed ``--dist
@@ -340,7 +341,7 @@ def child(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def profiled(fn: Callable[[], Any], tasks: int, top: int = 14) -> dict[str, Any]:
+def profiled(fn: Callable[[], Any], tasks: int, top: int = 30) -> dict[str, Any]:
     """One call under cProfile: its total, and the ``top`` functions by own time (ms and
     us per task), where the time goes."""
     import cProfile
@@ -406,12 +407,31 @@ def micro(args: argparse.Namespace, tree: Path) -> dict[str, Any]:
     return cells
 
 
-def profiles(args: argparse.Namespace, tree: Path) -> dict[str, Any]:
-    """``plan_record`` under cProfile at ``--tasks`` and ``--scale`` (one process each)."""
+def merged_profile(runs: Sequence[Mapping[str, Any]], top: int = 14) -> dict[str, Any]:
+    """Several :func:`profiled` processes as one: per function the median over the runs
+    of its own time per task (0 in a run where it is not among the top), the ``top``."""
+    names = {f["function"] for run in runs for f in run["functions"]}
+    rows = []
+    for name in names:
+        own = [next((f["own_us_per_task"] for f in run["functions"] if f["function"] == name),
+                    0.0) for run in runs]  # fmt: skip
+        rows.append({"function": name, "own_us_per_task": round(statistics.median(own), 3)})
+    rows.sort(key=lambda row: (-row["own_us_per_task"], row["function"]))
+    return {"total_ms": stat(run["total_ms"] for run in runs), "functions": rows[:top],
+            "runs": len(runs)}  # fmt: skip
+
+
+def profiles(args: argparse.Namespace, tree: Path, runs: int = 3) -> dict[str, Any]:
+    """``plan_record`` under cProfile at ``--tasks`` and ``--scale``: ``runs`` processes
+    each, interleaved, merged (:func:`merged_profile`: one process is moved by load)."""
     base = {"seed": args.seed, "workers": args.workers, "policy": args.policy,
             "phase": "plan_record", "profile": True}  # fmt: skip
-    return {str(tasks): run_child({**base, "tasks": tasks}, tree)
-            for tasks in (args.tasks, args.scale) if tasks}  # fmt: skip
+    sizes = [tasks for tasks in (args.tasks, args.scale) if tasks]
+    done: dict[int, list[dict[str, Any]]] = {tasks: [] for tasks in sizes}
+    for _ in range(runs):
+        for tasks in sizes:
+            done[tasks].append(run_child({**base, "tasks": tasks}, tree))
+    return {str(tasks): merged_profile(done[tasks]) for tasks in sizes}
 
 
 def session(cmd: Sequence[str], tree: Path, log: Path) -> dict[str, Any]:

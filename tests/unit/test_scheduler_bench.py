@@ -123,3 +123,14 @@ def test_a_child_measures_each_phase(tmp_path: Path) -> None:
         assert done["wall_s"] > 0 and done["tracemalloc_peak_mib"] >= 0
     profile = bench.run_child({**spec, "phase": "plan_record", "profile": True}, ROOT)
     assert profile["total_ms"] > 0 and profile["functions"]
+
+
+def test_profiles_merge_into_each_functions_median() -> None:
+    def run(total: float, **own: float) -> dict:
+        return {"total_ms": total, "functions": [
+            {"function": name, "own_us_per_task": value} for name, value in own.items()]}
+
+    merged = bench.merged_profile([run(10, a=1.0, b=0.5), run(30, a=3.0), run(20, a=2.0, b=0.7)])
+    assert merged["total_ms"]["median"] == 20 and merged["runs"] == 3
+    assert merged["functions"] == [{"function": "a", "own_us_per_task": 2.0},
+                                   {"function": "b", "own_us_per_task": 0.5}]
