@@ -81,8 +81,9 @@ def _key_words(seed: int, nodeids: Sequence[str]) -> Any:
 def _by_key(words: Any, *first: Any) -> Any:
     """Row indices (an array) sorted by ``first`` (arrays, the first one primary), then
     the key. With at most one ``first``: one sort of a uint64, the rank of ``first`` in
-    its high bits and the key's first word below; only where two neighbours tie on it
-    (about 2**-40 a pair at 16 bits of rank) the full key's stable sort decides."""
+    its ``b`` high bits and the key's first word's high ``64 - b`` below; only where two
+    neighbours tie on it (about 2**-48 a pair of one rank at b = 16) the full key's stable
+    sort decides."""
     import numpy as np
 
     if len(first) <= 1:
