@@ -3,7 +3,7 @@ failures its valid entries excuse at the end.
 
 On the controller only (under xdist the workers never read the file; every report
 reaches the controller). :func:`register` reads ``rtgov.quarantine.json`` at the project
-root before any test runs, checked against the session's trust on today's date
+root before any test runs, checked against the session's trust on today's date, UTC
 (``$RTGOV_TODAY`` for tests); a malformed file is a usage error (exit 4). Quarantined
 tests still run and are measured; :class:`SessionQuarantine` notes each failing report
 that no valid entry excuses. At the session end (``plugin/finish.py``):
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -107,7 +107,7 @@ def register(config: pytest.Config, settings: Settings) -> None:
     )
 
     try:
-        today = today_from(os.environ, date.today())
+        today = today_from(os.environ, datetime.now(timezone.utc).date())
         file = read_quarantine_file(quarantine_path(settings.rootdir), today=today)
         if file.digest is None:
             return
