@@ -2,8 +2,11 @@
 
 On the controller only, in ``pytest_sessionfinish`` (trylast):
 
-    build record -> gate -> write baseline -> decide the final exit status
-    -> write record -> ledger -> report -> exports -> CI output
+    build record -> gate -> write baseline -> quarantine section -> decide the final
+    exit status -> write record -> ledger -> report -> exports -> CI output
+
+(pytest's status is first relieved of the failures valid quarantine entries excuse,
+``plugin/quarantine.py``.)
 
 The final exit status is decided before the record is written, and the record says
 it, a ledger failure (exit 7) included: the run record is written under the ledger's
