@@ -300,3 +300,15 @@ def test_a_failure_no_report_shows_is_never_excused(project):
     )
     quarantine(project, FLAKY)
     assert project.runpytest("--rtgov").ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_an_expired_entry_fails_a_gated_session_and_audit_agrees(project, monkeypatch):
+    project.makefile(".toml", gates=GATES.replace('max = "1 us"', 'max = "60 s"'))
+    quarantine(project, FLAKY)
+    monkeypatch.setenv("FLAKY_PASSES", "1")
+    monkeypatch.setenv("RTGOV_TODAY", "2026-06-15")
+    assert project.runpytest("--rtgov-gate").ret == EXIT_GATE_BREACHED
+    verdict = latest_record(project.path)["verdict"]
+    assert verdict["status"] == "breached" and verdict["breaches"] == 0
+    assert any("owner alice@example.com" in note for note in verdict["notes"])
+    assert cli(project, "audit") == 0
