@@ -208,8 +208,21 @@ class Entry:
         return name == gate and (only is None or _covers(only, subject))
 
     def state_on(self, day: date) -> str:
-        """``valid`` before the expiry date, ``expired`` from it on."""
-        return "valid" if day < date.fromisoformat(self.expires) else "expired"
+        """``valid`` on the days ``created <= day < expires`` when the two are at most
+        :data:`MAX_DAYS_CAP` apart, else ``expired`` (:meth:`expiry_detail` says why):
+        a signed entry dated ahead, or longer than the hard cap, excuses nothing."""
+        return "expired" if self.expiry_detail(day) else "valid"
+
+    def expiry_detail(self, day: date) -> str:
+        """Why the entry does not excuse on ``day`` (empty: it does)."""
+        created, expires = date.fromisoformat(self.created), date.fromisoformat(self.expires)
+        if day >= expires:
+            return f"expired on {self.expires}"
+        if day < created:
+            return f"not valid before its created day {self.created}"
+        if (expires - created).days > MAX_DAYS_CAP:
+            return f"spans {(expires - created).days} days, beyond the cap of {MAX_DAYS_CAP}"
+        return ""
 
     def to_predicate(self) -> dict[str, Any]:
         return {

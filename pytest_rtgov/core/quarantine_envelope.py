@@ -101,5 +101,5 @@ def check_envelope(
         return CheckedEntry(entry, ident, "untrusted", who, f"signed by {who}, not in keyring")
     keyid = envelope_keyid(good[0])
     state = entry.state_on(today)
-    detail = f"expired on {entry.expires}" if state == "expired" else ""
+    detail = entry.expiry_detail(today)
     return CheckedEntry(entry, ident, state, keyid, detail)

@@ -62,16 +62,26 @@ _FAILED: Final = ("failed", "error")
 _BREACHING: Final = ("breach", "missing")  # core.verdict.BREACHING (verdict imports us)
 
 
-def today_from(environ: Mapping[str, str], default: date) -> date:
+def today_from(environ: Mapping[str, str], default: date, *, required: bool = False) -> date:
     """``$RTGOV_TODAY`` when set (tests that need an entry to have expired), else
-    ``default``; a value that is not a date is a :class:`QuarantineEntryError` (exit 4)."""
+    ``default``; a value that is not a date is a :class:`QuarantineEntryError` (exit 4).
+    Where signatures are ``required`` (CI) the variable may only move the day forward:
+    a day before ``default`` would revive expired entries, and is refused (exit 4)."""
     value = environ.get(TODAY_VARIABLE, "").strip()
     if not value:
         return default
     try:
-        return parse_day(value, f"${TODAY_VARIABLE}")
+        day = parse_day(value, f"${TODAY_VARIABLE}")
     except QuarantineEntryError as exc:
         raise QuarantineEntryError(str(exc), field=TODAY_VARIABLE) from None
+    if required and day < default:
+        raise QuarantineEntryError(
+            f"${TODAY_VARIABLE}: expected a day on or after today ({default.isoformat()}) "
+            f"where signatures are required (a day in the past would revive expired "
+            f"quarantine entries), got {value}",
+            field=TODAY_VARIABLE,
+        )
+    return day
 
 
 def test_outcome(outcome: str) -> str | None:

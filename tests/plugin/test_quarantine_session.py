@@ -211,6 +211,10 @@ def test_an_unsigned_hand_edit_fails_under_ci(project, monkeypatch, edit):
     monkeypatch.setenv("FLAKY_PASSES", "1")  # even with every test passing
     monkeypatch.setenv("CI", "true")
     monkeypatch.setenv("RTGOV_SIGNING_KEY", str(project.path / "team.key"))
+    result = project.runpytest("--rtgov")  # TODAY is in the past: in CI that is refused
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*RTGOV_TODAY*on or after today*signatures are required*"])
+    monkeypatch.delenv("RTGOV_TODAY")  # the machine's day: the entry's state is not a date's
     result = project.runpytest("--rtgov")
     assert result.ret == EXIT_INTEGRITY
     result.stderr.fnmatch_lines([f"*quarantine entry test_q.py::test_flaky*is {edit}*required*"])

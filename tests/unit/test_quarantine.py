@@ -136,6 +136,16 @@ def test_state_on_a_day(days: int, at: int) -> None:
     assert e.state_on(created + timedelta(days=at)) == ("valid" if at < days else "expired")
 
 
+def test_a_signed_entry_dated_ahead_or_beyond_the_cap_excuses_nothing() -> None:
+    """Signed is not enough: the session checks the window as ``add`` does."""
+    ahead = check(envelope(entry(created="2026-12-05", expires="2026-12-10")))
+    assert ahead.state == "expired" and "not valid before" in ahead.detail
+    long = entry(created="2026-11-20", expires="2027-03-01")  # 101 days
+    checked = check(envelope(long))
+    assert checked.state == "expired" and "beyond the cap of 90" in checked.detail
+    assert entry(created="2026-11-20", expires="2027-02-18").state_on(TODAY) == "valid"  # 90
+
+
 def test_statement_round_trip_and_states() -> None:
     e = entry(evidence=("sha256:" + "b" * 64,))
     env = envelope(e)

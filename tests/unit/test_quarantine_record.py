@@ -105,3 +105,14 @@ def test_today_from_the_environment():
     assert today_from({"RTGOV_TODAY": "2026-06-14"}, date(2026, 1, 2)) == date(2026, 6, 14)
     with pytest.raises(QuarantineEntryError, match="RTGOV_TODAY"):
         today_from({"RTGOV_TODAY": "2026-02-30"}, date(2026, 1, 2))
+
+
+def test_today_may_only_move_forward_where_signatures_are_required():
+    """A day in the past would revive expired entries: refused in CI, not locally."""
+    real = date(2026, 11, 30)
+    past, future = {"RTGOV_TODAY": "2026-11-01"}, {"RTGOV_TODAY": "2026-12-31"}
+    assert today_from(past, real) == date(2026, 11, 1)
+    assert today_from(future, real, required=True) == date(2026, 12, 31)
+    assert today_from({"RTGOV_TODAY": "2026-11-30"}, real, required=True) == real
+    with pytest.raises(QuarantineEntryError, match=r"on or after today \(2026-11-30\)"):
+        today_from(past, real, required=True)

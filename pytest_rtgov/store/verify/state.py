@@ -95,7 +95,8 @@ def verify_all(
         from pytest_rtgov.core.quarantine_record import today_from
         from pytest_rtgov.store.verify.quarantine import verify_quarantine
 
-        today = today_from(os.environ, datetime.now(timezone.utc).date())  # as a session's
+        now = datetime.now(timezone.utc).date()
+        today = today_from(os.environ, now, required=bool(trust.required))  # as a session's
         verify_quarantine(quarantine_file, trust, report, today=today)
     # Temporaries of interrupted atomic writes: reported (the next writer in that folder
     # removes them), never part of what is verified.
