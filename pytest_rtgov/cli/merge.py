@@ -276,6 +276,9 @@ def gate_record(
         return decide((), tests_exit_status=0, baseline="untrusted", notes=notes)
     view = store.view(record.environment)
     results, empty = evaluate_gates(gates, record, view)
+    from pytest_rtgov.core.quarantine_record import excused_keep_gates, excused_tests
+
+    results = excused_keep_gates(results, record, excused_tests(record.quarantine))
     notes += baseline_comparability_notes(record, view.metrics)
     notes += [
         f"gate {name!r} selected no test or fixture in this run ({gates.source})" for name in empty

@@ -36,7 +36,11 @@ from pytest_rtgov.core.constants import EXIT_GATE_BREACHED, EXIT_INTEGRITY
 from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import GatesConfig
 from pytest_rtgov.core.ledger_records import run_leaves
-from pytest_rtgov.core.quarantine_record import excused_gates, excused_tests
+from pytest_rtgov.core.quarantine_record import (
+    excused_gates,
+    excused_keep_gates,
+    excused_tests,
+)
 from pytest_rtgov.core.quarantine_record import session_problems as quarantine_problems
 from pytest_rtgov.core.records import RunRecord
 from pytest_rtgov.core.stage_findings import session_problems
@@ -238,6 +242,7 @@ def rederive(
     machine's facts. No view: the session judged no gate (it stopped before reading a
     baseline: a seal that failed, a baseline gone), so no results."""
     results = evaluate_gates(gates, record, view)[0] if gates and view is not None else []
+    results = excused_keep_gates(results, record, excused_tests(record.quarantine))
     verdict = decide(
         results,
         tests_exit_status=facts.tests_exit_status,

@@ -23,7 +23,7 @@ elsewhere such an entry is a warning.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import date
 from typing import Any, Final
 
@@ -45,6 +45,7 @@ __all__ = [
     "build_section",
     "excused_among",
     "excused_gates",
+    "excused_keep_gates",
     "excused_tests",
     "gate_outcome",
     "merge_sections",
@@ -206,6 +207,35 @@ def with_gates(section: Mapping[str, Any], results: Iterable[Mapping[str, Any]])
         signatures_required=bool(section.get("signatures_required")),
     )  # fmt: skip
     return {**section, "gates": built["gates"]}
+
+
+def excused_keep_gates(
+    results: Iterable[Any], record: Any, excused: Collection[str]
+) -> list[Any]:
+    """``results`` (GateResults) where a failure is excused: a failed test is not gated
+    (``not-run``), so a quarantined test that fails would take its gates with it. Each
+    ``not-run`` result of an excused failing test (``excused``: node ids a valid entry
+    covers), and of a fixture whose setup failed, becomes ``missing``, a breach: the
+    test's failure is quarantined, its gates are not, unless a gate entry names them.
+    Unchanged where no excused test failed (a session, ``rtgov merge`` and ``rtgov
+    audit`` call this after ``evaluate_gates``)."""
+    from dataclasses import replace
+
+    from pytest_rtgov.core.subjects import subject_id
+
+    failed = {t.nodeid for t in record.tests if t.outcome in _FAILED and t.nodeid in excused}
+    if not failed:
+        return list(results)
+    failed |= {
+        subject_id(f) for f in record.fixtures if any(s.outcome != "passed" for s in f.setups)
+    }
+    why = "its failure is quarantined, not its gates (a gate:NAME[:SUBJECT] entry excuses them)"
+    return [
+        replace(r, status="missing", reason=f"{r.reason}; {why}")
+        if r.status == "not-run" and r.subject in failed
+        else r
+        for r in results
+    ]
 
 
 def _states(section: Mapping[str, Any]) -> dict[str, str]:

@@ -287,6 +287,10 @@ class Gatekeeper:
             where, env = self.state_dir, record.environment
             self.inputs |= keep_baseline(where, self.store, env, local=local is not None)
         results, empty = evaluate_gates(self.gates, record, view)
+        if self.quarantine is not None:  # an excused failure keeps its gates (as missing)
+            from pytest_rtgov.plugin.quarantine import keep_excused_gates
+
+            results = keep_excused_gates(self.quarantine, record, results)
         incomparable = baseline_comparability_notes(record, view.metrics)
         if incomparable:
             log_event("gate.incomparable", reasons=incomparable)

@@ -44,6 +44,7 @@ __all__ = [
     "excuse_failures",
     "excused_gates_of",
     "expired_leaves",
+    "keep_excused_gates",
     "register",
 ]
 
@@ -59,6 +60,7 @@ class SessionQuarantine:
     signatures_required: bool
     unexcused: set[str] = field(default_factory=set)  # node ids of failing reports
     excused: int = 0  # failing reports a valid entry excuses
+    stopped: bool = False  # the run-test loop ended early: nothing is excused
     session: pytest.Session | None = None
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -68,10 +70,22 @@ class SessionQuarantine:
         if not report.failed or hasattr(report, "wasxfail"):
             return
         checked = self.quarantine.for_test(report.nodeid)
-        if checked is None or not checked.active:
+        # A teardown error is never excused: it may come from a module- or session-scoped
+        # fixture (or a hook) finalized after this test, not from the test itself.
+        if checked is None or not checked.active or report.when == "teardown":
             self.unexcused.add(report.nodeid)
         else:
             self.excused += 1
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        """A loop that ended early (``-x``, ``--maxfail``, ``pytest.exit``, an
+        interrupt) excuses nothing: the tests it did not run were not judged."""
+        try:
+            return (yield)
+        except BaseException:
+            self.stopped = True
+            raise
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -82,10 +96,15 @@ class SessionQuarantine:
         failure pytest counted that no report showed (pytest-cov's ``--cov-fail-under``
         adds one to ``session.testsfailed``) is never excused."""
         counted = self.session.testsfailed if self.session is not None else self.excused
+        stopped = self.stopped or (
+            self.session is not None
+            and bool(self.session.shouldfail or self.session.shouldstop)
+        )
         if (
             exitstatus == pytest.ExitCode.TESTS_FAILED
             and self.excused
             and not self.unexcused
+            and not stopped
             and counted <= self.excused
         ):
             return int(pytest.ExitCode.OK)
@@ -143,6 +162,21 @@ def excused_gates_of(quarantine: Quarantine | None, results: Any) -> frozenset[t
     if quarantine is None:
         return frozenset()
     return excused_among(quarantine, ((r.gate, r.subject) for r in results))
+
+
+def keep_excused_gates(
+    quarantine: Quarantine, record: RunRecord, results: list[Any]
+) -> list[Any]:
+    """``results`` with the gates of the failures valid entries excuse kept, as missing
+    (``core/quarantine_record.py``, ``excused_keep_gates``)."""
+    from pytest_rtgov.core.quarantine_record import excused_keep_gates
+
+    excused = set()
+    for test in record.tests:
+        checked = quarantine.for_test(test.nodeid)
+        if checked is not None and checked.active:
+            excused.add(test.nodeid)
+    return excused_keep_gates(results, record, excused)
 
 
 def attach_section(config: pytest.Config, outcome: SessionOutcome) -> None:

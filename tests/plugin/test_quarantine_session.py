@@ -316,3 +316,69 @@ def test_an_expired_entry_fails_a_gated_session_and_audit_agrees(project, monkey
     assert verdict["status"] == "breached" and verdict["breaches"] == 0
     assert any("owner alice@example.com" in note for note in verdict["notes"])
     assert cli(project, "audit") == 0
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["n0", "n2"])
+def test_a_quarantined_test_that_fails_keeps_its_gates(project, monkeypatch, workers):
+    """A failed test is not gated; quarantined, its failure is excused but not its gates:
+    they are missing (a breach) unless a gate entry names them too."""
+    project.makepyfile(test_q=SUITE + """
+def test_accuracy_then_fails(rtgov):
+    rtgov.record("val_accuracy", 0.1, higher_is_better=True)
+    assert os.environ.get("FLAKY_PASSES") == "1"
+""")
+    gates = GATES.replace('max = "1 us"', 'max = "60 s"').replace(
+        'tests = ["test_q.py::test_accuracy"]',
+        'tests = ["test_q.py::test_accuracy", "test_q.py::test_accuracy_then_fails"]',
+    )
+    project.makefile(".toml", gates=gates)
+    monkeypatch.setenv("FLAKY_PASSES", "1")
+    assert project.runpytest("--rtgov-gate", *workers).ret == EXIT_GATE_BREACHED  # 0.1 < 0.9
+    monkeypatch.delenv("FLAKY_PASSES")  # it fails, and so does test_flaky
+    quarantine(project, "test_q.py::test_accuracy_then_fails", FLAKY)
+    result = project.runpytest("--rtgov-gate", *workers)
+    assert result.ret == EXIT_GATE_BREACHED, result.stdout.str()
+    record = latest_record(project.path)
+    (kept,) = [g for g in record["gate_results"] if g["subject"].endswith("_then_fails")]
+    assert kept["status"] == "missing" and "quarantined, not its gates" in kept["reason"]
+    quarantine(project, "test_q.py::test_accuracy_then_fails", FLAKY,
+               "gate:accuracy:test_q.py::test_accuracy_then_fails")  # fmt: skip
+    assert project.runpytest("--rtgov-gate", *workers).ret == 0
+    assert cli(project, "audit") == 0
+
+
+def test_a_session_stopped_early_excuses_nothing(project):
+    """-x after a quarantined failure: the tests after it were never judged."""
+    quarantine(project, FLAKY)
+    result = project.runpytest("--rtgov", "-x", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    project.makeconftest(
+        """
+        import pytest
+
+        def pytest_runtest_logreport(report):
+            if report.failed:
+                pytest.exit("stop here", returncode=1)
+        """
+    )
+    assert project.runpytest("--rtgov", "-p", "no:randomly").ret == 1
+
+
+def test_a_teardown_error_after_a_quarantined_test_is_not_excused(project, monkeypatch):
+    """A session fixture's finalizer reports against the last test: never excused."""
+    project.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session", autouse=True)
+        def leaky():
+            yield
+            raise RuntimeError("leaked resources")
+        """
+    )
+    project.makepyfile(test_z="def test_z_last():\n    assert True\n")
+    monkeypatch.setenv("FLAKY_PASSES", "1")
+    quarantine(project, "test_z.py::test_z_last")
+    result = project.runpytest("--rtgov", "-p", "no:randomly")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
