@@ -302,7 +302,7 @@ def _list(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.quarantine_file import load_quarantine, quarantine_path
 
     root = _root(args)
-    quarantine = load_quarantine(root, _trust(args), today=_today())
+    quarantine = load_quarantine(root, _trust(args), today=_today(), state_dir=args.dir)
     if args.json:
         print(json.dumps([c.to_dict() for c in quarantine.entries], indent=1))
         return 0

@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     max_days = _max_days(args, where.gates_file)
     expires = _expires(args, today, max_days)
     trust = where.trust(required=require_signatures(False))
-    quarantine = load_quarantine(root, trust, today=today)
+    quarantine = load_quarantine(root, trust, today=today, state_dir=args.dir)
     history = load_history(where.state_dir, runs=max(options.window, options.clean_runs))
     found = propose(history.runs, quarantine, options)
     applied: list[str] = []

@@ -86,7 +86,7 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "the evidence cannot be trusted or kept: the ledger does not verify or cannot be "
         "appended to, the baseline's seal fails, a recorded baseline is gone, the run "
         "record cannot be written, or (signatures required) a quarantine entry is unsigned, "
-        "untrusted or tampered",
+        "untrusted, tampered or revoked",
     ),
     ExitCode.INCOMPARABLE: (
         "`compare`: the two sides are not comparable; `replay`: the replaying environment's "
@@ -134,7 +134,7 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
     ExitCode.SEAL: (
         "a baseline, artifact or stage cache entry does not match its seal, or a stage "
         "entry's key or chain does not check (`verify`); a quarantine entry is tampered, or "
-        "(signatures required) unsigned or untrusted (`verify`)",
+        "(signatures required) unsigned, untrusted or revoked (`verify`)",
         "-",
     ),
     ExitCode.PROOF: ("`verify-proof`: the inclusion proof does not verify", "-"),

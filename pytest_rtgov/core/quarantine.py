@@ -51,7 +51,8 @@ __all__ = [
 QUARANTINE_FILE: Final = "rtgov.quarantine.json"
 QUARANTINE_PREDICATE: Final = "https://pytest-rtgov.dev/quarantine/v1"
 DEFAULT_MAX_DAYS, MAX_DAYS_CAP = 14, 90
-ENTRY_STATES = ("valid", "expired", "unsigned", "untrusted", "tampered")
+# revoked: a signed envelope the ledger records as removed or replaced, put back.
+ENTRY_STATES = ("valid", "expired", "unsigned", "untrusted", "tampered", "revoked")
 QUARANTINED_PASS, QUARANTINED_FAIL = "quarantined-pass", "quarantined-fail"
 ACTIONS = ("add", "renew")  # a predicate's action; the ledger adds remove and expired
 LEAF_ACTIONS = ("add", "renew", "remove", "expired")

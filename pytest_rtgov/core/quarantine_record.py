@@ -58,7 +58,7 @@ __all__ = [
 
 # Tests only: the day entries are checked on (YYYY-MM-DD) instead of the machine's date.
 TODAY_VARIABLE: Final = "RTGOV_TODAY"
-UNTRUSTED_STATES: Final = ("unsigned", "untrusted", "tampered")
+UNTRUSTED_STATES: Final = ("unsigned", "untrusted", "tampered", "revoked")
 _FAILED: Final = ("failed", "error")
 _BREACHING: Final = ("breach", "missing")  # core.verdict.BREACHING (verdict imports us)
 

@@ -123,6 +123,7 @@ def register(config: pytest.Config, settings: Settings) -> None:
         check_file,
         quarantine_path,
         read_quarantine_file,
+        revoked_entries,
     )
 
     try:
@@ -133,7 +134,8 @@ def register(config: pytest.Config, settings: Settings) -> None:
             return
         trust = settings.trust  # the keys are loaded only for a quarantine file
         today = today_from(os.environ, now, required=bool(trust.required))
-        checked = check_file(file, trust, today=today)
+        revoked = revoked_entries(settings.state_dir)  # removed or renewed in the ledger
+        checked = check_file(file, trust, today=today, revoked=revoked)
     except RtgovError as exc:
         raise pytest.UsageError(str(exc)) from None
     session = SessionQuarantine(checked, file.digest, bool(trust.required))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -144,16 +145,26 @@ def read_quarantine_file(path: Path, *, today: date | None = None) -> Quarantine
     return QuarantineFile(path, digest, tuple(envelopes))
 
 
-def load_quarantine(root: Path, trust: Trust | None, *, today: date) -> Quarantine:
+def load_quarantine(
+    root: Path, trust: Trust | None, *, today: date, state_dir: Path | None = None
+) -> Quarantine:
     """Every entry of ``root``'s quarantine file, checked against ``trust`` (its keyring
     keys are trusted, its local keys known but untrusted; None: no key, every signed
-    entry is ``untrusted``) on ``today``; a missing file: an empty Quarantine."""
+    entry is ``untrusted``) on ``today``, and against ``state_dir``'s ledger (entries it
+    removed or replaced are ``revoked``); a missing file: an empty Quarantine."""
     file = read_quarantine_file(quarantine_path(root), today=today)
-    return check_file(file, trust, today=today)
+    revoked = revoked_entries(state_dir) if state_dir is not None else {}
+    return check_file(file, trust, today=today, revoked=revoked)
 
 
-def check_file(file: QuarantineFile, trust: Trust | None, *, today: date) -> Quarantine:
-    """:func:`load_quarantine` for a file already read."""
+def check_file(
+    file: QuarantineFile, trust: Trust | None, *, today: date, revoked: Mapping[str, str] = {}
+) -> Quarantine:
+    """:func:`load_quarantine` for a file already read. ``revoked`` (entry id -> what
+    ended it, :func:`revoked_entries`): a valid envelope the ledger says was removed or
+    replaced is ``revoked``: put back from history, it excuses nothing."""
+    from dataclasses import replace
+
     trusted = tuple(trust.keyring) if trust is not None else ()
     others = tuple(trust.local) if trust is not None else ()
     order = {subject: i for i, subject in enumerate(file.subjects())}
@@ -164,7 +175,46 @@ def check_file(file: QuarantineFile, trust: Trust | None, *, today: date) -> Qua
         )
         for subject, env in sorted(file.envelopes, key=lambda pair: pair[0])
     ]  # fmt: skip
+    checked = [
+        replace(c, state="revoked", detail=revoked[c.id])
+        if c.id in revoked and c.state in ("valid", "expired")
+        else c
+        for c in checked
+    ]
     return Quarantine(tuple(checked))
+
+
+def revoked_entries(state_dir: Path) -> dict[str, str]:
+    """Entry id -> what ended it, from the ``quarantine`` leaves of ``state_dir``'s
+    ledger: a ``remove`` names its entry, a ``renew`` the entry it ``replaces``. Read
+    without verifying the ledger: a leaf here can only take an excuse away (``rtgov
+    verify`` checks the ledger itself); no ledger, nothing revoked."""
+    from pytest_rtgov.errors import RtgovError
+    from pytest_rtgov.store.ledger import Ledger
+
+    ledger = Ledger(state_dir / "ledger")
+    if not ledger.exists():
+        return {}
+    ended: dict[str, str] = {}
+    try:
+        frames = list(ledger.frames())
+    except (OSError, ValueError, RtgovError):
+        return {}  # a damaged ledger: rtgov verify says so
+    for index, frame in enumerate(frames):
+        try:
+            leaf = json.loads(frame.payload)
+        except ValueError:
+            continue
+        if not isinstance(leaf, dict) or leaf.get("kind") != "quarantine":
+            continue
+        action, at = leaf.get("action"), leaf.get("at", "")
+        if action in ("add", "renew"):  # signed (again) later: the same bytes are current
+            ended.pop(str(leaf.get("entry")), None)
+        if action == "remove" and isinstance(leaf.get("entry"), str):
+            ended[leaf["entry"]] = f"removed at {at} (ledger leaf {index})"
+        elif action == "renew" and isinstance(leaf.get("replaces"), str):
+            ended[leaf["replaces"]] = f"replaced by a renewal at {at} (ledger leaf {index})"
+    return ended
 
 
 def _write(path: Path, envelopes: dict[str, dict[str, Any]]) -> None:

@@ -242,3 +242,27 @@ def test_an_expired_entry_as_the_session_sees_it(project, capsys, monkeypatch):
     assert cli(project, "quarantine", "show", NODE) == 0
     out = capsys.readouterr().out
     assert f"created: {day(3)}" in out and "state: valid" in out
+
+
+def test_a_removed_entry_put_back_from_history_is_revoked(project, capsys, monkeypatch):
+    """The signed envelope is genuine, but the ledger ended it: it excuses nothing."""
+    path = project.path / FILE
+    assert cli(project, "quarantine", "add", NODE, *fields()) == 0
+    signed = path.read_bytes()
+    assert cli(project, "quarantine", "remove", NODE, "--reason", "fixed") == 0
+    path.write_bytes(signed)  # `git checkout OLD -- rtgov.quarantine.json`
+    capsys.readouterr()
+    assert cli(project, "quarantine", "list") == 0
+    assert "revoked" in capsys.readouterr().out
+    assert cli(project, "verify") == 0
+    assert f"entries[0] ({NODE}): the ledger records its removal" in capsys.readouterr().err
+    project.makepyfile(test_suite=SUITE.replace("    pass\n", "    assert False\n", 1))
+    assert project.runpytest("--rtgov").ret == 1  # the failure is not excused
+    monkeypatch.setenv("CI", "true")
+    assert cli(project, "verify") == 15
+    monkeypatch.delenv("CI")
+    assert cli(project, "quarantine", "add", NODE, *fields()) == 4  # a subject with an entry
+    path.unlink()
+    assert cli(project, "quarantine", "add", NODE, *fields()) == 0  # the same bytes again
+    assert cli(project, "quarantine", "list") == 0
+    assert "valid" in capsys.readouterr().out.splitlines()[-1]

@@ -29,14 +29,28 @@ def _finding(path: Path, index: int, checked: CheckedEntry) -> tuple[str, str]:
         "unsigned": "not signed",
         "untrusted": "not signed by a keyring key",
         "expired": f"expired on {e.expires}: it excuses nothing; renew or remove it",
+        "revoked": "the ledger records its removal or replacement: a signed envelope put "
+        "back from history",
     }[checked.state]
     detail = f" ({checked.detail})" if checked.detail and checked.state != "expired" else ""
     return where, f"{what}{detail}; owner {e.owner}, issue {e.issue}"
 
 
-def verify_quarantine(path: Path, trust: Trust, report: VerifyReport, *, today: date) -> None:
-    """Check ``path`` (``rtgov.quarantine.json``; absent: nothing to check)."""
-    from pytest_rtgov.store.quarantine_file import check_file, read_quarantine_file
+def verify_quarantine(
+    path: Path,
+    trust: Trust,
+    report: VerifyReport,
+    *,
+    today: date,
+    state_dir: Path | None = None,
+) -> None:
+    """Check ``path`` (``rtgov.quarantine.json``; absent: nothing to check) against the
+    keyring and against ``state_dir``'s ledger (an entry it removed or replaced)."""
+    from pytest_rtgov.store.quarantine_file import (
+        check_file,
+        read_quarantine_file,
+        revoked_entries,
+    )
 
     try:
         file = read_quarantine_file(path, today=today)
@@ -46,13 +60,14 @@ def verify_quarantine(path: Path, trust: Trust, report: VerifyReport, *, today: 
     if file.digest is None:
         return
     index = {subject: i for i, subject in enumerate(file.subjects())}
-    checked = check_file(file, trust, today=today).entries
+    revoked = revoked_entries(state_dir) if state_dir is not None else {}
+    checked = check_file(file, trust, today=today, revoked=revoked).entries
     for entry in checked:
         if entry.active:
             continue
         where, reason = _finding(path, index[entry.entry.subject], entry)
         fails = entry.state == "tampered" or (
-            trust.required and entry.state in ("unsigned", "untrusted")
+            trust.required and entry.state in ("unsigned", "untrusted", "revoked")
         )
         if fails:
             raise VerifyFailure(EXIT_SEAL, where, reason)

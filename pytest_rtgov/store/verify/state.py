@@ -97,7 +97,7 @@ def verify_all(
 
         now = datetime.now(timezone.utc).date()
         today = today_from(os.environ, now, required=bool(trust.required))  # as a session's
-        verify_quarantine(quarantine_file, trust, report, today=today)
+        verify_quarantine(quarantine_file, trust, report, today=today, state_dir=state_dir)
     # Temporaries of interrupted atomic writes: reported (the next writer in that folder
     # removes them), never part of what is verified.
     from pytest_rtgov.store.files import stale_temporaries
