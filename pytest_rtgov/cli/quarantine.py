@@ -107,12 +107,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _today() -> date:
-    """Today (UTC), or ``$RTGOV_TODAY`` as a session reads it (core/quarantine_record.py)."""
-    import os
+    """Today (UTC), or ``$RTGOV_TODAY`` as a session reads it."""
+    from pytest_rtgov.store.quarantine_file import quarantine_today
 
-    from pytest_rtgov.core.quarantine_record import today_from
-
-    return today_from(os.environ, datetime.now(timezone.utc).date())
+    return quarantine_today()
 
 
 def _now() -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +30,9 @@ OWNER, ISSUE = "WHO", "URL"  # the placeholders of a printed command, without --
 def utc_today() -> date:
     """The day entries are created on, as ``rtgov quarantine add`` reads it: today in
     UTC, or ``$RTGOV_TODAY`` (core/quarantine_record.py)."""
-    import os
+    from pytest_rtgov.store.quarantine_file import quarantine_today
 
-    from pytest_rtgov.core.quarantine_record import today_from
-
-    return today_from(os.environ, datetime.now(timezone.utc).date())
+    return quarantine_today()
 
 
 def _options(args: argparse.Namespace) -> Options:

@@ -76,7 +76,7 @@ def _check_gate(where: Any, entry: Entry) -> None:
         raise _unknown(f"{entry.subject!r} names gate {name!r}, but there is no gates file "
                        f"{where.gates_file}")  # fmt: skip
     names = [gate.name for gate in where.load_gates().gates]
-    if name not in names:
+    if not any(entry.subject_of_gate(n) is not None for n in names):  # names may hold ":"
         raise _unknown(
             f"{where.gates_file} has no gate {name!r} (gates: {', '.join(names) or 'none'})"
         )

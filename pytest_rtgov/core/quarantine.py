@@ -201,12 +201,21 @@ class Entry:
         """A test entry naming ``nodeid``, or its function without parameters."""
         return self.kind == "test" and _covers(self.subject, nodeid)
 
+    def subject_of_gate(self, gate: str) -> str | None:
+        """For an entry of ``gate`` (a name that may itself hold ``:``), the SUBJECT of
+        ``gate:NAME:SUBJECT``, ``""`` for ``gate:NAME``; None when it is not ``gate``'s."""
+        prefix = f"gate:{gate}"
+        if self.kind != "gate" or not self.subject.startswith(prefix):
+            return None
+        rest = self.subject[len(prefix) :]
+        return rest[1:] if rest.startswith(":") else ("" if not rest else None)
+
     def matches_gate(self, gate: str, subject: str) -> bool:
-        """A gate entry naming ``gate`` and either every subject or this ``subject``."""
-        if self.kind != "gate":
-            return False
-        name, only = self.gate
-        return name == gate and (only is None or _covers(only, subject))
+        """A gate entry naming ``gate`` and either every subject or this ``subject``
+        (matched on the gate's whole name: ``gate:perf:gpu`` is gate ``perf:gpu``'s
+        entry, and gate ``perf``'s for its subject ``gpu``)."""
+        only = self.subject_of_gate(gate)
+        return only is not None and (only == "" or _covers(only, subject))
 
     def state_on(self, day: date) -> str:
         """``valid`` on the days ``created <= day < expires`` when the two are at most
@@ -325,7 +334,8 @@ class Quarantine:
     def for_gate(self, gate: str, subject: str) -> CheckedEntry | None:
         """The entry for one gate result: ``gate:NAME:SUBJECT`` before ``gate:NAME``."""
         found = [c for c in self.entries if c.entry.matches_gate(gate, subject)]
-        found.sort(key=lambda c: (c.entry.gate[1] is None, c.entry.gate[1] != subject,
+        found.sort(key=lambda c: (c.entry.subject_of_gate(gate) == "",
+                                  c.entry.subject_of_gate(gate) != subject,
                                   not c.active))  # fmt: skip
         return found[0] if found else None
 

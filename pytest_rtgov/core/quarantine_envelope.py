@@ -88,8 +88,9 @@ def check_envelope(
     known = [*trusted, *others]
     try:
         verified = verify_envelope(envelope, known)
-    except EnvelopeError as exc:
-        raise QuarantineFileError(source, f"{place}.signatures", str(exc)) from exc
+    except EnvelopeError as exc:  # its text says what was expected
+        expected = str(exc).removeprefix("expected ")
+        raise QuarantineFileError(source, f"{place}.signatures", expected) from exc
     except RtgovError as exc:  # SignatureError: a known key failed, or none is known
         named = {envelope_keyid(v) for v in known}
         if any(k in named for k in keyids):

@@ -22,14 +22,12 @@ that no valid entry excuses. At the session end (``plugin/finish.py``):
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_rtgov.core.quarantine_record import build_section, excused_among, today_from
+from pytest_rtgov.core.quarantine_record import build_section, excused_among
 
 if TYPE_CHECKING:
     from pytest_rtgov.core.quarantine import Quarantine
@@ -122,18 +120,18 @@ def register(config: pytest.Config, settings: Settings) -> None:
     from pytest_rtgov.store.quarantine_file import (
         check_file,
         quarantine_path,
+        quarantine_today,
         read_quarantine_file,
         revoked_entries,
     )
 
     try:
-        now = datetime.now(timezone.utc).date()
         path = quarantine_path(settings.rootdir)
-        file = read_quarantine_file(path, today=today_from(os.environ, now))
+        file = read_quarantine_file(path, today=quarantine_today())
         if file.digest is None:
             return
         trust = settings.trust  # the keys are loaded only for a quarantine file
-        today = today_from(os.environ, now, required=bool(trust.required))
+        today = quarantine_today(required=bool(trust.required))
         revoked = revoked_entries(settings.state_dir)  # removed or renewed in the ledger
         checked = check_file(file, trust, today=today, revoked=revoked)
     except RtgovError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from pytest_rtgov.core.quarantine import QUARANTINED_FAIL, QUARANTINED_PASS
 from pytest_rtgov.core.records import RunRecord
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "quarantine_view",
 ]
 
-QUARANTINED_PASS, QUARANTINED_FAIL = "quarantined-pass", "quarantined-fail"
 _STYLE = {QUARANTINED_PASS: "cyan", QUARANTINED_FAIL: "yellow"}
 
 

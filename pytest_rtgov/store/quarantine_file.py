@@ -69,6 +69,18 @@ class QuarantineFile:
         return next((env for s, env in self.envelopes if s == subject), None)
 
 
+def quarantine_today(*, required: bool = False) -> date:
+    """The day entries are checked and created on: today in UTC, or ``$RTGOV_TODAY``
+    (``core/quarantine_record.py``, ``today_from``: only forward where signatures are
+    ``required``). The one clock of the quarantine: a session, its commands, verify."""
+    import os
+    from datetime import datetime, timezone
+
+    from pytest_rtgov.core.quarantine_record import today_from
+
+    return today_from(os.environ, datetime.now(timezone.utc).date(), required=required)
+
+
 def quarantine_path(root: Path) -> Path:
     """``rtgov.quarantine.json`` in the project root ``root``."""
     return root / QUARANTINE_FILE

@@ -226,6 +226,22 @@ def test_lookups_prefer_the_most_specific_entry() -> None:
     assert entry(subject="gate:speed").kind == "gate" and entry().kind == "test"
 
 
+def test_gate_names_are_matched_whole_even_with_colons() -> None:
+    """gates.toml allows ``:`` in a gate's name: ``gate:perf:gpu`` is that gate's."""
+    whole = entry(subject="gate:perf:gpu")
+    assert whole.matches_gate("perf:gpu", "tests/a.py::t")  # every subject of perf:gpu
+    assert whole.matches_gate("perf", "gpu") and not whole.matches_gate("perf", "t")
+    assert not whole.matches_gate("perf:gp", "u") and not whole.matches_gate("perf:gpux", "t")
+    one = entry(subject="gate:perf:gpu:tests/a.py::t")
+    assert one.matches_gate("perf:gpu", "tests/a.py::t")
+    assert not one.matches_gate("perf:gpu", "tests/a.py::u")
+    q = Quarantine(
+        (CheckedEntry(whole, "sha256:w", "valid"), CheckedEntry(one, "sha256:o", "valid"))
+    )
+    found = q.for_gate("perf:gpu", "tests/a.py::t")
+    assert found is not None and found.id == "sha256:o"  # the more specific one
+
+
 def test_gates_toml_quarantine_max_days() -> None:
     from pytest_rtgov.core.gates_config import GatesConfigError, parse_gates
 

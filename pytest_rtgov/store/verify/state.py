@@ -89,14 +89,10 @@ def verify_all(
     if stage_store_in_use(state_dir, stage_store):  # the stage cache (stages.py)
         verify_stage_store(state_dir, stage_store, trust, report)
     if quarantine_file is not None:  # rtgov.quarantine.json (quarantine.py)
-        import os
-        from datetime import datetime, timezone
-
-        from pytest_rtgov.core.quarantine_record import today_from
+        from pytest_rtgov.store.quarantine_file import quarantine_today
         from pytest_rtgov.store.verify.quarantine import verify_quarantine
 
-        now = datetime.now(timezone.utc).date()
-        today = today_from(os.environ, now, required=bool(trust.required))  # as a session's
+        today = quarantine_today(required=bool(trust.required))  # as a session's
         verify_quarantine(quarantine_file, trust, report, today=today, state_dir=state_dir)
     # Temporaries of interrupted atomic writes: reported (the next writer in that folder
     # removes them), never part of what is verified.
