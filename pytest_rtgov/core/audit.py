@@ -37,9 +37,11 @@ from pytest_rtgov.core.gates import evaluate_gates
 from pytest_rtgov.core.gates_config import GatesConfig
 from pytest_rtgov.core.ledger_records import run_leaves
 from pytest_rtgov.core.quarantine_record import (
-    excused_gates,
+    active_tests,
+    audited_quarantine,
+    build_section,
+    excused_among,
     excused_keep_gates,
-    excused_tests,
 )
 from pytest_rtgov.core.quarantine_record import session_problems as quarantine_problems
 from pytest_rtgov.core.records import RunRecord
@@ -202,6 +204,15 @@ def _without_run_id(leaf: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in leaf.items() if k != "run_id"}
 
 
+def _excused_tests(record: RunRecord) -> frozenset[str]:
+    """The tests whose failure a valid entry excuses, re-matched from the entries the
+    section holds (``audited_quarantine``), not read from its recorded matches."""
+    if not record.quarantine:
+        return frozenset()
+    quarantine = audited_quarantine(record.quarantine, record.ended_at)
+    return active_tests(quarantine, (t.nodeid for t in record.tests))
+
+
 def machine_facts(record: RunRecord, recorded: Verdict) -> MachineFacts:
     """The baseline state, the tests' exit status and the A/B acceptance the session
     decided from its machine, as the recorded verdict says them.
@@ -223,7 +234,7 @@ def machine_facts(record: RunRecord, recorded: Verdict) -> MachineFacts:
     if recorded.status == "failed-tests":
         tests = recorded.exit_status
     else:
-        excused = excused_tests(record.quarantine)
+        excused = _excused_tests(record)
         tests = int(
             any(t.outcome in ("failed", "error") and t.nodeid not in excused for t in record.tests)
         )
@@ -242,13 +253,14 @@ def rederive(
     machine's facts. No view: the session judged no gate (it stopped before reading a
     baseline: a seal that failed, a baseline gone), so no results."""
     results = evaluate_gates(gates, record, view)[0] if gates and view is not None else []
-    results = excused_keep_gates(results, record, excused_tests(record.quarantine))
+    quarantine = audited_quarantine(record.quarantine, record.ended_at)
+    results = excused_keep_gates(results, record, _excused_tests(record))
     verdict = decide(
         results,
         tests_exit_status=facts.tests_exit_status,
         baseline=facts.baseline_state,
         notes=facts.notes,
-        quarantined=excused_gates(record.quarantine),
+        quarantined=excused_among(quarantine, ((r.gate, r.subject) for r in results)),
     )
     if facts.baseline_state == "update" and verdict.baseline_action == "updated":
         assert gates is not None
@@ -257,7 +269,13 @@ def rederive(
     status, _ = session_problems(record.fixtures, exit_status=verdict.exit_status)
     if facts.nondeterministic and status == 0:  # plugin/determinism.py: as a breach
         status = int(EXIT_GATE_BREACHED)
-    status, _ = quarantine_problems(record.quarantine, exit_status=status)
+    if record.quarantine:  # the section as the session would build it, re-matched
+        section = build_section(
+            quarantine, digest="", tests=((t.nodeid, t.outcome) for t in record.tests),
+            results=(r.to_dict() for r in results),
+            signatures_required=bool(record.quarantine.get("signatures_required")),
+        )  # fmt: skip
+        status, _ = quarantine_problems(section, exit_status=status)
     if status != verdict.exit_status:
         verdict = replace(
             verdict,

@@ -42,6 +42,8 @@ from pytest_rtgov.core.quarantine import (
 __all__ = [
     "TODAY_VARIABLE",
     "UNTRUSTED_STATES",
+    "active_tests",
+    "audited_quarantine",
     "build_section",
     "excused_among",
     "excused_gates",
@@ -113,9 +115,11 @@ def build_section(
     tests: Iterable[tuple[str, str]],
     results: Iterable[Mapping[str, Any]],
     signatures_required: bool,
+    day: str = "",
 ) -> dict[str, Any]:
     """The record's section: ``tests`` as (node id, outcome), ``results`` the gate
-    results as the record holds them (``GateResult.to_dict``)."""
+    results as the record holds them (``GateResult.to_dict``); ``day`` the day the
+    entries were checked on (``YYYY-MM-DD``)."""
     matched_tests = []
     for nodeid, outcome in tests:
         checked = quarantine.for_test(nodeid)
@@ -138,6 +142,7 @@ def build_section(
         "file": QUARANTINE_FILE,
         "digest": digest,
         "signatures_required": signatures_required,
+        **({"day": day} if day else {}),
         "entries": [c.to_dict() for c in entries],
         "tests": sorted(matched_tests, key=lambda t: t["nodeid"]),
         "gates": sorted(matched_gates, key=lambda g: (g["gate"], g["subject"], g["metric"])),
@@ -236,6 +241,42 @@ def excused_keep_gates(
         else r
         for r in results
     ]
+
+
+def audited_quarantine(section: Mapping[str, Any], ended_at: str) -> Quarantine:
+    """The entries of a record's section as ``rtgov audit`` trusts them: each signature
+    state as recorded (the file's bytes are not kept), each date state re-checked on the
+    day the section says the session checked (never before the run's own day, ``ended_at``,
+    where signatures were required: a session there refuses an earlier day). The audit
+    then re-matches every test and gate result against these, never reading the recorded
+    matches: a section that excuses what its entries do not cover does not re-derive."""
+    from dataclasses import replace
+
+    if not section:
+        return Quarantine()
+    checked = quarantine_of(section).entries
+    ended = ended_at[:10]
+    day = str(section.get("day") or ended)
+    if section.get("signatures_required") and day < ended:
+        day = ended
+    on = parse_day(day, "quarantine.day")
+    dated = [
+        replace(c, state=c.entry.state_on(on), detail=c.entry.expiry_detail(on))
+        if c.state in ("valid", "expired")
+        else c
+        for c in checked
+    ]
+    return Quarantine(tuple(dated))
+
+
+def active_tests(quarantine: Quarantine, nodeids: Iterable[str]) -> frozenset[str]:
+    """The node ids among ``nodeids`` a valid entry covers."""
+    found = set()
+    for nodeid in nodeids:
+        checked = quarantine.for_test(nodeid)
+        if checked is not None and checked.active:
+            found.add(nodeid)
+    return frozenset(found)
 
 
 def _states(section: Mapping[str, Any]) -> dict[str, str]:

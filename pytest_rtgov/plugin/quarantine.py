@@ -56,6 +56,7 @@ class SessionQuarantine:
     quarantine: Quarantine
     digest: str
     signatures_required: bool
+    day: str  # the day the entries were checked on (YYYY-MM-DD)
     unexcused: set[str] = field(default_factory=set)  # node ids of failing reports
     excused: int = 0  # failing reports a valid entry excuses
     stopped: bool = False  # the run-test loop ended early: nothing is excused
@@ -136,7 +137,7 @@ def register(config: pytest.Config, settings: Settings) -> None:
         checked = check_file(file, trust, today=today, revoked=revoked)
     except RtgovError as exc:
         raise pytest.UsageError(str(exc)) from None
-    session = SessionQuarantine(checked, file.digest, bool(trust.required))
+    session = SessionQuarantine(checked, file.digest, bool(trust.required), today.isoformat())
     config.stash[QUARANTINE_KEY] = session
     config.pluginmanager.register(session, "rtgov-quarantine")
     if settings.gatekeeper is not None:
@@ -169,13 +170,9 @@ def keep_excused_gates(
 ) -> list[Any]:
     """``results`` with the gates of the failures valid entries excuse kept, as missing
     (``core/quarantine_record.py``, ``excused_keep_gates``)."""
-    from pytest_rtgov.core.quarantine_record import excused_keep_gates
+    from pytest_rtgov.core.quarantine_record import active_tests, excused_keep_gates
 
-    excused = set()
-    for test in record.tests:
-        checked = quarantine.for_test(test.nodeid)
-        if checked is not None and checked.active:
-            excused.add(test.nodeid)
+    excused = active_tests(quarantine, (t.nodeid for t in record.tests))
     return excused_keep_gates(results, record, excused)
 
 
@@ -193,6 +190,7 @@ def attach_section(config: pytest.Config, outcome: SessionOutcome) -> None:
         tests=((t.nodeid, t.outcome) for t in record.tests),
         results=verdict.gate_results() if verdict is not None else (),
         signatures_required=session.signatures_required,
+        day=session.day,
     )
     outcome.record = replace(record, quarantine=section)
 

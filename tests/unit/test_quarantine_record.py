@@ -9,6 +9,8 @@ import pytest
 
 from pytest_rtgov.core.quarantine import CheckedEntry, Entry, Quarantine, QuarantineEntryError
 from pytest_rtgov.core.quarantine_record import (
+    active_tests,
+    audited_quarantine,
     build_section,
     excused_among,
     excused_gates,
@@ -116,3 +118,22 @@ def test_today_may_only_move_forward_where_signatures_are_required():
     assert today_from({"RTGOV_TODAY": "2026-11-30"}, real, required=True) == real
     with pytest.raises(QuarantineEntryError, match=r"on or after today \(2026-11-30\)"):
         today_from(past, real, required=True)
+
+
+def test_the_audit_re_matches_and_re_dates_what_the_section_says():
+    """rtgov audit never reads the recorded matches: it re-matches the entries, and
+    re-checks their dates on the recorded day (not before the run's, where required)."""
+    base = section_of(checked("t.py::a"), checked("t.py::c", "unsigned"),
+                      tests=[("t.py::a", "failed")])  # fmt: skip
+    forged = {**base, "day": "2026-06-05",
+              "tests": [*base["tests"], {**base["tests"][0], "nodeid": "t.py::b"}]}  # fmt: skip
+    q = audited_quarantine(forged, "2026-06-05T10:00:00Z")
+    assert active_tests(q, ["t.py::a", "t.py::b", "t.py::c"]) == {"t.py::a"}
+    late = audited_quarantine({**forged, "day": "2026-06-12"}, "2026-06-12T10:00:00Z")
+    assert active_tests(late, ["t.py::a"]) == frozenset()  # expired on 2026-06-10
+    assert [c.state for c in late.entries] == ["expired", "unsigned"]
+    moved = {**forged, "signatures_required": True}  # a day before the run's: not in CI
+    assert active_tests(audited_quarantine(moved, "2026-06-12T10:00:00Z"), ["t.py::a"]) == set()
+    assert active_tests(audited_quarantine(forged, "2026-06-12T10:00:00Z"), ["t.py::a"]) == {
+        "t.py::a"
+    }  # locally the recorded day stands
