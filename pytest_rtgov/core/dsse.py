@@ -43,6 +43,7 @@ __all__ = [
     "envelope_keyid",
     "pae",
     "parse_statement",
+    "reject_duplicate_keys",
     "sign_envelope",
     "statement",
     "verify_envelope",
@@ -136,7 +137,7 @@ def statement(
         raise EnvelopeError(f"expected a JSON-serializable predicate: {exc}") from exc
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -158,7 +159,7 @@ def parse_statement(payload: bytes) -> dict[str, Any]:
     try:
         document = json.loads(
             payload.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
+            object_pairs_hook=reject_duplicate_keys,
             parse_constant=_reject_constant,
         )
     except UnicodeDecodeError as exc:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_rtgov.core.canonical import pretty_json
-from pytest_rtgov.core.dsse import PAYLOAD_TYPE_INTOTO, sign_envelope
+from pytest_rtgov.core.dsse import PAYLOAD_TYPE_INTOTO, reject_duplicate_keys, sign_envelope
 from pytest_rtgov.core.keys import Signer
 from pytest_rtgov.core.quarantine import (
     QUARANTINE_FILE,
@@ -86,15 +86,6 @@ def quarantine_path(root: Path) -> Path:
     return root / QUARANTINE_FILE
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"unique JSON object keys, got {key!r} twice")
-        result[key] = value
-    return result
-
-
 def _decode(path: Path, data: bytes) -> Any:
     source = str(path)
     try:
@@ -102,13 +93,14 @@ def _decode(path: Path, data: bytes) -> Any:
     except RecordFormatError as exc:
         raise QuarantineFileError(exc.source, exc.place, exc.expected) from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates)
+        return json.loads(text, object_pairs_hook=reject_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise QuarantineFileError(
             source, f"line {exc.lineno} column {exc.colno}", f"valid JSON ({exc.msg})"
         ) from None
-    except ValueError as exc:  # a duplicate key
-        raise QuarantineFileError(source, "the document", str(exc)) from None
+    except ValueError as exc:  # a duplicate key (EnvelopeError)
+        expected = str(exc).removeprefix("expected ")
+        raise QuarantineFileError(source, "the document", expected) from None
 
 
 def _subject_of(envelope: Any, source: str, place: str, today: date) -> str:
