@@ -190,3 +190,24 @@ def test_what_is_not_intermittent_enough(states: list[str], reason: str) -> None
                     RunFacts("run-b", "", BASE_ENV, {"t.py::x": CLEAN})]
     (excluded,) = propose(history).excluded
     assert excluded.reason == reason
+
+
+@pytest.mark.slow
+def test_the_target_holds_on_192_of_200_seeded_histories() -> None:
+    """Not only on the chosen seeds: over seeds 0..199 the done-when target (at least 9
+    of 10 flaky, none of the other 9, at most 1 false positive) holds on 192. The 8
+    misses: 7 histories where a healthy test failed twice at random (rate 0.002) within
+    the window, which is flakiness by construction, and 1 where 8 flaky were found."""
+    met, misses = 0, []
+    for seed in range(200):
+        history, groups = synthetic_history(seed)
+        proposed = {p.subject for p in propose(history).adds}
+        others = groups["broken"] | groups["new"] | groups["environment"]
+        flaky, wrong = len(proposed & groups["flaky"]), proposed & others
+        extra = len(proposed - groups["flaky"])
+        if flaky >= 9 and not wrong and extra <= 1:
+            met += 1
+        else:
+            misses.append((seed, flaky, len(wrong), extra))
+    assert all(not wrong for _, _, wrong, _ in misses)  # never broken, new or environment
+    assert met == 192, misses
