@@ -368,5 +368,6 @@ def test_workers_that_collect_different_tests_end_the_session(pytester):
         """
     )
     result = pytester.runpytest_subprocess("--rtgov-schedule", "1", "-n", "2", timeout=120)
-    result.stdout.fnmatch_lines(["*Different tests were collected between gw0 and gw1*"])
+    # xdist names the pair in the order their collections arrived: either order
+    result.stdout.fnmatch_lines(["*Different tests were collected between gw? and gw?*"])
     assert result.ret != 0
