@@ -135,9 +135,18 @@ def _entry(args: argparse.Namespace, what: str, **fields: Any) -> Entry:
                 f"quarantine {what}: --{name} is required ({_HINTS[name]})", field=name
             )
     try:
-        return Entry(**fields)
+        entry = Entry(**fields)
     except QuarantineEntryError as exc:
         raise _option_error(what, exc) from None
+    from urllib.parse import urlsplit
+
+    if "issue" in fields and not (urlsplit(entry.issue).scheme and urlsplit(entry.issue).netloc):
+        raise QuarantineEntryError(
+            f"quarantine {what}: --issue: expected a URL where the fix is tracked "
+            f"(https://host/...), got {entry.issue!r}",
+            field="issue",
+        )
+    return entry
 
 
 def _option_error(what: str, exc: QuarantineEntryError) -> QuarantineEntryError:
@@ -174,6 +183,25 @@ def _record(
     log_leaves(args, [leaf], signing, at, f"the quarantine entry for {checked.entry.subject}")
 
 
+def _signing_key(args: argparse.Namespace) -> Any:
+    """The key that signs the entry and the ledger's checkpoint: a keyring key, or this
+    machine's local key. Any other (exit 2) would sign an entry that excuses nothing and
+    a checkpoint `rtgov verify` cannot check, from then on."""
+    from pytest_rtgov.cli.signing import signing_key
+    from pytest_rtgov.errors import InvalidOptionError
+
+    signing = signing_key(args)
+    trust = _trust(args)
+    if not trust.is_trusted(signing.verifier) and signing.verifier not in trust.local:
+        raise InvalidOptionError(
+            f"signing key {signing.verifier.name} ({signing.source}) is neither in "
+            f"{paths(args).keyring} nor this machine's local key: the entry would excuse "
+            "nothing and `rtgov verify` could not check the ledger checkpoint it signs; "
+            "add its public half to the keyring first"
+        )
+    return signing
+
+
 def _warn_trust(checked: CheckedEntry) -> None:
     if checked.state != "valid":
         print(
@@ -185,7 +213,6 @@ def _warn_trust(checked: CheckedEntry) -> None:
 
 def _add(args: argparse.Namespace) -> int:
     from pytest_rtgov.cli.quarantine_subjects import check_subject_exists
-    from pytest_rtgov.cli.signing import signing_key
     from pytest_rtgov.store.quarantine_file import (
         quarantine_path,
         read_quarantine_file,
@@ -207,7 +234,7 @@ def _add(args: argparse.Namespace) -> int:
             field="subject",
         )
     check_subject_exists(paths(args), root, entry)
-    signing = signing_key(args)
+    signing = _signing_key(args)
     checked, _ = write_entry(root, entry, signing.signer, trust=_trust(args), today=_today())
     _record(args, signing, "add", checked, reason=entry.reason)
     print(
@@ -240,7 +267,6 @@ def _current(args: argparse.Namespace, subject: str) -> tuple[Any, CheckedEntry]
 
 
 def _renew(args: argparse.Namespace) -> int:
-    from pytest_rtgov.cli.signing import signing_key
     from pytest_rtgov.errors import RefusedError
     from pytest_rtgov.store.quarantine_file import write_entry
 
@@ -262,7 +288,7 @@ def _renew(args: argparse.Namespace) -> int:
         created=_today().isoformat(), evidence=old.entry.evidence, action="renew",
     )  # fmt: skip
     entry = _checked_duration(args, entry, "renew")
-    signing = signing_key(args)
+    signing = _signing_key(args)
     root = _root(args)
     checked, _ = write_entry(root, entry, signing.signer, trust=_trust(args), today=_today())
     _record(args, signing, "renew", checked, reason=entry.reason, replaces=old.id)
@@ -280,7 +306,6 @@ def _verified_locally(args: argparse.Namespace, checked: CheckedEntry) -> bool:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from pytest_rtgov.cli.signing import signing_key
     from pytest_rtgov.store.quarantine_file import remove_entry
 
     if args.reason is None or not args.reason.strip():
@@ -289,7 +314,7 @@ def _remove(args: argparse.Namespace) -> int:
             field="reason",
         )
     _current(args, args.subject)  # exit 3 before the key is loaded
-    signing = signing_key(args)
+    signing = _signing_key(args)
     old = remove_entry(_root(args), args.subject, trust=_trust(args), today=_today())
     _record(args, signing, "remove", old, reason=args.reason)
     print(f"removed the quarantine of {args.subject} (entry {old.id})")
@@ -317,7 +342,7 @@ def _list(args: argparse.Namespace) -> int:
         print("  ".join([*cells, row[4]]))
     problems = quarantine.problems()
     if problems:
-        print(f"{len(problems)} entr{'y' if len(problems) == 1 else 'ies'} excuse nothing: "
+        print(f"{len(problems)} entr{'y excuses' if len(problems) == 1 else 'ies excuse'} nothing: "
               + "; ".join(f"{c.entry.subject}: {c.state}" for c in problems))  # fmt: skip
     return 0
 

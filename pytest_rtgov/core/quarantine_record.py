@@ -337,8 +337,8 @@ def session_problems(section: Mapping[str, Any], *, exit_status: int) -> tuple[i
         elif state in UNTRUSTED_STATES and required:
             lines.append(
                 f"{name} is {state} ({entry.get('detail')}): refused where signatures are "
-                "required (CI=true or --rtgov-require-signature); sign it again with a "
-                "keyring key (`rtgov quarantine renew`) or remove it"
+                "required (CI=true or --rtgov-require-signature); remove it and add it "
+                "anew, signed by a keyring key (`rtgov quarantine remove`, then `add`)"
             )
             status = int(ExitCode.INTEGRITY)
         elif state in UNTRUSTED_STATES:

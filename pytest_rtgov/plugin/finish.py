@@ -72,6 +72,11 @@ class Finisher:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # What the session end says (stderr) starts on a line of its own: end pytest's
+        # progress line (``test_x.py F.  [100%]``) first, as pytest's summary would.
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and hasattr(reporter, "ensure_newline"):
+            reporter.ensure_newline()
         outcome = finish_session(self.config, self.settings, self.collector, int(exitstatus))
         self.config.stash[OUTCOME_KEY] = outcome
         session.exitstatus = outcome.exit_status

@@ -215,8 +215,11 @@ def problem_text(entry: Mapping[str, Any], view: QuarantineView | None = None) -
     detail = _text(entry, "detail")
     line += (f" ({detail})" if detail else "") + "; it excuses nothing"
     if view is not None and view.fatal(entry):
-        why = "" if state == "expired" else " (signatures are required)"
-        line += f" and fails the session{why}: renew it with a new reason or remove it"
+        if state == "expired":
+            line += " and fails the session: renew it with a new reason or remove it"
+        else:
+            line += (" and fails the session (signatures are required): remove it and add "
+                     "it anew, signed by a keyring key")  # fmt: skip
     return line
 
 

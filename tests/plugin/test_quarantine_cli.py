@@ -266,3 +266,25 @@ def test_a_removed_entry_put_back_from_history_is_revoked(project, capsys, monke
     assert cli(project, "quarantine", "add", NODE, *fields()) == 0  # the same bytes again
     assert cli(project, "quarantine", "list") == 0
     assert "valid" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_a_key_outside_the_keyring_signs_nothing(project, capsys, monkeypatch):
+    """Neither a keyring key nor the local key: its entry would excuse nothing and its
+    checkpoint would make `rtgov verify` fail from then on. Refused before any write."""
+    assert cli(project, "quarantine", "add", NODE, *fields()) == 0
+    before = (project.path / FILE).read_bytes(), len(leaves(project))
+    stranger = ["--keyring", str(project.path / "stranger.keyring")]
+    assert cli(project, "keys", "generate", "stranger", "-o", "stranger.key", *stranger) == 0
+    monkeypatch.setenv("RTGOV_SIGNING_KEY", str(project.path / "stranger.key"))
+    capsys.readouterr()
+    subject = "test_suite.py::test_param"
+    assert cli(project, "quarantine", "add", subject, *fields()) == 2
+    assert "neither in" in capsys.readouterr().err
+    assert ((project.path / FILE).read_bytes(), len(leaves(project))) == before
+    assert cli(project, "verify") == 0
+
+
+def test_the_issue_is_a_url(project, capsys):
+    assert cli(project, "quarantine", "add", NODE, *fields(issue="not a url")) == 4
+    assert "--issue: expected a URL" in capsys.readouterr().err
+    assert not (project.path / FILE).exists()

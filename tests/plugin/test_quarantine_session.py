@@ -382,3 +382,18 @@ def test_a_teardown_error_after_a_quarantined_test_is_not_excused(project, monke
     quarantine(project, "test_z.py::test_z_last")
     result = project.runpytest("--rtgov", "-p", "no:randomly")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_what_the_session_end_says_starts_on_a_line_of_its_own(project):
+    """stdout and stderr on one terminal: the warning does not glue onto [100%]."""
+    import subprocess
+    import sys
+
+    write_file(project.path, [unsigned(entry(FLAKY))])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--rtgov", "-p", "no:cacheprovider", "-p",
+         "no:randomly", "--color=no"],
+        cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert "quarantine entry test_q.py::test_flaky" in done.stdout
+    assert "%]pytest-rtgov" not in done.stdout and "%]warning" not in done.stdout
