@@ -22,7 +22,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "`CI=true`; an output file that cannot be written; a format whose extra is not "
         "installed (`export --format prometheus` without `[exporters]`); `ledger push`, `pull`: "
         "a URL whose fsspec driver is not installed, a push to a storage without the "
-        "conditional write rtgov uses (S3 or a directory)",
+        "conditional write rtgov uses (S3 or a directory); `quarantine add|renew|remove`: "
+        "a signing key neither in the keyring nor this machine's local key",
         "interrupted (pytest)",
     ),
     ExitCode.NOT_FOUND: (
@@ -42,7 +43,8 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "replay session that wrote no record or ran past `--timeout`; `races`: a session that "
         "wrote no record or ran past `--timeout`; `ledger push`, `pull`: "
         "the shared storage cannot be read or written (no bucket, no credentials); "
-        "`quarantine add|renew|remove`: a missing, too long or malformed field, an expiry "
+        "`quarantine add|renew|remove`: a missing, too long or malformed field (an `--issue` "
+        "that is not a URL), an expiry "
         "not after today or beyond `[quarantine] max_days`, a test that does not collect, a "
         "gate `gates.toml` does not name, a subject already quarantined, a renewal with the "
         "same reason; a malformed `rtgov.quarantine.json` (any `quarantine` command, "

@@ -264,7 +264,7 @@ def test_markdown_section(record):
     assert f"| **quarantined-fail** | `{SOFTMAX}` | ana@example.com |" in text
     assert "**expired**" in text and "is unsigned" in text
     assert "**breach** (quarantined)" in text
-    assert "(1 quarantined, excused)" in text
+    assert "1 breached, 1 quarantined (excused)" in text  # as the terminal counts them
 
 
 def test_html_section_and_badges(record):

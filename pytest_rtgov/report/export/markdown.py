@@ -6,7 +6,7 @@ from typing import Final
 
 from pytest_rtgov.core.format import format_change, format_value
 from pytest_rtgov.core.records import RunRecord
-from pytest_rtgov.core.verdict import BREACHING, GATE_STATUSES, UNGATED, Verdict
+from pytest_rtgov.core.verdict import GATE_STATUSES, UNGATED, Verdict
 from pytest_rtgov.report.export.common import _number, markdown_cell
 from pytest_rtgov.report.quarantine import quarantine_markdown, quarantine_view
 from pytest_rtgov.report.stages import stage_markdown
@@ -56,9 +56,9 @@ def to_markdown(record: RunRecord) -> str:
     if verdict.results:
         counts = {state: verdict.count(state) for state in GATE_STATUSES}
         shown = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-        breached = sum(counts[state] for state in BREACHING)
-        excused = sum(1 for row in view.gates if row.excused) if view else 0
-        excused_text = f" ({excused} quarantined, excused)" if excused else ""
+        # As the terminal's status line counts them: an excused breach apart.
+        breached, excused = len(verdict.breaches), len(verdict.quarantined_breaches)
+        excused_text = f", {excused} quarantined (excused)" if excused else ""
         lines += [
             "",
             f"{len(verdict.results)} gate checks, {breached} breached{excused_text}: {shown}.",
