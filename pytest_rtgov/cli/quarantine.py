@@ -20,6 +20,7 @@ from typing import Any
 from pytest_rtgov.cli.options import add_format, add_gates, add_keyring, add_signing_key, paths
 from pytest_rtgov.core.quarantine import (
     DEFAULT_MAX_DAYS,
+    QUARANTINE_FILE,
     CheckedEntry,
     Entry,
     QuarantineEntryError,
@@ -239,7 +240,8 @@ def _add(args: argparse.Namespace) -> int:
     _record(args, signing, "add", checked, reason=entry.reason)
     print(
         f"quarantined {entry.subject} until {entry.expires} (owner {entry.owner}, issue "
-        f"{entry.issue}); entry {checked.id} in {quarantine_path(root)}"
+        f"{entry.issue}); entry {checked.id} in {quarantine_path(root)}\n"
+        f"review and commit it: git add {QUARANTINE_FILE}"
     )
     _warn_trust(checked)
     return 0
