@@ -141,10 +141,11 @@ def _entry(args: argparse.Namespace, what: str, **fields: Any) -> Entry:
         raise _option_error(what, exc) from None
     from urllib.parse import urlsplit
 
-    if "issue" in fields and not (urlsplit(entry.issue).scheme and urlsplit(entry.issue).netloc):
+    given = getattr(args, "issue", None)  # renew keeps an entry's issue as it was
+    if given is not None and not (urlsplit(given).scheme and urlsplit(given).netloc):
         raise QuarantineEntryError(
             f"quarantine {what}: --issue: expected a URL where the fix is tracked "
-            f"(https://host/...), got {entry.issue!r}",
+            f"(https://host/...), got {given!r}",
             field="issue",
         )
     return entry
@@ -255,6 +256,7 @@ def _current(args: argparse.Namespace, subject: str) -> tuple[Any, CheckedEntry]
         check_file,
         quarantine_path,
         read_quarantine_file,
+        revoked_entries,
     )
 
     file = read_quarantine_file(quarantine_path(_root(args)), today=_today())
@@ -265,7 +267,8 @@ def _current(args: argparse.Namespace, subject: str) -> tuple[Any, CheckedEntry]
             f"{', '.join(file.subjects()) or 'none'})"
         )
     one = QuarantineFile(file.path, None, ((subject, envelope),))
-    return file, check_file(one, _trust(args), today=_today()).entries[0]
+    revoked = revoked_entries(args.dir)  # as `list`, a session and verify see it
+    return file, check_file(one, _trust(args), today=_today(), revoked=revoked).entries[0]
 
 
 def _renew(args: argparse.Namespace) -> int:
@@ -273,7 +276,8 @@ def _renew(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.quarantine_file import write_entry
 
     _, old = _current(args, args.subject)
-    if old.state in ("unsigned", "tampered", "untrusted") and not _verified_locally(args, old):
+    refused = ("unsigned", "tampered", "untrusted", "revoked")
+    if old.state in refused and not _verified_locally(args, old):
         raise RefusedError(
             f"quarantine renew: the entry for {args.subject!r} is {old.state} ({old.detail}): "
             "its content is not vouched for, so it is not re-signed; remove it and add it anew"

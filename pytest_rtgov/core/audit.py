@@ -209,7 +209,7 @@ def _excused_tests(record: RunRecord) -> frozenset[str]:
     section holds (``audited_quarantine``), not read from its recorded matches."""
     if not record.quarantine:
         return frozenset()
-    quarantine = audited_quarantine(record.quarantine, record.ended_at)
+    quarantine = audited_quarantine(record.quarantine, record.started_at)
     return active_tests(quarantine, (t.nodeid for t in record.tests))
 
 
@@ -253,7 +253,7 @@ def rederive(
     machine's facts. No view: the session judged no gate (it stopped before reading a
     baseline: a seal that failed, a baseline gone), so no results."""
     results = evaluate_gates(gates, record, view)[0] if gates and view is not None else []
-    quarantine = audited_quarantine(record.quarantine, record.ended_at)
+    quarantine = audited_quarantine(record.quarantine, record.started_at)
     results = excused_keep_gates(results, record, _excused_tests(record))
     verdict = decide(
         results,

@@ -182,7 +182,8 @@ def quarantine_of(section: Mapping[str, Any]) -> Quarantine:
 def merge_sections(sections: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """One section out of the shards' sections (``rtgov merge``): every entry once (an
     entry one shard found not valid stays so), the tests of all shards; no gates (the
-    merged run is gated after); ``{}`` when no shard read a quarantine file."""
+    merged run is gated after); no ``day`` (the shards' may differ: the audit keeps the
+    merged states); ``{}`` when no shard read a quarantine file."""
     present = [s for s in sections if s]
     if not present:
         return {}
@@ -243,22 +244,25 @@ def excused_keep_gates(
     ]
 
 
-def audited_quarantine(section: Mapping[str, Any], ended_at: str) -> Quarantine:
+def audited_quarantine(section: Mapping[str, Any], started_at: str) -> Quarantine:
     """The entries of a record's section as ``rtgov audit`` trusts them: each signature
-    state as recorded (the file's bytes are not kept), each date state re-checked on the
-    day the section says the session checked (never before the run's own day, ``ended_at``,
-    where signatures were required: a session there refuses an earlier day). The audit
-    then re-matches every test and gate result against these, never reading the recorded
-    matches: a section that excuses what its entries do not cover does not re-derive."""
+    state as recorded (the file's bytes are not kept); each date state re-checked on the
+    ``day`` the section says the session checked them (not before the day the run started,
+    ``started_at``, where signatures were required: a session there refuses an earlier
+    day). A section without a day (a merged run's: its shards may have checked on
+    different days) keeps its recorded date states. The audit then re-matches every test
+    and gate result against these, never reading the recorded matches: a section that
+    excuses what its entries do not cover does not re-derive."""
     from dataclasses import replace
 
     if not section:
         return Quarantine()
     checked = quarantine_of(section).entries
-    ended = ended_at[:10]
-    day = str(section.get("day") or ended)
-    if section.get("signatures_required") and day < ended:
-        day = ended
+    if not section.get("day"):
+        return Quarantine(tuple(checked))
+    day, started = str(section.get("day")), started_at[:10]
+    if section.get("signatures_required") and day < started:
+        day = started
     on = parse_day(day, "quarantine.day")
     dated = [
         replace(c, state=c.entry.state_on(on), detail=c.entry.expiry_detail(on))
@@ -325,14 +329,14 @@ def session_problems(section: Mapping[str, Any], *, exit_status: int) -> tuple[i
         state, name = entry.get("state"), _named(entry)
         if state == "expired" and entry.get("id") in used:
             lines.append(
-                f"{name} expired on {entry.get('expires')}: it excuses nothing and fails "
+                f"{name} {entry.get('detail') or 'expired'}: it excuses nothing and fails "
                 f"the session; renew it with a new reason (`rtgov quarantine renew "
                 f"{entry.get('subject')} --reason TEXT --expires YYYY-MM-DD`) or remove it"
             )
             if status == ExitCode.OK:
                 status = int(ExitCode.GATE_BREACHED)
         elif state == "expired":
-            lines.append(f"warning: {name} expired on {entry.get('expires')} (no test or "
+            lines.append(f"warning: {name} {entry.get('detail') or 'expired'} (no test or "
                          "gate of this session uses it): renew or remove it")  # fmt: skip
         elif state in UNTRUSTED_STATES and required:
             lines.append(

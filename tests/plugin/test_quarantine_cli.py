@@ -254,6 +254,10 @@ def test_a_removed_entry_put_back_from_history_is_revoked(project, capsys, monke
     capsys.readouterr()
     assert cli(project, "quarantine", "list") == 0
     assert "revoked" in capsys.readouterr().out
+    assert cli(project, "quarantine", "show", NODE) == 0
+    assert "state: revoked" in capsys.readouterr().out
+    renewal = ["--reason", "put back on purpose", "--expires", day(8)]
+    assert cli(project, "quarantine", "renew", NODE, *renewal) == 5  # add it anew instead
     assert cli(project, "verify") == 0
     assert f"entries[0] ({NODE}): the ledger records its removal" in capsys.readouterr().err
     project.makepyfile(test_suite=SUITE.replace("    pass\n", "    assert False\n", 1))

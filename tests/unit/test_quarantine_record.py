@@ -137,3 +137,12 @@ def test_the_audit_re_matches_and_re_dates_what_the_section_says():
     assert active_tests(audited_quarantine(forged, "2026-06-12T10:00:00Z"), ["t.py::a"]) == {
         "t.py::a"
     }  # locally the recorded day stands
+    # A CI run that started before midnight UTC and ended after it: the day it started on.
+    midnight = {**moved, "day": "2026-06-09"}
+    assert active_tests(audited_quarantine(midnight, "2026-06-09T23:50:00Z"), ["t.py::a"]) == {
+        "t.py::a"
+    }
+    undated = {k: v for k, v in base.items() if k != "day"}  # merged: shards' days differ
+    assert [c.state for c in audited_quarantine(undated, "2027-01-01T00:00:00Z").entries] == [
+        "valid", "unsigned"
+    ]  # fmt: skip

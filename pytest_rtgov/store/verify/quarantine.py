@@ -28,7 +28,8 @@ def _finding(path: Path, index: int, checked: CheckedEntry) -> tuple[str, str]:
         "tampered": "its signature does not verify: edited after it was signed",
         "unsigned": "not signed",
         "untrusted": "not signed by a keyring key",
-        "expired": f"expired on {e.expires}: it excuses nothing; renew or remove it",
+        "expired": f"{checked.detail or f'expired on {e.expires}'}: it excuses nothing; "
+        "renew or remove it",
         "revoked": "the ledger records its removal or replacement: a signed envelope put "
         "back from history",
     }[checked.state]
