@@ -3,6 +3,7 @@ the probe recorded per sample, and gates that never judge a cheap value."""
 
 from __future__ import annotations
 
+import mmap
 import tracemalloc
 from types import SimpleNamespace
 
@@ -23,17 +24,27 @@ MIB = 1 << 20
 needs_rss = pytest.mark.skipif(not rss_available(), reason="no writable /proc/self/clear_refs")
 
 
+def fresh(nbytes: int) -> mmap.mmap:
+    """``nbytes`` of fresh pages, faulted in: an anonymous mapping, touched. Not a numpy
+    array: malloc may serve that from heap pages already resident, depending on what the
+    process (an xdist worker that ran other tests, the allocator they pinned) freed."""
+    pages = mmap.mmap(-1, nbytes)
+    for offset in range(0, nbytes, mmap.PAGESIZE):  # one byte a page: no copy resident
+        pages[offset] = 1
+    return pages
+
+
 @needs_rss
 def test_rss_probe_sees_fresh_pages_and_nests():
     probe = RssProbe()
     probe.start()
-    outer = np.ones(40 * MIB, dtype=np.uint8)  # above the mmap threshold: fresh pages
+    outer = fresh(40 * MIB)
     probe.start()
-    inner = np.ones(60 * MIB, dtype=np.uint8)
-    del inner
+    inner = fresh(60 * MIB)
+    inner.close()
     inner_peak, evidence = probe.stop()
     outer_peak, _ = probe.stop()
-    del outer
+    outer.close()
     probe.close()
     assert evidence is None
     assert 0.95 * 60 * MIB <= inner_peak <= 1.1 * 60 * MIB
@@ -53,9 +64,9 @@ def test_rss_probe_reads_the_mark_from_proc_when_a_historic_peak_hides_it(monkey
     monkeypatch.setattr(memory, "getrusage", stale)
     probe = RssProbe()
     probe.start()
-    data = np.ones(48 * MIB, dtype=np.uint8)
+    data = fresh(48 * MIB)
     peak, _ = probe.stop()
-    del data
+    data.close()
     probe.close()
     assert 0.95 * 48 * MIB <= peak <= 1.1 * 48 * MIB
 
@@ -75,8 +86,7 @@ def test_auto_probe_measures_precisely_only_when_asked():
     probe.precise_next = False
     region = meter.open()
     assert not tracemalloc.is_tracing()  # no hook on the region's allocations
-    data = np.ones(48 * MIB, dtype=np.uint8)
-    del data
+    fresh(48 * MIB).close()
     sample = meter.close(region)
     probe.close()
     if rss_available():
