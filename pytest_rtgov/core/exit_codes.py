@@ -60,7 +60,7 @@ MEANINGS: dict[ExitCode, tuple[str, str]] = {
         "another push landed first, or the shared ledger has leaves this one lacks (pull, "
         "`--rebase` when both have their own, then push again); `ledger pull`: leaves here no "
         "checkpoint signs (`ledger recover` first); `quarantine renew`: an entry that is "
-        "unsigned, untrusted or tampered (remove it and add it anew)",
+        "unsigned, untrusted, tampered or revoked (remove it and add it anew)",
         "no tests collected (pytest)",
     ),
     ExitCode.GATE_BREACHED: (
