@@ -10,7 +10,6 @@ file) is exit 4 and writes nothing; ``propose`` is :mod:`.quarantine_propose`'s.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from datetime import date, datetime, timezone
@@ -25,6 +24,7 @@ from pytest_rtgov.core.quarantine import (
     Entry,
     QuarantineEntryError,
 )
+from pytest_rtgov.core.quarantine_record import UNTRUSTED_STATES
 
 __all__ = ["add_parsers", "run"]
 
@@ -276,8 +276,7 @@ def _renew(args: argparse.Namespace) -> int:
     from pytest_rtgov.store.quarantine_file import write_entry
 
     _, old = _current(args, args.subject)
-    refused = ("unsigned", "tampered", "untrusted", "revoked")
-    if old.state in refused and not _verified_locally(args, old):
+    if old.state in UNTRUSTED_STATES and not _verified_locally(args, old):
         raise RefusedError(
             f"quarantine renew: the entry for {args.subject!r} is {old.state} ({old.detail}): "
             "its content is not vouched for, so it is not re-signed; remove it and add it anew"
@@ -363,9 +362,8 @@ def _show(args: argparse.Namespace) -> int:
         document = {"entry": checked.to_dict(), "statement": statement, "envelope": envelope}
         print(json.dumps(document, indent=1, sort_keys=True))
         return 0
-    data = {**dataclasses.asdict(checked.entry), "evidence": list(checked.entry.evidence)}
     for key in ("subject", "owner", "reason", "issue", "created", "expires", "action"):
-        print(f"{key}: {data[key]}")
+        print(f"{key}: {getattr(checked.entry, key)}")
     print(f"evidence: {', '.join(checked.entry.evidence) or '-'}")
     print(f"state: {checked.state}{f' ({checked.detail})' if checked.detail else ''}")
     print(f"signed by: {checked.keyid or '-'}")

@@ -43,6 +43,7 @@ __all__ = [
     "QuarantineEntryError",
     "QuarantineFileError",
     "check_max_days",
+    "covers",
     "parse_day",
     "quarantine_leaf",
     "subject_sha256",
@@ -133,7 +134,7 @@ def subject_sha256(subject: str) -> str:
     return hashlib.sha256(subject.encode("utf-8")).hexdigest()
 
 
-def _covers(pattern: str, name: str) -> bool:
+def covers(pattern: str, name: str) -> bool:
     """``pattern`` names ``name`` itself or, without parameters, its parametrizations."""
     return name == pattern or (not pattern.endswith("]") and name.startswith(pattern + "["))
 
@@ -199,7 +200,7 @@ class Entry:
 
     def matches_test(self, nodeid: str) -> bool:
         """A test entry naming ``nodeid``, or its function without parameters."""
-        return self.kind == "test" and _covers(self.subject, nodeid)
+        return self.kind == "test" and covers(self.subject, nodeid)
 
     def subject_of_gate(self, gate: str) -> str | None:
         """For an entry of ``gate`` (a name that may itself hold ``:``), the SUBJECT of
@@ -215,7 +216,7 @@ class Entry:
         (matched on the gate's whole name: ``gate:perf:gpu`` is gate ``perf:gpu``'s
         entry, and gate ``perf``'s for its subject ``gpu``)."""
         only = self.subject_of_gate(gate)
-        return only is not None and (only == "" or _covers(only, subject))
+        return only is not None and (only == "" or covers(only, subject))
 
     def state_on(self, day: date) -> str:
         """``valid`` on the days ``created <= day < expires`` when the two are at most

@@ -266,9 +266,9 @@ def _judge(
     subject: str, seen: Sequence[tuple[RunFacts, str]], first: int, newest: int,
     options: Options, quarantined: str,
 ) -> Proposal | Exclusion | None:
-    est = estimate(subject, seen)
-    if not est.bad:
+    if all(obs == CLEAN for _, obs in seen):  # nothing to judge: no interval to compute
         return None
+    est = estimate(subject, seen)
     if quarantined:
         return Exclusion(subject, "quarantined", f"already quarantined ({quarantined})", est)
     if first > newest - options.new_runs:

@@ -147,7 +147,7 @@ class Plan:
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", MappingProxyType(dict(self.groups)))
 
-    @property
+    @functools.cached_property
     def seeds(self) -> Mapping[str, int]:
         """Each planned test's seed (:func:`per_test_seed`), computed when first asked."""
         return _Seeds(self.seed, frozenset(self.nodeids))

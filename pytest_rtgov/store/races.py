@@ -11,7 +11,6 @@ are not passed on.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -23,11 +22,9 @@ from typing import Any
 
 from pytest_rtgov.core.schedule import Plan
 from pytest_rtgov.errors import RecordFormatError, RtgovError
+from pytest_rtgov.store.replay_run import DROPPED_VARIABLES, xdist_installed
 
 __all__ = ["Session", "run_plan", "session_command", "write_plan"]
-
-_DROPPED = ("CI", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS")
-
 
 @dataclass(frozen=True)
 class Session:
@@ -62,7 +59,7 @@ def session_command(
         command += ["--rtgov-schedule", str(seed)]
     if workers > 1:
         command += ["-n", str(workers)]
-    elif importlib.util.find_spec("xdist") is not None:
+    elif xdist_installed():
         command += ["-n", "0"]
     return command
 
@@ -77,7 +74,7 @@ def run_plan(
     from pytest_rtgov.store.objects import ObjectStore
     from pytest_rtgov.store.runs import RunStore
 
-    env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+    env = {k: v for k, v in os.environ.items() if k not in DROPPED_VARIABLES}
     with tempfile.TemporaryDirectory(prefix="rtgov-races-") as temp:
         state = Path(temp) / "state"
         command = session_command(

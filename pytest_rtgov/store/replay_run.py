@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pytest_rtgov.core.records import RunRecord
 
 __all__ = [
+    "DROPPED_VARIABLES",
     "Changed",
     "CodePlan",
     "ReplayRefusedError",
@@ -60,7 +61,8 @@ __all__ = [
 
 # Not passed to the replay session: it is a measurement in a throwaway state directory,
 # signed by this machine's local key, not a CI gate (the replay leaf is signed apart).
-_DROPPED = ("CI", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS")
+# what a replayed or planned session must not inherit (store/races.py too)
+DROPPED_VARIABLES = ("CI", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS")
 
 
 class ReplayRefusedError(RefusedError):
@@ -165,7 +167,7 @@ def replay_environment(
     the record has it (``env.NAME`` facts; absent: removed), then ``overrides``.
     Returns it and ``(name, value here, value in the replay)`` for each that changed."""
     overrides = overrides or {}
-    env = {k: v for k, v in base.items() if k not in _DROPPED}
+    env = {k: v for k, v in base.items() if k not in DROPPED_VARIABLES}
     changed: list[tuple[str, str | None, str | None]] = []
     for name in restored_names(recorded):
         want = overrides.get(name, recorded.get(f"env.{name}"))

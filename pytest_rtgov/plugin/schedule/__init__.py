@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from pytest_rtgov.core.schedule import (
     Plan,
     PlanFileError,
     ScheduleError,
+    cost_model_digest,
     per_test_seed,
     plan_schedule,
 )
@@ -89,8 +91,6 @@ def _read_plan(config: pytest.Config, path: str) -> Plan:
     """``--rtgov-schedule-plan``'s plan; a file that is not one is a usage error naming it."""
     from pathlib import Path
 
-    from pytest_rtgov.core.schedule import PlanFileError
-
     file = Path(config.invocation_params.dir) / path
     try:
         return Plan.from_json(file.read_bytes(), source=str(file))
@@ -129,8 +129,6 @@ def register(config: pytest.Config) -> None:
         from pytest_rtgov.plugin.schedule.costs import history_costs
 
         state.costs = history_costs(config)
-    from pytest_rtgov.core.schedule import cost_model_digest
-
     state.cost_model = cost_model_digest(state.costs)
     config.pluginmanager.register(SchedulePlugin(config, state), PLUGIN_NAME)
     if not is_worker and config.getoption("dist", "no") != "no":
@@ -156,10 +154,9 @@ def reorder(config: pytest.Config, items: list[pytest.Item]) -> None:
     distributed = config.getoption("dist", "no") != "no" or hasattr(config, "workerinput")
     if state is None or not items or distributed:
         return
-    if hasattr(config, "workerinput"):  # an xdist worker: the controller's plan orders it
-        return
     try:
-        state.plan = make_plan(state, [item.nodeid for item in items], 1, groups_of(items))
+        nodeids = [item.nodeid for item in items]
+        state.plan = make_plan(state, nodeids, 1, lambda: groups_of(items))
     except PlanFileError as exc:
         raise pytest.UsageError(f"pytest-rtgov: --rtgov-schedule-plan: {exc}") from None
     except ScheduleError as exc:
@@ -170,17 +167,20 @@ def reorder(config: pytest.Config, items: list[pytest.Item]) -> None:
 
 
 def make_plan(
-    state: ScheduleState, nodeids: list[str], workers: int, groups: dict[str, str]
+    state: ScheduleState,
+    nodeids: list[str],
+    workers: int,
+    groups: Callable[[], dict[str, str]],
 ) -> Plan:
     """The session's plan: ``--rtgov-schedule-plan``'s when it fits this collection and
     these workers (else :class:`PlanFileError`), else planned now (else
-    :class:`ScheduleError`)."""
+    :class:`ScheduleError`). ``groups`` is asked only by the ``group`` policy."""
     if state.given is not None:
         fit_plan(state.given, nodeids, workers, source=state.source)
         return state.given
     return plan_schedule(
         state.seed, nodeids, workers=workers, policy=state.policy,
-        groups=groups if state.policy == "group" else {}, costs=state.costs,
+        groups=groups() if state.policy == "group" else {}, costs=state.costs,
     )  # fmt: skip
 
 

@@ -96,10 +96,10 @@ class PlannedScheduling(LoadScheduling):
             return
         self.position = {nodeid: i for i, nodeid in enumerate(self.collection)}
         self.planned = sorted(self.nodes, key=_index)
-        state = self.state
+        state, collection = self.state, self.collection
         try:
             state.plan = make_plan(
-                state, self.collection, len(self.planned), _groups(self.collection)
+                state, collection, len(self.planned), lambda: _groups(collection)
             )
         except (ScheduleError, PlanFileError) as exc:
             option = "--rtgov-schedule-plan" if state.given else "--rtgov-schedule"
