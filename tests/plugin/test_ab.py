@@ -10,6 +10,7 @@ a thousand times, which no load hides.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -99,7 +100,10 @@ def test_an_uncommitted_slowdown_is_caught_and_only_it(repo):
     _, gates = results(repo)
     assert gates["test_ab.py::test_work"]["status"] == "breach"
     assert gates["test_ab.py::test_work"]["relative"] > 0.1
-    assert "look 1 of 7, 15 pairs" in gates["test_ab.py::test_work"]["reason"]
+    # a 2x slowdown stops the sequential rule early: at its first look on a quiet machine,
+    # a look or two later when another process disturbs a pair (any look before the last)
+    look = re.search(r"look (\d) of 7, (\d+) pairs", gates["test_ab.py::test_work"]["reason"])
+    assert look is not None and int(look[1]) < 7 and int(look[2]) == 15 * int(look[1])
     assert gates["test_ab.py::test_work"]["clock"] == "cpu_time"
     assert gates["test_ab.py::test_other"]["status"] == "pass"
 
